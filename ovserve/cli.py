@@ -1,0 +1,124 @@
+"""The ``ovserve`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ovserve.framework.errors import GraphConfigError
+from ovserve.framework.ports import type_name
+from ovserve.framework.registry import Registry, build_registry
+from ovserve.framework.validation import load_graph
+from ovserve.framework.visualize import to_dot, to_mermaid
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return build_registry(args.calculators or ())
+
+
+def _add_calculators_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calculators", action="append", metavar="DIR",
+                        help="a folder of *.py calculators (and *.pbtxt subgraphs) to register; repeatable")
+
+
+def cmd_graph_check(args: argparse.Namespace) -> int:
+    try:
+        registry = _registry(args)
+    except GraphConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.files:
+        try:
+            spec = load_graph(path, registry)
+        except GraphConfigError as error:
+            failed += 1
+            print(f"FAIL {path}", file=sys.stderr)
+            for problem in error.problems:
+                print(f"  {problem}", file=sys.stderr)
+            continue
+        print(f"ok   {path}: {len(spec.nodes)} nodes, {len(spec.resources)} resources")
+    return 1 if failed else 0
+
+
+def cmd_graph_show(args: argparse.Namespace) -> int:
+    try:
+        spec = load_graph(args.file, _registry(args))
+    except GraphConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(to_dot(spec) if args.format == "dot" else to_mermaid(spec))
+    return 0
+
+
+def cmd_calculators(args: argparse.Namespace) -> int:
+    try:
+        registry = _registry(args)
+    except GraphConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for registration in registry:
+        print(f"{registration.name}  [{registration.kind}, {registration.origin}]")
+        if registration.kind == "subgraph":
+            config = registration.subgraph.config
+            for label, items in (("inputs", config.input_stream), ("outputs", config.output_stream),
+                                 ("side inputs", config.input_side_packet)):
+                if items:
+                    print(f"    {label}: {', '.join(items)}")
+            continue
+        target = registration.calculator
+        if target.describe():
+            print(f"    {target.describe()}")
+        contract = target.contract
+        for label, ports in (("inputs", contract.inputs), ("outputs", contract.outputs),
+                             ("side inputs", contract.side_inputs), ("side outputs", contract.side_outputs)):
+            for tag, port in ports.items():
+                flags = [f for f, on in (("optional", port.optional and label != "outputs"),
+                                         ("multiple", port.multiple)) if on]
+                extra = f" ({', '.join(flags)})" if flags else ""
+                doc = f" - {port.doc}" if port.doc else ""
+                print(f"    {label[:-1]} {tag or '(untagged)'}: {port.type_name}{extra}{doc}")
+        fields = target.Options.model_fields
+        if fields:
+            proto = f" [{target.options_type}]" if target.options_type else ""
+            print(f"    options{proto}:")
+            for name, info in fields.items():
+                default = (
+                    "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+                )
+                desc = f" - {info.description}" if info.description else ""
+                annotation = type_name(info.annotation)
+                print(f"      {name}: {annotation} ({default}){desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ovserve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    graph = commands.add_parser("graph", help="check or draw graph files")
+    graph_commands = graph.add_subparsers(dest="graph_command", required=True)
+    check = graph_commands.add_parser("check", help="validate graph files; non-zero exit on any problem")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    _add_calculators_flag(check)
+    check.set_defaults(func=cmd_graph_check)
+    show = graph_commands.add_parser("show", help="print a graph as Mermaid (default) or Graphviz DOT")
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    _add_calculators_flag(show)
+    show.set_defaults(func=cmd_graph_show)
+
+    calculators = commands.add_parser("calculators", help="list registered calculators with ports and options")
+    _add_calculators_flag(calculators)
+    calculators.set_defaults(func=cmd_calculators)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,532 @@
+"""Running graphs: :class:`Graph` (resources built once) and :class:`GraphRun` (one per request).
+
+Every node of a run is an asyncio task that takes packets from bounded input queues and calls its
+calculator. A producer that fills a consumer's queue waits until the consumer has drained it to half
+(backpressure), so a slow reader bounds every queue upstream of it. Cancelling a run cancels every
+task; each calculator's ``close`` still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from ovserve.framework.calculator import Calculator, CalculatorContext, Resource, ResourceContext
+from ovserve.framework.errors import CalculatorError, GraphConfigError, GraphError, Problem, RunCancelledError
+from ovserve.framework.packet import Packet
+from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, NodeSpec
+
+
+class _Ready:
+    """An awaitable that is already complete (returned by ``send`` when there is room)."""
+
+    __slots__ = ()
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return iter(())
+
+
+READY = _Ready()
+
+
+class _Waker:
+    """Something that sleeps until one of its input queues changes: a node, or a run's reader."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def sleep(self) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        await self.waiter
+
+
+class InputQueue:
+    """The bounded queue in front of one input port (or one graph output)."""
+
+    __slots__ = ("abandoned", "back_edge", "capacity", "closed", "items", "last_ts", "low_water", "owner",
+                 "port", "space_waiter")
+
+    def __init__(self, port: str, owner: _Waker, capacity: int, back_edge: bool = False) -> None:
+        self.port = port
+        self.owner = owner
+        self.items: deque[Packet] = deque()
+        self.capacity = capacity
+        self.low_water = capacity // 2
+        self.closed = False
+        self.abandoned = False
+        self.back_edge = back_edge
+        self.last_ts = -1
+        self.space_waiter: asyncio.Future[None] | None = None
+
+    def pop(self) -> Packet:
+        packet = self.items.popleft()
+        if self.space_waiter is not None and len(self.items) <= self.low_water:
+            self.wake_producer()
+        return packet
+
+    def wake_producer(self) -> None:
+        waiter, self.space_waiter = self.space_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        self.owner.wake()
+
+    def abandon(self) -> None:
+        """The consumer is gone: drop what is queued and let the producer go on."""
+        self.abandoned = True
+        self.items.clear()
+        self.wake_producer()
+
+    async def wait_space(self) -> None:
+        while len(self.items) >= self.capacity and not self.abandoned:
+            self.space_waiter = asyncio.get_running_loop().create_future()
+            await self.space_waiter
+
+
+class OutputPort:
+    """One output port of one node in one run (or one graph input): fans packets out to consumers."""
+
+    __slots__ = ("closed", "consumers", "last_ts", "name")
+
+    def __init__(self, name: str, consumers: list[InputQueue]) -> None:
+        self.name = name
+        self.consumers = consumers
+        self.last_ts = -1
+        self.closed = False
+
+    def send(self, value: Any, timestamp: int, explicit: bool) -> Awaitable[None]:
+        if timestamp <= self.last_ts:
+            if explicit:
+                raise ValueError(f"{self.name}: timestamp {timestamp} is not after the last one ({self.last_ts}); "
+                                 f"timestamps must increase along a stream")
+            timestamp = self.last_ts + 1
+        if self.closed:
+            raise ValueError(f"{self.name}: the stream is closed; nothing more can be sent")
+        self.last_ts = timestamp
+        packet = Packet(value, timestamp)
+        full = False
+        for queue in self.consumers:
+            if queue.abandoned:
+                continue
+            queue.items.append(packet)
+            queue.last_ts = timestamp
+            queue.owner.wake()
+            if len(queue.items) >= queue.capacity:
+                full = True
+        return _Room(self.consumers) if full else READY
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            for queue in self.consumers:
+                queue.close()
+
+
+class _Room:
+    """Awaitable: waits until every consumer has room. A plain object, not a coroutine, so that a sync
+    ``process`` may drop it without a "never awaited" warning."""
+
+    __slots__ = ("consumers",)
+
+    def __init__(self, consumers: list[InputQueue]) -> None:
+        self.consumers = consumers
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        for queue in self.consumers:
+            await queue.wait_space()
+
+
+class _NodeRunner(_Waker):
+    """Runs one calculator for one run."""
+
+    __slots__ = ("ctx", "groups", "outputs", "queues", "run", "spec", "task")
+
+    def __init__(self, run: GraphRun, spec: NodeSpec, side: Mapping[str, Any], capacity: int) -> None:
+        super().__init__()
+        self.run = run
+        self.spec = spec
+        self.queues = [InputQueue(i.port, self, capacity, i.back_edge) for i in spec.inputs]
+        self.groups = [[self.queues[i] for i in group] for group in spec.sync_sets]
+        self.outputs: dict[str, OutputPort] = {}
+        self.ctx = CalculatorContext(spec.name, spec.options, side, self.outputs, spec.base_path)
+        self.task: asyncio.Task[None] | None = None
+
+    def _done(self) -> bool:
+        return all(q.closed and not q.items for q in self.queues if not q.back_edge)
+
+    def _take(self) -> bool:
+        """Fill ``ctx.inputs`` with the earliest ready input set; False if none is ready."""
+        best_ts = -1
+        best: list[InputQueue] | None = None
+        for group in self.groups:
+            heads = [q.items[0].timestamp for q in group if q.items]
+            if not heads:
+                continue
+            ts = min(heads)
+            if best is not None and ts >= best_ts:
+                continue
+            if all(q.back_edge or q.closed or q.last_ts >= ts for q in group):
+                best, best_ts = group, ts
+        if best is None:
+            return False
+        self.ctx.inputs = {q.port: q.pop() for q in best if q.items and q.items[0].timestamp == best_ts}
+        self.ctx.timestamp = best_ts
+        return True
+
+    async def _room(self) -> None:
+        for output in self.outputs.values():
+            for queue in output.consumers:
+                if len(queue.items) >= queue.capacity:
+                    await queue.wait_space()
+
+    async def main(self) -> None:
+        spec = self.spec
+        ctx = self.ctx
+        calculator: Calculator | None = None
+        opened = False
+        try:
+            calculator = spec.calculator()
+            result = calculator.open(ctx)
+            if result is not None:
+                await result
+            opened = True
+            process = calculator.process
+            is_async = spec.process_is_async
+            if not self.queues:
+                if is_async:
+                    await process(ctx)  # type: ignore[misc]
+                else:
+                    process(ctx)
+            elif len(self.queues) == 1 and not self.queues[0].back_edge:
+                await self._single_input_loop(process, is_async)
+            else:
+                while not self._done():
+                    if self._take():
+                        if is_async:
+                            await process(ctx)  # type: ignore[misc]
+                        else:
+                            process(ctx)
+                        await self._room()
+                    else:
+                        await self.sleep()
+            for output in self.outputs.values():
+                output.close()
+        except asyncio.CancelledError:
+            if self.run._error is None:  # cancelled by something other than the run itself
+                self.run._fail(spec, RunCancelledError(f"node '{spec.name}' was cancelled"))
+            raise
+        except BaseException as error:
+            self.run._fail(spec, error)
+        finally:
+            for queue in self.queues:
+                queue.abandon()
+            if opened and calculator is not None:
+                try:
+                    result = calculator.close(ctx)
+                    if result is not None:
+                        await _despite_cancellation(result)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as error:
+                    self.run._fail(spec, error)
+
+    async def _single_input_loop(self, process: Any, is_async: bool) -> None:
+        ctx = self.ctx
+        queue = self.queues[0]
+        items = queue.items
+        port = queue.port
+        consumers = [q for output in self.outputs.values() for q in output.consumers]
+        while True:
+            if items:
+                packet = queue.pop()
+                ctx.inputs = {port: packet}
+                ctx.timestamp = packet.timestamp
+                if is_async:
+                    await process(ctx)
+                else:
+                    process(ctx)
+                for consumer in consumers:
+                    if len(consumer.items) >= consumer.capacity:
+                        await consumer.wait_space()
+            elif queue.closed:
+                return
+            else:
+                await self.sleep()
+
+
+async def _despite_cancellation(awaitable: Awaitable[None]) -> None:
+    """Await ``awaitable`` to the end even if this task is cancelled meanwhile; then re-raise the cancel.
+
+    ``close`` hooks must complete: an engine request has to be aborted even when the client is gone."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+class GraphRun:
+    """One execution of a graph (one request). Feed inputs, read outputs, or cancel it.
+
+    Use it as an async context manager so that it is always finished::
+
+        async with graph.run() as run:
+            await run.send("TEXT", "hello")
+            run.close_inputs()
+            async for packet in run.outputs("UPPER"):
+                ...
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        spec = graph.spec
+        self.spec = spec
+        capacity = spec.queue_size
+        runners = [_NodeRunner(self, node, graph.node_sides[i], capacity) for i, node in enumerate(spec.nodes)]
+        self._runners = runners
+        self._readers: dict[str, InputQueue] = {
+            port: InputQueue(port, _Waker(), capacity) for port in spec.outputs
+        }
+        readers = list(self._readers.values())
+
+        def consumer_queues(consumers: tuple[tuple[int, int], ...]) -> list[InputQueue]:
+            return [readers[i] if n == GRAPH_OUTPUT else runners[n].queues[i] for n, i in consumers]
+
+        for runner in runners:
+            for output in runner.spec.outputs:
+                runner.outputs[output.port] = OutputPort(f"node '{runner.spec.name}' output '{output.port}'",
+                                                         consumer_queues(output.consumers))
+        self._inputs = {port: OutputPort(f"graph input '{port}'", consumer_queues(consumers))
+                        for port, consumers in spec.input_consumers.items()}
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._running = len(runners)
+        loop = asyncio.get_running_loop()
+        self._finished = loop.create_future()
+        if not runners:
+            self._finished.set_result(None)
+        for runner in runners:
+            runner.task = loop.create_task(runner.main())
+            runner.task.add_done_callback(self._node_finished)
+
+    # --- feeding ------------------------------------------------------------------------------------
+
+    def send(self, stream: str, value: Any, timestamp: int | None = None) -> Awaitable[None]:
+        """Put ``value`` on a graph input stream (by tag or name); await the result for backpressure.
+
+        Timestamps default to 0, 1, 2, ... along the stream."""
+        port = self._inputs.get(stream) or self._inputs[self.spec.input_port(stream)]
+        if timestamp is None:
+            return port.send(value, port.last_ts + 1, False)
+        return port.send(value, timestamp, True)
+
+    def close_input(self, stream: str) -> None:
+        """No more packets will come on this graph input stream."""
+        port = self._inputs.get(stream) or self._inputs[self.spec.input_port(stream)]
+        port.close()
+
+    def close_inputs(self) -> None:
+        """Close every graph input stream."""
+        for port in self._inputs.values():
+            port.close()
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    async def get(self, stream: str) -> Packet | None:
+        """The next packet on a graph output stream, or ``None`` once the stream has ended.
+
+        Packets already produced are delivered first; then a failure of the run is raised as
+        :class:`CalculatorError` (naming the node), or :class:`RunCancelledError` after ``cancel``."""
+        queue = self._readers.get(stream) or self._readers[self.spec.output_port(stream)]
+        while True:
+            if queue.items:
+                return queue.pop()
+            if self._error is not None:
+                raise self._error
+            if queue.closed:
+                return None
+            await queue.owner.sleep()
+
+    async def outputs(self, stream: str) -> AsyncIterator[Packet]:
+        """Iterate over the packets of a graph output stream until it ends."""
+        while (packet := await self.get(stream)) is not None:
+            yield packet
+
+    async def collect(self, stream: str) -> list[Any]:
+        """Every value of a graph output stream (waits for the stream to end)."""
+        return [packet.value async for packet in self.outputs(stream)]
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._finished.done()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    async def wait(self) -> None:
+        """Wait until every node has finished; raise the run's error if it failed."""
+        await asyncio.shield(self._finished)
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self, reason: str = "the run was cancelled") -> None:
+        """Stop everything in the run now (for example, the client went away). ``close`` hooks run."""
+        if self._finished.done():
+            return
+        if self._error is None:
+            self._error = RunCancelledError(reason)
+        self._stop_all()
+
+    async def aclose(self) -> None:
+        """Cancel the run if it is still going and wait until all of its tasks have finished."""
+        self.cancel()
+        await asyncio.shield(self._finished)
+
+    async def __aenter__(self) -> GraphRun:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _fail(self, node: NodeSpec, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error if isinstance(error, GraphError) else CalculatorError(
+                node.name, node.calculator.name, error)
+            self._stop_all()
+
+    def _stop_all(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        current = asyncio.current_task()
+        for runner in self._runners:
+            if runner.task is not None and runner.task is not current and not runner.task.done():
+                runner.task.cancel()
+        for queue in self._readers.values():
+            queue.owner.wake()
+
+    def _node_finished(self, task: asyncio.Task[None]) -> None:
+        self._running -= 1
+        if self._running == 0 and not self._finished.done():
+            self._finished.set_result(None)
+            for queue in self._readers.values():
+                queue.owner.wake()
+
+
+class ResourceError(GraphError):
+    """A resource failed to open at graph load; names the node."""
+
+    def __init__(self, node: str, resource: str, cause: BaseException) -> None:
+        self.node = node
+        self.cause = cause
+        super().__init__(f"resource node '{node}' ({resource}) failed to open: {type(cause).__name__}: {cause}")
+
+
+class Graph:
+    """A loaded graph: resources built and shared, ready to start runs (:meth:`run`).
+
+    Create with ``await Graph.start(spec)``; stop with ``await graph.stop()``.
+    """
+
+    def __init__(self, spec: GraphSpec, side_packets: dict[str, Any], resources: list[Resource]) -> None:
+        self.spec = spec
+        #: Every side packet by name: the host's and those the resources provided.
+        self.side_packets = MappingProxyType(side_packets)
+        self.resources = resources
+        self.node_sides = [
+            MappingProxyType({port: side_packets[name] for port, name in node.side_inputs.items()})
+            for node in spec.nodes
+        ]
+
+    @classmethod
+    async def start(cls, spec: GraphSpec, side_packets: Mapping[str, Any] | None = None) -> Graph:
+        """Build the graph's resources in dependency order. ``side_packets`` provides the graph's
+        ``input_side_packet``s, by tag or by name."""
+        given = dict(side_packets or {})
+        values: dict[str, Any] = {}
+        missing = []
+        for port, name in spec.input_side_packets.items():
+            if port in given:
+                values[name] = given[port]
+            elif name in given:
+                values[name] = given[name]
+            else:
+                missing.append(f"{port}:{name}" if port else name)
+        if missing:
+            raise GraphConfigError(Problem(f"the graph needs input side packets that were not given: "
+                                           f"{', '.join(missing)}"))
+        opened: list[Resource] = []
+        try:
+            for resource_spec in spec.resources:
+                try:
+                    resource = resource_spec.resource()
+                    ctx = ResourceContext(
+                        resource_spec.name, resource_spec.options,
+                        MappingProxyType({p: values[n] for p, n in resource_spec.side_inputs.items()}),
+                        resource_spec.base_path)
+                    result = resource.open(ctx)
+                    if result is not None:
+                        await result
+                    opened.append(resource)
+                    for port, name in resource_spec.side_outputs.items():
+                        if port not in ctx.outputs:
+                            raise RuntimeError(f"open() did not set side output '{port}'")
+                        values[name] = ctx.outputs[port]
+                except Exception as error:
+                    raise ResourceError(resource_spec.name, resource_spec.resource.name, error) from error
+        except BaseException:
+            await _close_all(opened)
+            raise
+        return cls(spec, values, opened)
+
+    def run(self) -> GraphRun:
+        """Start a run: fresh calculators, fresh queues, shared resources. Call from the event loop."""
+        return GraphRun(self)
+
+    def is_ready(self) -> bool:
+        """Whether every resource reports ready."""
+        return all(resource.is_ready() for resource in self.resources)
+
+    async def stop(self) -> None:
+        """Close the resources, last opened first."""
+        resources, self.resources = self.resources, []
+        await _close_all(resources)
+
+
+async def _close_all(resources: list[Resource]) -> None:
+    errors = []
+    for resource in reversed(resources):
+        try:
+            result = resource.close()
+            if result is not None:
+                await result
+        except Exception as error:
+            errors.append(error)
+    if errors:
+        raise errors[0]
