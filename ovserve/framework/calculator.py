@@ -72,10 +72,9 @@ class CalculatorContext:
         Sending on an output the graph does not connect does nothing.
         """
         key = port if port.__class__ is str else _port_key(port)
-        try:
-            out = self._outputs[key]
-        except KeyError:
-            raise KeyError(f"node '{self.node}' has no output port '{key}'") from None
+        out = self._outputs.get(key)
+        if out is None:
+            raise KeyError(f"node '{self.node}' has no output port '{key}'")
         return out.send(value, self.timestamp if timestamp is None else timestamp, timestamp is not None)
 
     def close_output(self, port: str | Port) -> None:

@@ -19,6 +19,8 @@ from ovserve.framework.errors import CalculatorError, GraphConfigError, GraphErr
 from ovserve.framework.packet import Packet
 from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, NodeSpec
 
+_new_packet = tuple.__new__  # Packet(value, ts) without NamedTuple's Python-level __new__
+
 
 class _Ready:
     """An awaitable that is already complete (returned by ``send`` when there is room)."""
@@ -109,23 +111,27 @@ class OutputPort:
         self.closed = False
 
     def send(self, value: Any, timestamp: int, explicit: bool) -> Awaitable[None]:
-        if timestamp <= self.last_ts:
+        last = self.last_ts
+        if timestamp <= last:
             if explicit:
-                raise ValueError(f"{self.name}: timestamp {timestamp} is not after the last one ({self.last_ts}); "
+                raise ValueError(f"{self.name}: timestamp {timestamp} is not after the last one ({last}); "
                                  f"timestamps must increase along a stream")
-            timestamp = self.last_ts + 1
+            timestamp = last + 1
         if self.closed:
             raise ValueError(f"{self.name}: the stream is closed; nothing more can be sent")
         self.last_ts = timestamp
-        packet = Packet(value, timestamp)
+        packet = _new_packet(Packet, (value, timestamp))
         full = False
         for queue in self.consumers:
             if queue.abandoned:
                 continue
-            queue.items.append(packet)
+            items = queue.items
+            items.append(packet)
             queue.last_ts = timestamp
-            queue.owner.wake()
-            if len(queue.items) >= queue.capacity:
+            owner = queue.owner
+            if owner.waiter is not None:
+                owner.wake()
+            if len(items) >= queue.capacity:
                 full = True
         return _Room(self.consumers) if full else READY
 
@@ -255,7 +261,9 @@ class _NodeRunner(_Waker):
         consumers = [q for output in self.outputs.values() for q in output.consumers]
         while True:
             if items:
-                packet = queue.pop()
+                packet = items.popleft()
+                if queue.space_waiter is not None and len(items) <= queue.low_water:
+                    queue.wake_producer()
                 ctx.inputs = {port: packet}
                 ctx.timestamp = packet.timestamp
                 if is_async:
@@ -304,6 +312,8 @@ class GraphRun:
     def __init__(self, graph: Graph) -> None:
         spec = graph.spec
         self.spec = spec
+        self._input_alias = graph.input_alias
+        self._output_alias = graph.output_alias
         capacity = spec.queue_size
         runners = [_NodeRunner(self, node, graph.node_sides[i], capacity) for i, node in enumerate(spec.nodes)]
         self._runners = runners
@@ -338,15 +348,18 @@ class GraphRun:
         """Put ``value`` on a graph input stream (by tag or name); await the result for backpressure.
 
         Timestamps default to 0, 1, 2, ... along the stream."""
-        port = self._inputs.get(stream) or self._inputs[self.spec.input_port(stream)]
+        port = self._input(stream)
         if timestamp is None:
             return port.send(value, port.last_ts + 1, False)
         return port.send(value, timestamp, True)
 
     def close_input(self, stream: str) -> None:
         """No more packets will come on this graph input stream."""
-        port = self._inputs.get(stream) or self._inputs[self.spec.input_port(stream)]
-        port.close()
+        self._input(stream).close()
+
+    def _input(self, stream: str) -> OutputPort:
+        port = self._inputs.get(self._input_alias.get(stream, stream))
+        return port if port is not None else self._inputs[self.spec.input_port(stream)]
 
     def close_inputs(self) -> None:
         """Close every graph input stream."""
@@ -360,7 +373,9 @@ class GraphRun:
 
         Packets already produced are delivered first; then a failure of the run is raised as
         :class:`CalculatorError` (naming the node), or :class:`RunCancelledError` after ``cancel``."""
-        queue = self._readers.get(stream) or self._readers[self.spec.output_port(stream)]
+        queue = self._readers.get(self._output_alias.get(stream, stream))
+        if queue is None:
+            queue = self._readers[self.spec.output_port(stream)]
         while True:
             if queue.items:
                 return queue.pop()
@@ -459,6 +474,9 @@ class Graph:
         #: Every side packet by name: the host's and those the resources provided.
         self.side_packets = MappingProxyType(side_packets)
         self.resources = resources
+        #: Graph streams by stream name or port key → port key.
+        self.input_alias = {**{name: port for port, name in spec.inputs.items()}, **{p: p for p in spec.inputs}}
+        self.output_alias = {**{name: port for port, name in spec.outputs.items()}, **{p: p for p in spec.outputs}}
         self.node_sides = [
             MappingProxyType({port: side_packets[name] for port, name in node.side_inputs.items()})
             for node in spec.nodes

@@ -419,6 +419,10 @@ class _Validator:
             inputs = node_inputs[draft.name]
             outputs = tuple(OutputSpec(ref.port, ref.name, tuple(consumers.get(ref.name, ())))
                             for ref, _ in draft.refs[PortKind.OUTPUT])
+            connected = {output.port for output in outputs}
+            # Declared outputs left unconnected still accept sends (and drop them).
+            outputs += tuple(OutputSpec(port_key(tag, 0), "", ()) for tag in target.contract.outputs
+                             if port_key(tag, 0) not in connected)
             sync = self.sync_sets(draft, inputs, target.input_stream_handler)
             nodes.append(NodeSpec(
                 name=draft.name, calculator=target, options=node_options[draft.name], inputs=tuple(inputs),
