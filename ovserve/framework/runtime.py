@@ -531,6 +531,11 @@ class Graph:
         """Whether every resource reports ready."""
         return all(resource.is_ready() for resource in self.resources)
 
+    def resource_metrics(self) -> list[tuple[str, dict[str, float]]]:
+        """Each resource's gauges with its node name."""
+        return [(spec.name, resource.metrics()) for spec, resource in zip(self.spec.resources, self.resources,
+                                                                         strict=False)]
+
     async def stop(self) -> None:
         """Close the resources, last opened first."""
         resources, self.resources = self.resources, []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from ovserve.framework.spec import (
     OutputSpec,
     ResourceSpec,
 )
-from ovserve.framework.textproto import Field, Message, SourceLocation
+from ovserve.framework.textproto import Field, Identifier, Message, SourceLocation
 
 HANDLERS = ("DefaultInputStreamHandler", "ImmediateInputStreamHandler", "SyncSetInputStreamHandler")
 _KINDS = (PortKind.INPUT, PortKind.OUTPUT, PortKind.SIDE_INPUT, PortKind.SIDE_OUTPUT)
@@ -62,15 +63,27 @@ class _Draft:
     back_edges: dict[str, SourceLocation | None] = field(default_factory=dict)
     options: Field | None = None
     registration: Registration | None = None
+    #: Relative paths in options resolve against this: the graph file of the outermost node.
+    base_path: Path = Path()
 
     def loc(self, *path: str | int) -> SourceLocation | None:
         return self.loaded.location("node", self.index, *path)
 
 
+_COMMAND_LINE = SourceLocation("<overrides>", 1, 1)
+
+
+def _override_field(name: str, value: Any) -> Field:
+    if isinstance(value, bool):
+        value = Identifier("true" if value else "false")
+    return Field(name, value, _COMMAND_LINE)
+
+
 class _Validator:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.registry = registry
         self.problems: list[Problem] = []
+        self.overrides = dict(overrides or {})
 
     def problem(self, message: str, location: SourceLocation | None, node: str | None = None) -> None:
         self.problems.append(Problem(message, location, node))
@@ -90,7 +103,7 @@ class _Validator:
             elif name in {d.name for d in drafts}:
                 self.problem(f"node name '{name}' is used twice; node names must be unique",
                              loaded.location("node", index, "name"), name)
-            draft = _Draft(name, node, loaded, index, {})
+            draft = _Draft(name, node, loaded, index, {}, base_path=loaded.base_path)
             for kind in _KINDS:
                 draft.refs[kind] = self.refs(draft, kind, getattr(node, kind.value))
             for info_index, info in enumerate(node.input_stream_info):
@@ -177,6 +190,7 @@ class _Validator:
         used_option_type = False
         for draft in inner_drafts:
             draft.name = f"{outer.name}/{draft.name}"
+            draft.base_path = outer.base_path
             for kind in _KINDS:
                 mapping = stream_map if kind in (PortKind.INPUT, PortKind.OUTPUT) else side_map
                 renamed = []
@@ -235,6 +249,15 @@ class _Validator:
 
     def check_options(self, draft: _Draft, target: type[Calculator] | type[Resource]) -> BaseModel | None:
         options = draft.options
+        override = self.overrides.pop(draft.name, None)
+        if override:
+            given = Message(_COMMAND_LINE, [_override_field(k, v) for k, v in override.items()])
+            if options is None:
+                options = Field(f"[type.googleapis.com/{target.options_type or 'overrides'}]", given, _COMMAND_LINE)
+            else:
+                assert isinstance(options.value, Message)
+                kept = [f for f in options.value if f.name not in override]
+                options = Field(options.name, Message(options.value.location, kept + given.fields), options.location)
         if options is None:
             try:
                 return target.Options()
@@ -408,6 +431,9 @@ class _Validator:
                                  f"'{ref.name}' is {type_name(found[0][1])} from {found[0][0]}",
                                  location, draft.name)
         resource_order = self.order_resources(resource_drafts)
+        for name in self.overrides:
+            self.problem(f"options were given for node '{name}', but the graph has no such node; its nodes: "
+                         f"{', '.join(d.name for d in drafts)}", None)
 
         if self.problems:
             raise GraphConfigError(self.problems)
@@ -427,7 +453,7 @@ class _Validator:
             nodes.append(NodeSpec(
                 name=draft.name, calculator=target, options=node_options[draft.name], inputs=tuple(inputs),
                 outputs=outputs, side_inputs={r.port: r.name for r, _ in draft.refs[PortKind.SIDE_INPUT]},
-                sync_sets=sync, location=draft.loc(), base_path=draft.loaded.base_path,
+                sync_sets=sync, location=draft.loc(), base_path=draft.base_path,
                 process_is_async=inspect.iscoroutinefunction(target.process),
             ))
         if self.problems:
@@ -438,7 +464,7 @@ class _Validator:
                 options=node_options[d.name],
                 side_inputs={r.port: r.name for r, _ in d.refs[PortKind.SIDE_INPUT]},
                 side_outputs={r.port: r.name for r, _ in d.refs[PortKind.SIDE_OUTPUT]},
-                location=d.loc(), base_path=d.loaded.base_path,
+                location=d.loc(), base_path=d.base_path,
             )
             for d in resource_order
         )
@@ -511,14 +537,19 @@ class _Validator:
         return order
 
 
-def build_spec(loaded: LoadedGraphConfig, registry: Registry) -> GraphSpec:
-    """Expand subgraphs and validate; raises :class:`GraphConfigError` listing every problem."""
-    return _Validator(registry).build(loaded)
+def build_spec(loaded: LoadedGraphConfig, registry: Registry,
+               overrides: Mapping[str, Mapping[str, Any]] | None = None) -> GraphSpec:
+    """Expand subgraphs and validate; raises :class:`GraphConfigError` listing every problem.
+
+    ``overrides`` sets option fields by node name (``{"engine": {"models_path": "/m.gguf"}}``), over
+    what the file says: how the command line configures a ready-made graph."""
+    return _Validator(registry, overrides).build(loaded)
 
 
-def load_graph(path: str | Path, registry: Registry) -> GraphSpec:
+def load_graph(path: str | Path, registry: Registry,
+               overrides: Mapping[str, Mapping[str, Any]] | None = None) -> GraphSpec:
     """Read, parse and validate a ``.pbtxt`` graph file."""
-    return build_spec(load_graph_config(path), registry)
+    return build_spec(load_graph_config(path), registry, overrides)
 
 
 def graph_from_text(text: str, registry: Registry, source: str = "<string>",

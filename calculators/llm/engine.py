@@ -1,0 +1,126 @@
+"""The ``LLMEngine`` resource: one engine process and the model's tokenizer, shared by every request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from ovserve.calculators.llm.types import GenerationLimits
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.engine.client import EngineClient
+from ovserve.engine.settings import EngineSettings, find_model_files
+from ovserve.engine.tokenizer import TextTokenizer
+from ovserve.framework.textproto import Message
+
+log = logging.getLogger("ovserve.llm")
+
+#: Options OVMS defines that ovserve accepts but does not act on yet (a warning names them at load).
+NOT_YET_SUPPORTED = (
+    "draft_models_path", "draft_device", "draft_max_num_batched_tokens", "draft_cache_size", "draft_block_size",
+    "draft_max_num_seqs", "draft_dynamic_split_fuse", "draft_eagle3_mode", "pipeline_type", "cache_eviction_config",
+    "tool_parser", "reasoning_parser", "enable_tool_guided_generation", "sparse_attention_config",
+    "chat_template_mode", "generation_config_path", "best_of_limit",
+)  # fmt: skip
+DEFAULT_CONTEXT_LENGTH = 4096
+
+
+class LLMCalculatorOptions(BaseModel):
+    """OVMS's ``mediapipe.LLMCalculatorOptions``, field for field (``src/llm/llm_calculator.proto``)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    models_path: str = Field(description="a .gguf file or an OpenVINO IR folder, relative to the graph file")
+    device: str = Field("CPU", description="CPU, GPU, NPU, AUTO, HETERO:..., as OpenVINO names them")
+    plugin_config: str | dict[str, Any] = Field("", description="OpenVINO properties as a JSON object string")
+    cache_size: int = Field(0, ge=0, description="KV cache in GB (0: grow as needed)")
+    max_num_seqs: int = Field(256, ge=1, description="most sequences in one engine step")
+    max_num_batched_tokens: int = Field(256, ge=1, description="most tokens in one engine step")
+    enable_prefix_caching: bool = False
+    dynamic_split_fuse: bool = True
+    max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
+    cache_interval_multiplier: int | None = None
+    # Accepted for compatibility with OVMS graph files; not used yet.
+    best_of_limit: int = 20
+    draft_models_path: str | None = None
+    draft_device: str | None = None
+    draft_max_num_batched_tokens: int | None = None
+    draft_cache_size: int | None = None
+    draft_block_size: int | None = None
+    draft_max_num_seqs: int | None = None
+    draft_dynamic_split_fuse: bool | None = None
+    draft_eagle3_mode: bool | None = None
+    pipeline_type: str | None = None
+    cache_eviction_config: Message | None = None
+    tool_parser: str | None = None
+    reasoning_parser: str | None = None
+    enable_tool_guided_generation: bool | None = None
+    sparse_attention_config: Message | None = None
+    chat_template_mode: str | None = None
+    generation_config_path: str | None = None
+
+    @field_validator("plugin_config")
+    @classmethod
+    def _plugin_config_is_a_json_object(cls, value: str | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"plugin_config must be a JSON object string: {error}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("plugin_config must be a JSON object, e.g. '{\"KV_CACHE_PRECISION\": \"u8\"}'")
+        return parsed
+
+
+class LLMEngine(Resource):
+    """Starts the model's engine process and loads its tokenizer once per graph load."""
+
+    ENGINE = SideOutput(EngineClient, doc="the engine client every LLMCalculator submits to")
+    TOKENIZER = SideOutput(TextTokenizer, doc="the model's tokenizer (chat template, encode, decode)")
+    LIMITS = SideOutput(GenerationLimits, doc="context length and max_tokens_limit")
+
+    Options = LLMCalculatorOptions
+    options_type = "mediapipe.LLMCalculatorOptions"
+
+    async def open(self, ctx: ResourceContext) -> None:
+        options: LLMCalculatorOptions = ctx.options
+        ignored = [name for name in NOT_YET_SUPPORTED if name in options.model_fields_set]
+        if ignored:
+            log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
+        model = find_model_files(ctx.base_path / options.models_path)
+        settings = EngineSettings(
+            model=model,
+            device=options.device,
+            plugin_config=dict(options.plugin_config),  # type: ignore[arg-type]
+            cache_size=options.cache_size,
+            max_num_seqs=options.max_num_seqs,
+            max_num_batched_tokens=options.max_num_batched_tokens,
+            enable_prefix_caching=options.enable_prefix_caching,
+            dynamic_split_fuse=options.dynamic_split_fuse,
+        )
+        self.engine = EngineClient(settings)
+        tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
+        try:
+            await self.engine.start()
+        except BaseException:
+            await asyncio.gather(tokenizer_task, return_exceptions=True)
+            raise
+        ctx.set(self.ENGINE, self.engine)
+        ctx.set(self.TOKENIZER, await tokenizer_task)
+        context = model.context_length or DEFAULT_CONTEXT_LENGTH
+        ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit))
+
+    async def close(self) -> None:
+        await self.engine.stop()
+
+    def is_ready(self) -> bool:
+        return self.engine.ready
+
+    def metrics(self) -> dict[str, float]:
+        return self.engine.metrics()

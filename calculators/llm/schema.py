@@ -1,0 +1,200 @@
+"""OpenAI request and response shapes, declared as pydantic models.
+
+Requests own their conversion to engine parameters (:meth:`OpenAIRequestBase.sampling_params`).
+Fields this version does not implement yet are ignored, as OpenAI-compatible servers commonly do;
+those that would change the answer's shape (``n`` > 1) are refused instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ovserve.engine.protocol import SamplingParams
+from ovserve.errors import RequestError
+
+MAX_STOP_STRINGS = 16
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextContentPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content)
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class OpenAIRequestBase(_Request):
+    """The parameters chat and text completions share."""
+
+    model: str
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: Annotated[int, Field(ge=1, le=1, description="only n=1 is supported")] = 1
+    #: An extension of OVMS and vLLM: generate until max_tokens even after end-of-sequence.
+    ignore_eos: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
+        strings = [value] if isinstance(value, str) else value or []
+        if len(strings) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are supported")
+        if any(s == "" for s in strings):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+    def sampling_params(self, prompt_tokens: int, context_length: int, max_tokens_limit: int | None) -> SamplingParams:
+        """Engine settings for this request; refuses prompts and limits that do not fit the context."""
+        room = context_length - prompt_tokens
+        if room <= 0:
+            raise RequestError(
+                f"This model's maximum context length is {context_length} tokens, but the prompt has "
+                f"{prompt_tokens} tokens. Shorten the prompt.", param="messages", code="context_length_exceeded")
+        requested = self.requested_max_tokens()
+        if requested is not None and requested > room:
+            raise RequestError(
+                f"This model's maximum context length is {context_length} tokens. However, you requested "
+                f"{prompt_tokens + requested} tokens ({prompt_tokens} in the prompt, {requested} for the "
+                f"completion). Reduce the prompt or max_tokens.", param="max_tokens",
+                code="context_length_exceeded")
+        if requested is not None and max_tokens_limit is not None and requested > max_tokens_limit:
+            raise RequestError(f"max_tokens is {requested}, above this server's limit of {max_tokens_limit}",
+                               param="max_tokens", code="invalid_value")
+        limit = requested if requested is not None else min(room, max_tokens_limit or room)
+        return SamplingParams(
+            max_new_tokens=limit,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            seed=self.seed,
+            stop=self.stop_strings,
+            ignore_eos=self.ignore_eos,
+        )
+
+
+class ChatCompletionRequest(OpenAIRequestBase):
+    """``POST /v3/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class CompletionRequest(OpenAIRequestBase):
+    """``POST /v3/completions``: one prompt, as text or as token ids."""
+
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] | Annotated[list[int], Field(min_length=1)]
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if value == "" or value == [""]:
+            raise ValueError("the prompt must not be empty")
+        return value
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    logprobs: None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: str | None = None
+
+
+class Completion(BaseModel):
+    """A text completion, and also each chunk of a streamed one (OpenAI uses one shape for both)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+

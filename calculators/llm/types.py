@@ -1,0 +1,65 @@
+"""The packets that flow between the LLM calculators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+
+from ovserve.engine.protocol import SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    """A validated OpenAI request (``REQUEST``), with what the response needs to echo."""
+
+    kind: Literal["chat", "completion"]
+    body: ChatCompletionRequest | CompletionRequest
+    #: The name the model is served under.
+    model: str
+    #: ``chatcmpl-...`` or ``cmpl-...``.
+    id: str
+    #: Unix time the request arrived.
+    created: int
+
+    @property
+    def stream(self) -> bool:
+        return self.body.stream
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A tokenized prompt and its sampling settings (``PROMPT``)."""
+
+    token_ids: np.ndarray
+    params: SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationDelta:
+    """New token ids of one request from the engine (``DELTAS``); ``finish`` set on the last one."""
+
+    token_ids: tuple[int, ...]
+    finish: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """New text (``TEXT``); ``finish_reason`` (``stop`` or ``length``) set on the last one."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationLimits:
+    """What the model can take (``LIMITS``): its context and the server's cap on new tokens."""
+
+    context_length: int
+    max_tokens_limit: int | None = None

@@ -1,0 +1,280 @@
+"""The HTTP process's side of an engine: start the engine process, submit requests, stream tokens back.
+
+One :class:`EngineClient` per model. It speaks to its engine process over a socket pair driven by the
+event loop (never blocking it), delivers each step's tokens to the right :class:`EngineRequest`, and
+restarts the engine if the process dies: requests in flight then end with an error, never hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ovserve.engine.protocol import FINISH_ABORT, EngineInfo, SamplingParams, decode_frames, encode_frame
+from ovserve.engine.settings import EngineSettings
+from ovserve.errors import ModelNotReadyError
+
+log = logging.getLogger("ovserve.engine")
+
+
+class EngineError(RuntimeError):
+    """The engine could not load its model, or it failed while serving."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """New tokens of one request (everything that arrived since the last read) and, at the end, how
+    it finished: ``stop``, ``length``, ``abort`` or ``error: ...``."""
+
+    token_ids: tuple[int, ...]
+    finish: str | None
+
+
+class EngineRequest:
+    """One request in the engine. ``async for delta in request`` yields :class:`TokenDelta` until it
+    finishes; tokens that arrived meanwhile are merged into one delta. ``abort()`` cancels it."""
+
+    __slots__ = ("_client", "_pending", "_waiter", "finish", "id", "prompt_tokens")
+
+    def __init__(self, client: EngineClient, request_id: int, prompt_tokens: int) -> None:
+        self._client = client
+        self.id = request_id
+        self.prompt_tokens = prompt_tokens
+        self._pending: deque[tuple[Any, str | None]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.finish: str | None = None
+
+    def _push(self, token_ids: Any, finish: str | None) -> None:
+        self._pending.append((token_ids, finish))
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def __aiter__(self) -> EngineRequest:
+        return self
+
+    async def __anext__(self) -> TokenDelta:
+        while not self._pending:
+            if self.finish is not None:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        pending = self._pending
+        if len(pending) == 1:
+            ids, finish = pending.popleft()
+            ids = tuple(ids)
+        else:
+            merged: list[int] = []
+            finish = None
+            while pending:
+                more, finish = pending.popleft()
+                merged.extend(more)
+            ids = tuple(merged)
+        if finish is not None:
+            self.finish = finish
+        return TokenDelta(ids, finish)
+
+    @property
+    def done(self) -> bool:
+        return self.finish is not None or any(f is not None for _, f in self._pending)
+
+    def abort(self) -> None:
+        """Stop generating for this request (no-op once it has finished)."""
+        if not self.done:
+            self._client._abort(self)
+
+
+class _EngineProtocol(asyncio.Protocol):
+    def __init__(self, client: EngineClient) -> None:
+        self.client = client
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        for message in decode_frames(self.buffer):
+            self.client._on_message(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client._on_connection_lost()
+
+
+class EngineClient:
+    """Runs one engine process and multiplexes requests over it."""
+
+    def __init__(self, settings: EngineSettings, *, restart: bool = True, load_timeout: float = 600) -> None:
+        self.settings = settings
+        self.restart = restart
+        self.load_timeout = load_timeout
+        self.info: EngineInfo | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._transport: asyncio.Transport | None = None
+        self._requests: dict[int, EngineRequest] = {}
+        self._next_id = 0
+        self._ready = False
+        self._loading: asyncio.Future[EngineInfo] | None = None
+        self._stopping = False
+        self._restart_task: asyncio.Task[None] | None = None
+        #: How many times the engine process has been (re)started.
+        self.starts = 0
+        #: Requests the engine process itself is working on (it reports after each step).
+        self.engine_running = 0
+        #: KV cache in use, percent (reported by the engine).
+        self.cache_usage = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._requests)
+
+    def metrics(self) -> dict[str, float]:
+        """Gauges for /metrics."""
+        return {
+            "engine_ready": float(self._ready),
+            "engine_requests_running": float(self.engine_running),
+            "engine_requests_waiting_for_tokens": float(len(self._requests)),
+            "engine_kv_cache_usage_percent": self.cache_usage,
+            "engine_starts": float(self.starts),
+        }
+
+    async def start(self) -> EngineInfo:
+        """Start the engine process and wait until its model is loaded; raise :class:`EngineError` if
+        it cannot load (the message is the engine's own: missing file, unknown device, ...)."""
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair()
+        self._loading = loop.create_future()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ovserve.engine.worker", str(child.fileno()), pass_fds=(child.fileno(),))
+        finally:
+            child.close()
+        self.starts += 1
+        transport, _ = await loop.create_connection(lambda: _EngineProtocol(self), sock=parent)
+        self._transport = transport  # type: ignore[assignment]
+        transport.write(encode_frame(("settings", self.settings)))
+        try:
+            info = await asyncio.wait_for(asyncio.shield(self._loading), self.load_timeout)
+        except TimeoutError:
+            await self._kill()
+            raise EngineError(f"the engine did not load the model within {self.load_timeout:.0f} s") from None
+        except EngineError:
+            await self._kill()
+            raise
+        self.info = info
+        self._ready = True
+        log.info("engine ready: %s on %s (pid %d, loaded in %.1f s)", self.settings.model.display_name,
+                 info.device, info.pid, info.load_seconds)
+        return info
+
+    async def stop(self) -> None:
+        """Stop the engine process; requests still in flight end with an error."""
+        self._stopping = True
+        self._ready = False
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+        await self._kill()
+        self._fail_all("the server is shutting down")
+
+    async def _kill(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.write(encode_frame(("stop",)))  # the engine releases its requests, then exits
+            transport.close()
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    # --- requests -----------------------------------------------------------------------------------
+
+    def submit(self, token_ids: Sequence[int] | np.ndarray, params: SamplingParams) -> EngineRequest:
+        """Queue a request; iterate the result for its tokens."""
+        if not self._ready or self._transport is None:
+            raise ModelNotReadyError("the model's engine is not ready (starting or restarting); retry shortly")
+        self._next_id += 1
+        ids = np.asarray(token_ids, dtype=np.int64)
+        request = EngineRequest(self, self._next_id, int(ids.size))
+        self._requests[request.id] = request
+        self._transport.write(encode_frame(("add", request.id, ids.tobytes(), params)))
+        return request
+
+    def _abort(self, request: EngineRequest) -> None:
+        if self._requests.pop(request.id, None) is not None:
+            request._push((), FINISH_ABORT)
+            if self._transport is not None:
+                self._transport.write(encode_frame(("abort", request.id)))
+
+    # --- messages from the engine -------------------------------------------------------------------
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "step":
+            self.engine_running, self.cache_usage = message[2], message[3]
+            requests = self._requests
+            for request_id, token_ids, finish in message[1]:
+                request = requests.get(request_id)
+                if request is None:
+                    continue  # aborted meanwhile
+                if finish is not None:
+                    del requests[request_id]
+                request._push(token_ids, finish)
+        elif self._loading is not None and not self._loading.done():
+            if kind == "ready":
+                self._loading.set_result(message[1])
+            elif kind == "error":
+                self._loading.set_exception(EngineError(message[1]))
+
+    def _on_connection_lost(self) -> None:
+        was_ready = self._ready
+        self._ready = False
+        self.engine_running = 0
+        self._transport = None
+        code = self._process.returncode if self._process is not None else None
+        if self._loading is not None and not self._loading.done():
+            self._loading.set_exception(EngineError(
+                f"the engine process stopped while loading the model (exit code {code})"))
+        if self._stopping:
+            return
+        self._fail_all("the engine process stopped unexpectedly; the request was not completed")
+        if was_ready and self.restart:
+            log.error("engine process for %s stopped unexpectedly; restarting", self.settings.model.display_name)
+            self._restart_task = asyncio.get_running_loop().create_task(self._restart_loop())
+
+    def _fail_all(self, reason: str) -> None:
+        requests, self._requests = self._requests, {}
+        for request in requests.values():
+            request._push((), f"error: {reason}")
+
+    async def _restart_loop(self) -> None:
+        delay = 1.0
+        while not self._stopping:
+            await self._kill()
+            try:
+                await self.start()
+                return
+            except EngineError as error:
+                log.error("engine restart failed: %s; trying again in %.0f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)

@@ -1,0 +1,92 @@
+"""The messages between the HTTP process and an engine process, and how they are framed.
+
+Frames are a 4-byte little-endian length and a pickle (both ends are our own processes). Messages are
+tuples whose first item says what they are:
+
+HTTP process → engine: ``("add", request_id, token_ids, SamplingParams)``, ``("abort", request_id)``.
+
+engine → HTTP process: ``("ready", EngineInfo)`` once the model is loaded, or ``("error", message)``;
+then ``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage)`` after each engine
+step that produced tokens or changed how many requests run; ``finish`` is ``None`` while the request
+runs, else a :data:`Finish` string; ``running`` counts the requests in the engine, ``cache_usage`` is the
+KV cache in use (percent).
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from dataclasses import dataclass
+from typing import Any, Literal
+
+HEADER = struct.Struct("<I")
+
+#: How a request ended: ``stop`` (EOS or a stop string), ``length`` (token limit), ``abort`` (cancelled),
+#: or ``error: <message>``.
+Finish = str
+FINISH_STOP: Literal["stop"] = "stop"
+FINISH_LENGTH: Literal["length"] = "length"
+FINISH_ABORT: Literal["abort"] = "abort"
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Generation settings of one request, in engine terms."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+    def to_generation_config(self) -> Any:
+        """An ``openvino_genai.GenerationConfig`` (built in the engine process)."""
+        import openvino_genai
+
+        config = openvino_genai.GenerationConfig()
+        config.max_new_tokens = self.max_new_tokens
+        config.ignore_eos = self.ignore_eos
+        if self.temperature > 0:
+            config.do_sample = True
+            config.temperature = self.temperature
+            config.top_p = self.top_p
+        else:
+            config.do_sample = False
+        if self.seed is not None:
+            config.rng_seed = self.seed
+        if self.stop:
+            # The engine stops on them; the detokenizer cuts the text exactly where they start.
+            config.stop_strings = set(self.stop)
+            config.include_stop_str_in_output = True
+        return config
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What the engine reports once its model is loaded."""
+
+    device: str
+    load_seconds: float
+    eos_token_id: int
+    pid: int
+
+
+def encode_frame(message: tuple[Any, ...]) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+def decode_frames(buffer: bytearray) -> list[tuple[Any, ...]]:
+    """Take every complete frame off the front of ``buffer`` (which keeps any partial rest)."""
+    messages = []
+    offset = 0
+    while len(buffer) - offset >= HEADER.size:
+        (length,) = HEADER.unpack_from(buffer, offset)
+        end = offset + HEADER.size + length
+        if end > len(buffer):
+            break
+        messages.append(pickle.loads(buffer[offset + HEADER.size:end]))
+        offset = end
+    del buffer[:offset]
+    return messages

@@ -1,0 +1,73 @@
+"""The model's tokenizer in the HTTP process: chat templates, encoding, incremental decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ovserve.engine.settings import ModelFiles
+
+
+class TextTokenizer:
+    """Wraps ``openvino_genai.Tokenizer`` (loaded from the same files as the engine)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self.eos_token_id = int(tokenizer.get_eos_token_id())
+        self.chat_template: str = tokenizer.chat_template or ""
+
+    @classmethod
+    def load(cls, model: ModelFiles) -> TextTokenizer:
+        """Load from a ``.gguf`` or an IR folder. Blocking (seconds): call it in a thread."""
+        import openvino_genai
+
+        # A pathlib.Path is needed: a str is taken for serialized model XML by one of the overloads.
+        return cls(openvino_genai.Tokenizer(Path(model.tokenizer_path)))
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The model's chat template applied to ``messages`` (``[{"role": ..., "content": ...}]``)."""
+        return self._tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+
+    def encode(self, text: str, add_special_tokens: bool) -> np.ndarray:
+        """Token ids (int64) of ``text``."""
+        tokens = self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        return np.asarray(tokens.input_ids.data[0], dtype=np.int64)
+
+    def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self._tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
+
+    def detokenizer(self) -> IncrementalDetokenizer:
+        """A fresh incremental decoder for one generated sequence."""
+        return IncrementalDetokenizer(self)
+
+
+class IncrementalDetokenizer:
+    """Turns a growing list of token ids into text deltas, never splitting a character.
+
+    Each call decodes a short window: the tokens already shown (for context, so that spacing rules
+    apply as in a full decode) and the new ones; the delta is the text the new tokens add. Bytes of a
+    character that is not complete yet produce no text until the rest arrives.
+    """
+
+    def __init__(self, tokenizer: TextTokenizer) -> None:
+        self._tokenizer = tokenizer
+        self.token_ids: list[int] = []
+        self._prefix_offset = 0  # start of the context window
+        self._read_offset = 0  # tokens before this have been turned into text
+
+    def push(self, token_ids: Sequence[int]) -> str:
+        """Add generated tokens; return the text they complete (possibly empty)."""
+        if not token_ids:
+            return ""
+        self.token_ids.extend(token_ids)
+        decode = self._tokenizer.decode
+        prefix_text = decode(self.token_ids[self._prefix_offset:self._read_offset])
+        new_text = decode(self.token_ids[self._prefix_offset:])
+        if len(new_text) <= len(prefix_text) or new_text.endswith("\ufffd"):
+            return ""  # an incomplete character (or a special token): wait for more
+        self._prefix_offset = self._read_offset
+        self._read_offset = len(self.token_ids)
+        return new_text[len(prefix_text):]

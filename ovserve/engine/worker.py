@@ -1,0 +1,228 @@
+"""The engine process: loads a ContinuousBatchingPipeline and runs its step loop.
+
+``ContinuousBatchingPipeline.step()`` holds the GIL for a whole step, so it runs here, in a process
+of its own, never beside the HTTP event loop. Between steps it reads new requests and aborts from
+its socket; after each step it sends one message with every request's new tokens.
+
+Started by :class:`~ovserve.engine.client.EngineClient` as ``python -m ovserve.engine.worker FD``, where
+FD is its end of a socket pair; the first message on it is ``("settings", EngineSettings)``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+import time
+from typing import Any
+
+from ovserve.engine.protocol import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    EngineInfo,
+    SamplingParams,
+    decode_frames,
+    encode_frame,
+)
+from ovserve.engine.settings import EngineSettings
+
+
+def check_device(device: str, available: list[str]) -> None:
+    """Raise ``ValueError`` naming the devices that exist if ``device`` (or one it lists) does not."""
+    head, _, rest = device.partition(":")
+    wanted = [d.strip() for d in rest.split(",") if d.strip()] if head in ("AUTO", "HETERO", "MULTI") else [device]
+    bases = {d.split(".")[0] for d in available}
+    missing = [d for d in wanted if d not in available and d.split(".")[0] not in bases]
+    if missing:
+        raise ValueError(f"device '{device}' is not available: {', '.join(missing)} not found; "
+                         f"this machine has {', '.join(available) or 'no OpenVINO devices'}")
+
+
+def load_pipeline(settings: EngineSettings) -> Any:
+    import openvino
+    import openvino_genai
+
+    check_device(settings.device, openvino.Core().available_devices)
+    scheduler = openvino_genai.SchedulerConfig()
+    scheduler.cache_size = settings.cache_size
+    scheduler.max_num_seqs = settings.max_num_seqs
+    scheduler.max_num_batched_tokens = settings.max_num_batched_tokens
+    scheduler.enable_prefix_caching = settings.enable_prefix_caching
+    scheduler.dynamic_split_fuse = settings.dynamic_split_fuse
+    return openvino_genai.ContinuousBatchingPipeline(
+        str(settings.model.path), scheduler, settings.device, settings.plugin_config)
+
+
+class StepLoop:
+    """Owns the pipeline and every live request's handle (a dropped handle drops the request)."""
+
+    def __init__(self, pipeline: Any, sock: socket.socket) -> None:
+        import numpy
+        import openvino
+        import openvino_genai
+
+        self.numpy = numpy
+        self.pipeline = pipeline
+        self.sock = sock
+        self.buffer = bytearray()
+        self.handles: dict[int, Any] = {}
+        self.tensor = openvino.Tensor
+        self.running = openvino_genai.GenerationStatus.RUNNING
+        self.finished = openvino_genai.GenerationStatus.FINISHED
+        self.cancelled = openvino_genai.GenerationStatus.CANCEL
+        self.reason_stop = openvino_genai.GenerationFinishReason.STOP
+        self.reason_length = openvino_genai.GenerationFinishReason.LENGTH
+        self.outputs: list[tuple[int, Any, str | None]] = []
+        self.aborted: set[int] = set()
+        self.stopping = False
+        self.reported_running = 0
+
+    def cache_usage(self) -> float:
+        """KV-cache use in percent, as the pipeline reports it."""
+        try:
+            return float(self.pipeline.get_metrics().cache_usage)
+        except Exception:
+            return 0.0
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self.sock.sendall(encode_frame(message))
+
+    def receive(self, block: bool) -> bool:
+        """Read and apply waiting commands; False when the other end has gone."""
+        timeout = None if block else 0
+        while True:
+            readable, _, _ = select.select([self.sock], [], [], timeout)
+            if not readable:
+                return True
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return False
+            self.buffer += chunk
+            for message in decode_frames(self.buffer):
+                self.apply(message)
+            timeout = 0
+
+    def apply(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "add":
+            _, request_id, token_ids, params = message
+            self.add(request_id, token_ids, params)
+        elif kind == "abort":
+            self.abort(message[1])
+        elif kind == "stop":
+            for request_id in list(self.handles):
+                self.abort(request_id)
+            self.stopping = True
+
+    def abort(self, request_id: int) -> None:
+        """Cancel a request. Its handle is kept until the pipeline has released it."""
+        handle = self.handles.get(request_id)
+        if handle is not None and request_id not in self.aborted:
+            handle.cancel()
+            self.aborted.add(request_id)
+
+    def add(self, request_id: int, token_ids: bytes, params: SamplingParams) -> None:
+        ids = self.numpy.frombuffer(token_ids, dtype=self.numpy.int64).reshape(1, -1)
+        try:
+            handle = self.pipeline.add_request(request_id, self.tensor(ids), params.to_generation_config())
+        except Exception as error:
+            self.outputs.append((request_id, (), f"error: {type(error).__name__}: {error}"))
+            return
+        self.handles[request_id] = handle
+
+    def collect(self) -> None:
+        for request_id, handle in list(self.handles.items()):
+            new_ids: list[int] = []
+            finish = None
+            while handle.can_read():
+                for output in handle.read().values():
+                    new_ids.extend(output.generated_ids)
+                    if output.finish_reason == self.reason_stop:
+                        finish = FINISH_STOP
+                    elif output.finish_reason == self.reason_length:
+                        finish = FINISH_LENGTH
+            status = handle.get_status()
+            if request_id in self.aborted:
+                if status not in (self.running, self.cancelled):
+                    del self.handles[request_id]
+                    self.aborted.discard(request_id)
+                continue  # the client already ended it
+            if status != self.running:
+                del self.handles[request_id]
+                if finish is None:
+                    finish = FINISH_STOP if status == self.finished else f"error: the engine ended it ({status.name})"
+            if new_ids or finish is not None:
+                self.outputs.append((request_id, new_ids, finish))
+
+    def run(self) -> None:
+        """Step while there is work; wait for commands when there is none. Ends when the client goes
+        away or asks to stop (after releasing every request)."""
+        try:
+            self._run()
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the server went away: nothing is left to report to
+
+    def _run(self) -> None:
+        connected = True
+        while True:
+            busy = bool(self.handles) or self.pipeline.has_non_finished_requests()
+            if self.stopping and not busy:
+                return
+            if connected and not self.receive(block=not busy and not self.outputs):
+                connected = False
+                self.apply(("stop",))
+                continue
+            if busy:
+                try:
+                    self.pipeline.step()
+                except Exception as error:
+                    for request_id in list(self.handles):
+                        self.outputs.append((request_id, (), f"error: engine step failed: {error}"))
+                    self.handles.clear()
+                else:
+                    self.collect()
+            running = len(self.handles) - len(self.aborted)
+            if self.outputs or running != self.reported_running:
+                if connected:
+                    self.send(("step", self.outputs, running, self.cache_usage()))
+                self.outputs = []
+                self.reported_running = running
+
+
+def _read_settings(sock: socket.socket) -> EngineSettings:
+    buffer = bytearray()
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise SystemExit(0)
+        buffer += chunk
+        messages = decode_frames(buffer)
+        if messages:
+            kind, settings = messages[0]
+            assert kind == "settings"
+            return settings
+
+
+def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
+    """Load the model, report, then serve until the socket closes."""
+    started = time.monotonic()
+    try:
+        pipeline = load_pipeline(settings)
+        eos = int(pipeline.get_tokenizer().get_eos_token_id())
+    except Exception as error:
+        sock.sendall(encode_frame(("error", f"{type(error).__name__}: {error}")))
+        return
+    loop = StepLoop(pipeline, sock)
+    loop.send(("ready", EngineInfo(settings.device, time.monotonic() - started, eos, os.getpid())))
+    loop.run()
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    sock.setblocking(True)
+    engine_main(sock, _read_settings(sock))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Errors a calculator raises to refuse a request; the server turns them into OpenAI-shaped replies."""
+
+from __future__ import annotations
+
+
+class RequestError(Exception):
+    """The request cannot be served as sent (or the model cannot serve it now).
+
+    Becomes ``{"error": {"message", "type", "param", "code"}}`` with HTTP ``status``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param
+        self.code = code
+        self.type = type or error_type(status)
+
+    def to_dict(self) -> dict[str, dict[str, str | None]]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def error_type(status: int) -> str:
+    """OpenAI's ``type`` for an HTTP status."""
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+class ModelNotReadyError(RequestError):
+    """The model exists but cannot serve right now (loading, or its engine is restarting): HTTP 503."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503, code="model_not_ready")

