@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta
-
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta
 from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
 
 

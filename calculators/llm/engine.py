@@ -7,12 +7,12 @@ import json
 import logging
 from typing import Any
 
-from ovserve.calculators.llm.types import GenerationLimits
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.llm.types import GenerationLimits
 from ovserve.engine.client import EngineClient
-from ovserve.engine.settings import EngineSettings, find_model_files
+from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_with_defaults
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework.textproto import Message
 
@@ -97,7 +97,7 @@ class LLMEngine(Resource):
         settings = EngineSettings(
             model=model,
             device=options.device,
-            plugin_config=dict(options.plugin_config),  # type: ignore[arg-type]
+            plugin_config=plugin_config_with_defaults(options.device, dict(options.plugin_config)),  # type: ignore[arg-type]
             cache_size=options.cache_size,
             max_num_seqs=options.max_num_seqs,
             max_num_batched_tokens=options.max_num_batched_tokens,

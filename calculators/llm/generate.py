@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ovserve.calculators.llm.types import GenerationDelta, Prompt
-
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.types import GenerationDelta, Prompt
 from ovserve.engine.client import EngineClient, EngineError, EngineRequest
 from ovserve.errors import ModelNotReadyError
 

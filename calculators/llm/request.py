@@ -2,26 +2,53 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
-from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
-from ovserve.calculators.llm.types import LLMRequest
 from pydantic import ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output
+from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.types import LLMRequest
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload
 
 
+def _param(loc: tuple[str | int, ...]) -> tuple[str | None, str | None]:
+    """(OpenAI's ``param`` like ``messages[0].role``, the union member the error is about)."""
+    param, member = "", None
+    for part in loc:
+        if isinstance(part, int):
+            param += f"[{part}]"
+        elif _FIELD.match(part) and part not in _TYPE_NAMES:
+            param += f".{part}" if param else part
+        else:
+            member = part
+    return param or None, member
+
+
 def validation_error(error: ValidationError) -> RequestError:
-    """The first problem of a pydantic error as an OpenAI ``invalid_request_error``."""
-    first = error.errors()[0]
-    param = ".".join(str(part) for part in first["loc"]) or None
+    """The most telling problem of a pydantic error as an OpenAI ``invalid_request_error``."""
+    problems = error.errors()
+    # With a union, every member reports; a member's own complaint beats "not of this type".
+    first = next((p for p in problems if not p["type"].endswith("_type")), problems[0])
+    param, member = _param(tuple(first["loc"]))
+    members = [_param(tuple(p["loc"])) for p in problems]
+    if len(members) > 1 and all(p["type"].endswith("_type") for p in problems) and {m[0] for m in members} == {param}:
+        expected = " or ".join(m[1] or "?" for m in members)
+        return RequestError(f"Invalid value for '{param}': expected {expected} (got {first.get('input')!r})",
+                            param=param, code="invalid_value")
     if first["type"] == "missing":
         return RequestError(f"'{param}' is required", param=param, code="missing_required_parameter")
-    value = f" (got {first['input']!r})" if first["type"] != "model_type" and "input" in first else ""
-    return RequestError(f"Invalid value for '{param}': {first['msg']}{value}", param=param, code="invalid_value")
+    value = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
+    as_member = f" (as {member})" if member else ""
+    message = first["msg"].removeprefix("Value error, ")
+    return RequestError(f"Invalid value for '{param}'{as_member}: {message}{value}", param=param, code="invalid_value")
+
+
+_FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 
 class OpenAIRequestCalculator(Calculator):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.schema import (
     AssistantMessage,
     ChatChoice,
@@ -14,8 +15,6 @@ from ovserve.calculators.llm.schema import (
     Usage,
 )
 from ovserve.calculators.llm.types import LLMRequest, TextDelta
-
-from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.payloads import HttpResponsePayload
 
 EVENT_STREAM = "text/event-stream"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
-from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, Prompt
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, Prompt
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
 
@@ -24,15 +24,24 @@ class TokenizerCalculator(Calculator):
         tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
         limits: GenerationLimits = ctx.side["LIMITS"]
         body = request.body
-        if isinstance(body, ChatCompletionRequest):
-            token_ids = self.chat_tokens(tokenizer, body)
+        if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) and isinstance(body.prompt[0], int):
+            token_ids = np.asarray(body.prompt, dtype=np.int64)
+            prompt_tokens = int(token_ids.size)
         else:
-            token_ids = self.completion_tokens(tokenizer, body)
-        params = body.sampling_params(int(token_ids.size), limits.context_length, limits.max_tokens_limit)
+            text, add_special_tokens = self.prompt_text(tokenizer, body)
+            token_ids = tokenizer.encode(text, add_special_tokens=add_special_tokens)
+            prompt_tokens = int(token_ids.size)
+            if prompt_tokens >= limits.context_length:
+                # encode() stops at the model's maximum length: count the whole prompt for the error.
+                prompt_tokens = tokenizer.count_tokens(text, add_special_tokens)
+        params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit)
         ctx.send(self.PROMPT, Prompt(token_ids, params))
 
     @staticmethod
-    def chat_tokens(tokenizer: TextTokenizer, body: ChatCompletionRequest) -> np.ndarray:
+    def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest) -> tuple[str, bool]:
+        """(the text to encode, whether the tokenizer adds its special tokens)."""
+        if isinstance(body, CompletionRequest):
+            return str(body.prompt[0] if isinstance(body.prompt, list) else body.prompt), True
         if not tokenizer.chat_template:
             raise RequestError("this model has no chat template; use /v3/completions with a plain prompt",
                                param="messages", code="no_chat_template")
@@ -40,16 +49,7 @@ class TokenizerCalculator(Calculator):
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages
         ]
         try:
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+            return tokenizer.apply_chat_template(messages, add_generation_prompt=True), False
         except Exception as error:
             raise RequestError(f"the model's chat template rejected the messages: {error}",
                                param="messages", code="invalid_value") from None
-        return tokenizer.encode(text, add_special_tokens=False)
-
-    @staticmethod
-    def completion_tokens(tokenizer: TextTokenizer, body: CompletionRequest) -> np.ndarray:
-        prompt = body.prompt
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
-            return np.asarray(prompt, dtype=np.int64)
-        text = prompt[0] if isinstance(prompt, list) else prompt
-        return tokenizer.encode(str(text), add_special_tokens=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 
+from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.engine.protocol import SamplingParams
 
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from ovserve.engine.settings import ModelFiles
 
+_COUNT_PIECE = 4000  # characters: far fewer tokens than any model's maximum length
+
 
 class TextTokenizer:
     """Wraps ``openvino_genai.Tokenizer`` (loaded from the same files as the engine)."""
@@ -35,6 +37,22 @@ class TextTokenizer:
         """Token ids (int64) of ``text``."""
         tokens = self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
         return np.asarray(tokens.input_ids.data[0], dtype=np.int64)
+
+    def count_tokens(self, text: str, add_special_tokens: bool) -> int:
+        """How many tokens ``text`` has, even past the length at which ``encode`` truncates.
+
+        OpenVINO tokenizers cut their output at the model's maximum length; to report how long an
+        over-long prompt really is, the text is encoded in pieces split at whitespace."""
+        total = int(self.encode("", add_special_tokens).size) if add_special_tokens else 0
+        start = 0
+        while start < len(text):
+            end = min(start + _COUNT_PIECE, len(text))
+            if end < len(text):
+                space = text.rfind(" ", start + 1, end)
+                end = space if space > start else end
+            total += int(self.encode(text[start:end], add_special_tokens=False).size)
+            start = end
+        return total
 
     def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)

@@ -1,10 +1,10 @@
 """The example calculator from the README, tested the way users test theirs."""
 
 import pytest
-from ovserve.calculators.examples.redact import RedactCalculator
-from ovserve.graphs import graph_path
 
+from ovserve.calculators.examples.redact import RedactCalculator
 from ovserve.framework import Graph, build_registry, load_graph
+from ovserve.graphs import graph_path
 from ovserve.testing import CalculatorRunner, run_calculator
 
 

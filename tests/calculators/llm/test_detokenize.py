@@ -1,0 +1,56 @@
+"""Detokenize: text deltas never split a character and never show any part of a stop string."""
+
+from ovserve.calculators.llm.detokenize import DetokenizerCalculator, StopStringFilter
+from ovserve.calculators.llm.types import GenerationDelta
+from ovserve.testing import run_calculator
+from tests.calculators.llm.fakes import chat_request, fake_tokenizer
+
+
+def test_stop_filter_holds_back_a_possible_stop_and_cuts_a_real_one():
+    stops = StopStringFilter(("STOP",))
+    assert stops.push("hello ST") == ("hello ", False)
+    assert stops.push("O") == ("", False)
+    assert stops.push("P and more") == ("", True)
+
+
+def test_stop_filter_releases_what_turned_out_not_to_be_a_stop():
+    stops = StopStringFilter(("STOP", "\n\n"))
+    assert stops.push("a S") == ("a ", False)
+    assert stops.push("Tx\n") == ("STx", False)
+    assert stops.flush() == "\n"
+
+
+def test_stop_filter_picks_the_earliest_of_several_stops():
+    assert StopStringFilter(("b", "a")).push("xxabc") == ("xx", True)
+
+
+def deltas(*chunks, finish="stop"):
+    out, count = [], 0
+    for i, chunk in enumerate(chunks):
+        count += len(chunk)
+        out.append(GenerationDelta(tuple(chunk), finish if i == len(chunks) - 1 else None, 4, count))
+    return out
+
+
+async def detokenize(request, token_deltas):
+    inputs = {"DELTAS": token_deltas, "REQUEST": [request]}
+    return (await run_calculator(DetokenizerCalculator, inputs, side_packets={"TOKENIZER": fake_tokenizer()}))["TEXT"]
+
+
+async def test_a_character_split_across_tokens_is_sent_whole():
+    japan = "日本".encode()  # six bytes, one per token in the fake tokenizer
+    text = await detokenize(chat_request(), deltas([*b"ab", japan[0]], japan[1:4], japan[4:], finish="length"))
+    assert [t.text for t in text] == ["ab", "日", "本"]
+    assert text[-1].finish_reason == "length" and text[-1].completion_tokens == 8
+
+
+async def test_a_stop_string_ends_the_text_before_it_even_across_deltas():
+    text = await detokenize(chat_request(stop=["END"]), deltas(b"one E", b"N", b"D two", b" three"))
+    assert "".join(t.text for t in text) == "one "
+    assert text[-1].finish_reason == "stop"
+    assert sum(1 for t in text if t.finish_reason) == 1
+
+
+async def test_held_back_text_is_released_at_the_end():
+    text = await detokenize(chat_request(stop=["END"]), deltas(b"one E", b"N", finish="length"))
+    assert "".join(t.text for t in text) == "one EN" and text[-1].finish_reason == "length"

@@ -1,0 +1,67 @@
+"""Serialize: OpenAI's exact JSON and event-stream shapes."""
+
+import json
+
+from ovserve.calculators.llm.response import OpenAIResponseCalculator
+from ovserve.calculators.llm.types import TextDelta
+from ovserve.testing import run_calculator
+from tests.calculators.llm.fakes import chat_request, completion_request
+
+
+async def serialize(request, texts):
+    out = await run_calculator(OpenAIResponseCalculator, {"REQUEST": [request], "TEXT": texts})
+    return out["HTTP_RESPONSE_PAYLOAD"]
+
+
+TEXTS = [TextDelta("Hello", None, 4, 1), TextDelta(" world", None, 4, 2), TextDelta("", "stop", 4, 3)]
+
+
+def events(payloads):
+    body = b"".join(p.body for p in payloads).decode()
+    return [block.removeprefix("data: ") for block in body.split("\n\n") if block]
+
+
+async def test_a_chat_completion_is_one_json_object():
+    (payload,) = await serialize(chat_request(), TEXTS)
+    assert payload.status == 200 and payload.content_type == "application/json" and payload.last
+    assert json.loads(payload.body) == {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": "served-name",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello world"}, "logprobs": None,
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
+    }
+
+
+async def test_a_chat_stream_is_role_content_finish_usage_done():
+    payloads = await serialize(chat_request(stream=True, stream_options={"include_usage": True}), TEXTS)
+    assert all(p.content_type == "text/event-stream" for p in payloads)
+    assert [p.last for p in payloads] == [False, False, True]
+    *chunks, done = events(payloads)
+    assert done == "[DONE]"
+    chunks = [json.loads(c) for c in chunks]
+    assert [c["choices"][0]["delta"] if c["choices"] else None for c in chunks] == [
+        {"role": "assistant", "content": ""}, {"content": "Hello"}, {"content": " world"}, {}, None]
+    assert [c["choices"][0]["finish_reason"] if c["choices"] else "-" for c in chunks] == [None, None, None, "stop", "-"]
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == "chatcmpl-test" for c in chunks)
+    assert [c["usage"] for c in chunks[:-1]] == [None] * 4
+    assert chunks[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+
+
+async def test_a_stream_without_include_usage_has_no_usage_key():
+    chunks = [json.loads(c) for c in events(await serialize(chat_request(stream=True), TEXTS))[:-1]]
+    assert all("usage" not in c for c in chunks)
+
+
+async def test_a_text_completion_and_its_stream():
+    (payload,) = await serialize(completion_request(), TEXTS)
+    body = json.loads(payload.body)
+    assert body["object"] == "text_completion" and body["choices"][0]["text"] == "Hello world"
+    chunks = [json.loads(c) for c in events(await serialize(completion_request(stream=True), TEXTS))[:-1]]
+    assert [c["choices"][0]["text"] for c in chunks] == ["Hello", " world", ""]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_the_last_payload_carries_facts_for_the_request_log():
+    payloads = await serialize(chat_request(stream=True), TEXTS)
+    assert payloads[-1].log == {"id": "chatcmpl-test", "prompt_tokens": 4, "completion_tokens": 3,
+                                "finish_reason": "stop"}

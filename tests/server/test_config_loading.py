@@ -1,0 +1,79 @@
+"""config.json and command-line errors are caught before anything loads, and say where."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ovserve.cli import build_parser
+from ovserve.framework.errors import GraphConfigError
+from ovserve.server.ovms_config import load_ovms_config
+from ovserve.server.serve import engine_overrides, servable_specs
+
+
+def write_config(tmp_path, config, graph=True):
+    (tmp_path / "m").mkdir(exist_ok=True)
+    if graph:
+        (tmp_path / "m" / "graph.pbtxt").write_text('input_stream: "HTTP_REQUEST_PAYLOAD:in"\n')
+    path = tmp_path / "config.json"
+    path.write_text(config if isinstance(config, str) else json.dumps(config))
+    return path
+
+
+def test_a_config_names_graphs_relative_to_itself(tmp_path):
+    path = write_config(tmp_path, {"mediapipe_config_list": [{"name": "org/model", "base_path": "m"}],
+                                   "calculator_paths": ["calcs"]})
+    (servable,), folders = load_ovms_config(path)
+    assert servable.name == "org/model" and servable.graph_path == tmp_path / "m" / "graph.pbtxt"
+    assert folders == [tmp_path / "calcs"]
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ('{"mediapipe_config_list": [', "config.json:1:28: not valid JSON"),
+        ({"model_config_list": [{"config": {"name": "x"}}], "mediapipe_config_list": []}, "model_config_list is not supported"),
+        ({"mediapipe_config_list": [{"name": "a", "base_path": "elsewhere"}]}, "no graph file at"),
+        ({"mediapipe_config_list": [{"name": "a", "base_path": "m"}, {"name": "a", "base_path": "m"}]}, "repeated: a"),
+        ({"mediapipe_config_list": [{"name": "a", "base_pth": "m"}]}, "base_pth: Extra inputs are not permitted"),
+        ({"mediapipe_config_list": []}, "names no graph"),
+    ],
+)
+def test_config_errors_say_what_and_where(tmp_path, config, words):
+    with pytest.raises(GraphConfigError, match=words):
+        load_ovms_config(write_config(tmp_path, config))
+
+
+def parse(*argv):
+    return build_parser().parse_args(["serve", *argv])
+
+
+def test_ovms_flag_names_are_aliases():
+    args = parse("--rest_port", "9001", "--model_path", "m.gguf", "--model_name", "x", "--target_device", "CPU",
+                 "--rest_bind_address", "0.0.0.0", "--cache_size", "2", "--enable_prefix_caching", "true")
+    assert (args.port, args.model, args.model_name, args.device, args.host, args.cache_size) == (
+        9001, "m.gguf", "x", "CPU", "0.0.0.0", 2)
+    assert args.enable_prefix_caching is True
+    assert parse("--config_path", "c.json").config == "c.json"
+
+
+def test_engine_flags_become_option_overrides_of_the_engine_node(tmp_path):
+    args = parse("--model", str(tmp_path / "m.gguf"), "--plugin-config", '{"NUM_STREAMS": "1"}', "--max-num-seqs", "8")
+    (spec,), _ = servable_specs(args)
+    assert spec.name == "m" and spec.graph_path.name == "llm.pbtxt"
+    assert spec.overrides == {"engine": {"models_path": str(tmp_path / "m.gguf"), "plugin_config": '{"NUM_STREAMS": "1"}',
+                                         "max_num_seqs": 8}}
+
+
+def test_bad_plugin_config_json_is_refused():
+    with pytest.raises(ValueError):
+        engine_overrides(parse("--plugin-config", "{nope"), __import__("pathlib").Path("m.gguf"))
+
+
+def test_serving_a_missing_model_fails_at_start_with_a_clear_message(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ovserve.cli", "serve", "--model", str(tmp_path / "none.gguf")],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "none.gguf' does not exist" in result.stderr
+    assert "resource node 'engine' (LLMEngine) failed to open" in result.stderr

@@ -1,0 +1,80 @@
+"""An OVMS user's config.json + graph.pbtxt, written by hand, served unchanged."""
+
+import json
+import textwrap
+
+import openai
+import pytest
+
+from tests.conftest import start_server
+
+pytestmark = pytest.mark.slow
+
+OVMS_GRAPH = """
+    input_stream: "HTTP_REQUEST_PAYLOAD:input"
+    output_stream: "HTTP_RESPONSE_PAYLOAD:output"
+
+    node: {
+      name: "LLMExecutor"
+      calculator: "HttpLLMCalculator"
+      input_stream: "LOOPBACK:loopback"
+      input_stream: "HTTP_REQUEST_PAYLOAD:input"
+      input_side_packet: "LLM_NODE_RESOURCES:llm"
+      output_stream: "LOOPBACK:loopback"
+      output_stream: "HTTP_RESPONSE_PAYLOAD:output"
+      input_stream_info: {
+        tag_index: 'LOOPBACK:0',
+        back_edge: true
+      }
+      node_options: {
+          [type.googleapis.com / mediapipe.LLMCalculatorOptions]: {
+              models_path: "./SmolLM2-135M-Instruct.Q4_1.gguf",
+              plugin_config: '{"KV_CACHE_PRECISION": "u8", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}',
+              enable_prefix_caching: true,
+              cache_size: 1
+          }
+      }
+      input_stream_handler {
+        input_stream_handler: "SyncSetInputStreamHandler",
+        options {
+          [mediapipe.SyncSetInputStreamHandlerOptions.ext] {
+            sync_set {
+              tag_index: "LOOPBACK:0"
+            }
+          }
+        }
+      }
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def ovms_server(default_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ovms")
+    model_dir = root / "SmolLM2-135M-Instruct"
+    model_dir.mkdir()
+    (model_dir / default_model.name).symlink_to(default_model)
+    (model_dir / "graph.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH))
+    (root / "config.json").write_text(json.dumps({
+        "model_config_list": [],
+        "mediapipe_config_list": [{"name": "HuggingFaceTB/SmolLM2-135M-Instruct", "base_path": "SmolLM2-135M-Instruct"}],
+    }))
+    server = start_server(["--config_path", str(root / "config.json")], root)
+    yield server
+    server.stop()
+
+
+def test_an_ovms_config_and_graph_serve_the_model(ovms_server):
+    client = openai.OpenAI(base_url=f"{ovms_server.base_url}/v3", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert client.models.retrieve("HuggingFaceTB/SmolLM2-135M-Instruct").id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    response = client.chat.completions.create(model="HuggingFaceTB/SmolLM2-135M-Instruct", messages=messages,
+                                              temperature=0)
+    assert "Paris" in response.choices[0].message.content
+    streamed = client.chat.completions.create(model="HuggingFaceTB/SmolLM2-135M-Instruct", messages=messages,
+                                              temperature=0, stream=True)
+    assert "Paris" in "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    completion = client.completions.create(model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                                           prompt="The capital of France is", max_tokens=5, temperature=0)
+    assert "Paris" in completion.choices[0].text
