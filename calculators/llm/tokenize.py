@@ -50,6 +50,6 @@ class TokenizerCalculator(Calculator):
         ]
         try:
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True), False
-        except Exception as error:
+        except Exception as error:  # template errors are the request's fault (roles, order)
             raise RequestError(f"the model's chat template rejected the messages: {error}",
                                param="messages", code="invalid_value") from None

@@ -50,8 +50,21 @@ def _skip_value(file: BinaryIO, value_type: int) -> None:
         raise GGUFError(f"unknown metadata value type {value_type}")
 
 
-def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
-    """Every scalar and string metadata value of a GGUF (v2 or v3) file; arrays are left out."""
+def _read_array(file: BinaryIO) -> list[Any]:
+    element_type, count = _read(file, "<I"), _read(file, "<Q")
+    if element_type == _STRING:
+        return [_read_string(file) for _ in range(count)]
+    if element_type in _SCALARS:
+        fmt = _SCALARS[element_type]
+        size = struct.calcsize(fmt)
+        data = file.read(size * count)
+        return list(struct.unpack(f"<{count}{fmt[1]}", data))
+    raise GGUFError(f"arrays of value type {element_type} are not read")
+
+
+def read_gguf_metadata(path: str | Path, arrays: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every scalar and string metadata value of a GGUF (v2 or v3) file, plus the arrays named in
+    ``arrays`` (others are skipped without decoding)."""
     metadata: dict[str, Any] = {}
     with open(path, "rb") as file:
         if file.read(4) != b"GGUF":
@@ -67,6 +80,8 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
                 metadata[key] = _read(file, _SCALARS[value_type])
             elif value_type == _STRING:
                 metadata[key] = _read_string(file)
+            elif value_type == _ARRAY and key in arrays:
+                metadata[key] = _read_array(file)
             else:
                 _skip_value(file, value_type)
     return metadata

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,25 +10,43 @@ from typing import Any
 import numpy as np
 
 from ovserve.engine.settings import ModelFiles
+from ovserve.engine.vocabulary import ByteTableDetokenizer, verified_byte_table, vocabulary_bytes
+
+log = logging.getLogger("ovserve.engine")
 
 _COUNT_PIECE = 4000  # characters: far fewer tokens than any model's maximum length
 
 
 class TextTokenizer:
-    """Wraps ``openvino_genai.Tokenizer`` (loaded from the same files as the engine)."""
+    """Wraps ``openvino_genai.Tokenizer`` (loaded from the same files as the engine).
 
-    def __init__(self, tokenizer: Any) -> None:
+    Generated text is decoded with a verified byte table where the vocabulary allows it
+    (:mod:`ovserve.engine.vocabulary`), else with OpenVINO's detokenizer."""
+
+    def __init__(self, tokenizer: Any, byte_table: list[bytes] | None = None) -> None:
         self._tokenizer = tokenizer
+        self._byte_table = byte_table
         self.eos_token_id = int(tokenizer.get_eos_token_id())
         self.chat_template: str = tokenizer.chat_template or ""
+
+    @property
+    def fast_detokenizer(self) -> bool:
+        """Whether generated text is decoded with the byte table (no OpenVINO call per token)."""
+        return self._byte_table is not None
 
     @classmethod
     def load(cls, model: ModelFiles) -> TextTokenizer:
         """Load from a ``.gguf`` or an IR folder. Blocking (seconds): call it in a thread."""
         import openvino_genai
 
-        # A pathlib.Path is needed: a str is taken for serialized model XML by one of the overloads.
-        return cls(openvino_genai.Tokenizer(Path(model.tokenizer_path)))
+        # One thread: OpenVINO's worker threads otherwise spin for milliseconds after each call, taking
+        # CPU from the engine process. A pathlib.Path is needed: a str is taken for model XML.
+        tokenizer = openvino_genai.Tokenizer(Path(model.tokenizer_path), INFERENCE_NUM_THREADS=1)
+        vocabulary = vocabulary_bytes(model)
+        table = verified_byte_table(tokenizer, vocabulary) if vocabulary else None
+        log.info("tokenizer for %s: %s detokenizer", model.display_name,
+                 "byte-table" if table else "OpenVINO")
+        return cls(tokenizer, table)
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The model's chat template applied to ``messages`` (``[{"role": ..., "content": ...}]``)."""
@@ -57,8 +76,10 @@ class TextTokenizer:
     def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
 
-    def detokenizer(self) -> IncrementalDetokenizer:
+    def detokenizer(self) -> IncrementalDetokenizer | ByteTableDetokenizer:
         """A fresh incremental decoder for one generated sequence."""
+        if self._byte_table is not None:
+            return ByteTableDetokenizer(self._byte_table)
         return IncrementalDetokenizer(self)
 
 

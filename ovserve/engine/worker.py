@@ -27,6 +27,9 @@ from ovserve.engine.protocol import (
 )
 from ovserve.engine.settings import EngineSettings
 
+#: How long the step loop waits, after requests finish, for the next requests of their clients.
+REPLACEMENT_WAIT_S = 0.020
+
 
 def check_device(device: str, available: list[str]) -> None:
     """Raise ``ValueError`` naming the devices that exist if ``device`` (or one it lists) does not."""
@@ -76,21 +79,23 @@ class StepLoop:
         self.outputs: list[tuple[int, Any, str | None]] = []
         self.aborted: set[int] = set()
         self.stopping = False
+        self.added = 0
+        self.completed = 0
         self.reported_running = 0
 
     def cache_usage(self) -> float:
         """KV-cache use in percent, as the pipeline reports it."""
         try:
             return float(self.pipeline.get_metrics().cache_usage)
-        except Exception:
+        except Exception:  # metrics must never stop the engine
             return 0.0
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.sock.sendall(encode_frame(message))
 
-    def receive(self, block: bool) -> bool:
-        """Read and apply waiting commands; False when the other end has gone."""
-        timeout = None if block else 0
+    def receive(self, timeout: float | None) -> bool:
+        """Apply the commands that arrive within ``timeout`` seconds (``None``: wait for some, ``0``:
+        only those already here). False when the other end has gone."""
         while True:
             readable, _, _ = select.select([self.sock], [], [], timeout)
             if not readable:
@@ -102,6 +107,21 @@ class StepLoop:
             for message in decode_frames(self.buffer):
                 self.apply(message)
             timeout = 0
+
+    def wait_for_replacements(self, finished: int) -> bool:
+        """After requests finish, give their clients' next requests a moment to arrive so that they
+        join the next step instead of waiting a whole (possibly long, prefilling) step. Clients that
+        send their next request as soon as one ends (chat UIs, agents, benchmarks) arrive within a
+        few milliseconds; others lose at most ``REPLACEMENT_WAIT_S`` once per finished request."""
+        deadline = time.monotonic() + REPLACEMENT_WAIT_S
+        target = self.added + finished
+        while self.added < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if not self.receive(remaining):
+                return False
+        return True
 
     def apply(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -126,10 +146,11 @@ class StepLoop:
         ids = self.numpy.frombuffer(token_ids, dtype=self.numpy.int64).reshape(1, -1)
         try:
             handle = self.pipeline.add_request(request_id, self.tensor(ids), params.to_generation_config())
-        except Exception as error:
+        except Exception as error:  # one bad request must not stop the engine
             self.outputs.append((request_id, (), f"error: {type(error).__name__}: {error}"))
             return
         self.handles[request_id] = handle
+        self.added += 1
 
     def collect(self) -> None:
         for request_id, handle in list(self.handles.items()):
@@ -150,6 +171,7 @@ class StepLoop:
                 continue  # the client already ended it
             if status != self.running:
                 del self.handles[request_id]
+                self.completed += 1
                 if finish is None:
                     finish = FINISH_STOP if status == self.finished else f"error: the engine ended it ({status.name})"
             if new_ids or finish is not None:
@@ -169,14 +191,15 @@ class StepLoop:
             busy = bool(self.handles) or self.pipeline.has_non_finished_requests()
             if self.stopping and not busy:
                 return
-            if connected and not self.receive(block=not busy and not self.outputs):
+            if connected and not self.receive(None if not busy and not self.outputs else 0):
                 connected = False
                 self.apply(("stop",))
                 continue
+            completed_before = self.completed
             if busy:
                 try:
                     self.pipeline.step()
-                except Exception as error:
+                except Exception as error:  # fail what is in flight, keep serving
                     for request_id in list(self.handles):
                         self.outputs.append((request_id, (), f"error: engine step failed: {error}"))
                     self.handles.clear()
@@ -188,6 +211,10 @@ class StepLoop:
                     self.send(("step", self.outputs, running, self.cache_usage()))
                 self.outputs = []
                 self.reported_running = running
+            if connected and self.handles and self.completed > completed_before and not self.stopping:
+                connected = self.wait_for_replacements(self.completed - completed_before)
+                if not connected:
+                    self.apply(("stop",))
 
 
 def _read_settings(sock: socket.socket) -> EngineSettings:
@@ -210,7 +237,7 @@ def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
     try:
         pipeline = load_pipeline(settings)
         eos = int(pipeline.get_tokenizer().get_eos_token_id())
-    except Exception as error:
+    except Exception as error:  # reported to the server, which fails the model load
         sock.sendall(encode_frame(("error", f"{type(error).__name__}: {error}")))
         return
     loop = StepLoop(pipeline, sock)

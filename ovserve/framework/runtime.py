@@ -238,7 +238,7 @@ class _NodeRunner(_Waker):
             if self.run._error is None:  # cancelled by something other than the run itself
                 self.run._fail(spec, RunCancelledError(f"node '{spec.name}' was cancelled"))
             raise
-        except BaseException as error:
+        except BaseException as error:  # every failure of a calculator is reported to the run
             self.run._fail(spec, error)
         finally:
             for queue in self.queues:
@@ -250,7 +250,7 @@ class _NodeRunner(_Waker):
                         await _despite_cancellation(result)
                 except asyncio.CancelledError:
                     raise
-                except BaseException as error:
+                except BaseException as error:  # a failing close() fails the run too
                     self.run._fail(spec, error)
 
     async def _single_input_loop(self, process: Any, is_async: bool) -> None:
@@ -549,7 +549,7 @@ async def _close_all(resources: list[Resource]) -> None:
             result = resource.close()
             if result is not None:
                 await result
-        except Exception as error:
+        except Exception as error:  # close every resource, then report the first failure
             errors.append(error)
     if errors:
         raise errors[0]

@@ -81,7 +81,7 @@ class GraphResponse:
             except RunCancelledError:
                 self.status = CLIENT_CLOSED
                 return
-            except Exception as error:
+            except Exception as error:  # every failure becomes an OpenAI error body
                 await self._send_error(scope, receive, send, request_error_of(error), error)
                 return
             if packet is None:
@@ -115,7 +115,7 @@ class GraphResponse:
                 except RunCancelledError:
                     self.status = CLIENT_CLOSED
                     return
-                except Exception as error:
+                except Exception as error:  # the stream has begun: report the failure in-band
                     failure = request_error_of(error)
                     self._log_failure(failure, error)
                     self.facts["error"] = failure.message
