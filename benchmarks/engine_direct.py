@@ -49,7 +49,8 @@ class _InFlight:
 class Engine:
     """A loaded pipeline plus the pre-tokenized prompts."""
 
-    def __init__(self, model: Path, device: str = "CPU", plugin_config: dict[str, str] | None = None) -> None:
+    def __init__(self, model: Path, device: str = "CPU", plugin_config: dict[str, str] | None = None,
+                 scheduler: dict[str, Any] | None = None) -> None:
         """Load the pipeline exactly as an ovserve engine process does (same scheduler and plugin
         settings, ovserve's CPU defaults included), and tokenize the prompts."""
         import numpy as np
@@ -63,7 +64,8 @@ class Engine:
         self._genai = ov_genai
         started = time.perf_counter()
         self.settings = EngineSettings(find_model_files(model), device=device,
-                                       plugin_config=plugin_config_with_defaults(device, plugin_config or {}))
+                                       plugin_config=plugin_config_with_defaults(device, plugin_config or {}),
+                                       **(scheduler or {}))
         self.pipe = load_pipeline(self.settings)
         self.load_s = time.perf_counter() - started
         tokenizer = self.pipe.get_tokenizer()
@@ -180,9 +182,10 @@ def run_levels(
     max_tokens: int,
     requests_per_client: int | None = None,
     plugin_config: dict[str, str] | None = None,
+    scheduler: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load the engine once and run every level; return a JSON-serializable report."""
-    engine = Engine(model, plugin_config=plugin_config)
+    engine = Engine(model, plugin_config=plugin_config, scheduler=scheduler)
     results = []
     for concurrency in levels:
         rpc = requests_per_client or default_requests_per_client(concurrency)
@@ -209,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests-per-client", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--plugin-config", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--scheduler", default="{}", metavar="JSON",
+                        help='EngineSettings scheduler fields, e.g. \'{"max_num_batched_tokens": 512}\'')
     parser.add_argument("--json-out", type=Path, default=None, help="write the report here")
     args = parser.parse_args(argv)
     report = run_levels(
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_tokens,
         args.requests_per_client,
         _parse_plugin_config(args.plugin_config),
+        json.loads(args.scheduler),
     )
     text = json.dumps(report, indent=2)
     if args.json_out:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.schema import (
     AssistantMessage,
@@ -21,13 +23,63 @@ EVENT_STREAM = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
 
 
-def _event(model: ChatCompletionChunk | Completion) -> bytes:
-    return b"data: " + model.model_dump_json(exclude_unset=True).encode() + b"\n\n"
-
-
 def _usage(delta: TextDelta) -> Usage:
     return Usage(prompt_tokens=delta.prompt_tokens, completion_tokens=delta.completion_tokens,
                  total_tokens=delta.prompt_tokens + delta.completion_tokens)
+
+
+_SLOT = "\u0000ovserve-content\u0000"
+_SLOT_JSON = json.dumps(_SLOT)
+
+
+class ChunkWriter:
+    """Server-sent events for one streamed request, in the shapes the pydantic models declare.
+
+    The role, finish and usage chunks are rendered from the models. The content chunk is rendered
+    once with a placeholder and split around it, so that each token costs one ``json.dumps`` of its
+    text rather than building and serializing three models."""
+
+    def __init__(self, request: LLMRequest) -> None:
+        self.request = request
+        self.chat = request.kind == "chat"
+        before, _, after = self._render(_SLOT, None).partition(_SLOT_JSON.encode())
+        self._before, self._after = b"data: " + before, after + b"\n\n"
+
+    def _model(self, text: str | None, finish: str | None, role: bool = False) -> ChatCompletionChunk | Completion:
+        request = self.request
+        fields: dict[str, object] = {"id": request.id, "created": request.created, "model": request.model}
+        if request.body.include_usage:
+            fields["usage"] = None
+        if self.chat:
+            delta = ChatDelta.model_construct(role="assistant", content=text) if role else (
+                ChatDelta.model_construct(content=text) if text is not None else ChatDelta.model_construct())
+            choice = ChatChunkChoice.model_construct(index=0, delta=delta, logprobs=None, finish_reason=finish)
+            return ChatCompletionChunk.model_construct(object="chat.completion.chunk", choices=[choice], **fields)
+        choice = CompletionChoice.model_construct(index=0, text=text or "", logprobs=None, finish_reason=finish)
+        return Completion.model_construct(object="text_completion", choices=[choice], **fields)
+
+    def _render(self, text: str | None, finish: str | None, role: bool = False) -> bytes:
+        return self._model(text, finish, role).model_dump_json(exclude_unset=True).encode()
+
+    def _event(self, text: str | None, finish: str | None, role: bool = False) -> bytes:
+        return b"data: " + self._render(text, finish, role) + b"\n\n"
+
+    def role(self) -> bytes:
+        """The first chunk of a chat stream: the assistant role, empty content."""
+        return self._event("", None, role=True) if self.chat else b""
+
+    def content(self, text: str) -> bytes:
+        return self._before + json.dumps(text, ensure_ascii=False).encode() + self._after
+
+    def finish(self, reason: str) -> bytes:
+        return self._event(None if self.chat else "", reason)
+
+    def usage(self, delta: TextDelta) -> bytes:
+        request = self.request
+        model = ChatCompletionChunk if self.chat else Completion
+        chunk = model.model_construct(id=request.id, created=request.created, model=request.model,
+                                      object=model.model_fields["object"].default, choices=[], usage=_usage(delta))
+        return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
 
 
 class OpenAIResponseCalculator(Calculator):
@@ -41,8 +93,8 @@ class OpenAIResponseCalculator(Calculator):
 
     def open(self, ctx: CalculatorContext) -> None:
         self.request: LLMRequest | None = None
+        self.writer: ChunkWriter | None = None
         self.parts: list[str] = []
-        self.started = False
 
     def process(self, ctx: CalculatorContext) -> None:
         request = ctx.value(self.REQUEST)
@@ -58,39 +110,19 @@ class OpenAIResponseCalculator(Calculator):
             if delta.finish_reason is not None:
                 self.complete(ctx, self.request, delta)
 
-    def chunk(self, request: LLMRequest, text: str | None, finish: str | None, role: bool = False) -> bytes:
-        if request.kind == "chat":
-            delta = ChatDelta.model_construct(role="assistant", content=text) if role else (
-                ChatDelta.model_construct(content=text) if text is not None else ChatDelta.model_construct())
-            choice = ChatChunkChoice.model_construct(index=0, delta=delta, logprobs=None, finish_reason=finish)
-            fields = {"id": request.id, "object": "chat.completion.chunk", "created": request.created,
-                      "model": request.model, "choices": [choice]}
-            if request.body.include_usage:
-                fields["usage"] = None
-            return _event(ChatCompletionChunk.model_construct(**fields))
-        choice = CompletionChoice.model_construct(index=0, text=text or "", logprobs=None, finish_reason=finish)
-        fields = {"id": request.id, "object": "text_completion", "created": request.created, "model": request.model,
-                  "choices": [choice]}
-        if request.body.include_usage:
-            fields["usage"] = None
-        return _event(Completion.model_construct(**fields))
-
     def stream(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
         body = b""
-        if not self.started:
-            self.started = True
-            if request.kind == "chat":
-                body += self.chunk(request, "", None, role=True)
+        if self.writer is None:
+            self.writer = ChunkWriter(request)
+            body = self.writer.role()
+        writer = self.writer
         if delta.text:
-            body += self.chunk(request, delta.text, None)
+            body += writer.content(delta.text)
         last = delta.finish_reason is not None
         if last:
-            body += self.chunk(request, None if request.kind == "chat" else "", delta.finish_reason)
+            body += writer.finish(delta.finish_reason)  # type: ignore[arg-type]
             if request.body.include_usage:
-                model = ChatCompletionChunk if request.kind == "chat" else Completion
-                body += _event(model.model_construct(id=request.id, created=request.created, model=request.model,
-                                                     object=model.model_fields["object"].default, choices=[],
-                                                     usage=_usage(delta)))
+                body += writer.usage(delta)
             body += DONE
         ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
             body, content_type=EVENT_STREAM, last=last, log=_log(request, delta) if last else None))

@@ -65,3 +65,13 @@ async def test_the_last_payload_carries_facts_for_the_request_log():
     payloads = await serialize(chat_request(stream=True), TEXTS)
     assert payloads[-1].log == {"id": "chatcmpl-test", "prompt_tokens": 4, "completion_tokens": 3,
                                 "finish_reason": "stop"}
+
+
+async def test_content_with_quotes_newlines_and_emoji_round_trips_through_the_stream():
+    tricky = 'He said "hi"\n\tthen 🙂 \\ done\u2028'
+    texts = [TextDelta(tricky, None, 4, 1), TextDelta("", "length", 4, 2)]
+    for request in (chat_request(stream=True), completion_request(stream=True)):
+        chunks = [json.loads(c) for c in events(await serialize(request, texts))[:-1]]
+        shown = "".join(c["choices"][0]["delta"].get("content") or "" if "delta" in c["choices"][0]
+                        else c["choices"][0]["text"] for c in chunks)
+        assert shown == tricky

@@ -1,0 +1,1 @@
+"""Benchmark instrument for ovserve and its peers (see benchmarks/README.md)."""
