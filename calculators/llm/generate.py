@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.types import GenerationDelta, Prompt
-from ovserve.engine.client import EngineClient, EngineError, EngineRequest
-from ovserve.errors import ModelNotReadyError
+from ovserve.engine.client import EngineClient, EngineRequest
 
 
 class LLMCalculator(Calculator):
@@ -27,13 +26,10 @@ class LLMCalculator(Calculator):
         self.request = request
         completion_tokens = 0
         async for delta in request:
-            finish = delta.finish
-            if finish is not None and finish.startswith("error"):
-                if "engine process stopped" in finish:
-                    raise ModelNotReadyError(finish[len("error: "):])
-                raise EngineError(finish[len("error: "):])
+            if delta.error is not None:
+                raise delta.error
             completion_tokens += len(delta.token_ids)
-            await ctx.send(self.DELTAS, GenerationDelta(delta.token_ids, finish, request.prompt_tokens,
+            await ctx.send(self.DELTAS, GenerationDelta(delta.token_ids, delta.finish, request.prompt_tokens,
                                                         completion_tokens))
 
     def close(self, ctx: CalculatorContext) -> None:

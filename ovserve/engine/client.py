@@ -32,10 +32,12 @@ class EngineError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class TokenDelta:
     """New tokens of one request (everything that arrived since the last read) and, at the end, how
-    it finished: ``stop``, ``length``, ``abort`` or ``error: ...``."""
+    it finished: ``stop``, ``length``, ``abort``, or ``error`` with the exception in ``error``
+    (:class:`EngineError`, or :class:`~ovserve.errors.ModelNotReadyError` if the engine process died)."""
 
     token_ids: tuple[int, ...]
     finish: str | None
+    error: Exception | None = None
 
 
 class EngineRequest:
@@ -48,11 +50,11 @@ class EngineRequest:
         self._client = client
         self.id = request_id
         self.prompt_tokens = prompt_tokens
-        self._pending: deque[tuple[Any, str | None]] = deque()
+        self._pending: deque[tuple[Any, str | Exception | None]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.finish: str | None = None
 
-    def _push(self, token_ids: Any, finish: str | None) -> None:
+    def _push(self, token_ids: Any, finish: str | Exception | None) -> None:
         self._pending.append((token_ids, finish))
         waiter = self._waiter
         if waiter is not None:
@@ -80,9 +82,14 @@ class EngineRequest:
                 more, finish = pending.popleft()
                 merged.extend(more)
             ids = tuple(merged)
+        error = None
+        if isinstance(finish, Exception):
+            error, finish = finish, "error"
+        elif finish is not None and finish.startswith("error: "):
+            error, finish = EngineError(finish[len("error: "):]), "error"
         if finish is not None:
             self.finish = finish
-        return TokenDelta(ids, finish)
+        return TokenDelta(ids, finish, error)
 
     @property
     def done(self) -> bool:
@@ -191,7 +198,7 @@ class EngineClient:
         if self._restart_task is not None:
             self._restart_task.cancel()
         await self._kill()
-        self._fail_all("the server is shutting down")
+        self._fail_all(EngineError("the server is shutting down"))
 
     async def _kill(self) -> None:
         transport, self._transport = self._transport, None
@@ -257,15 +264,15 @@ class EngineClient:
                 f"the engine process stopped while loading the model (exit code {code})"))
         if self._stopping:
             return
-        self._fail_all("the engine process stopped unexpectedly; the request was not completed")
+        self._fail_all(ModelNotReadyError("the engine process stopped unexpectedly; the request was not completed"))
         if was_ready and self.restart:
             log.error("engine process for %s stopped unexpectedly; restarting", self.settings.model.display_name)
             self._restart_task = asyncio.get_running_loop().create_task(self._restart_loop())
 
-    def _fail_all(self, reason: str) -> None:
+    def _fail_all(self, error: Exception) -> None:
         requests, self._requests = self._requests, {}
         for request in requests.values():
-            request._push((), f"error: {reason}")
+            request._push((), error)
 
     async def _restart_loop(self) -> None:
         delay = 1.0

@@ -49,6 +49,10 @@ class _Waker:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def deliver(self) -> None:
+        """A packet was queued for this consumer."""
+        self.wake()
+
     async def sleep(self) -> None:
         self.waiter = asyncio.get_running_loop().create_future()
         await self.waiter
@@ -130,7 +134,7 @@ class OutputPort:
             queue.last_ts = timestamp
             owner = queue.owner
             if owner.waiter is not None:
-                owner.wake()
+                owner.deliver()
             if len(items) >= queue.capacity:
                 full = True
         return _Room(self.consumers) if full else READY
@@ -162,7 +166,8 @@ class _Room:
 class _NodeRunner(_Waker):
     """Runs one calculator for one run."""
 
-    __slots__ = ("ctx", "groups", "outputs", "queues", "run", "spec", "task")
+    __slots__ = ("ctx", "downstream", "draining", "groups", "inline_process", "outputs", "queues", "run", "spec",
+                 "task")
 
     def __init__(self, run: GraphRun, spec: NodeSpec, side: Mapping[str, Any], capacity: int) -> None:
         super().__init__()
@@ -171,29 +176,74 @@ class _NodeRunner(_Waker):
         self.queues = [InputQueue(i.port, self, capacity, i.back_edge) for i in spec.inputs]
         self.groups = [[self.queues[i] for i in group] for group in spec.sync_sets]
         self.outputs: dict[str, OutputPort] = {}
+        self.downstream: list[InputQueue] = []
         self.ctx = CalculatorContext(spec.name, spec.options, side, self.outputs, spec.base_path)
         self.task: asyncio.Task[None] | None = None
+        #: A sync ``process`` that producers may call directly while this node sleeps (set after open).
+        self.inline_process: Any = None
+        self.draining = False
+
+    def deliver(self) -> None:
+        """A packet was queued here. If the node sleeps waiting for input and its ``process`` is plain
+        (not async), run it right here, in the producer's task: the packet goes through without a task
+        switch, and in the same order and timestamp sync as the node's own loop would give."""
+        if self.inline_process is None or self.draining:
+            self.wake()
+            return
+        self.draining = True
+        try:
+            while not self._downstream_full() and self._take():
+                self.inline_process(self.ctx)
+        except BaseException as error:  # the failure is this node's, not the producer's
+            self.run._fail(self.spec, error)
+        finally:
+            self.draining = False
+        if any(q.items or q.closed for q in self.queues):
+            self.wake()  # what remains (backpressure, end of input) is for the node's own loop
+
+    def _downstream_full(self) -> bool:
+        for queue in self.downstream:  # noqa: SIM110 - per packet: a plain loop beats any() on a generator
+            if len(queue.items) >= queue.capacity:
+                return True
+        return False
 
     def _done(self) -> bool:
-        return all(q.closed and not q.items for q in self.queues if not q.back_edge)
+        for queue in self.queues:  # noqa: SIM110 - per packet: a plain loop beats all() on a generator
+            if not queue.back_edge and (queue.items or not queue.closed):
+                return False
+        return True
 
     def _take(self) -> bool:
         """Fill ``ctx.inputs`` with the earliest ready input set; False if none is ready."""
+        ctx = self.ctx
+        if len(self.queues) == 1:
+            queue = self.queues[0]
+            if not queue.items:
+                return False
+            packet = queue.pop()
+            ctx.inputs = {queue.port: packet}
+            ctx.timestamp = packet.timestamp
+            return True
         best_ts = -1
         best: list[InputQueue] | None = None
         for group in self.groups:
-            heads = [q.items[0].timestamp for q in group if q.items]
-            if not heads:
+            ts = -1
+            for queue in group:
+                if queue.items:
+                    head = queue.items[0].timestamp
+                    if ts < 0 or head < ts:
+                        ts = head
+            if ts < 0 or (best is not None and ts >= best_ts):
                 continue
-            ts = min(heads)
-            if best is not None and ts >= best_ts:
-                continue
-            if all(q.back_edge or q.closed or q.last_ts >= ts for q in group):
+            for queue in group:
+                if not (queue.back_edge or queue.closed or queue.last_ts >= ts):
+                    break
+            else:
                 best, best_ts = group, ts
         if best is None:
             return False
-        self.ctx.inputs = {q.port: q.pop() for q in best if q.items and q.items[0].timestamp == best_ts}
-        self.ctx.timestamp = best_ts
+        ctx.inputs = {q.port: q.pop() for q in best if q.items and q.items[0].timestamp == best_ts}
+        ctx.timestamp = best_ts
         return True
 
     async def _room(self) -> None:
@@ -215,6 +265,8 @@ class _NodeRunner(_Waker):
             opened = True
             process = calculator.process
             is_async = spec.process_is_async
+            if not is_async and self.queues:
+                self.inline_process = process
             if not self.queues:
                 if is_async:
                     await process(ctx)  # type: ignore[misc]
@@ -241,6 +293,7 @@ class _NodeRunner(_Waker):
         except BaseException as error:  # every failure of a calculator is reported to the run
             self.run._fail(spec, error)
         finally:
+            self.inline_process = None
             for queue in self.queues:
                 queue.abandon()
             if opened and calculator is not None:
@@ -329,6 +382,7 @@ class GraphRun:
             for output in runner.spec.outputs:
                 runner.outputs[output.port] = OutputPort(f"node '{runner.spec.name}' output '{output.port}'",
                                                          consumer_queues(output.consumers))
+            runner.downstream = [queue for output in runner.outputs.values() for queue in output.consumers]
         self._inputs = {port: OutputPort(f"graph input '{port}'", consumer_queues(consumers))
                         for port, consumers in spec.input_consumers.items()}
         self._error: BaseException | None = None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,6 +17,7 @@ from starlette.routing import Route
 
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
+from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.responses import GraphResponse, RequestRecorder, error_response
 from ovserve.server.schema import ModelCard, ModelList
@@ -105,8 +109,17 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 def build_app(servables: Servables) -> Starlette:
-    """The ASGI application serving ``servables``."""
+    """The ASGI application serving ``servables``; its lifespan watches the event loop's lag."""
     routes_of = OpenAIRoutes(servables)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        watcher = asyncio.ensure_future(watch_loop_lag(routes_of.metrics.loop_lag))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+
     routes = []
     for prefix in API_PREFIXES:
         routes += [
@@ -121,4 +134,4 @@ def build_app(servables: Servables) -> Starlette:
         Route("/v2/health/ready", routes_of.ready, methods=["GET"]),
         Route("/v2/models/{model_id:path}/ready", routes_of.model_ready, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ovserve.server.loop_lag import LAG_BUCKETS
 from ovserve.server.servables import Servables
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -50,6 +51,9 @@ class ServerMetrics:
         self.first_chunk = Histogram("ovserve_time_to_first_chunk_seconds",
                                      "Time from request to the first response bytes (streams: first token)",
                                      ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.loop_lag = Histogram("ovserve_event_loop_lag_seconds",
+                                  "How much later than asked the HTTP event loop woke a 5 ms timer",
+                                  buckets=LAG_BUCKETS, registry=self.registry)
         self.registry.register(_ResourceGauges(servables))
 
     def observe(self, model: str, status: int, seconds: float, first_chunk: float | None,

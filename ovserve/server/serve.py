@@ -88,7 +88,7 @@ async def serve(args: argparse.Namespace) -> int:
     servables = await Servables.load(specs, registry)
     try:
         config = uvicorn.Config(build_app(servables), host=args.host, port=args.port, access_log=False,
-                                log_config=None, lifespan="off", timeout_graceful_shutdown=5)
+                                log_config=None, lifespan="on", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         serving = asyncio.ensure_future(server.serve())
         while not server.started and not serving.done():

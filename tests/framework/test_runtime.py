@@ -264,3 +264,22 @@ async def test_explicit_timestamps_must_increase():
         await run.send("TEXT", "a", timestamp=5)
         with pytest.raises(ValueError, match="timestamp 5 is not after the last one"):
             await run.send("TEXT", "b", timestamp=5)
+
+
+async def test_a_failure_in_a_plain_calculator_fed_by_an_async_one_names_the_plain_one():
+    registry = sample_registry()
+    registry.add(Failing, "test")
+    Failing.closed = 0
+    graph = await start("""
+        input_stream: "TEXT:t"
+        output_stream: "OUT:o"
+        node { name: "repeat" calculator: "Repeat" input_stream: "TEXT:t" output_stream: "COPIES:c" }
+        node { name: "checker" calculator: "Failing" input_stream: "TEXT:c" output_stream: "OUT:o" }
+    """, registry)
+    async with graph.run() as run:
+        await run.send("TEXT", "x")
+        assert (await run.get("OUT")).value == "x"
+        with pytest.raises(CalculatorError) as caught:
+            await run.get("OUT")
+    assert caught.value.node == "checker" and isinstance(caught.value.cause, ValueError)
+    assert Failing.closed == 1

@@ -27,7 +27,7 @@ async def test_engine_deltas_stream_out_with_running_token_counts():
 
 
 async def test_an_engine_error_fails_the_run():
-    engine = FakeEngine([TokenDelta((5,), None), TokenDelta((), "error: out of memory")])
+    engine = FakeEngine([TokenDelta((5,), None), TokenDelta((), "error", EngineError("out of memory"))])
     with pytest.raises(CalculatorError) as caught:
         await run_calculator(LLMCalculator, {"PROMPT": [PROMPT]}, side_packets={"ENGINE": engine})
     assert isinstance(caught.value.cause, EngineError) and "out of memory" in str(caught.value.cause)
