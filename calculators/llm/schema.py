@@ -7,10 +7,12 @@ those that would change the answer's shape (``n`` > 1) are refused instead.
 
 from __future__ import annotations
 
+import random
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
 from ovserve.errors import RequestError
 
@@ -79,8 +81,12 @@ class OpenAIRequestBase(_Request):
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
 
-    def sampling_params(self, prompt_tokens: int, context_length: int, max_tokens_limit: int | None) -> SamplingParams:
-        """Engine settings for this request; refuses prompts and limits that do not fit the context."""
+    def sampling_params(self, prompt_tokens: int, context_length: int, max_tokens_limit: int | None,
+                        defaults: SamplingDefaults = OPENAI_SAMPLING) -> SamplingParams:
+        """Engine settings for this request; refuses prompts and limits that do not fit the context.
+
+        Sampling settings the request leaves out come from the model's ``defaults``; without a ``seed``
+        the request draws its own, so that two identical requests do not sample identical text."""
         room = context_length - prompt_tokens
         if room <= 0:
             raise RequestError(
@@ -99,9 +105,10 @@ class OpenAIRequestBase(_Request):
         limit = requested if requested is not None else min(room, max_tokens_limit or room)
         return SamplingParams(
             max_new_tokens=limit,
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            seed=self.seed,
+            temperature=defaults.temperature if self.temperature is None else self.temperature,
+            top_p=defaults.top_p if self.top_p is None else self.top_p,
+            top_k=defaults.top_k,
+            seed=random.getrandbits(32) if self.seed is None else self.seed,
             stop=self.stop_strings,
             ignore_eos=self.ignore_eos,
         )

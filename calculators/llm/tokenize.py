@@ -34,7 +34,7 @@ class TokenizerCalculator(Calculator):
             if prompt_tokens >= limits.context_length:
                 # encode() stops at the model's maximum length: count the whole prompt for the error.
                 prompt_tokens = tokenizer.count_tokens(text, add_special_tokens)
-        params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit)
+        params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit, limits.sampling)
         ctx.send(self.PROMPT, Prompt(token_ids, params))
 
     @staticmethod

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
 
 
@@ -59,7 +60,9 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class GenerationLimits:
-    """What the model can take (``LIMITS``): its context and the server's cap on new tokens."""
+    """What the model can take and how it samples by default (``LIMITS``): its context, the server's cap
+    on new tokens, and the sampling settings for requests that do not give their own."""
 
     context_length: int
     max_tokens_limit: int | None = None
+    sampling: SamplingDefaults = OPENAI_SAMPLING

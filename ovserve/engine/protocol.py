@@ -36,6 +36,8 @@ class SamplingParams:
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
+    #: Sample only from the ``top_k`` most likely tokens; ``None`` or 0: from all of them.
+    top_k: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
@@ -51,10 +53,12 @@ class SamplingParams:
             config.do_sample = True
             config.temperature = self.temperature
             config.top_p = self.top_p
+            if self.top_k:
+                config.top_k = self.top_k
         else:
             config.do_sample = False
         if self.seed is not None:
-            config.rng_seed = self.seed
+            config.rng_seed = self.seed % (1 << 64)  # OpenAI seeds are any integer; the engine's are unsigned
         if self.stop:
             # The engine stops on them; the detokenizer cuts the text exactly where they start.
             config.stop_strings = set(self.stop)

@@ -123,6 +123,24 @@ def test_seeded_sampling_repeats(client):
     assert sample() == sample()
 
 
+def test_without_sampling_fields_the_models_defaults_give_a_sensible_answer(client):
+    # The README's first request, with no sampling fields. The default model's folder has the sampling
+    # defaults of its model card (ovserve pull writes them); at OpenAI's temperature 1 this model
+    # rambles until its 8k context is full (max_tokens only bounds how long a failure takes).
+    for seed in (1, 2, 3):
+        response = client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, seed=seed, max_tokens=200)
+        assert "Paris" in response.choices[0].message.content
+        assert response.choices[0].finish_reason == "stop" and response.usage.completion_tokens < 50
+
+
+def test_unseeded_sampling_differs_between_requests(client):
+    def sample():
+        return client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=1.0,
+                                              max_tokens=20).choices[0].message.content
+
+    assert sample() != sample()
+
+
 def test_ignore_eos_generates_exactly_max_tokens(client):
     response = client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=0, max_tokens=40,
                                               extra_body={"ignore_eos": True})

@@ -31,7 +31,8 @@ OVMS_GRAPH = """
               models_path: "./SmolLM2-135M-Instruct.Q4_1.gguf",
               plugin_config: '{"KV_CACHE_PRECISION": "u8", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}',
               enable_prefix_caching: true,
-              cache_size: 1
+              cache_size: 1,
+              generation_config_path: "greedy_generation_config.json"
           }
       }
       input_stream_handler {
@@ -55,6 +56,7 @@ def ovms_server(default_model, tmp_path_factory):
     model_dir.mkdir()
     (model_dir / default_model.name).symlink_to(default_model)
     (model_dir / "graph.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH))
+    (model_dir / "greedy_generation_config.json").write_text('{"do_sample": false, "temperature": 0.0}')
     (root / "config.json").write_text(json.dumps({
         "model_config_list": [],
         "mediapipe_config_list": [{"name": "HuggingFaceTB/SmolLM2-135M-Instruct", "base_path": "SmolLM2-135M-Instruct"}],
@@ -78,3 +80,15 @@ def test_an_ovms_config_and_graph_serve_the_model(ovms_server):
     completion = client.completions.create(model="HuggingFaceTB/SmolLM2-135M-Instruct",
                                            prompt="The capital of France is", max_tokens=5, temperature=0)
     assert "Paris" in completion.choices[0].text
+
+
+def test_generation_config_path_sets_the_default_sampling(ovms_server):
+    client = openai.OpenAI(base_url=f"{ovms_server.base_url}/v3", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "Tell me a story about a dragon."}]
+
+    def answer(**fields):
+        return client.chat.completions.create(model="HuggingFaceTB/SmolLM2-135M-Instruct", messages=messages,
+                                              max_tokens=30, **fields).choices[0].message.content
+
+    # The graph's file says temperature 0: requests that do not say are greedy, so they repeat exactly.
+    assert answer() == answer(seed=5) == answer(temperature=0)

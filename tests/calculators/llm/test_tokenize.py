@@ -4,14 +4,15 @@ import pytest
 
 from ovserve.calculators.llm.tokenize import TokenizerCalculator
 from ovserve.calculators.llm.types import GenerationLimits
+from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.errors import RequestError
 from ovserve.framework.errors import CalculatorError
 from ovserve.testing import run_calculator
 from tests.calculators.llm.fakes import chat_request, completion_request, fake_tokenizer
 
 
-async def tokenize(request, context_length=100, max_tokens_limit=None):
-    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": GenerationLimits(context_length, max_tokens_limit)}
+async def tokenize(request, context_length=100, max_tokens_limit=None, sampling=OPENAI_SAMPLING):
+    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": GenerationLimits(context_length, max_tokens_limit, sampling)}
     (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [request]}, side_packets=side))["PROMPT"]
     return prompt
 
@@ -35,6 +36,22 @@ async def test_sampling_fields_reach_the_engine_settings():
     params = prompt.params
     assert (params.temperature, params.top_p, params.seed, params.stop, params.ignore_eos, params.max_new_tokens) == (
         0, 0.5, 3, ("END",), True, 7)
+
+
+async def test_sampling_fields_left_out_come_from_the_models_defaults():
+    model = SamplingDefaults(temperature=0.2, top_p=0.9, top_k=40)
+    params = (await tokenize(chat_request(), sampling=model)).params
+    assert (params.temperature, params.top_p, params.top_k) == (0.2, 0.9, 40)
+    params = (await tokenize(chat_request(temperature=1.5, top_p=0.5), sampling=model)).params
+    assert (params.temperature, params.top_p, params.top_k) == (1.5, 0.5, 40)
+    params = (await tokenize(chat_request())).params
+    assert (params.temperature, params.top_p, params.top_k) == (1.0, 1.0, None)
+
+
+async def test_without_a_seed_each_request_draws_its_own():
+    seeds = {(await tokenize(chat_request())).params.seed for _ in range(4)}
+    assert None not in seeds and len(seeds) == 4
+    assert (await tokenize(chat_request(seed=-5))).params.seed == -5
 
 
 async def test_token_id_prompts_pass_through():
