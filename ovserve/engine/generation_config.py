@@ -1,7 +1,7 @@
 """A model's default sampling settings, from its ``generation_config.json``.
 
 Requests that leave ``temperature``, ``top_p`` (or the engine's ``top_k``) out get the model's own
-defaults, as vLLM and OVMS do: the Hugging Face ``generation_config.json`` in the model's folder (an IR
+defaults, as vLLM does: the Hugging Face ``generation_config.json`` in the model's folder (an IR
 folder, or the folder holding the ``.gguf``), or the file the graph names in ``generation_config_path``.
 Only the sampling keys are read; everything else in the file (token ids, ``max_length``, ...) is left
 to the model. Without a file, OpenAI's defaults apply: temperature 1, top_p 1, no top-k.
