@@ -194,8 +194,9 @@ class _NodeRunner(_Waker):
         try:
             while not self._downstream_full() and self._take():
                 self.inline_process(self.ctx)
-        except BaseException as error:  # the failure is this node's, not the producer's
-            self.run._fail(self.spec, error)
+        except BaseException as error:  # the failure is this node's; the producer's task stops too
+            self.inline_process = None  # and nothing more runs through the failed calculator
+            self.run._fail(self.spec, error, failed_in=None)
         finally:
             self.draining = False
         if any(q.items or q.closed for q in self.queues):
@@ -288,10 +289,10 @@ class _NodeRunner(_Waker):
                 output.close()
         except asyncio.CancelledError:
             if self.run._error is None:  # cancelled by something other than the run itself
-                self.run._fail(spec, RunCancelledError(f"node '{spec.name}' was cancelled"))
+                self.run._fail(spec, RunCancelledError(f"node '{spec.name}' was cancelled"), self.task)
             raise
         except BaseException as error:  # every failure of a calculator is reported to the run
-            self.run._fail(spec, error)
+            self.run._fail(spec, error, self.task)
         finally:
             self.inline_process = None
             for queue in self.queues:
@@ -304,7 +305,7 @@ class _NodeRunner(_Waker):
                 except asyncio.CancelledError:
                     raise
                 except BaseException as error:  # a failing close() fails the run too
-                    self.run._fail(spec, error)
+                    self.run._fail(spec, error, self.task)
 
     async def _single_input_loop(self, process: Any, is_async: bool) -> None:
         ctx = self.ctx
@@ -470,7 +471,7 @@ class GraphRun:
             return
         if self._error is None:
             self._error = RunCancelledError(reason)
-        self._stop_all()
+        self._stop_all(None)
 
     async def aclose(self) -> None:
         """Cancel the run if it is still going and wait until all of its tasks have finished."""
@@ -483,19 +484,21 @@ class GraphRun:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _fail(self, node: NodeSpec, error: BaseException) -> None:
+    def _fail(self, node: NodeSpec, error: BaseException, failed_in: asyncio.Task[None] | None) -> None:
+        """``node`` failed. ``failed_in`` is the node's own task when it failed there (it is finishing
+        already: cancelling it would cut its ``close`` short); ``None`` when it failed inline, in a
+        producer's task, which must then stop like every other."""
         if self._error is None:
             self._error = error if isinstance(error, GraphError) else CalculatorError(
                 node.name, node.calculator.name, error)
-            self._stop_all()
+            self._stop_all(failed_in)
 
-    def _stop_all(self) -> None:
+    def _stop_all(self, spare: asyncio.Task[None] | None) -> None:
         if self._stopping:
             return
         self._stopping = True
-        current = asyncio.current_task()
         for runner in self._runners:
-            if runner.task is not None and runner.task is not current and not runner.task.done():
+            if runner.task is not None and runner.task is not spare and not runner.task.done():
                 runner.task.cancel()
         for queue in self._readers.values():
             queue.owner.wake()

@@ -266,20 +266,41 @@ async def test_explicit_timestamps_must_increase():
             await run.send("TEXT", "b", timestamp=5)
 
 
-async def test_a_failure_in_a_plain_calculator_fed_by_an_async_one_names_the_plain_one():
+class Counting(Calculator):
+    """Async: sends 1000 numbered copies of each text, counting what it sent; records close."""
+
+    TEXT = Input(str)
+    COPIES = Output(str)
+    sent = 0
+    closed = 0
+
+    async def process(self, ctx: CalculatorContext) -> None:
+        await asyncio.sleep(0.01)  # the plain consumer is asleep, waiting: it runs inline in this task
+        for i in range(1000):
+            await ctx.send(self.COPIES, f"{ctx.value(self.TEXT)}{i}", timestamp=i)
+            type(self).sent += 1
+
+    def close(self, ctx: CalculatorContext) -> None:
+        type(self).closed += 1
+
+
+async def test_a_failure_in_a_plain_calculator_fed_by_an_async_one_stops_the_producer_too():
     registry = sample_registry()
     registry.add(Failing, "test")
-    Failing.closed = 0
+    registry.add(Counting, "test")
+    Failing.closed = Counting.closed = Counting.sent = 0
     graph = await start("""
         input_stream: "TEXT:t"
         output_stream: "OUT:o"
-        node { name: "repeat" calculator: "Repeat" input_stream: "TEXT:t" output_stream: "COPIES:c" }
+        node { name: "source" calculator: "Counting" input_stream: "TEXT:t" output_stream: "COPIES:c" }
         node { name: "checker" calculator: "Failing" input_stream: "TEXT:c" output_stream: "OUT:o" }
     """, registry)
-    async with graph.run() as run:
-        await run.send("TEXT", "x")
-        assert (await run.get("OUT")).value == "x"
-        with pytest.raises(CalculatorError) as caught:
-            await run.get("OUT")
+    run = graph.run()
+    await run.send("TEXT", "x")  # the input stays open: only the failure can end the run
+    assert (await run.get("OUT")).value == "x0"
+    with pytest.raises(CalculatorError) as caught:
+        await run.get("OUT")
+    await asyncio.wait_for(run.aclose(), 5)
     assert caught.value.node == "checker" and isinstance(caught.value.cause, ValueError)
-    assert Failing.closed == 1
+    assert (Failing.closed, Counting.closed) == (1, 1)
+    assert Counting.sent < 1000, "the producer must stop when the node it feeds fails"
