@@ -76,12 +76,10 @@ class Engine:
             self.prompt_ids.append(np.array(ids, dtype=np.int64))
 
     def config(self, max_tokens: int) -> Any:
-        """Greedy, fixed-length generation config."""
-        cfg = self._genai.GenerationConfig()
-        cfg.max_new_tokens = max_tokens
-        cfg.ignore_eos = True
-        cfg.do_sample = False
-        return cfg
+        """Greedy, fixed-length generation config, built as ovserve builds it for such a request."""
+        from ovserve.engine.protocol import SamplingParams
+
+        return SamplingParams(max_new_tokens=max_tokens, temperature=0, ignore_eos=True).to_generation_config()
 
     def add(self, request_id: int, index: int, cfg: Any) -> _InFlight:
         """Add request number ``index`` (its prompt chosen like the HTTP clients do)."""

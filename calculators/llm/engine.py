@@ -19,32 +19,16 @@ from ovserve.framework.textproto import Message
 
 log = logging.getLogger("ovserve.llm")
 
-#: Options OVMS defines that ovserve accepts but does not act on yet (a warning names them at load).
-NOT_YET_SUPPORTED = (
-    "draft_models_path", "draft_device", "draft_max_num_batched_tokens", "draft_cache_size", "draft_block_size",
-    "draft_max_num_seqs", "draft_dynamic_split_fuse", "draft_eagle3_mode", "pipeline_type", "cache_eviction_config",
-    "tool_parser", "reasoning_parser", "enable_tool_guided_generation", "sparse_attention_config",
-    "chat_template_mode", "best_of_limit",
-)  # fmt: skip
 DEFAULT_CONTEXT_LENGTH = 4096
 
 
-class LLMCalculatorOptions(BaseModel):
-    """OVMS's ``mediapipe.LLMCalculatorOptions``, field for field (``src/llm/llm_calculator.proto``)."""
+class OVMSOptionsNotYetSupported(BaseModel):
+    """Options OVMS defines that ovserve accepts, so that OVMS graph files load, but does not act on
+    yet; a warning names those a graph sets."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    models_path: str = Field(description="a .gguf file or an OpenVINO IR folder, relative to the graph file")
-    device: str = Field("CPU", description="CPU, GPU, NPU, AUTO, HETERO:..., as OpenVINO names them")
-    plugin_config: str | dict[str, Any] = Field("", description="OpenVINO properties as a JSON object string")
-    cache_size: int = Field(0, ge=0, description="KV cache in GB (0: grow as needed)")
-    max_num_seqs: int = Field(256, ge=1, description="most sequences in one engine step")
-    max_num_batched_tokens: int = Field(256, ge=1, description="most tokens in one engine step")
-    enable_prefix_caching: bool = False
-    dynamic_split_fuse: bool = True
-    max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
     cache_interval_multiplier: int | None = None
-    # Accepted for compatibility with OVMS graph files; not used yet.
     best_of_limit: int = 20
     draft_models_path: str | None = None
     draft_device: str | None = None
@@ -61,6 +45,23 @@ class LLMCalculatorOptions(BaseModel):
     enable_tool_guided_generation: bool | None = None
     sparse_attention_config: Message | None = None
     chat_template_mode: str | None = None
+
+
+NOT_YET_SUPPORTED = tuple(OVMSOptionsNotYetSupported.model_fields)
+
+
+class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
+    """OVMS's ``mediapipe.LLMCalculatorOptions``, field for field (``src/llm/llm_calculator.proto``)."""
+
+    models_path: str = Field(description="a .gguf file or an OpenVINO IR folder, relative to the graph file")
+    device: str = Field("CPU", description="CPU, GPU, NPU, AUTO, HETERO:..., as OpenVINO names them")
+    plugin_config: str | dict[str, Any] = Field("", description="OpenVINO properties as a JSON object string")
+    cache_size: int = Field(0, ge=0, description="KV cache in GB (0: grow as needed)")
+    max_num_seqs: int = Field(256, ge=1, description="most sequences in one engine step")
+    max_num_batched_tokens: int = Field(256, ge=1, description="most tokens in one engine step")
+    enable_prefix_caching: bool = False
+    dynamic_split_fuse: bool = True
+    max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
     generation_config_path: str | None = Field(
         None, description="generation_config.json with the default sampling settings, relative to the graph file "
                           "(default: the one in the model's folder, if any)")

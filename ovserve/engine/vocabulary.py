@@ -120,15 +120,13 @@ class ByteTableDetokenizer:
     """Incremental decoding with a verified byte table: bytes of an unfinished character are held
     until the rest arrives (an incremental UTF-8 decoder does exactly that)."""
 
-    __slots__ = ("_decoder", "_table", "token_ids")
+    __slots__ = ("_decoder", "_table")
 
     def __init__(self, table: list[bytes]) -> None:
         self._table = table
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
-        self.token_ids: list[int] = []
 
     def push(self, token_ids: Sequence[int]) -> str:
-        self.token_ids.extend(token_ids)
         table = self._table
         size = len(table)
         return self._decoder.decode(b"".join(table[i] for i in token_ids if 0 <= i < size))

@@ -248,10 +248,9 @@ class _NodeRunner(_Waker):
         return True
 
     async def _room(self) -> None:
-        for output in self.outputs.values():
-            for queue in output.consumers:
-                if len(queue.items) >= queue.capacity:
-                    await queue.wait_space()
+        for queue in self.downstream:
+            if len(queue.items) >= queue.capacity:
+                await queue.wait_space()
 
     async def main(self) -> None:
         spec = self.spec
@@ -312,7 +311,7 @@ class _NodeRunner(_Waker):
         queue = self.queues[0]
         items = queue.items
         port = queue.port
-        consumers = [q for output in self.outputs.values() for q in output.consumers]
+        consumers = self.downstream
         while True:
             if items:
                 packet = items.popleft()

@@ -36,15 +36,15 @@ class OpenAIRoutes:
         self.recorder = RequestRecorder(self.metrics)
 
     def _servable(self, name: object) -> Servable:
+        servable = self.servables.get(name) if isinstance(name, str) else None
+        if servable is not None:
+            return servable
         served = ", ".join(self.servables.names())
         if not isinstance(name, str) or not name:
             raise RequestError(f"you must provide a model parameter; served models: {served}",
                                param="model", code="missing_required_parameter")
-        servable = self.servables.get(name)
-        if servable is None:
-            raise RequestError(f"The model '{name}' does not exist; served models: {served}", status=404,
-                               param="model", code="model_not_found")
-        return servable
+        raise RequestError(f"The model '{name}' does not exist; served models: {served}", status=404,
+                           param="model", code="model_not_found")
 
     async def completions(self, request: Request) -> Response | GraphResponse:
         """``POST /v3/chat/completions`` and ``POST /v3/completions``: run the model's graph."""

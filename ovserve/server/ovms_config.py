@@ -7,13 +7,13 @@ supported yet and are refused with a clear message rather than silently dropped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ovserve.framework.errors import GraphConfigError, Problem
+from ovserve.server.servables import ServableSpec
 
 
 class MediapipeGraphEntry(BaseModel):
@@ -33,15 +33,7 @@ class OvmsConfig(BaseModel):
     calculator_paths: list[str] = Field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ServableConfig:
-    """A graph to serve: its served name, its graph file, the folder its relative paths start from."""
-
-    name: str
-    graph_path: Path
-
-
-def load_ovms_config(path: str | Path) -> tuple[list[ServableConfig], list[Path]]:
+def load_ovms_config(path: str | Path) -> tuple[list[ServableSpec], list[Path]]:
     """The graphs a config.json names, and its calculator folders; errors name the file and entry."""
     path = Path(path)
     try:
@@ -69,7 +61,7 @@ def load_ovms_config(path: str | Path) -> tuple[list[ServableConfig], list[Path]
         graph = base / (entry.graph_path or "graph.pbtxt")
         if not graph.is_file():
             raise GraphConfigError(f"{path}: mediapipe_config_list[{index}] ('{entry.name}'): no graph file at {graph}")
-        servables.append(ServableConfig(entry.name, graph))
+        servables.append(ServableSpec(entry.name, graph))
     names = [s.name for s in servables]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

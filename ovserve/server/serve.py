@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import build_registry
 from ovserve.graphs import graph_path
@@ -70,8 +68,7 @@ def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, A
 def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[Path]]:
     """What to serve, from ``--config``, ``--model``, or (neither) the default model."""
     if args.config:
-        configs, calculator_paths = load_ovms_config(args.config)
-        return [ServableSpec(c.name, c.graph_path) for c in configs], calculator_paths
+        return load_ovms_config(args.config)
     if args.model:
         path = Path(args.model)
         name = args.model_name or (path.stem if path.suffix.lower() == ".gguf" else path.resolve().name)
@@ -82,6 +79,8 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
 
 
 async def serve(args: argparse.Namespace) -> int:
+    import uvicorn  # here, so that the other commands (graph check, calculators) do not load the server
+
     specs, calculator_paths = servable_specs(args)
     registry = build_registry([*calculator_paths, *map(Path, args.calculators)])
     log.info("loading %s", ", ".join(f"{s.name} ({s.graph_path})" for s in specs))

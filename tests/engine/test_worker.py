@@ -2,7 +2,6 @@
 
 import pytest
 
-from ovserve.engine.protocol import SamplingParams, decode_frames, encode_frame
 from ovserve.engine.worker import check_device
 
 
@@ -16,13 +15,3 @@ def test_a_missing_device_names_the_devices_there_are(device, missing):
     with pytest.raises(ValueError, match=rf"device '{device}' is not available: {missing} not found; this machine has CPU"):
         check_device(device, ["CPU"])
 
-
-def test_frames_survive_being_split_anywhere():
-    messages = [("add", 1, b"\x01\x00" * 10, SamplingParams(max_new_tokens=5)), ("abort", 1)]
-    stream = b"".join(encode_frame(m) for m in messages)
-    buffer = bytearray()
-    received = []
-    for i in range(0, len(stream), 7):
-        buffer += stream[i:i + 7]
-        received += decode_frames(buffer)
-    assert received == messages and not buffer
