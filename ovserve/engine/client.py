@@ -145,10 +145,6 @@ class EngineClient:
         return self._ready
 
     @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
     def in_flight(self) -> int:
         return len(self._requests)
 

@@ -8,8 +8,8 @@ HTTP process → engine: ``("add", request_id, token_ids, SamplingParams)``, ``(
 engine → HTTP process: ``("ready", EngineInfo)`` once the model is loaded, or ``("error", message)``;
 then ``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage)`` after each engine
 step that produced tokens or changed how many requests run; ``finish`` is ``None`` while the request
-runs, else a :data:`Finish` string; ``running`` counts the requests in the engine, ``cache_usage`` is the
-KV cache in use (percent).
+runs, else how it ended (``FINISH_*`` or ``error: <message>``); ``running`` counts the requests in
+the engine, ``cache_usage`` is the KV cache in use (percent).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ HEADER = struct.Struct("<I")
 
 #: How a request ended: ``stop`` (EOS or a stop string), ``length`` (token limit), ``abort`` (cancelled),
 #: or ``error: <message>``.
-Finish = str
 FINISH_STOP: Literal["stop"] = "stop"
 FINISH_LENGTH: Literal["length"] = "length"
 FINISH_ABORT: Literal["abort"] = "abort"
@@ -72,7 +71,6 @@ class EngineInfo:
 
     device: str
     load_seconds: float
-    eos_token_id: int
     pid: int
 
 

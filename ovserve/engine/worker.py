@@ -236,12 +236,11 @@ def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
     started = time.monotonic()
     try:
         pipeline = load_pipeline(settings)
-        eos = int(pipeline.get_tokenizer().get_eos_token_id())
     except Exception as error:  # reported to the server, which fails the model load
         sock.sendall(encode_frame(("error", f"{type(error).__name__}: {error}")))
         return
     loop = StepLoop(pipeline, sock)
-    loop.send(("ready", EngineInfo(settings.device, time.monotonic() - started, eos, os.getpid())))
+    loop.send(("ready", EngineInfo(settings.device, time.monotonic() - started, os.getpid())))
     loop.run()
 
 
