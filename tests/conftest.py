@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from ovserve.model_store import DEFAULT_MODEL, pull
@@ -64,6 +65,10 @@ class ServerProcess:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def openai(self, prefix: str = "/v3") -> openai.OpenAI:
+        """The official client, as the README sets it up, without retries (a failure shows at once)."""
+        return openai.OpenAI(base_url=f"{self.base_url}{prefix}", api_key="unused", max_retries=0)
 
     def engine_pids(self) -> list[int]:
         """The engine processes the server started (its children)."""

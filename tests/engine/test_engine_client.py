@@ -8,6 +8,7 @@ import pytest
 from ovserve.engine.client import EngineClient, EngineError
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.settings import EngineSettings, find_model_files
+from ovserve.errors import ModelNotReadyError
 
 pytestmark = pytest.mark.slow
 
@@ -43,5 +44,5 @@ async def test_tokens_stream_and_an_abort_stops_the_engine_working_on_it(default
     finally:
         await client.stop()
     assert not client.ready
-    with pytest.raises(Exception, match="not ready"):
+    with pytest.raises(ModelNotReadyError, match="not ready"):
         client.submit(PROMPT, SamplingParams(max_new_tokens=1))

@@ -29,7 +29,7 @@ def assert_openai_error(response, status, param=None, words=""):
     ("body", "status", "param", "words"),
     [
         ({"model": "no-such-model", "messages": GOOD["messages"]}, 404, "model", "does not exist"),
-        ({"messages": GOOD["messages"]}, 400, "model", "model"),
+        ({"messages": GOOD["messages"]}, 400, "model", "you must provide a model parameter"),
         ({"model": MODEL_NAME}, 400, "messages", "required"),
         ({**GOOD, "messages": []}, 400, "messages", "at least 1"),
         ({**GOOD, "messages": "hello"}, 400, "messages", "Invalid value"),

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import openai
 import pytest
 
 from tests.conftest import start_server
@@ -41,7 +40,7 @@ def ir_server(ir_folder, tmp_path_factory):
 
 
 def test_an_ir_folder_serves_chat_and_completions(ir_server):
-    client = openai.OpenAI(base_url=f"{ir_server.base_url}/v3", api_key="unused", max_retries=0)
+    client = ir_server.openai()
     assert [m.id for m in client.models.list().data] == ["smollm2-ir"]
     answer = client.chat.completions.create(
         model="smollm2-ir", messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0)

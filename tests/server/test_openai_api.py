@@ -3,7 +3,6 @@
 import json
 
 import httpx
-import openai
 import pytest
 
 from tests.conftest import MODEL_NAME
@@ -15,7 +14,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=f"{server.base_url}/v3", api_key="unused", max_retries=0)
+    return server.openai()
 
 
 def test_models_list_and_retrieve(client):
@@ -134,11 +133,14 @@ def test_without_sampling_fields_the_models_defaults_give_a_sensible_answer(clie
 
 
 def test_unseeded_sampling_differs_between_requests(client):
+    # A question with one likely answer can repeat by chance; a hot, open-ended story does not.
+    story = [{"role": "user", "content": "Tell me a story."}]
+
     def sample():
-        return client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=1.0,
+        return client.chat.completions.create(model=MODEL_NAME, messages=story, temperature=1.5,
                                               max_tokens=20).choices[0].message.content
 
-    assert sample() != sample()
+    assert len({sample() for _ in range(3)}) > 1
 
 
 def test_ignore_eos_generates_exactly_max_tokens(client):
@@ -149,7 +151,7 @@ def test_ignore_eos_generates_exactly_max_tokens(client):
 
 
 def test_v1_is_an_alias_of_v3(server):
-    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    client = server.openai("/v1")
     assert client.models.list().data[0].id == MODEL_NAME
     assert "Paris" in client.chat.completions.create(model=MODEL_NAME, messages=QUESTION,
                                                      temperature=0).choices[0].message.content

@@ -3,7 +3,6 @@
 import json
 import textwrap
 
-import openai
 import pytest
 
 from tests.conftest import start_server
@@ -67,7 +66,7 @@ def ovms_server(default_model, tmp_path_factory):
 
 
 def test_an_ovms_config_and_graph_serve_the_model(ovms_server):
-    client = openai.OpenAI(base_url=f"{ovms_server.base_url}/v3", api_key="unused", max_retries=0)
+    client = ovms_server.openai()
     assert [m.id for m in client.models.list().data] == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
     assert client.models.retrieve("HuggingFaceTB/SmolLM2-135M-Instruct").id == "HuggingFaceTB/SmolLM2-135M-Instruct"
     messages = [{"role": "user", "content": "What is the capital of France?"}]
@@ -83,7 +82,7 @@ def test_an_ovms_config_and_graph_serve_the_model(ovms_server):
 
 
 def test_generation_config_path_sets_the_default_sampling(ovms_server):
-    client = openai.OpenAI(base_url=f"{ovms_server.base_url}/v3", api_key="unused", max_retries=0)
+    client = ovms_server.openai()
     messages = [{"role": "user", "content": "Tell me a story about a dragon."}]
 
     def answer(**fields):
