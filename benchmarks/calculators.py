@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.workload import MODEL_PATH
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.types import GenerationDelta, LLMRequest
 from ovserve.engine.settings import find_model_files
@@ -77,8 +78,7 @@ async def measure(model: Path, requests: int = 200) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path,
-                        default=Path(__file__).resolve().parents[1] / "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    parser.add_argument("--model", type=Path, default=MODEL_PATH)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(measure(args.model, args.requests)), indent=2))

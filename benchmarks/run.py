@@ -36,10 +36,9 @@ from typing import Any
 
 from benchmarks import calculators, peers, report, server_metrics
 from benchmarks.loadgen import LoadConfig, run_level
-from benchmarks.workload import PROMPTS, default_requests_per_client, parse_int_list
+from benchmarks.workload import MODEL_PATH, PROMPTS, default_requests_per_client, parse_int_list
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO_ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGETS = ("engine", "ovserve", "llama-server", "llama-cpp-python")
 #: Pause between servers so that one's shutdown does not eat into the next one's numbers.
 SETTLE_S = 2.0
@@ -349,7 +348,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the .gguf every target serves")
+    parser.add_argument("--model", type=Path, default=MODEL_PATH, help="the .gguf every target serves")
     parser.add_argument("--concurrency", type=parse_int_list, default=[1, 4, 16, 64], help="default 1,4,16,64")
     parser.add_argument(
         "--requests-per-client",

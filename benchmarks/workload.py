@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from ovserve.model_store import DEFAULT_MODEL
 
 #: Fixed, varied questions that all ask for a long answer, so that a server which ignores
 #: ``ignore_eos`` (llama-cpp-python) still tends to produce the full ``max_tokens``.
@@ -28,7 +31,9 @@ PROMPTS: tuple[str, ...] = (
 
 #: The model name sent in every request (ovserve serves the model under this name; the peers
 #: are started with it as their alias).
-MODEL_NAME = "smollm2"
+MODEL_NAME = DEFAULT_MODEL.name
+#: The .gguf every target serves unless told otherwise (``ovserve pull`` puts it there).
+MODEL_PATH = DEFAULT_MODEL.path(Path(__file__).resolve().parents[1] / "models")
 
 
 def prompt_for(index: int) -> str:

@@ -20,7 +20,7 @@ import pytest
 from ovserve.model_store import DEFAULT_MODEL, pull
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL_NAME = "smollm2"
+MODEL_NAME = DEFAULT_MODEL.name
 
 
 def free_port() -> int:
