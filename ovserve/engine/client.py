@@ -137,6 +137,8 @@ class EngineClient:
         self.engine_running = 0
         #: KV cache in use, percent (reported by the engine).
         self.cache_usage = 0.0
+        #: Engine steps run by the current engine process (requests batched together share steps).
+        self.engine_steps = 0
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -156,6 +158,7 @@ class EngineClient:
             "engine_requests_waiting_for_tokens": float(len(self._requests)),
             "engine_kv_cache_usage_percent": self.cache_usage,
             "engine_starts": float(self.starts),
+            "engine_steps": float(self.engine_steps),
         }
 
     async def start(self) -> EngineInfo:
@@ -234,7 +237,7 @@ class EngineClient:
     def _on_message(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "step":
-            self.engine_running, self.cache_usage = message[2], message[3]
+            self.engine_running, self.cache_usage, self.engine_steps = message[2], message[3], message[4]
             requests = self._requests
             for request_id, token_ids, finish in message[1]:
                 request = requests.get(request_id)
@@ -253,6 +256,7 @@ class EngineClient:
         was_ready = self._ready
         self._ready = False
         self.engine_running = 0
+        self.engine_steps = 0
         self._transport = None
         code = self._process.returncode if self._process is not None else None
         if self._loading is not None and not self._loading.done():

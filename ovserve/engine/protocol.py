@@ -6,10 +6,11 @@ tuples whose first item says what they are:
 HTTP process → engine: ``("add", request_id, token_ids, SamplingParams)``, ``("abort", request_id)``.
 
 engine → HTTP process: ``("ready", EngineInfo)`` once the model is loaded, or ``("error", message)``;
-then ``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage)`` after each engine
-step that produced tokens or changed how many requests run; ``finish`` is ``None`` while the request
-runs, else how it ended (``FINISH_*`` or ``error: <message>``); ``running`` counts the requests in
-the engine, ``cache_usage`` is the KV cache in use (percent).
+then ``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage, steps)`` after each
+engine step that produced tokens or changed how many requests run; ``finish`` is ``None`` while the
+request runs, else how it ended (``FINISH_*`` or ``error: <message>``); ``running`` counts the requests
+in the engine, ``cache_usage`` is the KV cache in use (percent), ``steps`` counts the engine steps run
+since the process started.
 """
 
 from __future__ import annotations

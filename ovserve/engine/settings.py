@@ -78,8 +78,7 @@ def _config_context_length(folder: Path) -> int | None:
 
 #: ovserve's plugin defaults on CPU, applied where plugin_config does not say otherwise. Measured on a
 #: 2-core AVX2 machine with SmolLM2-135M (see docs/performance.md): an f16 KV cache is as fast as the u8
-#: one OpenVINO picks by default, and unlike u8 it gives the same greedy tokens whether a request runs
-#: alone or batched with others.
+#: one OpenVINO picks by default.
 CPU_PLUGIN_DEFAULTS: dict[str, str] = {"KV_CACHE_PRECISION": "f16"}
 
 

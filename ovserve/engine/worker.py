@@ -81,6 +81,8 @@ class StepLoop:
         self.stopping = False
         self.added = 0
         self.completed = 0
+        #: Engine steps run since the process started (batched requests share steps).
+        self.steps = 0
         self.reported_running = 0
 
     def cache_usage(self) -> float:
@@ -198,6 +200,7 @@ class StepLoop:
             completed_before = self.completed
             if busy:
                 try:
+                    self.steps += 1
                     self.pipeline.step()
                 except Exception as error:  # fail what is in flight, keep serving
                     for request_id in list(self.handles):
@@ -208,7 +211,7 @@ class StepLoop:
             running = len(self.handles) - len(self.aborted)
             if self.outputs or running != self.reported_running:
                 if connected:
-                    self.send(("step", self.outputs, running, self.cache_usage()))
+                    self.send(("step", self.outputs, running, self.cache_usage(), self.steps))
                 self.outputs = []
                 self.reported_running = running
             if connected and self.handles and self.completed > completed_before and not self.stopping:
