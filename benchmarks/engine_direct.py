@@ -57,14 +57,14 @@ class Engine:
         import openvino as ov
         import openvino_genai as ov_genai
 
-        from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_with_defaults
+        from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
         from ovserve.engine.worker import load_pipeline
 
         self._ov = ov
         self._genai = ov_genai
         started = time.perf_counter()
         self.settings = EngineSettings(find_model_files(model), device=device,
-                                       plugin_config=plugin_config_with_defaults(device, plugin_config or {}),
+                                       plugin_config=plugin_config_for(device, plugin_config or {}),
                                        **(scheduler or {}))
         self.pipe = load_pipeline(self.settings)
         self.load_s = time.perf_counter() - started

@@ -487,8 +487,9 @@ def resolve_ovserve(executable: str) -> Path:
     return Path(found)
 
 
-def ovserve_spec(executable: Path, model: Path, log_dir: Path) -> ServerSpec:
-    """``ovserve serve`` for the model under MODEL_NAME; ready when GET /v3/models is 200."""
+def ovserve_spec(executable: Path, model: Path, log_dir: Path, name: str = "ovserve",
+                 extra_args: tuple[str, ...] = ()) -> ServerSpec:
+    """``ovserve serve`` (plus ``extra_args``) for the model under MODEL_NAME; ready when GET /v3/models is 200."""
     port = free_port()
     base = f"http://{HOST}:{port}/v3"
     argv = [
@@ -502,12 +503,13 @@ def ovserve_spec(executable: Path, model: Path, log_dir: Path) -> ServerSpec:
         HOST,
         "--port",
         str(port),
+        *extra_args,
     ]
     return ServerSpec(
-        name="ovserve",
+        name=name,
         argv=argv,
         base_url=base,
         ready_url=f"{base}/models",
-        log_path=log_dir / "ovserve.log",
+        log_path=log_dir / f"{name}.log",
         ready_timeout_s=300.0,
     )

@@ -14,7 +14,8 @@ from typing import Any
 PACKAGES = ("ovserve", "openvino", "openvino-genai", "openvino-tokenizers", "numpy", "aiohttp", "matplotlib")
 
 #: (numerator, denominator) pairs for the ratio lines.
-RATIO_PAIRS = (("ovserve", "engine"), ("ovserve", "llama-server"), ("llama-server", "engine"))
+RATIO_PAIRS = (("ovserve", "engine"), ("ovserve", "llama-server"), ("llama-server", "engine"),
+               ("ovserve-batch-invariant", "ovserve"))
 
 _COLUMNS = (
     ("tok/s", "tokens_per_s"),
@@ -160,7 +161,7 @@ def _ratio(num: float | None, den: float | None) -> str:
 
 
 def ratio_lines(targets: list[dict[str, Any]]) -> list[str]:
-    """'A / B at N streams: tok/s 0.85x, TTFT p50 1.20x' for each pair and common concurrency."""
+    """'A / B at N streams: tok/s 0.85x, TTFT p50 1.20x, ITL p50 1.05x' for each pair and common concurrency."""
     lines = []
     for num_name, den_name in RATIO_PAIRS:
         num, den = _levels_by_concurrency(targets, num_name), _levels_by_concurrency(targets, den_name)
@@ -171,7 +172,8 @@ def ratio_lines(targets: list[dict[str, Any]]) -> list[str]:
         for c in common:
             tok = _ratio(num[c]["tokens_per_s"], den[c]["tokens_per_s"])
             ttft = _ratio(num[c]["ttft_p50_ms"], den[c]["ttft_p50_ms"])
-            lines.append(f"- {num_name} / {den_name} at {c} streams: tok/s {tok}, TTFT p50 {ttft}")
+            itl = _ratio(num[c]["itl_p50_ms"], den[c]["itl_p50_ms"])
+            lines.append(f"- {num_name} / {den_name} at {c} streams: tok/s {tok}, TTFT p50 {ttft}, ITL p50 {itl}")
     return lines
 
 

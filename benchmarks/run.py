@@ -39,7 +39,9 @@ from benchmarks.loadgen import LoadConfig, run_level
 from benchmarks.workload import MODEL_PATH, PROMPTS, default_requests_per_client, parse_int_list
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ("engine", "ovserve", "llama-server", "llama-cpp-python")
+TARGETS = ("engine", "ovserve", "ovserve-batch-invariant", "llama-server", "llama-cpp-python")
+#: Targets a run includes unless ``--only`` names them (the cost of an ovserve mode, not a peer).
+OPT_IN_TARGETS = ("ovserve-batch-invariant",)
 #: Pause between servers so that one's shutdown does not eat into the next one's numbers.
 SETTLE_S = 2.0
 LOOP_LAG = "ovserve_event_loop_lag_seconds"
@@ -321,9 +323,23 @@ def run_ovserve(cfg: RunConfig) -> dict[str, Any]:
     return result
 
 
+def run_ovserve_batch_invariant(cfg: RunConfig) -> dict[str, Any]:
+    """ovserve serve --batch-invariant: what the mode costs against the ovserve target."""
+    name = "ovserve-batch-invariant"
+    target = _target(name)
+
+    def groups() -> list[tuple[peers.ServerSpec, list[int]]]:
+        executable = peers.resolve_ovserve(cfg.ovserve_bin)
+        spec = peers.ovserve_spec(executable, cfg.model, cfg.log_dir, name, ("--batch-invariant",))
+        return [(spec, list(cfg.levels))]
+
+    return _run_http(name, groups, cfg, target, RequestShape())
+
+
 RUNNERS: dict[str, Callable[[RunConfig], dict[str, Any]]] = {
     "engine": run_engine,
     "ovserve": run_ovserve,
+    "ovserve-batch-invariant": run_ovserve_batch_invariant,
     "llama-server": run_llama_server,
     "llama-cpp-python": run_llama_cpp_python,
 }
@@ -357,7 +373,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="requests each stream runs back to back (default: 4 up to 4 streams, else 2)",
     )
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--only", type=_parse_only, default=list(TARGETS), help="comma-separated subset of targets")
+    parser.add_argument("--only", type=_parse_only, default=[t for t in TARGETS if t not in OPT_IN_TARGETS],
+                        help=f"comma-separated targets (default: all but {', '.join(OPT_IN_TARGETS)})")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--llama-server-bin", default=None, help=f"or ${peers.LLAMA_SERVER_ENV}")
     parser.add_argument(

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.llm.types import GenerationLimits
 from ovserve.engine.client import EngineClient
+from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.generation_config import generation_config_of, load_sampling_defaults
-from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_with_defaults
+from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework.textproto import Message
 
@@ -62,6 +63,9 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     enable_prefix_caching: bool = False
     dynamic_split_fuse: bool = True
     max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
+    batch_invariant: bool = Field(
+        False, description="ovserve's own: a request's output at temperature 0 (or with a seed) is the same alone as "
+                           "batched with any others; computes in f32 (CPU only; see the README)")
     generation_config_path: str | None = Field(
         None, description="generation_config.json with the default sampling settings, relative to the graph file "
                           "(default: the one in the model's folder, if any)")
@@ -103,15 +107,22 @@ class LLMEngine(Resource):
         else:
             sampling = load_sampling_defaults(generation_config_of(model))
         log.info("%s: default sampling %s", model.display_name, sampling.describe())
+        cpu = detect_cpu() if options.device == "CPU" else None
+        plugin_config = plugin_config_for(options.device, dict(options.plugin_config),  # type: ignore[arg-type]
+                                          batch_invariant=options.batch_invariant, cpu=cpu)
+        log.info("%s: device %s%s, plugin config %s, batch-invariant mode %s", model.display_name, options.device,
+                 f" ({cpu.describe()})" if cpu else "", json.dumps(plugin_config),
+                 "on" if options.batch_invariant else "off")
         settings = EngineSettings(
             model=model,
             device=options.device,
-            plugin_config=plugin_config_with_defaults(options.device, dict(options.plugin_config)),  # type: ignore[arg-type]
+            plugin_config=plugin_config,
             cache_size=options.cache_size,
             max_num_seqs=options.max_num_seqs,
             max_num_batched_tokens=options.max_num_batched_tokens,
             enable_prefix_caching=options.enable_prefix_caching,
             dynamic_split_fuse=options.dynamic_split_fuse,
+            batch_invariant=options.batch_invariant,
         )
         self.engine = EngineClient(settings)
         tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))

@@ -159,6 +159,7 @@ class EngineClient:
             "engine_kv_cache_usage_percent": self.cache_usage,
             "engine_starts": float(self.starts),
             "engine_steps": float(self.engine_steps),
+            "engine_batch_invariant": float(self.settings.batch_invariant),
         }
 
     async def start(self) -> EngineInfo:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ovserve.engine.cpu import BATCH_INVARIANT, DEFAULTS, CPUInfo, detect_cpu
 from ovserve.engine.gguf import GGUFError, gguf_context_length, read_gguf_metadata
 
 #: OpenVINO IR files that make a model folder servable (as written by optimum-intel).
@@ -76,17 +78,44 @@ def _config_context_length(folder: Path) -> int | None:
     return None
 
 
-#: ovserve's plugin defaults on CPU, applied where plugin_config does not say otherwise. Measured on a
-#: 2-core AVX2 machine with SmolLM2-135M (see docs/performance.md): an f16 KV cache is as fast as the u8
-#: one OpenVINO picks by default.
-CPU_PLUGIN_DEFAULTS: dict[str, str] = {"KV_CACHE_PRECISION": "f16"}
+class BatchInvarianceError(ValueError):
+    """Batch-invariant mode was asked for where ovserve cannot guarantee it."""
 
 
-def plugin_config_with_defaults(device: str, plugin_config: dict[str, Any]) -> dict[str, Any]:
-    """``plugin_config`` plus ovserve's defaults for the device (the user's values win)."""
-    if device == "CPU":
-        return {**CPU_PLUGIN_DEFAULTS, **plugin_config}
-    return dict(plugin_config)
+def plugin_config_for(device: str, plugin_config: Mapping[str, Any], *, batch_invariant: bool = False,
+                      cpu: CPUInfo | None = None) -> dict[str, Any]:
+    """The plugin properties an engine loads with: ``plugin_config`` over ovserve's defaults for the
+    device and CPU kind (:mod:`ovserve.engine.cpu`); with ``batch_invariant``, the kind's
+    batch-invariant settings, which a ``plugin_config`` may repeat but not contradict.
+
+    Raises :class:`BatchInvarianceError` where the mode cannot be guaranteed: a device other than
+    CPU, a CPU kind it has no settings for, or a ``plugin_config`` that undoes one of its settings.
+    """
+    if device != "CPU":
+        if batch_invariant:
+            raise BatchInvarianceError(
+                f"batch-invariant mode runs on device CPU only; on '{device}' ovserve cannot guarantee that a "
+                f"request's output does not depend on the batch (OpenVINO's GPU and NPU kernels make no such "
+                f"promise, and AUTO or HETERO may pick them): serve on CPU, or leave the mode off")
+        return dict(plugin_config)
+    cpu = cpu or detect_cpu()
+    config: dict[str, Any] = {**DEFAULTS[cpu.kind], **plugin_config}
+    if not batch_invariant:
+        return config
+    required = BATCH_INVARIANT.get(cpu.kind)
+    if required is None:
+        raise BatchInvarianceError(
+            f"batch-invariant mode needs an x86 CPU with AVX2, AVX-512 or AMX; this one is {cpu.describe()}, "
+            f"for which no batch-invariant settings have been established: leave the mode off")
+    conflicts = [f"{key}={plugin_config[key]}" for key, value in required.items()
+                 if key in plugin_config and str(plugin_config[key]).lower() != value.lower()]
+    if conflicts:
+        wanted = ", ".join(f"{key}={value}" for key, value in required.items())
+        raise BatchInvarianceError(
+            f"plugin_config sets {', '.join(conflicts)}, which makes greedy output depend on the batch; "
+            f"batch-invariant mode needs {wanted} on this CPU ({cpu.kind.value}): drop those keys from "
+            f"plugin_config or leave the mode off")
+    return {**config, **required}
 
 
 @dataclass(frozen=True)
@@ -101,3 +130,5 @@ class EngineSettings:
     max_num_batched_tokens: int = 256
     enable_prefix_caching: bool = False
     dynamic_split_fuse: bool = True
+    #: Greedy output independent of the batch (the plugin config already holds what that needs).
+    batch_invariant: bool = False

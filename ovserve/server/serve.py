@@ -50,13 +50,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--enable-prefix-caching", "--enable_prefix_caching", dest="enable_prefix_caching",
                         type=lambda v: v.lower() in ("1", "true", "yes"), metavar="true|false")
     engine.add_argument("--max-tokens-limit", "--max_tokens_limit", dest="max_tokens_limit", type=int)
+    engine.add_argument("--batch-invariant", dest="batch_invariant", action="store_true", default=None,
+                        help="a request's output at temperature 0 (or with a seed) is the same alone as batched "
+                             "with any others: computes in f32 (slower where the CPU has bf16); CPU only")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+#: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
+ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
+                "enable_prefix_caching", "max_tokens_limit", "batch_invariant")
 
 
 def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, Any]:
     overrides: dict[str, Any] = {"models_path": str(models_path.resolve())}
-    for name in ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
-                 "enable_prefix_caching", "max_tokens_limit"):
+    for name in ENGINE_FLAGS:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -68,6 +75,10 @@ def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, A
 def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[Path]]:
     """What to serve, from ``--config``, ``--model``, or (neither) the default model."""
     if args.config:
+        given = [f"--{name.replace('_', '-')}" for name in ENGINE_FLAGS if getattr(args, name, None) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} set the engine of --model or the default model; a --config's "
+                             f"graphs set their own in the LLM node's options (e.g. batch_invariant: true)")
         return load_ovms_config(args.config)
     if args.model:
         path = Path(args.model)

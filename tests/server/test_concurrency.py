@@ -10,56 +10,13 @@ on CPUs whose kernels round differently by batch (AVX-512 BF16): equality is the
 import asyncio
 import re
 import time
-from dataclasses import dataclass
 
 import openai
 import pytest
 
-from tests.conftest import MODEL_NAME
+from tests.server.streams import MAX_TOKENS, QUESTIONS, stream_one
 
 pytestmark = pytest.mark.slow
-
-QUESTIONS = [
-    "What is the capital of France?", "Name three colours.", "What is 2 + 2?", "Who wrote Hamlet?",
-    "What is the largest planet?", "Say hello in Spanish.", "What is water made of?", "Name a fruit.",
-    "How many days are in a week?", "What is the opposite of hot?", "Name a musical instrument.",
-    "What do bees make?", "What colour is the sky?", "Name an ocean.", "What is the boiling point of water?",
-    "Name a programming language.",
-]
-MAX_TOKENS = 48
-
-
-@dataclass
-class Streamed:
-    text: str
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    first_content: float
-    end: float
-
-
-async def stream_one(client: openai.AsyncOpenAI, question: str, **fields) -> Streamed:
-    """One streamed chat at temperature 0 and ``MAX_TOKENS`` tokens (``ignore_eos``), with its usage."""
-    first = None
-    parts = []
-    finish = None
-    usage = None
-    stream = await client.chat.completions.create(
-        model=MODEL_NAME, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=MAX_TOKENS,
-        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True}, **fields)
-    async for chunk in stream:
-        if chunk.usage is not None:
-            usage = chunk.usage
-        if not chunk.choices:
-            continue
-        if chunk.choices[0].delta.content:
-            first = first or time.monotonic()
-            parts.append(chunk.choices[0].delta.content)
-        finish = chunk.choices[0].finish_reason or finish
-    assert usage is not None, "the stream ended without its usage chunk"
-    return Streamed("".join(parts), finish, usage.prompt_tokens, usage.completion_tokens,
-                    first or time.monotonic(), time.monotonic())
 
 
 def is_readable(text: str) -> bool:

@@ -66,6 +66,18 @@ def test_engine_flags_become_option_overrides_of_the_engine_node(tmp_path):
                                          "max_num_seqs": 8}}
 
 
+def test_batch_invariant_flag_sets_the_engine_option():
+    (spec,), _ = servable_specs(parse("--model", "m.gguf", "--batch-invariant"))
+    assert spec.overrides["engine"]["batch_invariant"] is True
+    (spec,), _ = servable_specs(parse("--model", "m.gguf"))
+    assert "batch_invariant" not in spec.overrides["engine"]
+
+
+def test_engine_flags_with_a_config_are_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"--max-num-seqs, --batch-invariant set the engine of --model"):
+        servable_specs(parse("--config", "c.json", "--max-num-seqs", "4", "--batch-invariant"))
+
+
 def test_bad_plugin_config_json_is_refused():
     with pytest.raises(ValueError):
         engine_overrides(parse("--plugin-config", "{nope"), __import__("pathlib").Path("m.gguf"))
@@ -77,3 +89,11 @@ def test_serving_a_missing_model_fails_at_start_with_a_clear_message(tmp_path):
     assert result.returncode == 1
     assert "none.gguf' does not exist" in result.stderr
     assert "resource node 'engine' (LLMEngine) failed to open" in result.stderr
+
+
+def test_batch_invariant_mode_on_a_gpu_refuses_to_start_and_says_why(default_model):
+    result = subprocess.run([sys.executable, "-m", "ovserve.cli", "serve", "--model", str(default_model),
+                             "--batch-invariant", "--device", "GPU"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "batch-invariant mode runs on device CPU only; on 'GPU'" in result.stderr
