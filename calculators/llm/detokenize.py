@@ -10,8 +10,9 @@ from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
 class StopStringFilter:
     """Holds back text that may be the start of a stop string; cuts the text where one begins."""
 
-    def __init__(self, stops: tuple[str, ...]) -> None:
+    def __init__(self, stops: tuple[str, ...], include_stop: bool = False) -> None:
         self.stops = stops
+        self.include_stop = include_stop
         self.held = ""
 
     def push(self, text: str) -> tuple[str, bool]:
@@ -19,10 +20,11 @@ class StopStringFilter:
         if not self.stops:
             return text, False
         text = self.held + text
-        cut = min((i for i in (text.find(stop) for stop in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, -len(stop)) for stop in self.stops if (i := text.find(stop)) >= 0]
+        if found:
             self.held = ""
-            return text[:cut], True
+            cut, minus_length = min(found)  # the first stop; of those starting there, the longest
+            return text[:cut - minus_length if self.include_stop else cut], True
         keep = 0
         for stop in self.stops:
             for length in range(min(len(stop) - 1, len(text)), keep, -1):
@@ -53,7 +55,7 @@ class DetokenizerCalculator(Calculator):
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest | None = ctx.value(self.REQUEST)
         if request is not None:
-            self.stops = StopStringFilter(request.body.stop_strings)
+            self.stops = StopStringFilter(request.body.stop_strings, request.body.include_stop_str_in_output)
         delta: GenerationDelta | None = ctx.value(self.DELTAS)
         if delta is None or self.finished:
             return

@@ -9,6 +9,7 @@ import uuid
 from pydantic import ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output
+from ovserve.calculators.llm.request_fields import log_ignored, refuse_unsupported
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.types import LLMRequest
 from ovserve.errors import RequestError
@@ -72,4 +73,6 @@ class OpenAIRequestCalculator(Calculator):
             body = schema.model_validate(payload.json)
         except ValidationError as error:
             raise validation_error(error) from None
+        refuse_unsupported(body)
+        log_ignored(body)
         ctx.send(self.REQUEST, LLMRequest(kind, body, payload.model, prefix + uuid.uuid4().hex, int(time.time())))

@@ -1,8 +1,9 @@
 """OpenAI request and response shapes, declared as pydantic models.
 
 Requests own their conversion to engine parameters (:meth:`OpenAIRequestBase.sampling_params`).
-Fields this version does not implement yet are ignored, as OpenAI-compatible servers commonly do;
-those that would change the answer's shape (``n`` > 1) are refused instead.
+Every OpenAI request field is declared here. Those that change the answer are honoured, or refused
+with a 400 naming them (:mod:`ovserve.calculators.llm.request_fields`) where ovserve does not
+implement them yet; fields ignored by design (``user``, ...) and unknown ones are accepted and logged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ MAX_STOP_STRINGS = 16
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
 
 class TextContentPart(_Request):
@@ -32,6 +33,7 @@ class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -56,9 +58,28 @@ class OpenAIRequestBase(_Request):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: Annotated[int, Field(ge=1, le=1, description="only n=1 is supported")] = 1
-    #: An extension of OVMS and vLLM: generate until max_tokens even after end-of-sequence.
+    n: Annotated[int, Field(ge=1, le=128)] = 1
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    #: Token id (as a string, as JSON keys are) to a bias from -100 to 100.
+    logit_bias: dict[Annotated[str, Field(pattern=r"^\d+$")], Annotated[float, Field(ge=-100, le=100)]] | None = None
+    user: str | None = None
+    # Extensions of vLLM and OVMS, sent at the top level (the openai client's extra_body):
+    #: Generate until max_tokens even after end-of-sequence.
     ignore_eos: bool = False
+    #: Sample only from the ``top_k`` most likely tokens (0 or -1: all of them).
+    top_k: Annotated[int, Field(ge=-1)] | None = None
+    #: Drop tokens less likely than ``min_p`` times the most likely one.
+    min_p: Annotated[float, Field(ge=0, lt=1)] | None = None
+    #: Hugging Face's multiplicative penalty on tokens already in the prompt or output (1: none).
+    repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+    #: Generate at least this many tokens before end-of-sequence or a stop may end the answer.
+    min_tokens: Annotated[int, Field(ge=0)] = 0
+    #: Token ids that end the answer, as end-of-sequence does.
+    stop_token_ids: Annotated[list[int], Field(max_length=MAX_STOP_STRINGS)] | None = None
+    #: Keep the stop string that ended the answer at its end.
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
 
     @field_validator("stop")
     @classmethod
@@ -103,14 +124,23 @@ class OpenAIRequestBase(_Request):
             raise RequestError(f"max_tokens is {requested}, above this server's limit of {max_tokens_limit}",
                                param="max_tokens", code="invalid_value")
         limit = requested if requested is not None else min(room, max_tokens_limit or room)
+        if self.min_tokens > limit:
+            raise RequestError(f"min_tokens ({self.min_tokens}) is more than max_tokens ({limit})",
+                               param="min_tokens", code="invalid_value")
         return SamplingParams(
             max_new_tokens=limit,
             temperature=defaults.temperature if self.temperature is None else self.temperature,
             top_p=defaults.top_p if self.top_p is None else self.top_p,
-            top_k=defaults.top_k,
+            top_k=defaults.top_k if self.top_k is None else max(self.top_k, 0),
             seed=random.getrandbits(32) if self.seed is None else self.seed,
             stop=self.stop_strings,
             ignore_eos=self.ignore_eos,
+            min_p=self.min_p or 0.0,
+            repetition_penalty=self.repetition_penalty or 1.0,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            min_new_tokens=self.min_tokens,
+            stop_token_ids=tuple(self.stop_token_ids or ()),
         )
 
 
@@ -119,6 +149,27 @@ class ChatCompletionRequest(OpenAIRequestBase):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    #: vLLM's: extra variables for the chat template (e.g. ``enable_thinking``).
+    chat_template_kwargs: dict[str, Any] | None = None
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
@@ -128,6 +179,10 @@ class CompletionRequest(OpenAIRequestBase):
     """``POST /v3/completions``: one prompt, as text or as token ids."""
 
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] | Annotated[list[int], Field(min_length=1)]
+    logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
+    echo: bool = False
+    best_of: Annotated[int, Field(ge=1, le=128)] | None = None
+    suffix: str | None = None
 
     @field_validator("prompt")
     @classmethod

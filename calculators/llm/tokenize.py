@@ -11,6 +11,15 @@ from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
 
 
+def check_token_ids(tokenizer: TextTokenizer, token_ids: list[int], param: str) -> None:
+    """Refuse token ids outside the model's vocabulary (negative ones wherever its size is unknown)."""
+    size = tokenizer.vocab_size or 2**63
+    bad = next((t for t in token_ids if not 0 <= t < size), None)
+    if bad is not None:
+        raise RequestError(f"'{param}' has token id {bad}, outside this model's vocabulary "
+                           f"(0 to {tokenizer.vocab_size - 1})", param=param, code="invalid_value")
+
+
 class TokenizerCalculator(Calculator):
     """Turns a request into prompt token ids and engine sampling settings; refuses what cannot fit."""
 
@@ -24,7 +33,9 @@ class TokenizerCalculator(Calculator):
         tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
         limits: GenerationLimits = ctx.side["LIMITS"]
         body = request.body
+        check_token_ids(tokenizer, body.stop_token_ids or [], "stop_token_ids")
         if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) and isinstance(body.prompt[0], int):
+            check_token_ids(tokenizer, body.prompt, "prompt")
             token_ids = np.asarray(body.prompt, dtype=np.int64)
             prompt_tokens = int(token_ids.size)
         else:
@@ -35,6 +46,10 @@ class TokenizerCalculator(Calculator):
                 # encode() stops at the model's maximum length: count the whole prompt for the error.
                 prompt_tokens = tokenizer.count_tokens(text, add_special_tokens)
         params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit, limits.sampling)
+        try:
+            params.check()
+        except ValueError as error:
+            raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
         ctx.send(self.PROMPT, Prompt(token_ids, params))
 
     @staticmethod
@@ -49,7 +64,7 @@ class TokenizerCalculator(Calculator):
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages
         ]
         try:
-            return tokenizer.apply_chat_template(messages, add_generation_prompt=True), False
+            return tokenizer.apply_chat_template(messages, True, body.chat_template_kwargs), False
         except Exception as error:  # template errors are the request's fault (roles, order)
             raise RequestError(f"the model's chat template rejected the messages: {error}",
                                param="messages", code="invalid_value") from None

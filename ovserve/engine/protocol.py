@@ -41,6 +41,21 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    #: Drop tokens less likely than ``min_p`` times the most likely one (0: off).
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    min_new_tokens: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` with the engine's own reason if it would refuse these settings (so that the
+        request is refused before it reaches the engine)."""
+        try:
+            self.to_generation_config().validate()
+        except RuntimeError as error:
+            raise ValueError(str(error).strip().splitlines()[-1]) from None
 
     def to_generation_config(self) -> Any:
         """An ``openvino_genai.GenerationConfig`` (built in the engine process)."""
@@ -57,6 +72,14 @@ class SamplingParams:
                 config.top_k = self.top_k
         else:
             config.do_sample = False
+        config.repetition_penalty = self.repetition_penalty
+        config.presence_penalty = self.presence_penalty
+        config.frequency_penalty = self.frequency_penalty
+        config.min_new_tokens = self.min_new_tokens
+        if self.min_p and self.temperature > 0:
+            config.min_p = self.min_p
+        if self.stop_token_ids:
+            config.stop_token_ids = set(self.stop_token_ids)
         if self.seed is not None:
             config.rng_seed = self.seed % (1 << 64)  # OpenAI seeds are any integer; the engine's are unsigned
         if self.stop:

@@ -23,11 +23,13 @@ class TextTokenizer:
     Generated text is decoded with a verified byte table where the vocabulary allows it
     (:mod:`ovserve.engine.vocabulary`), else with OpenVINO's detokenizer."""
 
-    def __init__(self, tokenizer: Any, byte_table: list[bytes] | None = None) -> None:
+    def __init__(self, tokenizer: Any, byte_table: list[bytes] | None = None, vocab_size: int | None = None) -> None:
         self._tokenizer = tokenizer
         self._byte_table = byte_table
         self.eos_token_id = int(tokenizer.get_eos_token_id())
         self.chat_template: str = tokenizer.chat_template or ""
+        #: Token ids run from 0 to ``vocab_size - 1`` (0: unknown).
+        self.vocab_size = vocab_size or len(byte_table or ()) or _vocab_vector_size(tokenizer)
 
     @property
     def fast_detokenizer(self) -> bool:
@@ -46,11 +48,14 @@ class TextTokenizer:
         table = verified_byte_table(tokenizer, vocabulary) if vocabulary else None
         log.info("tokenizer for %s: %s detokenizer", model.display_name,
                  "byte-table" if table else "OpenVINO")
-        return cls(tokenizer, table)
+        return cls(tokenizer, table, len(vocabulary) if vocabulary else None)
 
-    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """The model's chat template applied to ``messages`` (``[{"role": ..., "content": ...}]``)."""
-        return self._tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
+                            extra_context: dict[str, Any] | None = None) -> str:
+        """The model's chat template applied to ``messages`` (``[{"role": ..., "content": ...}]``), with
+        ``extra_context`` as more template variables (``enable_thinking``, ...)."""
+        return self._tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
+                                                   extra_context=extra_context or None)
 
     def encode(self, text: str, add_special_tokens: bool) -> np.ndarray:
         """Token ids (int64) of ``text``."""
@@ -81,6 +86,15 @@ class TextTokenizer:
         if self._byte_table is not None:
             return ByteTableDetokenizer(self._byte_table)
         return IncrementalDetokenizer(self)
+
+
+def _vocab_vector_size(tokenizer: Any) -> int:
+    """The vocabulary's size from OpenVINO; 0 where it cannot say (its call fails on tokens that are not
+    UTF-8 on their own, as in byte-level vocabularies without a byte table)."""
+    try:
+        return len(tokenizer.get_vocab_vector())
+    except (UnicodeDecodeError, RuntimeError):
+        return 0
 
 
 class IncrementalDetokenizer:

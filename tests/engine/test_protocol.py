@@ -1,5 +1,7 @@
 """Sampling settings become the engine's GenerationConfig; frames survive being split anywhere."""
 
+import pytest
+
 from ovserve.engine.protocol import SamplingParams, decode_frames, encode_frame
 
 
@@ -28,3 +30,19 @@ def test_frames_split_at_any_byte_decode_to_the_same_messages():
         buffer += wire[cut:]
         decoded += decode_frames(buffer)
         assert decoded == messages and not buffer
+
+
+def test_penalties_min_p_and_stop_token_ids_reach_the_generation_config():
+    config = SamplingParams(max_new_tokens=9, temperature=0.7, min_p=0.05, repetition_penalty=1.2,
+                            presence_penalty=0.5, frequency_penalty=-0.25, min_new_tokens=3,
+                            stop_token_ids=(7, 8)).to_generation_config()
+    assert abs(config.min_p - 0.05) < 1e-6 and abs(config.repetition_penalty - 1.2) < 1e-6
+    assert (config.presence_penalty, config.frequency_penalty) == (0.5, -0.25)
+    assert (config.min_new_tokens, config.stop_token_ids) == (3, {7, 8})
+    config.validate()
+
+
+def test_settings_the_engine_would_refuse_are_caught_before_they_reach_it():
+    SamplingParams(max_new_tokens=5, temperature=0.5, min_p=0.5).check()
+    with pytest.raises(ValueError, match=r"min_p must be in \[0.0, 1.0\), but got 1"):
+        SamplingParams(max_new_tokens=5, temperature=0.5, min_p=1.0).check()

@@ -22,8 +22,13 @@ class FakeOVTokenizer:
     def get_eos_token_id(self) -> int:
         return 0
 
-    def apply_chat_template(self, messages, add_generation_prompt=True):
-        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + ("<assistant>" if add_generation_prompt else "")
+    def get_vocab_vector(self) -> list[str]:
+        return [chr(byte) for byte in range(256)]
+
+    def apply_chat_template(self, messages, add_generation_prompt=True, extra_context=None):
+        context = "".join(f"<{key}={value}>" for key, value in (extra_context or {}).items())
+        return context + "".join(f"<{m['role']}>{m['content']}" for m in messages) + (
+            "<assistant>" if add_generation_prompt else "")
 
     def encode(self, text, add_special_tokens=True):
         class Encoded:

@@ -54,3 +54,15 @@ async def test_a_stop_string_ends_the_text_before_it_even_across_deltas():
 async def test_held_back_text_is_released_at_the_end():
     text = await detokenize(chat_request(stop=["END"]), deltas(b"one E", b"N", finish="length"))
     assert "".join(t.text for t in text) == "one EN" and text[-1].finish_reason == "length"
+
+
+def test_stop_filter_can_keep_the_stop_string():
+    stops = StopStringFilter(("ab", "abc", "x"), include_stop=True)
+    assert stops.push("12 a") == ("12 ", False)
+    assert stops.push("bcd x") == ("12 abc"[3:], True)
+
+
+async def test_include_stop_str_in_output_ends_the_text_with_the_stop():
+    text = await detokenize(chat_request(stop=["END"], include_stop_str_in_output=True),
+                            deltas(b"one E", b"N", b"D two"))
+    assert "".join(t.text for t in text) == "one END" and text[-1].finish_reason == "stop"

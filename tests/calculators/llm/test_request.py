@@ -54,3 +54,63 @@ async def test_a_prompt_of_the_wrong_type_lists_what_is_accepted():
 async def test_an_unknown_url_is_a_404():
     error = await refused("/v3/embeddings", {"model": "m"})
     assert error.status == 404
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+
+
+@pytest.mark.parametrize(
+    ("uri", "fields", "param"),
+    [
+        ("/v3/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ("/v3/chat/completions", {"tool_choice": "required"}, "tool_choice"),
+        ("/v3/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
+        ("/v3/chat/completions", {"logprobs": True}, "logprobs"),
+        ("/v3/chat/completions", {"top_logprobs": 3}, "top_logprobs"),
+        ("/v3/chat/completions", {"n": 2}, "n"),
+        ("/v3/chat/completions", {"logit_bias": {"50256": -100}}, "logit_bias"),
+        ("/v3/chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
+        ("/v3/chat/completions", {"store": True}, "store"),
+        ("/v3/chat/completions", {"metadata": {"k": "v"}}, "metadata"),
+        ("/v3/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
+        ("/v3/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
+        ("/v3/chat/completions", {"skip_special_tokens": False}, "skip_special_tokens"),
+        ("/v3/chat/completions", {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]},
+         "messages"),
+        ("/v3/completions", {"echo": True}, "echo"),
+        ("/v3/completions", {"logprobs": 2}, "logprobs"),
+        ("/v3/completions", {"best_of": 3}, "best_of"),
+        ("/v3/completions", {"suffix": "end"}, "suffix"),
+    ],
+)
+async def test_fields_that_would_change_the_answer_and_are_not_supported_are_refused(uri, fields, param):
+    body = {**CHAT, **fields} if "chat" in uri else {"model": "m", "prompt": "x", **fields}
+    error = await refused(uri, body)
+    assert (error.status, error.param, error.code) == (400, param, "unsupported_parameter")
+    assert f"'{param}'" in error.message
+
+
+@pytest.mark.parametrize("fields", [{"n": 1}, {"tool_choice": "none"}, {"response_format": {"type": "text"}},
+                                    {"logprobs": False}, {"store": False}, {"modalities": ["text"]},
+                                    {"logit_bias": {}}, {"top_logprobs": 0}])
+async def test_the_neutral_values_of_those_fields_are_accepted(fields):
+    (request,) = await deserialize("/v3/chat/completions", {**CHAT, **fields})
+    assert request.kind == "chat"
+
+
+async def test_a_logit_bias_out_of_range_is_invalid_not_unsupported():
+    error = await refused("/v3/chat/completions", {**CHAT, "logit_bias": {"5": 200}})
+    assert (error.param, error.code) == ("logit_bias", "invalid_value")
+    error = await refused("/v3/chat/completions", {**CHAT, "logit_bias": {"hello": 1}})
+    assert (error.param, error.code) == ("logit_bias.hello", "invalid_value")
+
+
+async def test_fields_ignored_by_design_and_unknown_fields_are_logged_once_each(caplog):
+    caplog.set_level("WARNING", logger="ovserve.llm")
+    for _ in range(3):
+        await deserialize("/v3/chat/completions", {**CHAT, "user": "u1", "service_tier": "auto",
+                                                   "made_up_field_for_this_test": 1})
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("'user' is accepted and ignored: it does not change the answer" in m for m in logged) <= 1
+    assert sum("'made_up_field_for_this_test' is accepted and ignored: ovserve does not know it" in m
+               for m in logged) == 1

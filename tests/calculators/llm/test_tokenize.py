@@ -79,3 +79,35 @@ async def test_max_tokens_beyond_the_context_is_refused_with_the_sum():
 async def test_max_tokens_above_the_servers_limit_is_refused():
     error = await refused(completion_request(prompt="x", max_tokens=60), context_length=100, max_tokens_limit=50)
     assert error.param == "max_tokens" and "limit of 50" in error.message
+
+
+async def test_the_extra_sampling_fields_reach_the_engine_settings():
+    params = (await tokenize(chat_request(top_k=5, min_p=0.1, repetition_penalty=1.3, presence_penalty=0.5,
+                                          frequency_penalty=-0.5, min_tokens=4, stop_token_ids=[9, 10],
+                                          max_tokens=20))).params
+    assert (params.top_k, params.min_p, params.repetition_penalty, params.presence_penalty,
+            params.frequency_penalty, params.min_new_tokens, params.stop_token_ids) == (
+        5, 0.1, 1.3, 0.5, -0.5, 4, (9, 10))
+    assert (await tokenize(chat_request(top_k=-1), sampling=SamplingDefaults(top_k=40))).params.top_k == 0
+
+
+async def test_chat_template_kwargs_reach_the_template():
+    prompt = await tokenize(chat_request(chat_template_kwargs={"enable_thinking": False}))
+    assert bytes(prompt.token_ids.tolist()).decode() == "<enable_thinking=False><user>hi<assistant>"
+
+
+@pytest.mark.parametrize(
+    ("request_", "param", "words"),
+    [
+        (completion_request(prompt=[5, 256, 7]), "prompt", "token id 256, outside this model's vocabulary (0 to 255)"),
+        (completion_request(prompt=[-1]), "prompt", "token id -1"),
+        (chat_request(stop_token_ids=[1000]), "stop_token_ids", "token id 1000"),
+        (chat_request(min_tokens=8, max_tokens=4), "min_tokens", "min_tokens (8) is more than max_tokens (4)"),
+    ],
+)
+async def test_token_ids_outside_the_vocabulary_and_impossible_limits_are_refused(request_, param, words):
+    with pytest.raises(CalculatorError) as caught:
+        await tokenize(request_)
+    error = caught.value.cause
+    assert isinstance(error, RequestError) and (error.status, error.param) == (400, param)
+    assert words in error.message

@@ -1,0 +1,90 @@
+"""What ovserve does with each OpenAI request field it does not simply honour.
+
+The rule: a field that changes the answer is honoured or refused with a 400 that names it; a field
+that does not (``user``, ``service_tier``, ...) is accepted and logged, once per field name per
+process, as vLLM does; so is a field ovserve does not know. The README's "Request fields" table
+says the same for every field.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.errors import RequestError
+
+log = logging.getLogger("ovserve.llm")
+
+#: Accepted and ignored by design: they do not change the answer.
+IGNORED_BY_DESIGN = frozenset({"user", "service_tier", "prompt_cache_key", "safety_identifier",
+                               "parallel_tool_calls"})
+
+_logged: set[str] = set()
+_logged_lock = threading.Lock()
+
+
+def refuse(param: str, reason: str) -> RequestError:
+    return RequestError(f"'{param}' {reason}", param=param, code="unsupported_parameter")
+
+
+def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
+    """Raise a 400 naming the first field that asks for something ovserve does not do yet."""
+    for param, active, reason in _unsupported(body):
+        if active:
+            raise refuse(param, reason)
+
+
+def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[str, bool, str]]:
+    """(field, whether the request sets it to something other than its neutral value, why it is refused)."""
+    common = [
+        ("n", body.n > 1, "above 1 is not supported yet: send the request n times"),
+        ("logit_bias", bool(body.logit_bias), "is not supported: the OpenVINO GenAI engine has no logit bias"),
+        ("skip_special_tokens", not body.skip_special_tokens, "false is not supported: special tokens are "
+                                                              "always left out of the text"),
+    ]
+    if isinstance(body, CompletionRequest):
+        return [
+            *common,
+            ("logprobs", body.logprobs is not None, "is not supported yet"),
+            ("echo", body.echo, "is not supported yet"),
+            ("best_of", (body.best_of or 1) > 1, "above 1 is not supported yet"),
+            ("suffix", bool(body.suffix), "is not supported: this model has no fill-in-the-middle format"),
+        ]
+    has_tool_history = any(m.tool_calls for m in body.messages)
+    return [
+        *common,
+        ("logprobs", bool(body.logprobs), "is not supported yet"),
+        ("top_logprobs", bool(body.top_logprobs), "is not supported yet"),
+        ("tools", bool(body.tools), "are not supported yet"),
+        ("tool_choice", body.tool_choice not in (None, "none"), "is not supported yet (tools are not)"),
+        ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),
+        ("function_call", body.function_call not in (None, "none"), "is not supported (deprecated by OpenAI)"),
+        ("messages", has_tool_history, "with tool_calls are not supported yet (tools are not)"),
+        ("response_format", _structured(body.response_format), "other than {'type': 'text'} is not supported yet"),
+        ("reasoning_effort", body.reasoning_effort is not None, "is not supported: this server has no reasoning "
+                                                                "models yet"),
+        ("verbosity", body.verbosity is not None, "is not supported"),
+        ("modalities", body.modalities not in (None, ["text"]), "other than ['text'] are not supported"),
+        ("audio", body.audio is not None, "output is not supported"),
+        ("prediction", body.prediction is not None, "(predicted outputs) is not supported"),
+        ("web_search_options", body.web_search_options is not None, "is not supported"),
+        ("store", bool(body.store), "is not supported yet: this server does not store completions"),
+        ("metadata", bool(body.metadata), "is for stored completions, which this server does not keep yet"),
+    ]
+
+
+def _structured(response_format: dict[str, object] | None) -> bool:
+    return response_format is not None and response_format.get("type") != "text"
+
+
+def log_ignored(body: ChatCompletionRequest | CompletionRequest) -> None:
+    """Log, once per name, the request's fields that ovserve accepts without acting on them."""
+    by_design = IGNORED_BY_DESIGN & body.model_fields_set
+    unknown = set(body.model_extra or ())
+    with _logged_lock:
+        new = (by_design | unknown) - _logged
+        _logged.update(new)
+    for name in sorted(new):
+        why = "it does not change the answer" if name in by_design else "ovserve does not know it"
+        log.warning("request field '%s' is accepted and ignored: %s (logged once)", name, why)
