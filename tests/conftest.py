@@ -66,9 +66,13 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def openai(self, prefix: str = "/v3") -> openai.OpenAI:
-        """The official client, as the README sets it up, without retries (a failure shows at once)."""
-        return openai.OpenAI(base_url=f"{self.base_url}{prefix}", api_key="unused", max_retries=0)
+    def openai(self, prefix: str = "/v3", strict: bool = True) -> openai.OpenAI:
+        """The official client, as the README sets it up, without retries (a failure shows at once) and
+        validating every response strictly against its own types. ``strict=False`` only for streamed
+        text completions: the client's ``Completion`` type requires a ``finish_reason``, while OpenAI
+        and vLLM send ``null`` in every chunk but the last."""
+        return openai.OpenAI(base_url=f"{self.base_url}{prefix}", api_key="unused", max_retries=0,
+                             _strict_response_validation=strict)
 
     def engine_pids(self) -> list[int]:
         """The engine processes the server started (its children)."""

@@ -61,7 +61,6 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
         ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),
         ("function_call", body.function_call not in (None, "none"), "is not supported (deprecated by OpenAI)"),
         ("messages", has_tool_history, "with tool_calls are not supported yet (tools are not)"),
-        ("response_format", _structured(body.response_format), "other than {'type': 'text'} is not supported yet"),
         ("reasoning_effort", body.reasoning_effort is not None, "is not supported: this server has no reasoning "
                                                                 "models yet"),
         ("verbosity", body.verbosity is not None, "is not supported"),
@@ -72,10 +71,6 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
         ("store", bool(body.store), "is not supported yet: this server does not store completions"),
         ("metadata", bool(body.metadata), "is for stored completions, which this server does not keep yet"),
     ]
-
-
-def _structured(response_format: dict[str, object] | None) -> bool:
-    return response_format is not None and response_format.get("type") != "text"
 
 
 def log_ignored(body: ChatCompletionRequest | CompletionRequest) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ovserve.calculators.llm.structured_output import ResponseFormat, engine_json_schema
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
 from ovserve.errors import RequestError
@@ -62,6 +63,7 @@ class OpenAIRequestBase(_Request):
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     #: Token id (as a string, as JSON keys are) to a bias from -100 to 100.
+    response_format: ResponseFormat | None = None
     logit_bias: dict[Annotated[str, Field(pattern=r"^\d+$")], Annotated[float, Field(ge=-100, le=100)]] | None = None
     user: str | None = None
     # Extensions of vLLM and OVMS, sent at the top level (the openai client's extra_body):
@@ -141,6 +143,7 @@ class OpenAIRequestBase(_Request):
             frequency_penalty=self.frequency_penalty or 0.0,
             min_new_tokens=self.min_tokens,
             stop_token_ids=tuple(self.stop_token_ids or ()),
+            json_schema=engine_json_schema(self.response_format),
         )
 
 
@@ -151,7 +154,6 @@ class ChatCompletionRequest(OpenAIRequestBase):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None

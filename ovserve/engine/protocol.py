@@ -48,6 +48,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     min_new_tokens: int = 0
     stop_token_ids: tuple[int, ...] = ()
+    #: A JSON Schema (as text) the output must follow, enforced by constrained decoding.
+    json_schema: str | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` with the engine's own reason if it would refuse these settings (so that the
@@ -80,6 +82,8 @@ class SamplingParams:
             config.min_p = self.min_p
         if self.stop_token_ids:
             config.stop_token_ids = set(self.stop_token_ids)
+        if self.json_schema is not None:
+            config.structured_output_config = openvino_genai.StructuredOutputConfig(json_schema=self.json_schema)
         if self.seed is not None:
             config.rng_seed = self.seed % (1 << 64)  # OpenAI seeds are any integer; the engine's are unsigned
         if self.stop:

@@ -79,6 +79,9 @@ class StepLoop:
         self.outputs: list[tuple[int, Any, str | None]] = []
         self.aborted: set[int] = set()
         self.stopping = False
+        #: Why a step failed: after that the pipeline is in an unknown state (OpenVINO GenAI cannot step
+        #: again), so the loop reports the failure to the requests in flight and ends.
+        self.failed: str | None = None
         self.added = 0
         self.completed = 0
         #: Engine steps run since the process started (batched requests share steps).
@@ -190,6 +193,10 @@ class StepLoop:
     def _run(self) -> None:
         connected = True
         while True:
+            if self.failed is not None:
+                print(f"ovserve engine: a step failed ({self.failed}); the pipeline cannot go on, so this "
+                      f"process exits and the server starts a new one", file=sys.stderr, flush=True)
+                return
             busy = bool(self.handles) or self.pipeline.has_non_finished_requests()
             if self.stopping and not busy:
                 return
@@ -202,10 +209,12 @@ class StepLoop:
                 try:
                     self.steps += 1
                     self.pipeline.step()
-                except Exception as error:  # fail what is in flight, keep serving
+                except Exception as error:  # the pipeline is broken now: fail what is in flight, then exit
+                    reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
                     for request_id in list(self.handles):
-                        self.outputs.append((request_id, (), f"error: engine step failed: {error}"))
+                        self.outputs.append((request_id, (), f"error: engine step failed: {reason}"))
                     self.handles.clear()
+                    self.failed = reason
                 else:
                     self.collect()
             running = len(self.handles) - len(self.aborted)

@@ -64,7 +64,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     [
         ("/v3/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ("/v3/chat/completions", {"tool_choice": "required"}, "tool_choice"),
-        ("/v3/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
         ("/v3/chat/completions", {"logprobs": True}, "logprobs"),
         ("/v3/chat/completions", {"top_logprobs": 3}, "top_logprobs"),
         ("/v3/chat/completions", {"n": 2}, "n"),

@@ -1,0 +1,141 @@
+"""``response_format``: the JSON a request's answer must be, enforced by constrained decoding.
+
+The engine (OpenVINO GenAI's XGrammar backend) compiles a request's JSON Schema inside an engine
+step, and a schema it cannot compile breaks that step for every request in it. So a schema is checked
+here first, in the HTTP process: it must be a valid JSON Schema (``jsonschema``'s meta-schema check),
+use only keywords the engine was measured to compile, and use only local ``$ref``s that resolve.
+Anything else is refused with a 400 naming the keyword and where it is; never answered unconstrained.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field
+
+from ovserve.errors import RequestError
+
+PARAM = "response_format"
+
+#: Keywords the engine compiles (probed one by one against openvino-genai 2026.4's XGrammar).
+SUPPORTED_KEYWORDS = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
+    "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "minLength", "maxLength",
+    "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    # annotations, which do not constrain the output
+    "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
+    "writeOnly",
+})
+#: String formats the engine enforces (``format`` with any other value is refused).
+SUPPORTED_FORMATS = frozenset({"date-time", "date", "time", "duration", "email", "hostname", "ipv4", "ipv6",
+                               "uuid", "uri"})
+#: Keywords whose value is a map of names to schemas, or a list of schemas.
+_SCHEMA_MAPS = ("properties", "$defs", "definitions")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_VALUES = ("items", "additionalProperties")
+#: Regular-expression features the engine's pattern compiler does not have.
+_UNSUPPORTED_REGEX = re.compile(r"\(\?[=!<]|\\[1-9]|\\[pP]\{")
+
+
+class _Format(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TextFormat(_Format):
+    type: Literal["text"]
+
+
+class JSONObjectFormat(_Format):
+    type: Literal["json_object"]
+
+
+class JSONSchemaSpec(_Format):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class JSONSchemaFormat(_Format):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")]
+
+
+def engine_json_schema(response_format: TextFormat | JSONObjectFormat | JSONSchemaFormat | None) -> str | None:
+    """The JSON Schema (as text) the engine must hold the answer to; ``None`` for plain text.
+
+    Raises :class:`RequestError` (400, ``param`` naming the place) for a schema the engine cannot take."""
+    if response_format is None or isinstance(response_format, TextFormat):
+        return None
+    if isinstance(response_format, JSONObjectFormat):
+        return json.dumps({"type": "object"})
+    schema = response_format.json_schema.schema_
+    if schema is None:
+        schema = {"type": "object"}
+    check_schema(schema)
+    return json.dumps(schema)
+
+
+def check_schema(schema: dict[str, Any]) -> None:
+    """Refuse a schema that is not valid JSON Schema or that the engine cannot compile."""
+    param = f"{PARAM}.json_schema.schema"
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "/".join(str(p) for p in error.absolute_path) or "the root"
+        raise RequestError(f"'{param}' is not a valid JSON Schema at {where}: {error.message}",
+                           param=param, code="invalid_value") from None
+    for path, sub in _subschemas(schema, "#"):
+        for keyword, value in sub.items():
+            if keyword not in SUPPORTED_KEYWORDS:
+                raise RequestError(f"'{param}' uses '{keyword}' at {path}, which constrained decoding does not "
+                                   f"support; supported keywords: {', '.join(sorted(SUPPORTED_KEYWORDS))}",
+                                   param=param, code="unsupported_parameter")
+            if keyword == "$ref" and not _resolves(schema, value):
+                raise RequestError(f"'{param}' has a $ref at {path} that does not point into the schema: "
+                                   f"{value!r} (only local references such as '#/$defs/Name' are supported)",
+                                   param=param, code="invalid_value")
+            if keyword == "format" and value not in SUPPORTED_FORMATS:
+                raise RequestError(f"'{param}' has format {value!r} at {path}, which constrained decoding does not "
+                                   f"enforce; supported formats: {', '.join(sorted(SUPPORTED_FORMATS))}",
+                                   param=param, code="unsupported_parameter")
+            if keyword == "pattern" and _UNSUPPORTED_REGEX.search(value):
+                raise RequestError(f"'{param}' has a pattern at {path} with lookaround, backreferences or "
+                                   f"Unicode classes, which constrained decoding does not support: {value!r}",
+                                   param=param, code="unsupported_parameter")
+
+
+def _subschemas(schema: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema object in ``schema`` (booleans are schemas too, with no keywords), with its path."""
+    if not isinstance(schema, dict):
+        return
+    yield path, schema
+    for keyword in _SCHEMA_MAPS:
+        for name, sub in (schema.get(keyword) or {}).items():
+            yield from _subschemas(sub, f"{path}/{keyword}/{name}")
+    for keyword in _SCHEMA_LISTS:
+        for index, sub in enumerate(schema.get(keyword) or ()):
+            yield from _subschemas(sub, f"{path}/{keyword}/{index}")
+    for keyword in _SCHEMA_VALUES:
+        yield from _subschemas(schema.get(keyword), f"{path}/{keyword}")
+
+
+def _resolves(schema: dict[str, Any], ref: str) -> bool:
+    if ref == "#":
+        return True
+    if not ref.startswith("#/"):
+        return False
+    node: Any = schema
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return isinstance(node, dict | bool)

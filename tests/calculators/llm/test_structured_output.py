@@ -1,0 +1,63 @@
+"""response_format: the schema the engine gets, and the schemas refused before they could reach it."""
+
+import json
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from ovserve.calculators.llm.structured_output import ResponseFormat, check_schema, engine_json_schema
+from ovserve.errors import RequestError
+
+FORMAT = TypeAdapter(ResponseFormat)
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+          "required": ["name", "age"], "additionalProperties": False}
+
+
+def schema_for(response_format):
+    return engine_json_schema(FORMAT.validate_python(response_format))
+
+
+def test_text_needs_no_schema_and_json_object_asks_for_any_object():
+    assert schema_for({"type": "text"}) is None
+    assert json.loads(schema_for({"type": "json_object"})) == {"type": "object"}
+
+
+def test_a_json_schema_reaches_the_engine_as_given():
+    assert json.loads(schema_for({"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON,
+                                                                         "strict": True}})) == PERSON
+
+
+def test_an_unknown_type_or_a_bad_name_is_invalid():
+    with pytest.raises(ValidationError):
+        FORMAT.validate_python({"type": "yaml"})
+    with pytest.raises(ValidationError):
+        FORMAT.validate_python({"type": "json_schema", "json_schema": {"name": "has spaces", "schema": PERSON}})
+
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"type": "foo"}, "not a valid JSON Schema at type"),
+        ({"type": "object", "minProperties": 1}, "uses 'minProperties' at #"),
+        ({"type": "object", "properties": {"a": {"not": {"type": "string"}}}}, "uses 'not' at #/properties/a"),
+        ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "uses 'uniqueItems' at #"),
+        ({"type": "object", "properties": {"p": {"$ref": "#/$defs/Missing"}}}, "a $ref at #/properties/p"),
+        ({"type": "object", "properties": {"p": {"$ref": "http://example.com/s.json"}}}, "only local references"),
+        ({"type": "string", "pattern": "(?=a)a+"}, "lookaround"),
+        ({"type": "string", "format": "flavour"}, "format 'flavour' at #"),
+    ],
+)
+def test_schemas_the_engine_cannot_take_are_refused_naming_the_place(schema, words):
+    with pytest.raises(RequestError) as caught:
+        check_schema(schema)
+    assert caught.value.status == 400 and caught.value.param == "response_format.json_schema.schema"
+    assert words in caught.value.message
+
+
+def test_references_definitions_and_combinations_are_accepted():
+    check_schema({"$defs": {"N": {"type": "object", "properties": {"v": {"type": "integer"},
+                                                                  "next": {"anyOf": [{"$ref": "#/$defs/N"},
+                                                                                     {"type": "null"}]}}}},
+                  "$ref": "#/$defs/N"})
+    check_schema({"type": "object", "properties": {"when": {"type": "string", "format": "date-time"},
+                                                   "tags": {"type": "array", "items": {"enum": ["a", "b"]}}}})
