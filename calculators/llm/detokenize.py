@@ -5,6 +5,7 @@ from __future__ import annotations
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta
 from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
+from ovserve.engine.vocabulary import ByteTableDetokenizer
 
 
 class StopStringFilter:
@@ -48,23 +49,42 @@ class DetokenizerCalculator(Calculator):
     TEXT = Output(TextDelta)
 
     def open(self, ctx: CalculatorContext) -> None:
-        self.detokenizer: IncrementalDetokenizer = ctx.side["TOKENIZER"].detokenizer()
-        self.stops = StopStringFilter(())
-        self.finished = False
+        self.tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
+        self.request: LLMRequest | None = None
+        self.choices: dict[int, _ChoiceText] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest | None = ctx.value(self.REQUEST)
         if request is not None:
-            self.stops = StopStringFilter(request.body.stop_strings, request.body.include_stop_str_in_output)
+            self.request = request
         delta: GenerationDelta | None = ctx.value(self.DELTAS)
-        if delta is None or self.finished:
+        if delta is None:
             return
-        text, stopped = self.stops.push(self.detokenizer.push(delta.token_ids))
+        choice = self.choices.get(delta.index)
+        if choice is None:
+            body = self.request.body if self.request is not None else None
+            stops = StopStringFilter(body.stop_strings, body.include_stop_str_in_output) if body else (
+                StopStringFilter(()))
+            choice = self.choices[delta.index] = _ChoiceText(self.tokenizer.detokenizer(), stops)
+        if choice.finished:
+            return
+        text, stopped = choice.stops.push(choice.detokenizer.push(delta.token_ids))
         finish = "stop" if stopped else delta.finish
         if finish is not None:
-            self.finished = True
+            choice.finished = True
             if not stopped:
-                text += self.stops.flush()
+                text += choice.stops.flush()
             finish = "length" if finish == "length" else "stop"
         if text or finish is not None:
-            ctx.send(self.TEXT, TextDelta(text, finish, delta.prompt_tokens, delta.completion_tokens))
+            ctx.send(self.TEXT, TextDelta(text, finish, delta.prompt_tokens, delta.completion_tokens, delta.index))
+
+
+class _ChoiceText:
+    """One choice's decoding state."""
+
+    __slots__ = ("detokenizer", "finished", "stops")
+
+    def __init__(self, detokenizer: IncrementalDetokenizer | ByteTableDetokenizer, stops: StopStringFilter) -> None:
+        self.detokenizer = detokenizer
+        self.stops = stops
+        self.finished = False

@@ -38,7 +38,6 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
 def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[str, bool, str]]:
     """(field, whether the request sets it to something other than its neutral value, why it is refused)."""
     common = [
-        ("n", body.n > 1, "above 1 is not supported yet: send the request n times"),
         ("logit_bias", bool(body.logit_bias), "is not supported: the OpenVINO GenAI engine has no logit bias"),
         ("skip_special_tokens", not body.skip_special_tokens, "false is not supported: special tokens are "
                                                               "always left out of the text"),
@@ -48,7 +47,7 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
             *common,
             ("logprobs", body.logprobs is not None, "is not supported yet"),
             ("echo", body.echo, "is not supported yet"),
-            ("best_of", (body.best_of or 1) > 1, "above 1 is not supported yet"),
+            ("best_of", (body.best_of or 1) > body.n, "above n is not supported yet"),
             ("suffix", bool(body.suffix), "is not supported: this model has no fill-in-the-middle format"),
         ]
     has_tool_history = any(m.tool_calls for m in body.messages)

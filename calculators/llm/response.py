@@ -23,9 +23,9 @@ EVENT_STREAM = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
 
 
-def _usage(delta: TextDelta) -> Usage:
-    return Usage(prompt_tokens=delta.prompt_tokens, completion_tokens=delta.completion_tokens,
-                 total_tokens=delta.prompt_tokens + delta.completion_tokens)
+def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                 total_tokens=prompt_tokens + completion_tokens)
 
 
 _SLOT = "\u0000ovserve-content\u0000"
@@ -35,17 +35,17 @@ _SLOT_JSON = json.dumps(_SLOT)
 class ChunkWriter:
     """Server-sent events for one streamed request, in the shapes the pydantic models declare.
 
-    The role, finish and usage chunks are rendered from the models. The content chunk is rendered
-    once with a placeholder and split around it, so that each token costs one ``json.dumps`` of its
-    text rather than building and serializing three models."""
+    The role, finish and usage chunks are rendered from the models. A choice's content chunk is
+    rendered once with a placeholder and split around it, so that each token costs one ``json.dumps``
+    of its text rather than building and serializing three models."""
 
     def __init__(self, request: LLMRequest) -> None:
         self.request = request
         self.chat = request.kind == "chat"
-        before, _, after = self._render(_SLOT, None).partition(_SLOT_JSON.encode())
-        self._before, self._after = b"data: " + before, after + b"\n\n"
+        self._templates: dict[int, tuple[bytes, bytes]] = {}
 
-    def _model(self, text: str | None, finish: str | None, role: bool = False) -> ChatCompletionChunk | Completion:
+    def _model(self, text: str | None, finish: str | None, index: int,
+               role: bool = False) -> ChatCompletionChunk | Completion:
         request = self.request
         fields: dict[str, object] = {"id": request.id, "created": request.created, "model": request.model}
         if request.body.include_usage:
@@ -53,39 +53,46 @@ class ChunkWriter:
         if self.chat:
             delta = ChatDelta.model_construct(role="assistant", content=text) if role else (
                 ChatDelta.model_construct(content=text) if text is not None else ChatDelta.model_construct())
-            choice = ChatChunkChoice.model_construct(index=0, delta=delta, logprobs=None, finish_reason=finish)
+            choice = ChatChunkChoice.model_construct(index=index, delta=delta, logprobs=None, finish_reason=finish)
             return ChatCompletionChunk.model_construct(object="chat.completion.chunk", choices=[choice], **fields)
-        choice = CompletionChoice.model_construct(index=0, text=text or "", logprobs=None, finish_reason=finish)
+        choice = CompletionChoice.model_construct(index=index, text=text or "", logprobs=None, finish_reason=finish)
         return Completion.model_construct(object="text_completion", choices=[choice], **fields)
 
-    def _render(self, text: str | None, finish: str | None, role: bool = False) -> bytes:
-        return self._model(text, finish, role).model_dump_json(exclude_unset=True).encode()
+    def _render(self, text: str | None, finish: str | None, index: int, role: bool = False) -> bytes:
+        return self._model(text, finish, index, role).model_dump_json(exclude_unset=True).encode()
 
-    def _event(self, text: str | None, finish: str | None, role: bool = False) -> bytes:
-        return b"data: " + self._render(text, finish, role) + b"\n\n"
+    def _event(self, text: str | None, finish: str | None, index: int, role: bool = False) -> bytes:
+        return b"data: " + self._render(text, finish, index, role) + b"\n\n"
 
-    def role(self) -> bytes:
-        """The first chunk of a chat stream: the assistant role, empty content."""
-        return self._event("", None, role=True) if self.chat else b""
+    def role(self, index: int) -> bytes:
+        """The first chunk of a chat choice's stream: the assistant role, empty content."""
+        return self._event("", None, index, role=True) if self.chat else b""
 
-    def content(self, text: str) -> bytes:
-        return self._before + json.dumps(text, ensure_ascii=False).encode() + self._after
+    def content(self, text: str, index: int) -> bytes:
+        template = self._templates.get(index)
+        if template is None:
+            before, _, after = self._render(_SLOT, None, index).partition(_SLOT_JSON.encode())
+            template = self._templates[index] = (b"data: " + before, after + b"\n\n")
+        return template[0] + json.dumps(text, ensure_ascii=False).encode() + template[1]
 
-    def finish(self, reason: str) -> bytes:
-        return self._event(None if self.chat else "", reason)
+    def finish(self, reason: str, index: int) -> bytes:
+        return self._event(None if self.chat else "", reason, index)
 
-    def usage(self, delta: TextDelta) -> bytes:
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         request = self.request
         model = ChatCompletionChunk if self.chat else Completion
         chunk = model.model_construct(id=request.id, created=request.created, model=request.model,
-                                      object=model.model_fields["object"].default, choices=[], usage=_usage(delta))
+                                      object=model.model_fields["object"].default, choices=[],
+                                      usage=_usage(prompt_tokens, completion_tokens))
         return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
 
 
 class OpenAIResponseCalculator(Calculator):
-    """Writes OpenAI's exact shapes. Streaming: the role chunk (with the first text), content chunks, a
-    chunk with ``finish_reason``, a usage chunk with empty ``choices`` when ``stream_options.include_usage``
-    is set, then ``data: [DONE]``. Otherwise one ``chat.completion`` / ``text_completion`` object."""
+    """Writes OpenAI's exact shapes. Streaming: per choice, the role chunk, content chunks and a chunk with
+    ``finish_reason``; once every choice has finished, a usage chunk with empty ``choices`` when
+    ``stream_options.include_usage`` is set, then ``data: [DONE]``. Otherwise one ``chat.completion`` /
+    ``text_completion`` object with every choice, once all have finished. Usage counts the prompt once and
+    the tokens of every choice."""
 
     REQUEST = Input(LLMRequest)
     TEXT = Input(TextDelta)
@@ -94,7 +101,8 @@ class OpenAIResponseCalculator(Calculator):
     def open(self, ctx: CalculatorContext) -> None:
         self.request: LLMRequest | None = None
         self.writer: ChunkWriter | None = None
-        self.parts: list[str] = []
+        self.parts: dict[int, list[str]] = {}
+        self.finished: dict[int, TextDelta] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
         request = ctx.value(self.REQUEST)
@@ -103,44 +111,59 @@ class OpenAIResponseCalculator(Calculator):
         delta: TextDelta | None = ctx.value(self.TEXT)
         if delta is None or self.request is None:
             return
+        if delta.finish_reason is not None:
+            self.finished[delta.index] = delta
         if self.request.stream:
             self.stream(ctx, self.request, delta)
         else:
-            self.parts.append(delta.text)
-            if delta.finish_reason is not None:
-                self.complete(ctx, self.request, delta)
+            self.parts.setdefault(delta.index, []).append(delta.text)
+            if len(self.finished) == self.request.body.n:
+                self.complete(ctx, self.request)
+
+    def usage(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens of every finished choice)."""
+        finished = list(self.finished.values())
+        return finished[0].prompt_tokens, sum(d.completion_tokens for d in finished)
 
     def stream(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
         body = b""
         if self.writer is None:
             self.writer = ChunkWriter(request)
-            body = self.writer.role()
         writer = self.writer
+        if delta.index not in self.parts:
+            self.parts[delta.index] = []
+            body = writer.role(delta.index)
         if delta.text:
-            body += writer.content(delta.text)
-        last = delta.finish_reason is not None
+            body += writer.content(delta.text, delta.index)
+        if delta.finish_reason is not None:
+            body += writer.finish(delta.finish_reason, delta.index)
+        last = len(self.finished) == request.body.n
         if last:
-            body += writer.finish(delta.finish_reason)  # type: ignore[arg-type]
             if request.body.include_usage:
-                body += writer.usage(delta)
+                body += writer.usage(*self.usage())
             body += DONE
         ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
-            body, content_type=EVENT_STREAM, last=last, log=_log(request, delta) if last else None))
+            body, content_type=EVENT_STREAM, last=last, log=self.log_fields(request) if last else None))
 
-    def complete(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
-        text = "".join(self.parts)
+    def complete(self, ctx: CalculatorContext, request: LLMRequest) -> None:
+        usage = _usage(*self.usage())
+        indexes = sorted(self.finished)
+        texts = {index: "".join(self.parts.get(index, ())) for index in indexes}
         if request.kind == "chat":
             response: ChatCompletion | Completion = ChatCompletion(
-                id=request.id, created=request.created, model=request.model, usage=_usage(delta),
-                choices=[ChatChoice(message=AssistantMessage(content=text), finish_reason=delta.finish_reason)])
+                id=request.id, created=request.created, model=request.model, usage=usage,
+                choices=[ChatChoice(index=i, message=AssistantMessage(content=texts[i]),
+                                    finish_reason=self.finished[i].finish_reason) for i in indexes])
         else:
             response = Completion(
-                id=request.id, created=request.created, model=request.model, usage=_usage(delta),
-                choices=[CompletionChoice(text=text, finish_reason=delta.finish_reason)])
+                id=request.id, created=request.created, model=request.model, usage=usage,
+                choices=[CompletionChoice(index=i, text=texts[i], finish_reason=self.finished[i].finish_reason)
+                         for i in indexes])
         ctx.send(self.HTTP_RESPONSE_PAYLOAD,
-                 HttpResponsePayload(response.model_dump_json().encode(), log=_log(request, delta)))
+                 HttpResponsePayload(response.model_dump_json().encode(), log=self.log_fields(request)))
 
-
-def _log(request: LLMRequest, delta: TextDelta) -> dict[str, object]:
-    return {"id": request.id, "prompt_tokens": delta.prompt_tokens, "completion_tokens": delta.completion_tokens,
-            "finish_reason": delta.finish_reason}
+    def log_fields(self, request: LLMRequest) -> dict[str, object]:
+        prompt_tokens, completion_tokens = self.usage()
+        reasons = [self.finished[i].finish_reason for i in sorted(self.finished)]
+        return {"id": request.id, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                "finish_reason": reasons[0] if len(set(reasons)) == 1 else ",".join(map(str, reasons))}

@@ -50,7 +50,7 @@ class TokenizerCalculator(Calculator):
             params.check()
         except ValueError as error:
             raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
-        ctx.send(self.PROMPT, Prompt(token_ids, params))
+        ctx.send(self.PROMPT, Prompt(token_ids, params, body.n))
 
     @staticmethod
     def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest) -> tuple[str, bool]:

@@ -32,30 +32,39 @@ class LLMRequest:
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """A tokenized prompt and its sampling settings (``PROMPT``)."""
+    """A tokenized prompt and its sampling settings (``PROMPT``); ``n`` answers (choices) are wanted."""
 
     token_ids: np.ndarray
     params: SamplingParams
+    n: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationDelta:
-    """New token ids of one request from the engine (``DELTAS``); ``finish`` set on the last one."""
+    """New token ids of one choice of a request from the engine (``DELTAS``); ``finish`` set on the
+    choice's last one."""
 
     token_ids: tuple[int, ...]
     finish: str | None
     prompt_tokens: int
+    #: Tokens of this choice so far.
     completion_tokens: int
+    #: Which choice (0 to n - 1) the tokens belong to.
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """New text (``TEXT``); ``finish_reason`` (``stop`` or ``length``) set on the last one."""
+    """New text of one choice (``TEXT``); ``finish_reason`` (``stop`` or ``length``) set on the choice's
+    last one."""
 
     text: str
     finish_reason: str | None
     prompt_tokens: int
+    #: Tokens of this choice so far.
     completion_tokens: int
+    #: Which choice (0 to n - 1) the text belongs to.
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ def assert_openai_error(response, status, param=None, words=""):
         ({**GOOD, "max_tokens": -1}, 400, "max_tokens", "greater than or equal to 1"),
         ({**GOOD, "max_tokens": 0}, 400, "max_tokens", "greater than or equal to 1"),
         ({**GOOD, "top_p": 0}, 400, "top_p", "greater than 0"),
-        ({**GOOD, "n": 2}, 400, "n", "above 1 is not supported yet"),
+        ({**GOOD, "n": 0}, 400, "n", "greater than or equal to 1"),
         ({**GOOD, "stop": [""]}, 400, "stop", "must not be empty"),
         ({**GOOD, "stream": "yes please"}, 400, "stream", "Invalid value"),
         ({**GOOD, "max_tokens": 9000}, 400, "max_tokens", "maximum context length is 8192 tokens"),

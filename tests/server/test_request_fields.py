@@ -87,7 +87,7 @@ def test_include_stop_str_in_output_keeps_the_stop_string(client):
          "tools"),
         ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
-        ({"n": 2}, "n"),
+        ({"reasoning_effort": "low"}, "reasoning_effort"),
     ],
 )
 def test_what_is_not_supported_yet_is_refused_naming_the_field(server, prefix, fields, param):

@@ -41,3 +41,14 @@ async def test_cancelling_the_run_aborts_the_engine_request():
         runner.run.cancel("client gone")
         await asyncio.wait_for(runner.run.aclose(), 1)
     assert engine.requests[0].aborted
+
+
+async def test_n_choices_are_n_engine_requests_with_their_own_seeds_and_indexes():
+    engine = FakeEngine([TokenDelta((5,), None), TokenDelta((6,), "stop")])
+    prompt = Prompt(np.array([1, 2, 3]), SamplingParams(max_new_tokens=10, seed=40), n=3)
+    deltas = (await run_calculator(LLMCalculator, {"PROMPT": [prompt]}, side_packets={"ENGINE": engine}))["DELTAS"]
+    assert [params.seed for _, params in engine.submitted] == [40, 41, 42]
+    for index in range(3):
+        mine = [d for d in deltas if d.index == index]
+        assert [d.token_ids for d in mine] == [(5,), (6,)] and [d.completion_tokens for d in mine] == [1, 2]
+        assert mine[-1].finish == "stop"

@@ -66,7 +66,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         ("/v3/chat/completions", {"tool_choice": "required"}, "tool_choice"),
         ("/v3/chat/completions", {"logprobs": True}, "logprobs"),
         ("/v3/chat/completions", {"top_logprobs": 3}, "top_logprobs"),
-        ("/v3/chat/completions", {"n": 2}, "n"),
         ("/v3/chat/completions", {"logit_bias": {"50256": -100}}, "logit_bias"),
         ("/v3/chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
         ("/v3/chat/completions", {"store": True}, "store"),
@@ -78,7 +77,7 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
          "messages"),
         ("/v3/completions", {"echo": True}, "echo"),
         ("/v3/completions", {"logprobs": 2}, "logprobs"),
-        ("/v3/completions", {"best_of": 3}, "best_of"),
+        ("/v3/completions", {"best_of": 3, "n": 2}, "best_of"),
         ("/v3/completions", {"suffix": "end"}, "suffix"),
     ],
 )

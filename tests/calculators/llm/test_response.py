@@ -75,3 +75,27 @@ async def test_content_with_quotes_newlines_and_emoji_round_trips_through_the_st
         shown = "".join(c["choices"][0]["delta"].get("content") or "" if "delta" in c["choices"][0]
                         else c["choices"][0]["text"] for c in chunks)
         assert shown == tricky
+
+
+CHOICES = [TextDelta("a", None, 4, 1, 0), TextDelta("x", None, 4, 1, 1), TextDelta("b", "stop", 4, 2, 0),
+           TextDelta("yz", "length", 4, 3, 1)]
+
+
+async def test_n_choices_come_in_one_object_once_all_have_finished():
+    (payload,) = await serialize(chat_request(n=2), CHOICES)
+    body = json.loads(payload.body)
+    assert [(c["index"], c["message"]["content"], c["finish_reason"]) for c in body["choices"]] == [
+        (0, "ab", "stop"), (1, "xyz", "length")]
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
+
+
+async def test_n_streamed_choices_each_get_a_role_and_a_finish_and_usage_sums_them():
+    payloads = await serialize(chat_request(n=2, stream=True, stream_options={"include_usage": True}), CHOICES)
+    assert [p.last for p in payloads] == [False, False, False, True]
+    *chunks, done = events(payloads)
+    chunks = [json.loads(c) for c in chunks]
+    roles = [c["choices"][0]["index"] for c in chunks if c["choices"] and c["choices"][0]["delta"].get("role")]
+    finishes = [(c["choices"][0]["index"], c["choices"][0]["finish_reason"]) for c in chunks
+                if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert roles == [0, 1] and finishes == [(0, "stop"), (1, "length")]
+    assert chunks[-1]["usage"]["completion_tokens"] == 5 and done == "[DONE]"
