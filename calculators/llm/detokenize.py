@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
-from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta
+from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta, TokenLogprob
 from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
 from ovserve.engine.vocabulary import ByteTableDetokenizer
 
@@ -75,8 +75,13 @@ class DetokenizerCalculator(Calculator):
             if not stopped:
                 text += choice.stops.flush()
             finish = "length" if finish == "length" else "stop"
-        if text or finish is not None:
-            ctx.send(self.TEXT, TextDelta(text, finish, delta.prompt_tokens, delta.completion_tokens, delta.index))
+        logprobs = None
+        if delta.logprobs is not None:
+            logprobs = tuple(TokenLogprob(raw.decode(errors="replace"), logprob, raw) for raw, logprob in zip(
+                map(self.tokenizer.token_bytes, delta.token_ids), delta.logprobs, strict=True))
+        if text or finish is not None or logprobs:
+            ctx.send(self.TEXT, TextDelta(text, finish, delta.prompt_tokens, delta.completion_tokens, delta.index,
+                                          logprobs))
 
 
 class _ChoiceText:

@@ -73,7 +73,7 @@ class LLMCalculator(Calculator):
         if delta.error is not None:
             raise delta.error
         await ctx.send(self.DELTAS, GenerationDelta(delta.token_ids, delta.finish, prompt_tokens, completion_tokens,
-                                                    index))
+                                                    index, delta.logprobs))
 
     def close(self, ctx: CalculatorContext) -> None:
         for request in self.requests:

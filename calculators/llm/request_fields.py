@@ -45,7 +45,8 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
     if isinstance(body, CompletionRequest):
         return [
             *common,
-            ("logprobs", body.logprobs is not None, "is not supported yet"),
+            ("logprobs", bool(body.logprobs), "above 0 is not supported yet: only the chosen token's log-probability "
+                                              "is available"),
             ("echo", body.echo, "is not supported yet"),
             ("best_of", (body.best_of or 1) > body.n, "above n is not supported yet"),
             ("suffix", bool(body.suffix), "is not supported: this model has no fill-in-the-middle format"),
@@ -53,8 +54,8 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
     has_tool_history = any(m.tool_calls for m in body.messages)
     return [
         *common,
-        ("logprobs", bool(body.logprobs), "is not supported yet"),
-        ("top_logprobs", bool(body.top_logprobs), "is not supported yet"),
+        ("top_logprobs", bool(body.top_logprobs), "above 0 is not supported yet: only the chosen token's "
+                                                  "log-probability is available"),
         ("tools", bool(body.tools), "are not supported yet"),
         ("tool_choice", body.tool_choice not in (None, "none"), "is not supported yet (tools are not)"),
         ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ovserve import Calculator, CalculatorContext, Input, Output
+from ovserve.calculators.llm.logprobs import chat_logprobs, completion_logprobs
 from ovserve.calculators.llm.schema import (
     AssistantMessage,
     ChatChoice,
@@ -12,11 +13,13 @@ from ovserve.calculators.llm.schema import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatDelta,
+    ChatLogprobs,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     Usage,
 )
-from ovserve.calculators.llm.types import LLMRequest, TextDelta
+from ovserve.calculators.llm.types import LLMRequest, TextDelta, TokenLogprob
 from ovserve.payloads import HttpResponsePayload
 
 EVENT_STREAM = "text/event-stream"
@@ -44,8 +47,8 @@ class ChunkWriter:
         self.chat = request.kind == "chat"
         self._templates: dict[int, tuple[bytes, bytes]] = {}
 
-    def _model(self, text: str | None, finish: str | None, index: int,
-               role: bool = False) -> ChatCompletionChunk | Completion:
+    def _model(self, text: str | None, finish: str | None, index: int, role: bool = False,
+               logprobs: ChatLogprobs | CompletionLogprobs | None = None) -> ChatCompletionChunk | Completion:
         request = self.request
         fields: dict[str, object] = {"id": request.id, "created": request.created, "model": request.model}
         if request.body.include_usage:
@@ -53,9 +56,10 @@ class ChunkWriter:
         if self.chat:
             delta = ChatDelta.model_construct(role="assistant", content=text) if role else (
                 ChatDelta.model_construct(content=text) if text is not None else ChatDelta.model_construct())
-            choice = ChatChunkChoice.model_construct(index=index, delta=delta, logprobs=None, finish_reason=finish)
+            choice = ChatChunkChoice.model_construct(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)
             return ChatCompletionChunk.model_construct(object="chat.completion.chunk", choices=[choice], **fields)
-        choice = CompletionChoice.model_construct(index=index, text=text or "", logprobs=None, finish_reason=finish)
+        choice = CompletionChoice.model_construct(index=index, text=text or "", logprobs=logprobs,
+                                                  finish_reason=finish)
         return Completion.model_construct(object="text_completion", choices=[choice], **fields)
 
     def _render(self, text: str | None, finish: str | None, index: int, role: bool = False) -> bytes:
@@ -68,7 +72,10 @@ class ChunkWriter:
         """The first chunk of a chat choice's stream: the assistant role, empty content."""
         return self._event("", None, index, role=True) if self.chat else b""
 
-    def content(self, text: str, index: int) -> bytes:
+    def content(self, text: str, index: int, logprobs: ChatLogprobs | CompletionLogprobs | None = None) -> bytes:
+        if logprobs is not None:
+            return b"data: " + self._model(text, None, index, logprobs=logprobs).model_dump_json(
+                exclude_unset=True).encode() + b"\n\n"
         template = self._templates.get(index)
         if template is None:
             before, _, after = self._render(_SLOT, None, index).partition(_SLOT_JSON.encode())
@@ -103,6 +110,9 @@ class OpenAIResponseCalculator(Calculator):
         self.writer: ChunkWriter | None = None
         self.parts: dict[int, list[str]] = {}
         self.finished: dict[int, TextDelta] = {}
+        #: Per choice: the tokens with their log-probabilities so far, and (streaming) the text offset reached.
+        self.tokens: dict[int, list[TokenLogprob]] = {}
+        self.offsets: dict[int, int] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
         request = ctx.value(self.REQUEST)
@@ -117,6 +127,8 @@ class OpenAIResponseCalculator(Calculator):
             self.stream(ctx, self.request, delta)
         else:
             self.parts.setdefault(delta.index, []).append(delta.text)
+            if delta.logprobs:
+                self.tokens.setdefault(delta.index, []).extend(delta.logprobs)
             if len(self.finished) == self.request.body.n:
                 self.complete(ctx, self.request)
 
@@ -133,7 +145,9 @@ class OpenAIResponseCalculator(Calculator):
         if delta.index not in self.parts:
             self.parts[delta.index] = []
             body = writer.role(delta.index)
-        if delta.text:
+        if delta.logprobs:
+            body += writer.content(delta.text, delta.index, self.stream_logprobs(request, delta))
+        elif delta.text:
             body += writer.content(delta.text, delta.index)
         if delta.finish_reason is not None:
             body += writer.finish(delta.finish_reason, delta.index)
@@ -145,6 +159,20 @@ class OpenAIResponseCalculator(Calculator):
         ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
             body, content_type=EVENT_STREAM, last=last, log=self.log_fields(request) if last else None))
 
+    def stream_logprobs(self, request: LLMRequest, delta: TextDelta) -> ChatLogprobs | CompletionLogprobs:
+        tokens = delta.logprobs or ()
+        if request.kind == "chat":
+            return chat_logprobs(tokens)
+        offset = self.offsets.get(delta.index, 0)
+        self.offsets[delta.index] = offset + sum(len(t.token) for t in tokens)
+        return completion_logprobs(tokens, offset)
+
+    def answer_logprobs(self, request: LLMRequest, index: int) -> ChatLogprobs | CompletionLogprobs | None:
+        if not request.body.wants_logprobs:
+            return None
+        tokens = self.tokens.get(index, [])
+        return chat_logprobs(tokens) if request.kind == "chat" else completion_logprobs(tokens, 0)
+
     def complete(self, ctx: CalculatorContext, request: LLMRequest) -> None:
         usage = _usage(*self.usage())
         indexes = sorted(self.finished)
@@ -153,11 +181,13 @@ class OpenAIResponseCalculator(Calculator):
             response: ChatCompletion | Completion = ChatCompletion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
                 choices=[ChatChoice(index=i, message=AssistantMessage(content=texts[i]),
+                                    logprobs=self.answer_logprobs(request, i),  # type: ignore[arg-type]
                                     finish_reason=self.finished[i].finish_reason) for i in indexes])
         else:
             response = Completion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
-                choices=[CompletionChoice(index=i, text=texts[i], finish_reason=self.finished[i].finish_reason)
+                choices=[CompletionChoice(index=i, text=texts[i], finish_reason=self.finished[i].finish_reason,
+                                          logprobs=self.answer_logprobs(request, i))  # type: ignore[arg-type]
                          for i in indexes])
         ctx.send(self.HTTP_RESPONSE_PAYLOAD,
                  HttpResponsePayload(response.model_dump_json().encode(), log=self.log_fields(request)))

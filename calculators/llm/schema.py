@@ -144,7 +144,13 @@ class OpenAIRequestBase(_Request):
             min_new_tokens=self.min_tokens,
             stop_token_ids=tuple(self.stop_token_ids or ()),
             json_schema=engine_json_schema(self.response_format),
+            logprobs=self.wants_logprobs,
         )
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the answer reports its tokens' log-probabilities."""
+        return False
 
 
 class ChatCompletionRequest(OpenAIRequestBase):
@@ -176,6 +182,10 @@ class ChatCompletionRequest(OpenAIRequestBase):
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
+    @property
+    def wants_logprobs(self) -> bool:
+        return bool(self.logprobs)
+
 
 class CompletionRequest(OpenAIRequestBase):
     """``POST /v3/completions``: one prompt, as text or as token ids."""
@@ -185,6 +195,10 @@ class CompletionRequest(OpenAIRequestBase):
     echo: bool = False
     best_of: Annotated[int, Field(ge=1, le=128)] | None = None
     suffix: str | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs is not None
 
     @field_validator("prompt")
     @classmethod
@@ -203,6 +217,30 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprobEntry] | None
+    refusal: None = None
+
+
+class CompletionLogprobs(BaseModel):
+    """The legacy completions shape: one list entry per token."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -211,7 +249,7 @@ class AssistantMessage(BaseModel):
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None
 
 
@@ -232,7 +270,7 @@ class ChatDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int = 0
     delta: ChatDelta
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None = None
 
 
@@ -248,7 +286,7 @@ class ChatCompletionChunk(BaseModel):
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: str | None = None
 
 

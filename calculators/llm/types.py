@@ -51,6 +51,8 @@ class GenerationDelta:
     completion_tokens: int
     #: Which choice (0 to n - 1) the tokens belong to.
     index: int = 0
+    #: Each token's log-probability, when the request asked for them.
+    logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,19 @@ class TextDelta:
     completion_tokens: int
     #: Which choice (0 to n - 1) the text belongs to.
     index: int = 0
+    #: The tokens that arrived with this text and their log-probabilities, when the request asked for them.
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token and its log-probability."""
+
+    #: The token's text (its bytes as UTF-8; a token that is part of a character shows as U+FFFD).
+    token: str
+    logprob: float
+    #: The token's bytes (several tokens may make one character).
+    bytes: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,8 @@ class TokenDelta:
     token_ids: tuple[int, ...]
     finish: str | None
     error: Exception | None = None
+    #: Each new token's log-probability, when the request asked for them.
+    logprobs: tuple[float, ...] | None = None
 
 
 class EngineRequest:
@@ -50,12 +52,12 @@ class EngineRequest:
         self._client = client
         self.id = request_id
         self.prompt_tokens = prompt_tokens
-        self._pending: deque[tuple[Any, str | Exception | None]] = deque()
+        self._pending: deque[tuple[Any, str | Exception | None, Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.finish: str | None = None
 
-    def _push(self, token_ids: Any, finish: str | Exception | None) -> None:
-        self._pending.append((token_ids, finish))
+    def _push(self, token_ids: Any, finish: str | Exception | None, logprobs: Any = None) -> None:
+        self._pending.append((token_ids, finish, logprobs))
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -73,15 +75,20 @@ class EngineRequest:
             await self._waiter
         pending = self._pending
         if len(pending) == 1:
-            ids, finish = pending.popleft()
+            ids, finish, logprobs = pending.popleft()
             ids = tuple(ids)
+            logprobs = tuple(logprobs) if logprobs is not None else None
         else:
             merged: list[int] = []
+            merged_logprobs: list[float] | None = None
             finish = None
             while pending:
-                more, finish = pending.popleft()
+                more, finish, more_logprobs = pending.popleft()
                 merged.extend(more)
+                if more_logprobs is not None:
+                    merged_logprobs = [*(merged_logprobs or ()), *more_logprobs]
             ids = tuple(merged)
+            logprobs = tuple(merged_logprobs) if merged_logprobs is not None else None
         error = None
         if isinstance(finish, Exception):
             error, finish = finish, "error"
@@ -89,11 +96,11 @@ class EngineRequest:
             error, finish = EngineError(finish[len("error: "):]), "error"
         if finish is not None:
             self.finish = finish
-        return TokenDelta(ids, finish, error)
+        return TokenDelta(ids, finish, error, logprobs)
 
     @property
     def done(self) -> bool:
-        return self.finish is not None or any(f is not None for _, f in self._pending)
+        return self.finish is not None or any(f is not None for _, f, _ in self._pending)
 
     def abort(self) -> None:
         """Stop generating for this request (no-op once it has finished)."""
@@ -239,6 +246,7 @@ class EngineClient:
         kind = message[0]
         if kind == "step":
             self.engine_running, self.cache_usage, self.engine_steps = message[2], message[3], message[4]
+            logprobs = message[5]
             requests = self._requests
             for request_id, token_ids, finish in message[1]:
                 request = requests.get(request_id)
@@ -246,7 +254,7 @@ class EngineClient:
                     continue  # aborted meanwhile
                 if finish is not None:
                     del requests[request_id]
-                request._push(token_ids, finish)
+                request._push(token_ids, finish, logprobs.get(request_id) if logprobs else None)
         elif self._loading is not None and not self._loading.done():
             if kind == "ready":
                 self._loading.set_result(message[1])

@@ -6,11 +6,12 @@ tuples whose first item says what they are:
 HTTP process → engine: ``("add", request_id, token_ids, SamplingParams)``, ``("abort", request_id)``.
 
 engine → HTTP process: ``("ready", EngineInfo)`` once the model is loaded, or ``("error", message)``;
-then ``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage, steps)`` after each
-engine step that produced tokens or changed how many requests run; ``finish`` is ``None`` while the
-request runs, else how it ended (``FINISH_*`` or ``error: <message>``); ``running`` counts the requests
-in the engine, ``cache_usage`` is the KV cache in use (percent), ``steps`` counts the engine steps run
-since the process started.
+then, after each engine step that produced tokens or changed how many requests run,
+``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage, steps, logprobs)``:
+``finish`` is ``None`` while the request runs, else how it ended (``FINISH_*`` or ``error: <message>``);
+``running`` counts the requests in the engine, ``cache_usage`` is the KV cache in use (percent),
+``steps`` counts the engine steps run since the process started, and ``logprobs`` maps the requests
+that asked for them to their new tokens' log-probabilities.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     #: A JSON Schema (as text) the output must follow, enforced by constrained decoding.
     json_schema: str | None = None
+    #: Report each generated token's log-probability.
+    logprobs: bool = False
 
     def check(self) -> None:
         """Raise ``ValueError`` with the engine's own reason if it would refuse these settings (so that the
@@ -82,6 +85,8 @@ class SamplingParams:
             config.min_p = self.min_p
         if self.stop_token_ids:
             config.stop_token_ids = set(self.stop_token_ids)
+        if self.logprobs:
+            config.logprobs = 1  # 0 gives 0.0 for every token
         if self.json_schema is not None:
             config.structured_output_config = openvino_genai.StructuredOutputConfig(json_schema=self.json_schema)
         if self.seed is not None:

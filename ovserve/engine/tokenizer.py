@@ -78,6 +78,12 @@ class TextTokenizer:
             start = end
         return total
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """One token's bytes (from the byte table, else its decoded text)."""
+        if self._byte_table is not None and 0 <= token_id < len(self._byte_table):
+            return self._byte_table[token_id]
+        return self.decode([token_id], skip_special_tokens=False).encode()
+
     def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
 

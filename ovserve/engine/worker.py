@@ -77,6 +77,9 @@ class StepLoop:
         self.reason_stop = openvino_genai.GenerationFinishReason.STOP
         self.reason_length = openvino_genai.GenerationFinishReason.LENGTH
         self.outputs: list[tuple[int, Any, str | None]] = []
+        #: The chosen tokens' log-probabilities of this step's outputs, for the requests that asked.
+        self.logprobs: dict[int, list[float]] = {}
+        self.wants_logprobs: set[int] = set()
         self.aborted: set[int] = set()
         self.stopping = False
         #: Why a step failed: after that the pipeline is in an unknown state (OpenVINO GenAI cannot step
@@ -155,15 +158,20 @@ class StepLoop:
             self.outputs.append((request_id, (), f"error: {type(error).__name__}: {error}"))
             return
         self.handles[request_id] = handle
+        if params.logprobs:
+            self.wants_logprobs.add(request_id)
         self.added += 1
 
     def collect(self) -> None:
         for request_id, handle in list(self.handles.items()):
             new_ids: list[int] = []
+            new_logprobs: list[float] | None = [] if request_id in self.wants_logprobs else None
             finish = None
             while handle.can_read():
                 for output in handle.read().values():
                     new_ids.extend(output.generated_ids)
+                    if new_logprobs is not None:
+                        new_logprobs.extend(output.generated_log_probs)
                     if output.finish_reason == self.reason_stop:
                         finish = FINISH_STOP
                     elif output.finish_reason == self.reason_length:
@@ -173,14 +181,18 @@ class StepLoop:
                 if status not in (self.running, self.cancelled):
                     del self.handles[request_id]
                     self.aborted.discard(request_id)
+                    self.wants_logprobs.discard(request_id)
                 continue  # the client already ended it
             if status != self.running:
                 del self.handles[request_id]
+                self.wants_logprobs.discard(request_id)
                 self.completed += 1
                 if finish is None:
                     finish = FINISH_STOP if status == self.finished else f"error: the engine ended it ({status.name})"
             if new_ids or finish is not None:
                 self.outputs.append((request_id, new_ids, finish))
+                if new_logprobs:
+                    self.logprobs[request_id] = new_logprobs
 
     def run(self) -> None:
         """Step while there is work; wait for commands when there is none. Ends when the client goes
@@ -220,8 +232,9 @@ class StepLoop:
             running = len(self.handles) - len(self.aborted)
             if self.outputs or running != self.reported_running:
                 if connected:
-                    self.send(("step", self.outputs, running, self.cache_usage(), self.steps))
+                    self.send(("step", self.outputs, running, self.cache_usage(), self.steps, self.logprobs))
                 self.outputs = []
+                self.logprobs = {}
                 self.reported_running = running
             if connected and self.handles and self.completed > completed_before and not self.stopping:
                 connected = self.wait_for_replacements(self.completed - completed_before)

@@ -85,7 +85,7 @@ def test_include_stop_str_in_output_keeps_the_stop_string(client):
     [
         ({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]},
          "tools"),
-        ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"logprobs": True, "top_logprobs": 2}, "top_logprobs"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
         ({"reasoning_effort": "low"}, "reasoning_effort"),
     ],

@@ -64,8 +64,7 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     [
         ("/v3/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ("/v3/chat/completions", {"tool_choice": "required"}, "tool_choice"),
-        ("/v3/chat/completions", {"logprobs": True}, "logprobs"),
-        ("/v3/chat/completions", {"top_logprobs": 3}, "top_logprobs"),
+        ("/v3/chat/completions", {"logprobs": True, "top_logprobs": 3}, "top_logprobs"),
         ("/v3/chat/completions", {"logit_bias": {"50256": -100}}, "logit_bias"),
         ("/v3/chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
         ("/v3/chat/completions", {"store": True}, "store"),

@@ -3,7 +3,7 @@
 import json
 
 from ovserve.calculators.llm.response import OpenAIResponseCalculator
-from ovserve.calculators.llm.types import TextDelta
+from ovserve.calculators.llm.types import TextDelta, TokenLogprob
 from ovserve.testing import run_calculator
 from tests.calculators.llm.fakes import chat_request, completion_request
 
@@ -99,3 +99,24 @@ async def test_n_streamed_choices_each_get_a_role_and_a_finish_and_usage_sums_th
                 if c["choices"] and c["choices"][0]["finish_reason"]]
     assert roles == [0, 1] and finishes == [(0, "stop"), (1, "length")]
     assert chunks[-1]["usage"]["completion_tokens"] == 5 and done == "[DONE]"
+
+
+LOGPROB_TEXTS = [TextDelta("Hi", None, 4, 1, 0, (TokenLogprob("Hi", -0.5, b"Hi"),)),
+                 TextDelta(" there", "stop", 4, 2, 0, (TokenLogprob(" there", -1.25, b" there"),))]
+
+
+async def test_chat_logprobs_list_each_token_with_its_bytes():
+    (payload,) = await serialize(chat_request(logprobs=True), LOGPROB_TEXTS)
+    (choice,) = json.loads(payload.body)["choices"]
+    assert choice["logprobs"] == {"content": [
+        {"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": []},
+        {"token": " there", "logprob": -1.25, "bytes": list(b" there"), "top_logprobs": []}], "refusal": None}
+
+
+async def test_streamed_completion_logprobs_carry_text_offsets_across_chunks():
+    payloads = await serialize(completion_request(logprobs=0, stream=True), LOGPROB_TEXTS)
+    *chunks, _ = events(payloads)
+    logprobs = [json.loads(c)["choices"][0]["logprobs"] for c in chunks]
+    assert logprobs[0] == {"tokens": ["Hi"], "token_logprobs": [-0.5], "top_logprobs": [{"Hi": -0.5}],
+                           "text_offset": [0]}
+    assert logprobs[1]["text_offset"] == [2]
