@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.schema import CompletionRequest
 from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta, TokenLogprob
 from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
 from ovserve.engine.vocabulary import ByteTableDetokenizer
@@ -66,9 +67,13 @@ class DetokenizerCalculator(Calculator):
             stops = StopStringFilter(body.stop_strings, body.include_stop_str_in_output) if body else (
                 StopStringFilter(()))
             choice = self.choices[delta.index] = _ChoiceText(self.tokenizer.detokenizer(), stops)
+            if body is not None and body.echoes_prompt:
+                choice.echo = self.prompt_text(body)  # type: ignore[arg-type]
         if choice.finished:
             return
         text, stopped = choice.stops.push(choice.detokenizer.push(delta.token_ids))
+        if choice.echo:
+            text, choice.echo = choice.echo + text, ""
         finish = "stop" if stopped else delta.finish
         if finish is not None:
             choice.finished = True
@@ -84,12 +89,22 @@ class DetokenizerCalculator(Calculator):
                                           logprobs))
 
 
+    def prompt_text(self, body: CompletionRequest) -> str:
+        """The prompt as the client sent it (token ids decoded)."""
+        prompt = body.prompt[0] if isinstance(body.prompt, list) and isinstance(body.prompt[0], str) else body.prompt
+        if isinstance(prompt, list):
+            return self.tokenizer.decode(prompt)  # type: ignore[arg-type]
+        return prompt
+
+
 class _ChoiceText:
     """One choice's decoding state."""
 
-    __slots__ = ("detokenizer", "finished", "stops")
+    __slots__ = ("detokenizer", "echo", "finished", "stops")
 
     def __init__(self, detokenizer: IncrementalDetokenizer | ByteTableDetokenizer, stops: StopStringFilter) -> None:
         self.detokenizer = detokenizer
         self.stops = stops
         self.finished = False
+        #: The prompt, still to be put in front of the text (completions' echo).
+        self.echo = ""

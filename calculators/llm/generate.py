@@ -29,6 +29,10 @@ class LLMCalculator(Calculator):
         prompt: Prompt = ctx.value(self.PROMPT)
         engine: EngineClient = ctx.side["ENGINE"]
         params = prompt.params
+        if params.max_new_tokens == 0:  # echo alone: the answer is the prompt, nothing to generate
+            for index in range(prompt.n):
+                await ctx.send(self.DELTAS, GenerationDelta((), "length", int(prompt.token_ids.size), 0, index))
+            return
         for index in range(prompt.n):
             seed = params.seed + index if params.seed is not None and index else params.seed
             self.requests.append(engine.submit(prompt.token_ids, replace(params, seed=seed)))

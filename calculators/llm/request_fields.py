@@ -47,7 +47,8 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
             *common,
             ("logprobs", bool(body.logprobs), "above 0 is not supported yet: only the chosen token's log-probability "
                                               "is available"),
-            ("echo", body.echo, "is not supported yet"),
+            ("echo", body.echo and body.logprobs is not None, "with logprobs is not supported yet: the prompt's "
+                                                              "log-probabilities are not available"),
             ("best_of", (body.best_of or 1) > body.n, "above n is not supported yet"),
             ("suffix", bool(body.suffix), "is not supported: this model has no fill-in-the-middle format"),
         ]

@@ -52,7 +52,7 @@ class OpenAIRequestBase(_Request):
     """The parameters chat and text completions share."""
 
     model: str
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=0)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     stop: str | list[str] | None = None
@@ -116,6 +116,9 @@ class OpenAIRequestBase(_Request):
                 f"This model's maximum context length is {context_length} tokens, but the prompt has "
                 f"{prompt_tokens} tokens. Shorten the prompt.", param="messages", code="context_length_exceeded")
         requested = self.requested_max_tokens()
+        if requested == 0 and not self.echoes_prompt:
+            raise RequestError("'max_tokens' must be at least 1 (0 is for completions with echo, which return the "
+                               "prompt alone)", param="max_tokens", code="invalid_value")
         if requested is not None and requested > room:
             raise RequestError(
                 f"This model's maximum context length is {context_length} tokens. However, you requested "
@@ -150,6 +153,11 @@ class OpenAIRequestBase(_Request):
     @property
     def wants_logprobs(self) -> bool:
         """Whether the answer reports its tokens' log-probabilities."""
+        return False
+
+    @property
+    def echoes_prompt(self) -> bool:
+        """Whether the answer starts with the prompt (completions' ``echo``)."""
         return False
 
 
@@ -199,6 +207,10 @@ class CompletionRequest(OpenAIRequestBase):
     @property
     def wants_logprobs(self) -> bool:
         return self.logprobs is not None
+
+    @property
+    def echoes_prompt(self) -> bool:
+        return self.echo
 
     @field_validator("prompt")
     @classmethod

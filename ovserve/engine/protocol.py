@@ -56,7 +56,9 @@ class SamplingParams:
 
     def check(self) -> None:
         """Raise ``ValueError`` with the engine's own reason if it would refuse these settings (so that the
-        request is refused before it reaches the engine)."""
+        request is refused before it reaches the engine). Zero new tokens never reach it (echo alone)."""
+        if self.max_new_tokens == 0:
+            return
         try:
             self.to_generation_config().validate()
         except RuntimeError as error:

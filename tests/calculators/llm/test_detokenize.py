@@ -66,3 +66,12 @@ async def test_include_stop_str_in_output_ends_the_text_with_the_stop():
     text = await detokenize(chat_request(stop=["END"], include_stop_str_in_output=True),
                             deltas(b"one E", b"N", b"D two"))
     assert "".join(t.text for t in text) == "one END" and text[-1].finish_reason == "stop"
+
+
+async def test_echo_puts_the_prompt_in_front_of_the_text():
+    from tests.calculators.llm.fakes import completion_request
+
+    text = await detokenize(completion_request(prompt="Q:", echo=True), deltas(b" A", finish="length"))
+    assert "".join(t.text for t in text) == "Q: A"
+    text = await detokenize(completion_request(prompt=[72, 105], echo=True), deltas(b"!", finish="length"))
+    assert "".join(t.text for t in text) == "Hi!"

@@ -52,3 +52,12 @@ async def test_n_choices_are_n_engine_requests_with_their_own_seeds_and_indexes(
         mine = [d for d in deltas if d.index == index]
         assert [d.token_ids for d in mine] == [(5,), (6,)] and [d.completion_tokens for d in mine] == [1, 2]
         assert mine[-1].finish == "stop"
+
+
+async def test_zero_new_tokens_ends_every_choice_without_the_engine():
+    engine = FakeEngine([TokenDelta((5,), "stop")])
+    prompt = Prompt(np.array([1, 2, 3]), SamplingParams(max_new_tokens=0), n=2)
+    deltas = (await run_calculator(LLMCalculator, {"PROMPT": [prompt]}, side_packets={"ENGINE": engine}))["DELTAS"]
+    assert [(d.index, d.token_ids, d.finish, d.completion_tokens) for d in deltas] == [
+        (0, (), "length", 0), (1, (), "length", 0)]
+    assert engine.submitted == []

@@ -74,7 +74,7 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         ("/v3/chat/completions", {"skip_special_tokens": False}, "skip_special_tokens"),
         ("/v3/chat/completions", {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]},
          "messages"),
-        ("/v3/completions", {"echo": True}, "echo"),
+        ("/v3/completions", {"echo": True, "logprobs": 0}, "echo"),
         ("/v3/completions", {"logprobs": 2}, "logprobs"),
         ("/v3/completions", {"best_of": 3, "n": 2}, "best_of"),
         ("/v3/completions", {"suffix": "end"}, "suffix"),
