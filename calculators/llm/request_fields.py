@@ -12,13 +12,13 @@ import logging
 import threading
 
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.tools import check_tools
 from ovserve.errors import RequestError
 
 log = logging.getLogger("ovserve.llm")
 
 #: Accepted and ignored by design: they do not change the answer.
-IGNORED_BY_DESIGN = frozenset({"user", "service_tier", "prompt_cache_key", "safety_identifier",
-                               "parallel_tool_calls"})
+IGNORED_BY_DESIGN = frozenset({"user", "service_tier", "prompt_cache_key", "safety_identifier"})
 
 _logged: set[str] = set()
 _logged_lock = threading.Lock()
@@ -29,7 +29,10 @@ def refuse(param: str, reason: str) -> RequestError:
 
 
 def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
-    """Raise a 400 naming the first field that asks for something ovserve does not do yet."""
+    """Raise a 400 naming the first field that asks for something ovserve does not do yet, or tools that
+    cannot be used as given."""
+    if isinstance(body, ChatCompletionRequest):
+        check_tools(body.callable_tools())
     for param, active, reason in _unsupported(body):
         if active:
             raise refuse(param, reason)
@@ -52,16 +55,14 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
             ("best_of", (body.best_of or 1) > body.n, "above n is not supported yet"),
             ("suffix", bool(body.suffix), "is not supported: this model has no fill-in-the-middle format"),
         ]
-    has_tool_history = any(m.tool_calls for m in body.messages)
     return [
         *common,
         ("top_logprobs", bool(body.top_logprobs), "above 0 is not supported yet: only the chosen token's "
                                                   "log-probability is available"),
-        ("tools", bool(body.tools), "are not supported yet"),
-        ("tool_choice", body.tool_choice not in (None, "none"), "is not supported yet (tools are not)"),
+        ("response_format", body.response_format is not None and body.response_format.type != "text"
+         and bool(body.callable_tools()), "cannot be combined with tools the answer may call"),
         ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),
         ("function_call", body.function_call not in (None, "none"), "is not supported (deprecated by OpenAI)"),
-        ("messages", has_tool_history, "with tool_calls are not supported yet (tools are not)"),
         ("reasoning_effort", body.reasoning_effort is not None, "is not supported: this server has no reasoning "
                                                                 "models yet"),
         ("verbosity", body.verbosity is not None, "is not supported"),

@@ -17,9 +17,13 @@ from ovserve.calculators.llm.schema import (
     Completion,
     CompletionChoice,
     CompletionLogprobs,
+    FunctionCallDelta,
+    FunctionCallOut,
+    ToolCallDelta,
+    ToolCallOut,
     Usage,
 )
-from ovserve.calculators.llm.types import LLMRequest, TextDelta, TokenLogprob
+from ovserve.calculators.llm.types import LLMRequest, TextDelta, TokenLogprob, ToolCall
 from ovserve.payloads import HttpResponsePayload
 
 EVENT_STREAM = "text/event-stream"
@@ -81,6 +85,20 @@ class ChunkWriter:
             before, _, after = self._render(_SLOT, None, index).partition(_SLOT_JSON.encode())
             template = self._templates[index] = (b"data: " + before, after + b"\n\n")
         return template[0] + json.dumps(text, ensure_ascii=False).encode() + template[1]
+
+    def tool_calls(self, calls: tuple[ToolCall, ...], index: int) -> bytes:
+        """Each call in two chunks, as OpenAI and vLLM stream them: id, type and name; then the arguments."""
+        body = b""
+        for number, call in enumerate(calls):
+            for piece in (ToolCallDelta.model_construct(index=number, id=call.id, type="function",
+                                                        function=FunctionCallDelta.model_construct(
+                                                            name=call.name, arguments="")),
+                          ToolCallDelta.model_construct(index=number, function=FunctionCallDelta.model_construct(
+                              arguments=call.arguments))):
+                chunk = self._model(None, None, index)
+                chunk.choices[0].delta = ChatDelta.model_construct(tool_calls=[piece])  # type: ignore[union-attr]
+                body += b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+        return body
 
     def finish(self, reason: str, index: int) -> bytes:
         return self._event(None if self.chat else "", reason, index)
@@ -149,6 +167,8 @@ class OpenAIResponseCalculator(Calculator):
             body += writer.content(delta.text, delta.index, self.stream_logprobs(request, delta))
         elif delta.text:
             body += writer.content(delta.text, delta.index)
+        if delta.tool_calls:
+            body += writer.tool_calls(delta.tool_calls, delta.index)
         if delta.finish_reason is not None:
             body += writer.finish(delta.finish_reason, delta.index)
         last = len(self.finished) == request.body.n
@@ -180,7 +200,7 @@ class OpenAIResponseCalculator(Calculator):
         if request.kind == "chat":
             response: ChatCompletion | Completion = ChatCompletion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
-                choices=[ChatChoice(index=i, message=AssistantMessage(content=texts[i]),
+                choices=[ChatChoice(index=i, message=self.message(texts[i], self.finished[i]),
                                     logprobs=self.answer_logprobs(request, i),  # type: ignore[arg-type]
                                     finish_reason=self.finished[i].finish_reason) for i in indexes])
         else:
@@ -191,6 +211,14 @@ class OpenAIResponseCalculator(Calculator):
                          for i in indexes])
         ctx.send(self.HTTP_RESPONSE_PAYLOAD,
                  HttpResponsePayload(response.model_dump_json().encode(), log=self.log_fields(request)))
+
+    @staticmethod
+    def message(text: str, last: TextDelta) -> AssistantMessage:
+        if not last.tool_calls:
+            return AssistantMessage(content=text)
+        calls = [ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
+                 for c in last.tool_calls]
+        return AssistantMessage(content=text or None, tool_calls=calls)
 
     def log_fields(self, request: LLMRequest) -> dict[str, object]:
         prompt_tokens, completion_tokens = self.usage()

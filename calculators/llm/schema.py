@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from ovserve.calculators.llm.structured_output import ResponseFormat, engine_json_schema
+from ovserve.calculators.llm.tools import Tool, ToolCallRequest, ToolChoice, active_tools, tool_call_schema
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
 from ovserve.errors import RequestError
@@ -31,10 +32,13 @@ class TextContentPart(_Request):
 
 
 class ChatMessage(_Request):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    #: An assistant message's calls.
+    tool_calls: list[ToolCallRequest] | None = None
+    #: A tool message: the call it answers.
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -146,7 +150,7 @@ class OpenAIRequestBase(_Request):
             frequency_penalty=self.frequency_penalty or 0.0,
             min_new_tokens=self.min_tokens,
             stop_token_ids=tuple(self.stop_token_ids or ()),
-            json_schema=engine_json_schema(self.response_format),
+            json_schema=self.output_schema(),
             logprobs=self.wants_logprobs,
         )
 
@@ -160,6 +164,10 @@ class OpenAIRequestBase(_Request):
         """Whether the answer starts with the prompt (completions' ``echo``)."""
         return False
 
+    def output_schema(self) -> str | None:
+        """The JSON Schema the answer is held to by constrained decoding, if any."""
+        return engine_json_schema(self.response_format)
+
 
 class ChatCompletionRequest(OpenAIRequestBase):
     """``POST /v3/chat/completions``."""
@@ -168,9 +176,9 @@ class ChatCompletionRequest(OpenAIRequestBase):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     reasoning_effort: str | None = None
@@ -193,6 +201,16 @@ class ChatCompletionRequest(OpenAIRequestBase):
     @property
     def wants_logprobs(self) -> bool:
         return bool(self.logprobs)
+
+    def callable_tools(self) -> list[Tool]:
+        """The tools the answer may call (none with ``tool_choice: "none"``; the named one when one is named)."""
+        return active_tools(self.tools, self.tool_choice)
+
+    def output_schema(self) -> str | None:
+        tools = self.callable_tools()
+        if not tools:
+            return super().output_schema()
+        return tool_call_schema(tools, self.tool_choice, self.parallel_tool_calls)
 
 
 class CompletionRequest(OpenAIRequestBase):
@@ -253,9 +271,43 @@ class CompletionLogprobs(BaseModel):
     text_offset: list[int]
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a streamed tool call: the id, type and name first, then the arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    #: Left out of the JSON when the answer calls no tools.
+    tool_calls: list[ToolCallOut] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_tool_calls(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("tool_calls") is None:
+            data.pop("tool_calls", None)
+        return data
 
 
 class ChatChoice(BaseModel):
@@ -277,6 +329,7 @@ class ChatCompletion(BaseModel):
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChatChunkChoice(BaseModel):

@@ -83,9 +83,9 @@ def engine_json_schema(response_format: TextFormat | JSONObjectFormat | JSONSche
     return json.dumps(schema)
 
 
-def check_schema(schema: dict[str, Any]) -> None:
-    """Refuse a schema that is not valid JSON Schema or that the engine cannot compile."""
-    param = f"{PARAM}.json_schema.schema"
+def check_schema(schema: dict[str, Any], param: str = f"{PARAM}.json_schema.schema") -> None:
+    """Refuse a schema that is not valid JSON Schema or that the engine cannot compile (``param`` says where
+    it is in the request)."""
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as error:

@@ -6,6 +6,7 @@ import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.tools import template_message, template_tools
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, Prompt
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
@@ -60,11 +61,16 @@ class TokenizerCalculator(Calculator):
         if not tokenizer.chat_template:
             raise RequestError("this model has no chat template; use /v3/completions with a plain prompt",
                                param="messages", code="no_chat_template")
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages
-        ]
+        messages = [template_message("system" if m.role == "developer" else m.role, m.text(), m.tool_calls,
+                                     m.tool_call_id, f"messages[{i}]") for i, m in enumerate(body.messages)]
+        tools = body.callable_tools()
+        if tools and tokenizer.renders_tools:
+            raise RequestError("this model's chat template renders tools in its own format, which needs a tool "
+                               "parser for the model's family; ovserve has the generic format only so far (for "
+                               "templates without tools)", param="tools", code="unsupported_parameter")
         try:
-            return tokenizer.apply_chat_template(messages, True, body.chat_template_kwargs), False
+            return tokenizer.apply_chat_template(messages, True, body.chat_template_kwargs,
+                                                 template_tools(tools) if tools else None), False
         except Exception as error:  # template errors are the request's fault (roles, order)
             raise RequestError(f"the model's chat template rejected the messages: {error}",
                                param="messages", code="invalid_value") from None

@@ -69,6 +69,17 @@ class TextDelta:
     index: int = 0
     #: The tokens that arrived with this text and their log-probabilities, when the request asked for them.
     logprobs: tuple[TokenLogprob, ...] | None = None
+    #: Tool calls the answer makes (set by the tool-call parser, on the choice's last delta).
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the answer makes: ``call_...`` id, function name, arguments as a JSON object in a string."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,12 +50,20 @@ class TextTokenizer:
                  "byte-table" if table else "OpenVINO")
         return cls(tokenizer, table, len(vocabulary) if vocabulary else None)
 
-    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
-                            extra_context: dict[str, Any] | None = None) -> str:
+    @property
+    def renders_tools(self) -> bool:
+        """Whether the chat template renders tools itself (else OpenVINO GenAI puts them in the system prompt
+        in the generic format)."""
+        return "tools" in self.chat_template
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+                            extra_context: dict[str, Any] | None = None,
+                            tools: list[dict[str, Any]] | None = None) -> str:
         """The model's chat template applied to ``messages`` (``[{"role": ..., "content": ...}]``), with
-        ``extra_context`` as more template variables (``enable_thinking``, ...)."""
+        ``extra_context`` as more template variables (``enable_thinking``, ...) and the ``tools`` the answer
+        may call."""
         return self._tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
-                                                   extra_context=extra_context or None)
+                                                   tools=tools or None, extra_context=extra_context or None)
 
     def encode(self, text: str, add_special_tokens: bool) -> np.ndarray:
         """Token ids (int64) of ``text``."""

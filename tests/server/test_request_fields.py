@@ -83,8 +83,7 @@ def test_include_stop_str_in_output_keeps_the_stop_string(client):
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]},
-         "tools"),
+        ({"functions": [{"name": "get_weather", "parameters": {"type": "object"}}]}, "functions"),
         ({"logprobs": True, "top_logprobs": 2}, "top_logprobs"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
         ({"reasoning_effort": "low"}, "reasoning_effort"),

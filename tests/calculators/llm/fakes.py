@@ -25,8 +25,9 @@ class FakeOVTokenizer:
     def get_vocab_vector(self) -> list[str]:
         return [chr(byte) for byte in range(256)]
 
-    def apply_chat_template(self, messages, add_generation_prompt=True, extra_context=None):
+    def apply_chat_template(self, messages, add_generation_prompt=True, tools=None, extra_context=None):
         context = "".join(f"<{key}={value}>" for key, value in (extra_context or {}).items())
+        context += "".join(f"<tool {tool['function']['name']}>" for tool in tools or ())
         return context + "".join(f"<{m['role']}>{m['content']}" for m in messages) + (
             "<assistant>" if add_generation_prompt else "")
 

@@ -62,8 +62,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
 @pytest.mark.parametrize(
     ("uri", "fields", "param"),
     [
-        ("/v3/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ("/v3/chat/completions", {"tool_choice": "required"}, "tool_choice"),
         ("/v3/chat/completions", {"logprobs": True, "top_logprobs": 3}, "top_logprobs"),
         ("/v3/chat/completions", {"logit_bias": {"50256": -100}}, "logit_bias"),
         ("/v3/chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
@@ -72,8 +70,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         ("/v3/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
         ("/v3/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
         ("/v3/chat/completions", {"skip_special_tokens": False}, "skip_special_tokens"),
-        ("/v3/chat/completions", {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]},
-         "messages"),
         ("/v3/completions", {"echo": True, "logprobs": 0}, "echo"),
         ("/v3/completions", {"logprobs": 2}, "logprobs"),
         ("/v3/completions", {"best_of": 3, "n": 2}, "best_of"),
@@ -111,3 +107,36 @@ async def test_fields_ignored_by_design_and_unknown_fields_are_logged_once_each(
     assert sum("'user' is accepted and ignored: it does not change the answer" in m for m in logged) <= 1
     assert sum("'made_up_field_for_this_test' is accepted and ignored: ovserve does not know it" in m
                for m in logged) == 1
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "words"),
+    [
+        ({"tool_choice": "required"}, "tool_choice", "has no tools"),
+        ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_time"}}}, "tool_choice",
+         "names 'get_time', which is not among the tools (get_weather)"),
+        ({"tools": [WEATHER, WEATHER]}, "tools", "declares the function 'get_weather' twice"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+                                                                                   "minProperties": 1}}}]},
+         "tools[0].function.parameters", "'minProperties'"),
+        ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format", "combined with tools"),
+    ],
+)
+async def test_tools_that_cannot_be_used_as_given_are_refused(fields, param, words):
+    error = await refused("/v3/chat/completions", {**CHAT, **fields})
+    assert error.status == 400 and error.param == param and words in error.message
+
+
+async def test_tools_history_and_choices_are_accepted():
+    history = [{"role": "user", "content": "Weather in Paris?"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    (request,) = await deserialize("/v3/chat/completions", {**CHAT, "messages": history, "tools": [WEATHER],
+                                                           "tool_choice": "auto", "parallel_tool_calls": False})
+    assert [t.function.name for t in request.body.callable_tools()] == ["get_weather"]
+    assert request.body.messages[1].tool_calls[0].function.name == "get_weather"

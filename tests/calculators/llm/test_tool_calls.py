@@ -1,0 +1,89 @@
+"""Tool calls: the schema that holds the answer, the parser node, and OpenAI's tool_calls shapes."""
+
+import json
+
+import jsonschema
+
+from ovserve.calculators.llm.response import OpenAIResponseCalculator
+from ovserve.calculators.llm.tool_calls import ToolCallParserCalculator, parse_generic
+from ovserve.calculators.llm.tools import NamedToolChoice, Tool, tool_call_schema
+from ovserve.calculators.llm.types import TextDelta
+from ovserve.testing import run_calculator
+from tests.calculators.llm.fakes import chat_request
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+TIME = {"type": "function", "function": {"name": "get_time"}}
+TOOLS = [Tool.model_validate(WEATHER), Tool.model_validate(TIME)]
+CALL = {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
+
+
+def test_the_schema_for_required_admits_calls_with_valid_arguments_only():
+    schema = json.loads(tool_call_schema(TOOLS, "required", parallel=True))
+    jsonschema.validate(CALL, schema)
+    for wrong in ({"content": "hi"}, {"tool_calls": []}, {"tool_calls": [{"name": "get_weather", "arguments": {}}]},
+                  {"tool_calls": [{"name": "nope", "arguments": {}}]}):
+        assert not jsonschema.Draft202012Validator(schema).is_valid(wrong), wrong
+
+
+def test_auto_admits_content_too_and_a_named_choice_or_no_parallel_calls_narrow_it():
+    jsonschema.validate({"content": "hi"}, json.loads(tool_call_schema(TOOLS, "auto", parallel=True)))
+    one = json.loads(tool_call_schema(TOOLS[:1], NamedToolChoice.model_validate(
+        {"type": "function", "function": {"name": "get_weather"}}), parallel=False))
+    two_calls = {"tool_calls": CALL["tool_calls"] * 2}
+    assert not jsonschema.Draft202012Validator(one).is_valid(two_calls)
+    assert not jsonschema.Draft202012Validator(one).is_valid({"content": "hi"})
+
+
+def test_the_generic_format_parses_into_calls_or_content():
+    content, calls = parse_generic(json.dumps(CALL))
+    assert content is None and [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
+    assert calls[0].id.startswith("call_") and len(calls[0].id) > 10
+    assert parse_generic('{"content": "Hello"}') == ("Hello", ())
+    assert parse_generic('{"tool_calls": [{"na') == ('{"tool_calls": [{"na', ())
+
+
+async def parse(request, texts):
+    return (await run_calculator(ToolCallParserCalculator, {"REQUEST": [request], "TEXT": texts}))["PARSED"]
+
+
+async def test_the_parser_passes_answers_without_tools_through_delta_by_delta():
+    texts = [TextDelta('{"a"', None, 3, 1), TextDelta(": 1}", "stop", 3, 2)]
+    assert await parse(chat_request(), texts) == texts
+
+
+async def test_the_parser_turns_a_whole_answer_into_tool_calls():
+    text = json.dumps(CALL)
+    texts = [TextDelta(text[:10], None, 3, 1), TextDelta(text[10:], "stop", 3, 9)]
+    (parsed,) = await parse(chat_request(tools=[WEATHER], tool_choice="required"), texts)
+    assert parsed.finish_reason == "tool_calls" and parsed.text == "" and parsed.completion_tokens == 9
+    assert [c.name for c in parsed.tool_calls] == ["get_weather"]
+
+
+async def test_a_cut_answer_stays_text_with_finish_length():
+    (parsed,) = await parse(chat_request(tools=[WEATHER]), [TextDelta('{"tool_calls": [', "length", 3, 4)])
+    assert (parsed.text, parsed.finish_reason, parsed.tool_calls) == ('{"tool_calls": [', "length", ())
+
+
+async def serialized_calls(stream):
+    (parsed,) = await parse(chat_request(tools=[WEATHER]), [TextDelta(json.dumps(CALL), "stop", 3, 9)])
+    request = chat_request(tools=[WEATHER], stream=stream)
+    out = await run_calculator(OpenAIResponseCalculator, {"REQUEST": [request], "TEXT": [parsed]})
+    return b"".join(p.body for p in out["HTTP_RESPONSE_PAYLOAD"]).decode()
+
+
+async def test_an_answer_with_tool_calls_has_no_content_and_finishes_with_tool_calls():
+    choice = json.loads(await serialized_calls(stream=False))["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+
+
+async def test_streamed_tool_calls_send_id_and_name_first_then_the_arguments():
+    chunks = [json.loads(block.removeprefix("data: ")) for block in (await serialized_calls(stream=True)).split("\n\n")
+              if block and block != "data: [DONE]"]
+    pieces = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if c["choices"][0]["delta"].get("tool_calls")]
+    assert pieces[0]["index"] == 0 and pieces[0]["id"].startswith("call_") and pieces[0]["type"] == "function"
+    assert pieces[0]["function"] == {"name": "get_weather", "arguments": ""}
+    assert pieces[1] == {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"

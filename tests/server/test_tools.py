@@ -1,0 +1,93 @@
+"""Tools on the real model (its template has no tools: the generic format, held by constrained decoding)."""
+
+import json
+
+import jsonschema
+import openai
+import pytest
+
+from tests.conftest import MODEL_NAME
+
+pytestmark = pytest.mark.slow
+
+PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+              "required": ["city", "unit"], "additionalProperties": False}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Get the weather in a city",
+                                            "parameters": PARAMETERS}}
+TIME = {"type": "function", "function": {"name": "get_time", "description": "Get the time in a city",
+                                         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                        "required": ["city"]}}}
+ASK = [{"role": "user", "content": "What is the weather like in Paris?"}]
+
+
+def ask(client, **fields):
+    return client.chat.completions.create(model=MODEL_NAME, messages=ASK, temperature=0, max_tokens=80,
+                                          tools=[WEATHER, TIME], **fields)
+
+
+@pytest.mark.parametrize("prefix", ["/v3", "/v1"])
+def test_a_required_call_is_valid_for_the_tools_parameters(server, prefix):
+    choice = ask(server.openai(prefix), tool_choice="required").choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert choice.message.tool_calls
+    for call in choice.message.tool_calls:
+        assert call.id.startswith("call_") and call.type == "function"
+        schema = PARAMETERS if call.function.name == "get_weather" else TIME["function"]["parameters"]
+        jsonschema.validate(json.loads(call.function.arguments), schema)
+
+
+def test_a_named_function_is_the_one_called(server):
+    choice = ask(server.openai(), tool_choice={"type": "function", "function": {"name": "get_time"}}).choices[0]
+    assert [c.function.name for c in choice.message.tool_calls] == ["get_time"]
+    jsonschema.validate(json.loads(choice.message.tool_calls[0].function.arguments), TIME["function"]["parameters"])
+
+
+def test_streamed_tool_call_deltas_reassemble_into_the_unary_answer(server):
+    client = server.openai()
+    unary = ask(client, tool_choice="required", parallel_tool_calls=False).choices[0].message.tool_calls
+    calls: dict[int, dict] = {}
+    finish = None
+    for chunk in ask(client, tool_choice="required", parallel_tool_calls=False, stream=True):
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            for piece in choice.delta.tool_calls or ():
+                call = calls.setdefault(piece.index, {"id": piece.id, "name": "", "arguments": ""})
+                call["name"] += piece.function.name or ""
+                call["arguments"] += piece.function.arguments or ""
+    assert finish == "tool_calls" and len(unary) == len(calls) == 1
+    assert (calls[0]["name"], json.loads(calls[0]["arguments"])) == (
+        unary[0].function.name, json.loads(unary[0].function.arguments))
+    assert calls[0]["id"].startswith("call_")
+
+
+def test_auto_answers_with_a_call_or_with_content(server):
+    choice = ask(server.openai(), tool_choice="auto").choices[0]
+    if choice.finish_reason == "tool_calls":
+        assert choice.message.tool_calls and choice.message.content is None
+    else:
+        assert choice.finish_reason == "stop" and choice.message.content and not choice.message.tool_calls
+
+
+def test_tool_choice_none_answers_in_text(server):
+    choice = ask(server.openai(), tool_choice="none").choices[0]
+    assert choice.message.tool_calls is None and choice.message.content
+
+
+def test_a_tool_result_in_the_history_gets_an_answer(server):
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 21, "sky": "sunny"}'}]
+    response = server.openai().chat.completions.create(model=MODEL_NAME, messages=history, temperature=0,
+                                                       max_tokens=60, tools=[WEATHER])
+    choice = response.choices[0]
+    assert choice.finish_reason in ("stop", "tool_calls", "length")
+    assert choice.message.content or choice.message.tool_calls
+
+
+def test_arguments_that_are_not_json_in_the_history_are_refused(server):
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{city: Paris"}}]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        server.openai().chat.completions.create(model=MODEL_NAME, messages=history, max_tokens=5, tools=[WEATHER])
+    assert caught.value.body["param"] == "messages[1].tool_calls[0].function.arguments"
