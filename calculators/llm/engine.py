@@ -10,7 +10,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
-from ovserve.calculators.llm.types import GenerationLimits
+from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
+from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
+from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
 from ovserve.engine.client import EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.generation_config import generation_config_of, load_sampling_defaults
@@ -41,7 +43,6 @@ class OVMSOptionsNotYetSupported(BaseModel):
     draft_eagle3_mode: bool | None = None
     pipeline_type: str | None = None
     cache_eviction_config: Message | None = None
-    tool_parser: str | None = None
     reasoning_parser: str | None = None
     enable_tool_guided_generation: bool | None = None
     sparse_attention_config: Message | None = None
@@ -63,6 +64,9 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     enable_prefix_caching: bool = False
     dynamic_split_fuse: bool = True
     max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
+    tool_parser: str | None = Field(
+        None, description="the model's tool-call format: generic, hermes3, llama3, mistral, pythonic, phi4, or none "
+                          "(default: from the chat template)")
     batch_invariant: bool = Field(
         False, description="ovserve's own: a request's output at temperature 0 (or with a seed) is the same alone as "
                            "batched with any others; computes in f32 (CPU only; see the README)")
@@ -92,6 +96,7 @@ class LLMEngine(Resource):
     ENGINE = SideOutput(EngineClient, doc="the engine client every LLMCalculator submits to")
     TOKENIZER = SideOutput(TextTokenizer, doc="the model's tokenizer (chat template, encode, decode)")
     LIMITS = SideOutput(GenerationLimits, doc="context length, max_tokens_limit and default sampling")
+    PARSERS = SideOutput(ModelParsers, doc="the model's tool-call format")
 
     Options = LLMCalculatorOptions
     options_type = "mediapipe.LLMCalculatorOptions"
@@ -132,7 +137,15 @@ class LLMEngine(Resource):
             await asyncio.gather(tokenizer_task, return_exceptions=True)
             raise
         ctx.set(self.ENGINE, self.engine)
-        ctx.set(self.TOKENIZER, await tokenizer_task)
+        tokenizer = await tokenizer_task
+        ctx.set(self.TOKENIZER, tokenizer)
+        parsers = choose_tool_parser(options.tool_parser, tokenizer.chat_template)
+        if parsers.unsupported:
+            log.warning("node '%s': tool_parser '%s' is not implemented (ovserve has %s); requests with tools will "
+                        "be refused", ctx.node, parsers.unsupported, ", ".join(TOOL_PARSERS))
+        else:
+            log.info("%s: tool calls in the %s format", model.display_name, parsers.tool_parser or "no")
+        ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling))
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tools import template_message, template_tools
-from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, Prompt
+from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt
+from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
 
@@ -21,12 +24,29 @@ def check_token_ids(tokenizer: TextTokenizer, token_ids: list[int], param: str) 
                            f"(0 to {tokenizer.vocab_size - 1})", param=param, code="invalid_value")
 
 
+def tool_call_settings(body: ChatCompletionRequest, params: SamplingParams, parsers: ModelParsers) -> SamplingParams:
+    """The engine settings for an answer that may call tools, in the model's format: the generic format is
+    held to its schema; a family's own format is free (its parser finds the calls), so only ``auto`` works."""
+    if parsers.tool_parser is None:
+        why = (f"its tool_parser '{parsers.unsupported}' is not implemented" if parsers.unsupported else
+               "its chat template renders tools in a format ovserve does not recognise (set tool_parser)")
+        raise RequestError(f"this model cannot take tools: {why}", param="tools", code="unsupported_parameter")
+    if parsers.tool_parser == "generic":
+        return params
+    if body.tool_choice not in (None, "auto"):
+        raise RequestError(f"'tool_choice' {body.tool_choice!r} needs constrained decoding in the "
+                           f"{parsers.tool_parser} format, which is not implemented yet; use 'auto'",
+                           param="tool_choice", code="unsupported_parameter")
+    return replace(params, json_schema=None)
+
+
 class TokenizerCalculator(Calculator):
     """Turns a request into prompt token ids and engine sampling settings; refuses what cannot fit."""
 
     REQUEST = Input(LLMRequest)
     TOKENIZER = SideInput(TextTokenizer)
     LIMITS = SideInput(GenerationLimits)
+    PARSERS = SideInput(ModelParsers, optional=True, doc="the model's tool-call format (default: generic)")
     PROMPT = Output(Prompt)
 
     def process(self, ctx: CalculatorContext) -> None:
@@ -47,6 +67,8 @@ class TokenizerCalculator(Calculator):
                 # encode() stops at the model's maximum length: count the whole prompt for the error.
                 prompt_tokens = tokenizer.count_tokens(text, add_special_tokens)
         params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit, limits.sampling)
+        if isinstance(body, ChatCompletionRequest) and body.callable_tools():
+            params = tool_call_settings(body, params, ctx.side.get("PARSERS") or ModelParsers())
         try:
             params.check()
         except ValueError as error:
@@ -64,10 +86,6 @@ class TokenizerCalculator(Calculator):
         messages = [template_message("system" if m.role == "developer" else m.role, m.text(), m.tool_calls,
                                      m.tool_call_id, f"messages[{i}]") for i, m in enumerate(body.messages)]
         tools = body.callable_tools()
-        if tools and tokenizer.renders_tools:
-            raise RequestError("this model's chat template renders tools in its own format, which needs a tool "
-                               "parser for the model's family; ovserve has the generic format only so far (for "
-                               "templates without tools)", param="tools", code="unsupported_parameter")
         try:
             return tokenizer.apply_chat_template(messages, True, body.chat_template_kwargs,
                                                  template_tools(tools) if tools else None), False

@@ -1,70 +1,122 @@
-"""Parse tool calls: the generic-format JSON answer → OpenAI ``tool_calls`` or plain content.
+"""Parse tool calls: the answer's text → OpenAI ``tool_calls`` and content, in the model's format.
 
-A node between detokenize and serialize, so that a graph can swap in a parser of its own (a model
-family's format) and test it alone with :func:`ovserve.testing.run_calculator`.
+A node between detokenize and serialize, so that a graph can swap in a parser of its own and test it
+alone with :func:`ovserve.testing.run_calculator`. The formats are in
+:mod:`ovserve.calculators.llm.tool_parsers`; which one a model uses comes from the engine node
+(``ModelParsers``).
 """
 
 from __future__ import annotations
 
-import json
-import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from ovserve import Calculator, CalculatorContext, Input, Output
+from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.schema import ChatCompletionRequest
-from ovserve.calculators.llm.types import LLMRequest, TextDelta, ToolCall
+from ovserve.calculators.llm.tool_parsers import PARSERS, ToolParser
+from ovserve.calculators.llm.types import LLMRequest, ModelParsers, TextDelta, TokenLogprob, ToolCall
 
 
-def parse_generic(text: str) -> tuple[str | None, tuple[ToolCall, ...]]:
-    """(content, tool calls) of an answer in the generic format: ``{"tool_calls": [{"name", "arguments"}]}``
-    or ``{"content": "..."}``. Text that is neither (cut by ``max_tokens``) is returned as content."""
-    try:
-        answer = json.loads(text)
-    except json.JSONDecodeError:
-        return text, ()
-    if not isinstance(answer, dict):
-        return text, ()
-    calls = answer.get("tool_calls")
-    if isinstance(calls, list) and calls and all(isinstance(c, dict) and "name" in c for c in calls):
-        return None, tuple(ToolCall(f"call_{uuid.uuid4().hex[:24]}", str(c["name"]),
-                                    json.dumps(c.get("arguments", {}), ensure_ascii=False)) for c in calls)
-    content = answer.get("content")
-    return (content if isinstance(content, str) else text), ()
+class ToolCallSplitter:
+    """One choice's text, split as it streams: content goes out at once; from where a tool call may
+    start (a marker of the format), text is held until the answer ends, then parsed."""
+
+    def __init__(self, parser: ToolParser) -> None:
+        self.parser = parser
+        self.pending = ""  # text that may be the start of a marker
+        self.held: str | None = None  # the tool-call part, once a marker was seen
+        self.started = False  # content has been shown (formats whose calls only start an answer)
+
+    def push(self, text: str) -> str:
+        """Add text; return the part that is content for sure."""
+        if self.held is not None:
+            self.held += text
+            return ""
+        text, self.pending = self.pending + text, ""
+        markers = self.parser.markers
+        if self.parser.at_start:
+            if self.started:
+                return text
+            stripped = text.lstrip()
+            if any(stripped.startswith(m) for m in markers):
+                self.held = text
+                return ""
+            if not stripped or any(m.startswith(stripped) for m in markers):
+                self.pending = text
+                return ""
+            self.started = True
+            return text
+        found = [i for i in (text.find(m) for m in markers) if i >= 0]
+        if found:
+            self.held = text[min(found):]
+            return text[:min(found)]
+        keep = max((n for m in markers for n in range(1, len(m)) if text.endswith(m[:n])), default=0)
+        self.pending = text[len(text) - keep:] if keep else ""
+        return text[:len(text) - keep]
+
+    def finish(self) -> tuple[str, tuple[ToolCall, ...]]:
+        """(the rest of the content, the calls) once the answer has ended."""
+        if self.held is None:
+            return self.rest(), ()
+        content, calls = self.parser.parse(self.held)
+        return content or "", calls
+
+    def rest(self) -> str:
+        """Whatever is held, as text (an answer cut by max_tokens)."""
+        rest, self.pending, self.held = self.pending + (self.held or ""), "", None
+        return rest
+
+
+@dataclass
+class _Choice:
+    splitter: ToolCallSplitter
+    logprobs: list[TokenLogprob]
 
 
 class ToolCallParserCalculator(Calculator):
-    """Turns a tool-calling answer into ``tool_calls`` (``finish_reason: "tool_calls"``) or content.
+    """Turns tool calls in an answer into ``tool_calls`` (``finish_reason: "tool_calls"``).
 
-    Requests without tools the answer may call pass straight through, delta by delta. With tools, a
-    choice's text is held until it finishes (the JSON is only whole then), then goes out as one delta:
-    the calls, or the content of ``{"content": ...}``."""
+    Requests without tools the answer may call pass straight through. With tools, content streams as
+    it comes until a tool call may start; the rest is held and parsed when the choice finishes, and
+    goes out as one delta with the calls (``finish_reason: "tool_calls"``) or, if it is no call after
+    all, as content."""
 
     REQUEST = Input(LLMRequest)
     TEXT = Input(TextDelta, doc="the detokenized answer")
-    PARSED = Output(TextDelta, doc="content, or tool calls once the answer is whole")
+    PARSERS = SideInput(ModelParsers, optional=True, doc="the model's tool-call format (default: generic)")
+    PARSED = Output(TextDelta, doc="content, and tool calls once the answer is whole")
 
     def open(self, ctx: CalculatorContext) -> None:
-        self.tools = False
-        self.held: dict[int, list[TextDelta]] = {}
+        self.parser: ToolParser | None = None
+        self.choices: dict[int, _Choice] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest | None = ctx.value(self.REQUEST)
         if request is not None:
             body = request.body
-            self.tools = isinstance(body, ChatCompletionRequest) and bool(body.callable_tools())
+            parsers: ModelParsers = ctx.side.get("PARSERS") or ModelParsers()
+            if isinstance(body, ChatCompletionRequest) and body.callable_tools() and parsers.tool_parser:
+                self.parser = PARSERS[parsers.tool_parser]
         delta: TextDelta | None = ctx.value(self.TEXT)
         if delta is None:
             return
-        if not self.tools:
+        if self.parser is None:
             ctx.send(self.PARSED, delta)
             return
-        held = self.held.setdefault(delta.index, [])
-        held.append(delta)
-        if delta.finish_reason is None:
-            return
-        text = "".join(d.text for d in held)
-        logprobs = tuple(t for d in held for t in d.logprobs or ()) if any(d.logprobs for d in held) else None
-        content, calls = parse_generic(text) if delta.finish_reason == "stop" else (text, ())
-        finish = "tool_calls" if calls else delta.finish_reason
-        ctx.send(self.PARSED, replace(delta, text=content or "", finish_reason=finish, logprobs=logprobs,
-                                      tool_calls=calls))
+        choice = self.choices.get(delta.index)
+        if choice is None:
+            choice = self.choices[delta.index] = _Choice(ToolCallSplitter(self.parser), [])
+        choice.logprobs.extend(delta.logprobs or ())
+        text = choice.splitter.push(delta.text)
+        calls: tuple[ToolCall, ...] = ()
+        finish = delta.finish_reason
+        if finish == "stop":
+            rest, calls = choice.splitter.finish()
+            text += rest
+            finish = "tool_calls" if calls else finish
+        elif finish is not None:
+            text += choice.splitter.rest()
+        if text or finish is not None:
+            logprobs = tuple(choice.logprobs) if choice.logprobs else delta.logprobs
+            choice.logprobs.clear()
+            ctx.send(self.PARSED, replace(delta, text=text, finish_reason=finish, logprobs=logprobs,
+                                          tool_calls=calls))

@@ -101,3 +101,13 @@ class GenerationLimits:
     context_length: int
     max_tokens_limit: int | None = None
     sampling: SamplingDefaults = OPENAI_SAMPLING
+
+
+@dataclass(frozen=True, slots=True)
+class ModelParsers:
+    """How a model writes tool calls (``PARSERS``): a format of :mod:`ovserve.calculators.llm.tool_parsers`
+    (``generic`` for chat templates without tools of their own), or ``None`` when none is known, with
+    ``unsupported`` naming a format the graph asked for that ovserve does not have."""
+
+    tool_parser: str | None = "generic"
+    unsupported: str | None = None

@@ -50,12 +50,6 @@ class TextTokenizer:
                  "byte-table" if table else "OpenVINO")
         return cls(tokenizer, table, len(vocabulary) if vocabulary else None)
 
-    @property
-    def renders_tools(self) -> bool:
-        """Whether the chat template renders tools itself (else OpenVINO GenAI puts them in the system prompt
-        in the generic format)."""
-        return "tools" in self.chat_template
-
     def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                             extra_context: dict[str, Any] | None = None,
                             tools: list[dict[str, Any]] | None = None) -> str:

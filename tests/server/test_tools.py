@@ -21,8 +21,8 @@ ASK = [{"role": "user", "content": "What is the weather like in Paris?"}]
 
 
 def ask(client, **fields):
-    return client.chat.completions.create(model=MODEL_NAME, messages=ASK, temperature=0, max_tokens=80,
-                                          tools=[WEATHER, TIME], **fields)
+    return client.chat.completions.create(model=MODEL_NAME, messages=ASK, tools=[WEATHER, TIME],
+                                          **{"temperature": 0, "max_tokens": 80, **fields})
 
 
 @pytest.mark.parametrize("prefix", ["/v3", "/v1"])
@@ -91,3 +91,23 @@ def test_arguments_that_are_not_json_in_the_history_are_refused(server):
     with pytest.raises(openai.BadRequestError) as caught:
         server.openai().chat.completions.create(model=MODEL_NAME, messages=history, max_tokens=5, tools=[WEATHER])
     assert caught.value.body["param"] == "messages[1].tool_calls[0].function.arguments"
+
+
+@pytest.fixture(scope="module")
+def hermes_server(default_model, tmp_path_factory):
+    from tests.conftest import start_server
+
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--tool-parser", "hermes3"],
+                          tmp_path_factory.mktemp("hermes"))
+    yield server
+    server.stop()
+
+
+def test_a_family_parser_chosen_by_flag_answers_auto_and_refuses_what_it_cannot_enforce(hermes_server):
+    assert "tool calls in the hermes3 format" in "".join(hermes_server.lines)
+    client = hermes_server.openai()
+    choice = ask(client, tool_choice="auto", max_tokens=30).choices[0]  # this model writes no <tool_call>
+    assert choice.message.content and choice.finish_reason in ("stop", "length") and not choice.message.tool_calls
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, tool_choice="required")
+    assert caught.value.body["param"] == "tool_choice" and "hermes3" in caught.value.body["message"]

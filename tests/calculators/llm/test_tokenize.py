@@ -3,7 +3,7 @@
 import pytest
 
 from ovserve.calculators.llm.tokenize import TokenizerCalculator
-from ovserve.calculators.llm.types import GenerationLimits
+from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.errors import RequestError
 from ovserve.framework.errors import CalculatorError
@@ -111,3 +111,36 @@ async def test_token_ids_outside_the_vocabulary_and_impossible_limits_are_refuse
     error = caught.value.cause
     assert isinstance(error, RequestError) and (error.status, error.param) == (400, param)
     assert words in error.message
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+async def tokenize_with(request, parsers):
+    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": GenerationLimits(100), "PARSERS": parsers}
+    (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [request]}, side_packets=side))["PROMPT"]
+    return prompt
+
+
+async def test_tools_in_the_generic_format_hold_the_answer_to_a_schema_and_a_familys_format_leaves_it_free():
+    generic = await tokenize_with(chat_request(tools=[WEATHER], tool_choice="required"), ModelParsers("generic"))
+    assert "tool_calls" in generic.params.json_schema
+    assert bytes(generic.token_ids.tolist()).decode().startswith("<tool get_weather>")
+    hermes = await tokenize_with(chat_request(tools=[WEATHER]), ModelParsers("hermes3"))
+    assert hermes.params.json_schema is None
+
+
+@pytest.mark.parametrize(
+    ("request_", "parsers", "param", "words"),
+    [
+        (chat_request(tools=[WEATHER], tool_choice="required"), ModelParsers("hermes3"), "tool_choice",
+         "constrained decoding in the hermes3 format"),
+        (chat_request(tools=[WEATHER]), ModelParsers(None), "tools", "does not recognise"),
+        (chat_request(tools=[WEATHER]), ModelParsers(None, unsupported="gptoss"), "tools",
+         "tool_parser 'gptoss' is not implemented"),
+    ],
+)
+async def test_tools_a_model_cannot_take_are_refused(request_, parsers, param, words):
+    with pytest.raises(CalculatorError) as caught:
+        await tokenize_with(request_, parsers)
+    assert caught.value.cause.param == param and words in caught.value.cause.message

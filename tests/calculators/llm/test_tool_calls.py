@@ -5,7 +5,8 @@ import json
 import jsonschema
 
 from ovserve.calculators.llm.response import OpenAIResponseCalculator
-from ovserve.calculators.llm.tool_calls import ToolCallParserCalculator, parse_generic
+from ovserve.calculators.llm.tool_calls import ToolCallParserCalculator
+from ovserve.calculators.llm.tool_parsers import parse_generic
 from ovserve.calculators.llm.tools import NamedToolChoice, Tool, tool_call_schema
 from ovserve.calculators.llm.types import TextDelta
 from ovserve.testing import run_calculator

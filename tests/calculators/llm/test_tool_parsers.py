@@ -1,0 +1,94 @@
+"""Model families' tool-call formats, on answers as such models write them, whole and streamed in pieces."""
+
+import json
+
+import pytest
+
+from ovserve.calculators.llm.tool_calls import ToolCallParserCalculator
+from ovserve.calculators.llm.tool_parsers import PARSERS, choose, detect
+from ovserve.calculators.llm.types import ModelParsers, TextDelta
+from ovserve.testing import run_calculator
+from tests.calculators.llm.fakes import chat_request
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+PARIS = ("get_weather", {"city": "Paris"})
+ROME = ("get_time", {"city": "Rome"})
+
+RECORDED = [
+    ("hermes3", 'I will check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+     "I will check.", [PARIS]),
+    ("hermes3", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n'
+                '{"name": "get_time", "arguments": {"city": "Rome"}}\n</tool_call>', "", [PARIS, ROME]),
+    ("llama3", '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}', "", [PARIS]),
+    ("llama3", '{"name": "get_weather", "parameters": {"city": "Paris"}}; '
+               '{"name": "get_time", "parameters": {"city": "Rome"}}', "", [PARIS, ROME]),
+    ("mistral", '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}}]', "", [PARIS]),
+    ("mistral", '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{"city": "Rome"}', "",
+     [PARIS, ROME]),
+    ("pythonic", '[get_weather(city="Paris"), get_time(city="Rome")]', "", [PARIS, ROME]),
+    ("phi4", 'functools[{"name": "get_weather", "arguments": {"city": "Paris"}}]', "", [PARIS]),
+    ("generic", json.dumps({"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}), "", [PARIS]),
+]
+
+
+def calls_of(calls):
+    return [(c.name, json.loads(c.arguments)) for c in calls]
+
+
+@pytest.mark.parametrize(("parser", "text", "content", "calls"), RECORDED)
+def test_whole_answers_parse_into_their_calls(parser, text, content, calls):
+    parsed_content, parsed_calls = PARSERS[parser].parse(text)
+    assert (parsed_content or "") == content and calls_of(parsed_calls) == calls
+    assert all(c.id.startswith("call_") for c in parsed_calls)
+
+
+@pytest.mark.parametrize("parser", sorted(set(PARSERS) - {"generic"}))
+def test_an_answer_without_calls_is_content(parser):
+    assert PARSERS[parser].parse("The weather in Paris is sunny.") == ("The weather in Paris is sunny.", ())
+
+
+async def stream(parser, text, size=3):
+    pieces = [text[i:i + size] for i in range(0, len(text), size)]
+    texts = [TextDelta(piece, "stop" if i == len(pieces) - 1 else None, 5, i + 1) for i, piece in enumerate(pieces)]
+    out = await run_calculator(ToolCallParserCalculator,
+                               {"REQUEST": [chat_request(tools=[WEATHER])], "TEXT": texts},
+                               side_packets={"PARSERS": ModelParsers(parser)})
+    return out["PARSED"]
+
+
+@pytest.mark.parametrize(("parser", "text", "content", "calls"), RECORDED)
+async def test_streamed_in_pieces_content_goes_out_before_the_calls(parser, text, content, calls):
+    parsed = await stream(parser, text)
+    assert "".join(d.text for d in parsed).strip() == content
+    assert calls_of(parsed[-1].tool_calls) == calls and parsed[-1].finish_reason == "tool_calls"
+    assert all(not d.tool_calls for d in parsed[:-1])
+
+
+async def test_content_streams_as_it_comes_when_no_call_starts():
+    parsed = await stream("hermes3", "Sunny and warm, with a light breeze from the west.")
+    assert len(parsed) > 3 and "".join(d.text for d in parsed) == "Sunny and warm, with a light breeze from the west."
+    assert parsed[-1].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("template", "parser"),
+    [
+        ("{% for m in messages %}{{ m.content }}{% endfor %}", None),
+        ("{% if tools %}<tools>{{ tools }}</tools> ... <tool_call>{% endif %}", "hermes3"),
+        ("{% if tools %}[AVAILABLE_TOOLS]{{ tools }}[/AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]", "mistral"),
+        ("{% if tools %}{{ tools }}{% endif %}<|python_tag|>", "llama3"),
+        ("{% if tools %}{{ tools }}{% endif %}<|python_start|>", "pythonic"),
+        ("{% if tools %}{{ tools }}{% endif %} no marker here", None),
+    ],
+)
+def test_the_format_is_detected_from_the_chat_template(template, parser):
+    assert detect(template) == parser
+
+
+def test_the_graph_option_wins_over_the_template():
+    assert choose(None, "{{ messages }}") == ModelParsers("generic")
+    assert choose(None, "{{ tools }} <tool_call>") == ModelParsers("hermes3")
+    assert choose("llama3", "{{ tools }} <tool_call>") == ModelParsers("llama3")
+    assert choose("devstral", "") == ModelParsers("mistral")
+    assert choose("none", "{{ messages }}") == ModelParsers(None)
+    assert choose("gptoss", "") == ModelParsers(None, unsupported="gptoss")
