@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.llm.reasoning import THINK_PARSERS, choose_reasoning
 from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
@@ -43,7 +45,6 @@ class OVMSOptionsNotYetSupported(BaseModel):
     draft_eagle3_mode: bool | None = None
     pipeline_type: str | None = None
     cache_eviction_config: Message | None = None
-    reasoning_parser: str | None = None
     enable_tool_guided_generation: bool | None = None
     sparse_attention_config: Message | None = None
     chat_template_mode: str | None = None
@@ -64,6 +65,9 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     enable_prefix_caching: bool = False
     dynamic_split_fuse: bool = True
     max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
+    reasoning_parser: str | None = Field(
+        None, description="how the model marks its reasoning: qwen3 (<think>...</think>), or none (default: "
+                          "qwen3 when the chat template mentions <think>)")
     tool_parser: str | None = Field(
         None, description="the model's tool-call format: generic, hermes3, llama3, mistral, pythonic, phi4, or none "
                           "(default: from the chat template)")
@@ -140,6 +144,13 @@ class LLMEngine(Resource):
         tokenizer = await tokenizer_task
         ctx.set(self.TOKENIZER, tokenizer)
         parsers = choose_tool_parser(options.tool_parser, tokenizer.chat_template)
+        reasoning, unknown_reasoning = choose_reasoning(options.reasoning_parser, tokenizer.chat_template)
+        parsers = replace(parsers, reasoning_parser=reasoning)
+        if unknown_reasoning:
+            log.warning("node '%s': reasoning_parser '%s' is not implemented (ovserve has %s); the reasoning "
+                        "stays in the content", ctx.node, unknown_reasoning, ", ".join(sorted(THINK_PARSERS)))
+        elif reasoning:
+            log.info("%s: reasoning in the %s format (reasoning_content)", model.display_name, reasoning)
         if parsers.unsupported:
             log.warning("node '%s': tool_parser '%s' is not implemented (ovserve has %s); requests with tools will "
                         "be refused", ctx.node, parsers.unsupported, ", ".join(TOOL_PARSERS))

@@ -63,8 +63,6 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
          and bool(body.callable_tools()), "cannot be combined with tools the answer may call"),
         ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),
         ("function_call", body.function_call not in (None, "none"), "is not supported (deprecated by OpenAI)"),
-        ("reasoning_effort", body.reasoning_effort is not None, "is not supported: this server has no reasoning "
-                                                                "models yet"),
         ("verbosity", body.verbosity is not None, "is not supported"),
         ("modalities", body.modalities not in (None, ["text"]), "other than ['text'] are not supported"),
         ("audio", body.audio is not None, "output is not supported"),

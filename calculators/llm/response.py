@@ -100,6 +100,11 @@ class ChunkWriter:
                 body += b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
         return body
 
+    def reasoning(self, text: str, index: int) -> bytes:
+        chunk = self._model(None, None, index)
+        chunk.choices[0].delta = ChatDelta.model_construct(reasoning_content=text)  # type: ignore[union-attr]
+        return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+
     def finish(self, reason: str, index: int) -> bytes:
         return self._event(None if self.chat else "", reason, index)
 
@@ -130,6 +135,7 @@ class OpenAIResponseCalculator(Calculator):
         self.finished: dict[int, TextDelta] = {}
         #: Per choice: the tokens with their log-probabilities so far, and (streaming) the text offset reached.
         self.tokens: dict[int, list[TokenLogprob]] = {}
+        self.reasoning: dict[int, list[str]] = {}
         self.offsets: dict[int, int] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
@@ -145,6 +151,8 @@ class OpenAIResponseCalculator(Calculator):
             self.stream(ctx, self.request, delta)
         else:
             self.parts.setdefault(delta.index, []).append(delta.text)
+            if delta.reasoning:
+                self.reasoning.setdefault(delta.index, []).append(delta.reasoning)
             if delta.logprobs:
                 self.tokens.setdefault(delta.index, []).extend(delta.logprobs)
             if len(self.finished) == self.request.body.n:
@@ -163,6 +171,8 @@ class OpenAIResponseCalculator(Calculator):
         if delta.index not in self.parts:
             self.parts[delta.index] = []
             body = writer.role(delta.index)
+        if delta.reasoning:
+            body += writer.reasoning(delta.reasoning, delta.index)
         if delta.logprobs:
             body += writer.content(delta.text, delta.index, self.stream_logprobs(request, delta))
         elif delta.text:
@@ -200,7 +210,8 @@ class OpenAIResponseCalculator(Calculator):
         if request.kind == "chat":
             response: ChatCompletion | Completion = ChatCompletion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
-                choices=[ChatChoice(index=i, message=self.message(texts[i], self.finished[i]),
+                choices=[ChatChoice(index=i, message=self.message(texts[i], self.finished[i],
+                                                                  "".join(self.reasoning.get(i, ())) or None),
                                     logprobs=self.answer_logprobs(request, i),  # type: ignore[arg-type]
                                     finish_reason=self.finished[i].finish_reason) for i in indexes])
         else:
@@ -213,12 +224,12 @@ class OpenAIResponseCalculator(Calculator):
                  HttpResponsePayload(response.model_dump_json().encode(), log=self.log_fields(request)))
 
     @staticmethod
-    def message(text: str, last: TextDelta) -> AssistantMessage:
+    def message(text: str, last: TextDelta, reasoning: str | None) -> AssistantMessage:
         if not last.tool_calls:
-            return AssistantMessage(content=text)
+            return AssistantMessage(content=text, reasoning_content=reasoning)
         calls = [ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
                  for c in last.tool_calls]
-        return AssistantMessage(content=text or None, tool_calls=calls)
+        return AssistantMessage(content=text or None, reasoning_content=reasoning, tool_calls=calls)
 
     def log_fields(self, request: LLMRequest) -> dict[str, object]:
         prompt_tokens, completion_tokens = self.usage()

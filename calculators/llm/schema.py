@@ -181,7 +181,7 @@ class ChatCompletionRequest(OpenAIRequestBase):
     parallel_tool_calls: bool = True
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     verbosity: str | None = None
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
@@ -299,14 +299,17 @@ class ToolCallDelta(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    #: The model's reasoning (vLLM's and OVMS's field); left out of the JSON for models that do not think.
+    reasoning_content: str | None = None
     #: Left out of the JSON when the answer calls no tools.
     tool_calls: list[ToolCallOut] | None = None
 
     @model_serializer(mode="wrap")
-    def _without_empty_tool_calls(self, handler: Any) -> dict[str, Any]:
+    def _without_empty_extensions(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
-        if data.get("tool_calls") is None:
-            data.pop("tool_calls", None)
+        for name in ("reasoning_content", "tool_calls"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 
@@ -329,6 +332,7 @@ class ChatCompletion(BaseModel):
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,17 @@ def tool_call_settings(body: ChatCompletionRequest, params: SamplingParams, pars
     return replace(params, json_schema=None)
 
 
+def template_variables(body: ChatCompletionRequest, parsers: ModelParsers) -> dict[str, Any] | None:
+    """``chat_template_kwargs``, with ``enable_thinking`` from ``reasoning_effort`` (``none``: off) unless they
+    set it themselves, as OVMS does for models that reason; refused for models that do not."""
+    if body.reasoning_effort is None:
+        return body.chat_template_kwargs
+    if parsers.reasoning_parser is None:
+        raise RequestError("'reasoning_effort' needs a model that reasons (with a reasoning_parser); this one does "
+                           "not", param="reasoning_effort", code="unsupported_parameter")
+    return {"enable_thinking": body.reasoning_effort != "none", **(body.chat_template_kwargs or {})}
+
+
 class TokenizerCalculator(Calculator):
     """Turns a request into prompt token ids and engine sampling settings; refuses what cannot fit."""
 
@@ -60,7 +72,7 @@ class TokenizerCalculator(Calculator):
             token_ids = np.asarray(body.prompt, dtype=np.int64)
             prompt_tokens = int(token_ids.size)
         else:
-            text, add_special_tokens = self.prompt_text(tokenizer, body)
+            text, add_special_tokens = self.prompt_text(tokenizer, body, ctx.side.get("PARSERS") or ModelParsers())
             token_ids = tokenizer.encode(text, add_special_tokens=add_special_tokens)
             prompt_tokens = int(token_ids.size)
             if prompt_tokens >= limits.context_length:
@@ -76,7 +88,8 @@ class TokenizerCalculator(Calculator):
         ctx.send(self.PROMPT, Prompt(token_ids, params, body.n))
 
     @staticmethod
-    def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest) -> tuple[str, bool]:
+    def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest,
+                    parsers: ModelParsers) -> tuple[str, bool]:
         """(the text to encode, whether the tokenizer adds its special tokens)."""
         if isinstance(body, CompletionRequest):
             return str(body.prompt[0] if isinstance(body.prompt, list) else body.prompt), True
@@ -85,10 +98,10 @@ class TokenizerCalculator(Calculator):
                                param="messages", code="no_chat_template")
         messages = [template_message("system" if m.role == "developer" else m.role, m.text(), m.tool_calls,
                                      m.tool_call_id, f"messages[{i}]") for i, m in enumerate(body.messages)]
-        tools = body.callable_tools()
+        tools = template_tools(body.callable_tools()) or None
+        variables = template_variables(body, parsers)
         try:
-            return tokenizer.apply_chat_template(messages, True, body.chat_template_kwargs,
-                                                 template_tools(tools) if tools else None), False
+            return tokenizer.apply_chat_template(messages, True, variables, tools), False
         except Exception as error:  # template errors are the request's fault (roles, order)
             raise RequestError(f"the model's chat template rejected the messages: {error}",
                                param="messages", code="invalid_value") from None

@@ -115,7 +115,7 @@ class ToolCallParserCalculator(Calculator):
             finish = "tool_calls" if calls else finish
         elif finish is not None:
             text += choice.splitter.rest()
-        if text or finish is not None:
+        if text or finish is not None or delta.reasoning:
             logprobs = tuple(choice.logprobs) if choice.logprobs else delta.logprobs
             choice.logprobs.clear()
             ctx.send(self.PARSED, replace(delta, text=text, finish_reason=finish, logprobs=logprobs,

@@ -71,6 +71,8 @@ class TextDelta:
     logprobs: tuple[TokenLogprob, ...] | None = None
     #: Tool calls the answer makes (set by the tool-call parser, on the choice's last delta).
     tool_calls: tuple[ToolCall, ...] = ()
+    #: The model's reasoning that came with this delta (set by the reasoning parser).
+    reasoning: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +107,12 @@ class GenerationLimits:
 
 @dataclass(frozen=True, slots=True)
 class ModelParsers:
-    """How a model writes tool calls (``PARSERS``): a format of :mod:`ovserve.calculators.llm.tool_parsers`
-    (``generic`` for chat templates without tools of their own), or ``None`` when none is known, with
-    ``unsupported`` naming a format the graph asked for that ovserve does not have."""
+    """How a model writes tool calls and reasoning (``PARSERS``): a tool-call format of
+    :mod:`ovserve.calculators.llm.tool_parsers` (``generic`` for chat templates without tools of their
+    own), or ``None`` when none is known, with ``unsupported`` naming a format the graph asked for that
+    ovserve does not have."""
 
     tool_parser: str | None = "generic"
     unsupported: str | None = None
+    #: How the model marks its reasoning (``qwen3``: ``<think>…</think>``), or ``None`` when it does not think.
+    reasoning_parser: str | None = None

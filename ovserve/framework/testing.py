@@ -135,13 +135,19 @@ async def run_calculator(
     options: BaseModel | Mapping[str, Any] | None = None,
     side_packets: Mapping[str, Any] | None = None,
 ) -> dict[str, list[Any]]:
-    """Feed each input port its values (timestamps 0, 1, ...), close the inputs, return every output."""
+    """Feed each input port its values (timestamps 0, 1, ...), all ports at once, closing each once its
+    values are in (so that no port waits for another with more packets than a queue holds), and return
+    every output."""
     async with CalculatorRunner(calculator, options, side_packets) as runner:
         outputs = list(runner.spec.outputs)
         readers = [asyncio.ensure_future(runner.collect(port)) for port in outputs]
-        for port, values in inputs.items():
+
+        async def feed(port: str, values: Iterable[Any]) -> None:
             for value in values:
                 await runner.send(port, value)
+            runner.run.close_input(port)
+
+        await asyncio.gather(*(feed(port, values) for port, values in inputs.items()))
         runner.close_inputs()
         results = await asyncio.gather(*readers)
         await runner.wait()

@@ -53,6 +53,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--tool-parser", "--tool_parser", dest="tool_parser", metavar="NAME",
                         help="the model's tool-call format: generic, hermes3, llama3, mistral, pythonic, phi4, or "
                              "none (default: from the chat template)")
+    engine.add_argument("--reasoning-parser", "--reasoning_parser", dest="reasoning_parser", metavar="NAME",
+                        help="how the model marks its reasoning: qwen3 (<think>...</think>) or none (default: from "
+                             "the chat template)")
     engine.add_argument("--batch-invariant", dest="batch_invariant", action="store_true", default=None,
                         help="a request's output at temperature 0 (or with a seed) is the same alone as batched "
                              "with any others: computes in f32 (slower where the CPU has bf16); CPU only")
@@ -61,7 +64,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
 ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
-                "enable_prefix_caching", "max_tokens_limit", "tool_parser", "batch_invariant")
+                "enable_prefix_caching", "max_tokens_limit", "tool_parser", "reasoning_parser",
+                "batch_invariant")
 
 
 def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, Any]:

@@ -304,3 +304,12 @@ async def test_a_failure_in_a_plain_calculator_fed_by_an_async_one_stops_the_pro
     assert caught.value.node == "checker" and isinstance(caught.value.cause, ValueError)
     assert (Failing.closed, Counting.closed) == (1, 1)
     assert Counting.sent < 1000, "the producer must stop when the node it feeds fails"
+
+
+async def test_the_runner_feeds_every_input_at_once_so_a_long_one_does_not_wait_for_a_short_one():
+    from ovserve.testing import run_calculator
+    from tests.framework.sample_calculators import Pair
+
+    right = [str(i) for i in range(200)]  # more than a stream's queue holds
+    pairs = (await run_calculator(Pair, {"RIGHT": right, "LEFT": ["a"]}))["PAIR"]
+    assert pairs == [("a", "0"), *((None, value) for value in right[1:])]

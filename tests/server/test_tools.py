@@ -97,8 +97,8 @@ def test_arguments_that_are_not_json_in_the_history_are_refused(server):
 def hermes_server(default_model, tmp_path_factory):
     from tests.conftest import start_server
 
-    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--tool-parser", "hermes3"],
-                          tmp_path_factory.mktemp("hermes"))
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--tool-parser", "hermes3",
+                           "--reasoning-parser", "qwen3"], tmp_path_factory.mktemp("hermes"))
     yield server
     server.stop()
 
@@ -111,3 +111,14 @@ def test_a_family_parser_chosen_by_flag_answers_auto_and_refuses_what_it_cannot_
     with pytest.raises(openai.BadRequestError) as caught:
         ask(client, tool_choice="required")
     assert caught.value.body["param"] == "tool_choice" and "hermes3" in caught.value.body["message"]
+
+
+def test_a_reasoning_parser_chosen_by_flag_takes_reasoning_effort(hermes_server, server):
+    assert "reasoning in the qwen3 format" in "".join(hermes_server.lines)
+    message = hermes_server.openai().chat.completions.create(
+        model=MODEL_NAME, messages=ASK, temperature=0, max_tokens=20, reasoning_effort="low").choices[0].message
+    assert message.content  # this model writes no <think>: all of it is content
+    assert getattr(message, "reasoning_content", None) is None
+    with pytest.raises(openai.BadRequestError) as caught:  # the default server's model does not reason
+        server.openai().chat.completions.create(model=MODEL_NAME, messages=ASK, max_tokens=5, reasoning_effort="low")
+    assert caught.value.body["param"] == "reasoning_effort"

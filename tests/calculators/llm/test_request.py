@@ -64,7 +64,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     [
         ("/v3/chat/completions", {"logprobs": True, "top_logprobs": 3}, "top_logprobs"),
         ("/v3/chat/completions", {"logit_bias": {"50256": -100}}, "logit_bias"),
-        ("/v3/chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
         ("/v3/chat/completions", {"store": True}, "store"),
         ("/v3/chat/completions", {"metadata": {"k": "v"}}, "metadata"),
         ("/v3/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
