@@ -199,7 +199,7 @@ def ovserve_lines(targets: list[dict[str, Any]]) -> list[str]:
                      f"{soak['errors']} errors")
     cost = info.get("calculator_cost")
     if cost:
-        lines.append(f"- ovserve detokenize + serialize: {cost['cpu_us_per_token_1_per_delta']} µs CPU per token "
+        lines.append(f"- ovserve per-token calculators: {cost['cpu_us_per_token_1_per_delta']} µs CPU per token "
                      f"(one token per delta), {cost['cpu_us_per_token_4_per_delta']} µs (four per delta); "
                      f"byte-table detokenizer: {cost['fast_detokenizer']}")
     ours = _levels_by_concurrency(targets, "ovserve").get(1)

@@ -318,7 +318,7 @@ def run_ovserve(cfg: RunConfig) -> dict[str, Any]:
     result = _run_http("ovserve", groups, cfg, target, RequestShape(), OvserveProbe())
     cost = asyncio.run(calculators.measure(cfg.model))
     target["info"]["calculator_cost"] = cost
-    print(f"[run] ovserve detokenize+serialize: {cost['cpu_us_per_token_1_per_delta']} µs CPU per token "
+    print(f"[run] ovserve per-token calculators: {cost['cpu_us_per_token_1_per_delta']} µs CPU per token "
           f"(1 token per delta), {cost['cpu_us_per_token_4_per_delta']} µs (4 per delta)", flush=True)
     return result
 

@@ -78,6 +78,12 @@ class ReasoningSplitter:
         return (rest, "") if self.state == "reasoning" else ("", rest)
 
 
+def thinking_off(body: object) -> bool:
+    """Whether the request turned thinking off (then the answer is all content, streamed as it comes)."""
+    kwargs = getattr(body, "chat_template_kwargs", None) or {}
+    return getattr(body, "reasoning_effort", None) == "none" or kwargs.get("enable_thinking") is False
+
+
 class ReasoningParserCalculator(Calculator):
     """Splits each choice's text into ``reasoning`` and content, for chat answers of models that think;
     everything else passes straight through."""
@@ -94,7 +100,7 @@ class ReasoningParserCalculator(Calculator):
 
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest | None = ctx.value(self.REQUEST)
-        if request is not None and request.kind != "chat":
+        if request is not None and (request.kind != "chat" or thinking_off(request.body)):
             self.active = False
         delta: TextDelta | None = ctx.value(self.TEXT)
         if delta is None:

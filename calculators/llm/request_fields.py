@@ -20,6 +20,13 @@ log = logging.getLogger("ovserve.llm")
 #: Accepted and ignored by design: they do not change the answer.
 IGNORED_BY_DESIGN = frozenset({"user", "service_tier", "prompt_cache_key", "safety_identifier"})
 
+#: vLLM's request extensions that change the answer and that ovserve does not implement: refused by name
+#: rather than logged as unknown, since a vLLM client sends them expecting an effect.
+VLLM_UNSUPPORTED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs",
+                    "bad_words", "allowed_token_ids", "prompt_logprobs", "continue_final_message",
+                    "add_generation_prompt", "truncate_prompt_tokens", "use_beam_search", "length_penalty",
+                    "spaces_between_special_tokens", "echo", "documents", "mm_processor_kwargs")
+
 _logged: set[str] = set()
 _logged_lock = threading.Lock()
 
@@ -40,7 +47,10 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
 
 def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[str, bool, str]]:
     """(field, whether the request sets it to something other than its neutral value, why it is refused)."""
+    extra = body.model_extra or {}
     common = [
+        *((name, extra.get(name) is not None, "(a vLLM extension) is not supported") for name in VLLM_UNSUPPORTED
+          if name in extra),
         ("logit_bias", bool(body.logit_bias), "is not supported: the OpenVINO GenAI engine has no logit bias"),
         ("skip_special_tokens", not body.skip_special_tokens, "false is not supported: special tokens are "
                                                               "always left out of the text"),
@@ -52,7 +62,8 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
                                               "is available"),
             ("echo", body.echo and body.logprobs is not None, "with logprobs is not supported yet: the prompt's "
                                                               "log-probabilities are not available"),
-            ("best_of", (body.best_of or 1) > body.n, "above n is not supported yet"),
+            ("best_of", (body.best_of or body.n) != body.n, "other than n is not supported yet (choosing the best "
+                                                            "of more answers needs their scores)"),
             ("suffix", bool(body.suffix), "is not supported: this model has no fill-in-the-middle format"),
         ]
     return [

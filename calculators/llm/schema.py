@@ -74,7 +74,7 @@ class OpenAIRequestBase(_Request):
     #: Generate until max_tokens even after end-of-sequence.
     ignore_eos: bool = False
     #: Sample only from the ``top_k`` most likely tokens (0 or -1: all of them).
-    top_k: Annotated[int, Field(ge=-1)] | None = None
+    top_k: Annotated[int, Field(ge=-1, le=2**31 - 1)] | None = None
     #: Drop tokens less likely than ``min_p`` times the most likely one.
     min_p: Annotated[float, Field(ge=0, lt=1)] | None = None
     #: Hugging Face's multiplicative penalty on tokens already in the prompt or output (1: none).

@@ -38,7 +38,7 @@ _SCHEMA_MAPS = ("properties", "$defs", "definitions")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SCHEMA_VALUES = ("items", "additionalProperties")
 #: Regular-expression features the engine's pattern compiler does not have.
-_UNSUPPORTED_REGEX = re.compile(r"\(\?[=!<]|\\[1-9]|\\[pP]\{")
+_UNSUPPORTED_REGEX = re.compile(r"\(\?(?!:)|\\[1-9]|\\[pP]\{|[*+?}]\+")
 
 
 class _Format(BaseModel):
@@ -80,7 +80,7 @@ def engine_json_schema(response_format: TextFormat | JSONObjectFormat | JSONSche
     if schema is None:
         schema = {"type": "object"}
     check_schema(schema)
-    return json.dumps(schema)
+    return json.dumps(schema, allow_nan=False)
 
 
 def check_schema(schema: dict[str, Any], param: str = f"{PARAM}.json_schema.schema") -> None:
@@ -92,7 +92,13 @@ def check_schema(schema: dict[str, Any], param: str = f"{PARAM}.json_schema.sche
         where = "/".join(str(p) for p in error.absolute_path) or "the root"
         raise RequestError(f"'{param}' is not a valid JSON Schema at {where}: {error.message}",
                            param=param, code="invalid_value") from None
+    try:
+        json.dumps(schema, allow_nan=False)
+    except ValueError:
+        raise RequestError(f"'{param}' has NaN or an infinite number, which JSON does not have", param=param,
+                           code="invalid_value") from None
     for path, sub in _subschemas(schema, "#"):
+        _check_bounds(sub, path, param)
         for keyword, value in sub.items():
             if keyword not in SUPPORTED_KEYWORDS:
                 raise RequestError(f"'{param}' uses '{keyword}' at {path}, which constrained decoding does not "
@@ -107,9 +113,30 @@ def check_schema(schema: dict[str, Any], param: str = f"{PARAM}.json_schema.sche
                                    f"enforce; supported formats: {', '.join(sorted(SUPPORTED_FORMATS))}",
                                    param=param, code="unsupported_parameter")
             if keyword == "pattern" and _UNSUPPORTED_REGEX.search(value):
-                raise RequestError(f"'{param}' has a pattern at {path} with lookaround, backreferences or "
-                                   f"Unicode classes, which constrained decoding does not support: {value!r}",
+                raise RequestError(f"'{param}' has a pattern at {path} with groups of the (?...) kind (lookaround, "
+                                   f"flags, named or atomic groups), backreferences, Unicode classes or possessive "
+                                   f"quantifiers, which constrained decoding does not support: {value!r}",
                                    param=param, code="unsupported_parameter")
+
+
+#: The most a length or count bound may ask for (larger ones make the engine's grammar huge).
+MAX_BOUND = 10_000
+_BOUND_PAIRS = (("minLength", "maxLength"), ("minItems", "maxItems"), ("minimum", "maximum"))
+
+
+def _check_bounds(sub: dict[str, Any], path: str, param: str) -> None:
+    """Refuse schemas no answer can satisfy, and bounds too large for a grammar."""
+    if sub.get("enum") == []:
+        raise RequestError(f"'{param}' has an empty enum at {path}: no answer can satisfy it", param=param,
+                           code="invalid_value")
+    for low, high in _BOUND_PAIRS:
+        if isinstance(sub.get(low), int | float) and isinstance(sub.get(high), int | float) and sub[low] > sub[high]:
+            raise RequestError(f"'{param}' has {low} above {high} at {path}: no answer can satisfy it",
+                               param=param, code="invalid_value")
+    for keyword in ("minLength", "maxLength", "minItems", "maxItems"):
+        if isinstance(sub.get(keyword), int | float) and sub[keyword] > MAX_BOUND:
+            raise RequestError(f"'{param}' has {keyword} {sub[keyword]} at {path}; constrained decoding takes at "
+                               f"most {MAX_BOUND}", param=param, code="unsupported_parameter")
 
 
 def _subschemas(schema: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -124,7 +151,12 @@ def _subschemas(schema: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for index, sub in enumerate(schema.get(keyword) or ()):
             yield from _subschemas(sub, f"{path}/{keyword}/{index}")
     for keyword in _SCHEMA_VALUES:
-        yield from _subschemas(schema.get(keyword), f"{path}/{keyword}")
+        value = schema.get(keyword)
+        if isinstance(value, list):  # draft-07 tuple items: a list of schemas
+            for index, sub in enumerate(value):
+                yield from _subschemas(sub, f"{path}/{keyword}/{index}")
+        else:
+            yield from _subschemas(value, f"{path}/{keyword}")
 
 
 def _resolves(schema: dict[str, Any], ref: str) -> bool:

@@ -87,6 +87,7 @@ class ToolCallParserCalculator(Calculator):
 
     def open(self, ctx: CalculatorContext) -> None:
         self.parser: ToolParser | None = None
+        self.one_call = False
         self.choices: dict[int, _Choice] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
@@ -96,6 +97,7 @@ class ToolCallParserCalculator(Calculator):
             parsers: ModelParsers = ctx.side.get("PARSERS") or ModelParsers()
             if isinstance(body, ChatCompletionRequest) and body.callable_tools() and parsers.tool_parser:
                 self.parser = PARSERS[parsers.tool_parser]
+                self.one_call = not body.parallel_tool_calls
         delta: TextDelta | None = ctx.value(self.TEXT)
         if delta is None:
             return
@@ -111,6 +113,8 @@ class ToolCallParserCalculator(Calculator):
         finish = delta.finish_reason
         if finish == "stop":
             rest, calls = choice.splitter.finish()
+            if self.one_call:  # parallel_tool_calls: false (the generic format is held to one already)
+                calls = calls[:1]
             text += rest
             finish = "tool_calls" if calls else finish
         elif finish is not None:

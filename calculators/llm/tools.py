@@ -94,25 +94,62 @@ def check_tools(tools: list[Tool]) -> None:
 
 
 def tool_call_schema(tools: list[Tool], choice: ToolChoice | None, parallel: bool) -> str:
-    """The JSON Schema of an answer in the generic format, for constrained decoding."""
+    """The JSON Schema of an answer in the generic format, for constrained decoding. Each tool's own
+    definitions (``$defs``, as nested pydantic models give) move to the top under the tool's index, so
+    that its ``$ref``s still resolve inside the combined schema; the result is checked again."""
+    definitions: dict[str, Any] = {}
     calls = [{
         "type": "object",
         "properties": {"name": {"const": tool.function.name},
-                       "arguments": tool.function.parameters or {"type": "object"}},
+                       "arguments": _hoisted(tool.function.parameters or {"type": "object"}, f"tool{i}_",
+                                             definitions)},
         "required": ["name", "arguments"],
         "additionalProperties": False,
-    } for tool in tools]
+    } for i, tool in enumerate(tools)]
     call_list: dict[str, Any] = {"type": "array", "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
                                  "minItems": 1}
     if not parallel:
         call_list["maxItems"] = 1
     with_calls = {"type": "object", "properties": {"tool_calls": call_list}, "required": ["tool_calls"],
                   "additionalProperties": False}
-    if choice not in (None, "auto"):
-        return json.dumps(with_calls)
-    content = {"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"],
-               "additionalProperties": False}
-    return json.dumps({"anyOf": [with_calls, content]})
+    schema: dict[str, Any] = with_calls
+    if choice in (None, "auto"):
+        content = {"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"],
+                   "additionalProperties": False}
+        schema = {"anyOf": [with_calls, content]}
+    if definitions:
+        schema = {**schema, "$defs": definitions}
+    check_schema(schema, "tools")
+    return json.dumps(schema, allow_nan=False)
+
+
+def _hoisted(parameters: dict[str, Any], prefix: str, definitions: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` with its definitions moved into ``definitions`` (names prefixed) and its local
+    ``$ref``s rewritten to match; a reference to its own root points at a copy of it there."""
+    local = {**parameters.get("$defs", {}), **parameters.get("definitions", {})}
+    if not local and "$ref" not in json.dumps(parameters):
+        return parameters
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: rewrite(v) for k, v in node.items() if k not in ("$defs", "definitions")}
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                if ref == "#":
+                    out["$ref"] = f"#/$defs/{prefix}root"
+                else:
+                    for base in ("#/$defs/", "#/definitions/"):
+                        if ref.startswith(base):
+                            out["$ref"] = f"#/$defs/{prefix}{ref[len(base):]}"
+            return out
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    root = rewrite(parameters)
+    definitions[f"{prefix}root"] = root
+    definitions.update({f"{prefix}{name}": rewrite(value) for name, value in local.items()})
+    return root
 
 
 def template_message(role: str, content: str | None, tool_calls: list[ToolCallRequest] | None,

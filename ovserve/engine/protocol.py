@@ -61,7 +61,7 @@ class SamplingParams:
             return
         try:
             self.to_generation_config().validate()
-        except RuntimeError as error:
+        except (RuntimeError, TypeError, OverflowError) as error:
             raise ValueError(str(error).strip().splitlines()[-1]) from None
 
     def to_generation_config(self) -> Any:

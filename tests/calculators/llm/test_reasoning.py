@@ -64,3 +64,9 @@ def test_the_format_comes_from_the_option_or_the_template():
     assert choose_reasoning(None, "{{ messages }}") == (None, None)
     assert choose_reasoning("none", "<think>") == (None, None)
     assert choose_reasoning("gptoss", "") == (None, "gptoss")
+
+
+@pytest.mark.parametrize("fields", [{"reasoning_effort": "none"}, {"chat_template_kwargs": {"enable_thinking": False}}])
+async def test_with_thinking_turned_off_the_answer_streams_as_content(fields):
+    parsed = await parse(chat_request(**fields), "Four, as it comes.")
+    assert len(parsed) > 1 and all(not d.reasoning for d in parsed)

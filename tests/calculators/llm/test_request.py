@@ -72,6 +72,10 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         ("/v3/completions", {"echo": True, "logprobs": 0}, "echo"),
         ("/v3/completions", {"logprobs": 2}, "logprobs"),
         ("/v3/completions", {"best_of": 3, "n": 2}, "best_of"),
+        ("/v3/completions", {"best_of": 1, "n": 2}, "best_of"),
+        ("/v3/chat/completions", {"guided_json": {"type": "object"}}, "guided_json"),
+        ("/v3/chat/completions", {"add_generation_prompt": False}, "add_generation_prompt"),
+        ("/v3/chat/completions", {"echo": True}, "echo"),
         ("/v3/completions", {"suffix": "end"}, "suffix"),
     ],
 )

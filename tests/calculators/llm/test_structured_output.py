@@ -45,6 +45,14 @@ def test_an_unknown_type_or_a_bad_name_is_invalid():
         ({"type": "object", "properties": {"p": {"$ref": "http://example.com/s.json"}}}, "only local references"),
         ({"type": "string", "pattern": "(?=a)a+"}, "lookaround"),
         ({"type": "string", "format": "flavour"}, "format 'flavour' at #"),
+        ({"type": "string", "pattern": "(?i)abc"}, "flags"),
+        ({"type": "string", "pattern": "a++"}, "possessive"),
+        ({"enum": []}, "empty enum at #"),
+        ({"type": "integer", "minimum": 5, "maximum": 1}, "minimum above maximum at #"),
+        ({"type": "string", "maxLength": 1_000_000_000}, "maxLength 1000000000 at #"),
+        ({"type": "number", "default": float("nan")}, "NaN"),
+        ({"$schema": "http://json-schema.org/draft-07/schema#", "type": "array", "items": [{"not": {}}]},
+         "uses 'not' at #/items/0"),
     ],
 )
 def test_schemas_the_engine_cannot_take_are_refused_naming_the_place(schema, words):
@@ -61,3 +69,7 @@ def test_references_definitions_and_combinations_are_accepted():
                   "$ref": "#/$defs/N"})
     check_schema({"type": "object", "properties": {"when": {"type": "string", "format": "date-time"},
                                                    "tags": {"type": "array", "items": {"enum": ["a", "b"]}}}})
+
+
+def test_non_capturing_groups_are_fine():
+    check_schema({"type": "string", "pattern": "^(?:ab)+$"})

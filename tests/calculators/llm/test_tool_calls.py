@@ -88,3 +88,14 @@ async def test_streamed_tool_calls_send_id_and_name_first_then_the_arguments():
     assert pieces[0]["function"] == {"name": "get_weather", "arguments": ""}
     assert pieces[1] == {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_tools_own_definitions_and_references_still_resolve_in_the_combined_schema():
+    nested = Tool.model_validate({"type": "function", "function": {"name": "ship", "parameters": {
+        "type": "object", "properties": {"to": {"$ref": "#/$defs/Address"}}, "required": ["to"],
+        "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}}})
+    schema = json.loads(tool_call_schema([nested, TOOLS[0]], "required", parallel=True))
+    good = {"tool_calls": [{"name": "ship", "arguments": {"to": {"city": "Paris"}}}]}
+    jsonschema.validate(good, schema)
+    assert not jsonschema.Draft202012Validator(schema).is_valid(
+        {"tool_calls": [{"name": "ship", "arguments": {"to": {"street": "x"}}}]})

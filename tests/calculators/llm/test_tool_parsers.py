@@ -92,3 +92,12 @@ def test_the_graph_option_wins_over_the_template():
     assert choose("devstral", "") == ModelParsers("mistral")
     assert choose("none", "{{ messages }}") == ModelParsers(None)
     assert choose("gptoss", "") == ModelParsers(None, unsupported="gptoss")
+
+
+async def test_parallel_tool_calls_false_keeps_the_first_call():
+    two = RECORDED[1][1]  # hermes3, two calls
+    texts = [TextDelta(two, "stop", 5, 30)]
+    out = await run_calculator(ToolCallParserCalculator,
+                               {"REQUEST": [chat_request(tools=[WEATHER], parallel_tool_calls=False)], "TEXT": texts},
+                               side_packets={"PARSERS": ModelParsers("hermes3")})
+    assert calls_of(out["PARSED"][-1].tool_calls) == [PARIS]
