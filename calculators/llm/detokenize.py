@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.markers import split_before_partial_marker
 from ovserve.calculators.llm.schema import CompletionRequest
 from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta, TokenLogprob
 from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
@@ -27,14 +28,8 @@ class StopStringFilter:
             self.held = ""
             cut, minus_length = min(found)  # the first stop; of those starting there, the longest
             return text[:cut - minus_length if self.include_stop else cut], True
-        keep = 0
-        for stop in self.stops:
-            for length in range(min(len(stop) - 1, len(text)), keep, -1):
-                if text.endswith(stop[:length]):
-                    keep = length
-                    break
-        self.held = text[len(text) - keep:] if keep else ""
-        return text[: len(text) - keep], False
+        text, self.held = split_before_partial_marker(text, self.stops)
+        return text, False
 
     def flush(self) -> str:
         held, self.held = self.held, ""
@@ -87,7 +82,6 @@ class DetokenizerCalculator(Calculator):
         if text or finish is not None or logprobs:
             ctx.send(self.TEXT, TextDelta(text, finish, delta.prompt_tokens, delta.completion_tokens, delta.index,
                                           logprobs))
-
 
     def prompt_text(self, body: CompletionRequest) -> str:
         """The prompt as the client sent it (token ids decoded)."""

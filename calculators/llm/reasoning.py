@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.markers import split_before_partial_marker
 from ovserve.calculators.llm.types import LLMRequest, ModelParsers, TextDelta
 
 OPEN, CLOSE = "<think>", "</think>"
@@ -25,11 +26,6 @@ def choose_reasoning(option: str | None, chat_template: str) -> tuple[str | None
     if option == "none":
         return None, None
     return (option, None) if option in THINK_PARSERS else (None, option)
-
-
-def _partial_suffix(text: str, marker: str) -> int:
-    """How many characters at the end of ``text`` could begin ``marker``."""
-    return max((n for n in range(1, len(marker)) if text.endswith(marker[:n])), default=0)
 
 
 class ReasoningSplitter:
@@ -68,9 +64,8 @@ class ReasoningSplitter:
         if self.state == "undecided":
             self.pending = text
             return "", ""
-        keep = _partial_suffix(text, CLOSE)
-        self.pending = text[len(text) - keep:] if keep else ""
-        return text[:len(text) - keep], ""
+        reasoning, self.pending = split_before_partial_marker(text, (CLOSE,))
+        return reasoning, ""
 
     def finish(self) -> tuple[str, str]:
         """(reasoning, content) still held when the answer ends."""

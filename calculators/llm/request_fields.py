@@ -12,7 +12,7 @@ import logging
 import threading
 
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
-from ovserve.calculators.llm.tools import check_tools
+from ovserve.calculators.llm.tools import check_tool_names
 from ovserve.errors import RequestError
 
 log = logging.getLogger("ovserve.llm")
@@ -39,7 +39,7 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
     """Raise a 400 naming the first field that asks for something ovserve does not do yet, or tools that
     cannot be used as given."""
     if isinstance(body, ChatCompletionRequest):
-        check_tools(body.callable_tools())
+        check_tool_names(body.callable_tools())
     for param, active, reason in _unsupported(body):
         if active:
             raise refuse(param, reason)

@@ -95,14 +95,16 @@ class ChunkWriter:
                                                             name=call.name, arguments="")),
                           ToolCallDelta.model_construct(index=number, function=FunctionCallDelta.model_construct(
                               arguments=call.arguments))):
-                chunk = self._model(None, None, index)
-                chunk.choices[0].delta = ChatDelta.model_construct(tool_calls=[piece])  # type: ignore[union-attr]
-                body += b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+                body += self._delta_event(ChatDelta.model_construct(tool_calls=[piece]), index)
         return body
 
     def reasoning(self, text: str, index: int) -> bytes:
+        return self._delta_event(ChatDelta.model_construct(reasoning_content=text), index)
+
+    def _delta_event(self, delta: ChatDelta, index: int) -> bytes:
+        """A chat chunk whose choice carries ``delta`` (tool calls, reasoning)."""
         chunk = self._model(None, None, index)
-        chunk.choices[0].delta = ChatDelta.model_construct(reasoning_content=text)  # type: ignore[union-attr]
+        chunk.choices[0].delta = delta  # type: ignore[union-attr]
         return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
 
     def finish(self, reason: str, index: int) -> bytes:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from ovserve.calculators.llm.structured_output import ResponseFormat, engine_json_schema
-from ovserve.calculators.llm.tools import Tool, ToolCallRequest, ToolChoice, active_tools, tool_call_schema
+from ovserve.calculators.llm.tools import Tool, ToolCallRequest, ToolChoice, active_tools
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
 from ovserve.errors import RequestError
@@ -150,7 +150,7 @@ class OpenAIRequestBase(_Request):
             frequency_penalty=self.frequency_penalty or 0.0,
             min_new_tokens=self.min_tokens,
             stop_token_ids=tuple(self.stop_token_ids or ()),
-            json_schema=self.output_schema(),
+            json_schema=engine_json_schema(self.response_format),
             logprobs=self.wants_logprobs,
         )
 
@@ -163,10 +163,6 @@ class OpenAIRequestBase(_Request):
     def echoes_prompt(self) -> bool:
         """Whether the answer starts with the prompt (completions' ``echo``)."""
         return False
-
-    def output_schema(self) -> str | None:
-        """The JSON Schema the answer is held to by constrained decoding, if any."""
-        return engine_json_schema(self.response_format)
 
 
 class ChatCompletionRequest(OpenAIRequestBase):
@@ -205,12 +201,6 @@ class ChatCompletionRequest(OpenAIRequestBase):
     def callable_tools(self) -> list[Tool]:
         """The tools the answer may call (none with ``tool_choice: "none"``; the named one when one is named)."""
         return active_tools(self.tools, self.tool_choice)
-
-    def output_schema(self) -> str | None:
-        tools = self.callable_tools()
-        if not tools:
-            return super().output_schema()
-        return tool_call_schema(tools, self.tool_choice, self.parallel_tool_calls)
 
 
 class CompletionRequest(OpenAIRequestBase):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
-from ovserve.calculators.llm.tools import template_message, template_tools
+from ovserve.calculators.llm.tools import Tool, template_message, template_tools, tool_call_schema
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.tokenizer import TextTokenizer
@@ -25,20 +25,22 @@ def check_token_ids(tokenizer: TextTokenizer, token_ids: list[int], param: str) 
                            f"(0 to {tokenizer.vocab_size - 1})", param=param, code="invalid_value")
 
 
-def tool_call_settings(body: ChatCompletionRequest, params: SamplingParams, parsers: ModelParsers) -> SamplingParams:
-    """The engine settings for an answer that may call tools, in the model's format: the generic format is
-    held to its schema; a family's own format is free (its parser finds the calls), so only ``auto`` works."""
+def tool_call_settings(body: ChatCompletionRequest, tools: list[Tool], params: SamplingParams,
+                       parsers: ModelParsers) -> SamplingParams:
+    """The engine settings for an answer that may call ``tools``, in the model's format: the generic format
+    is held to its schema; a family's own format is free (its parser finds the calls), so only ``auto``
+    works there."""
     if parsers.tool_parser is None:
         why = (f"its tool_parser '{parsers.unsupported}' is not implemented" if parsers.unsupported else
                "its chat template renders tools in a format ovserve does not recognise (set tool_parser)")
         raise RequestError(f"this model cannot take tools: {why}", param="tools", code="unsupported_parameter")
     if parsers.tool_parser == "generic":
-        return params
+        return replace(params, json_schema=tool_call_schema(tools, body.tool_choice, body.parallel_tool_calls))
     if body.tool_choice not in (None, "auto"):
         raise RequestError(f"'tool_choice' {body.tool_choice!r} needs constrained decoding in the "
                            f"{parsers.tool_parser} format, which is not implemented yet; use 'auto'",
                            param="tool_choice", code="unsupported_parameter")
-    return replace(params, json_schema=None)
+    return params
 
 
 def template_variables(body: ChatCompletionRequest, parsers: ModelParsers) -> dict[str, Any] | None:
@@ -65,6 +67,7 @@ class TokenizerCalculator(Calculator):
         request: LLMRequest = ctx.value(self.REQUEST)
         tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
         limits: GenerationLimits = ctx.side["LIMITS"]
+        parsers: ModelParsers = ctx.side.get("PARSERS") or ModelParsers()
         body = request.body
         check_token_ids(tokenizer, body.stop_token_ids or [], "stop_token_ids")
         if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) and isinstance(body.prompt[0], int):
@@ -72,15 +75,16 @@ class TokenizerCalculator(Calculator):
             token_ids = np.asarray(body.prompt, dtype=np.int64)
             prompt_tokens = int(token_ids.size)
         else:
-            text, add_special_tokens = self.prompt_text(tokenizer, body, ctx.side.get("PARSERS") or ModelParsers())
+            text, add_special_tokens = self.prompt_text(tokenizer, body, parsers)
             token_ids = tokenizer.encode(text, add_special_tokens=add_special_tokens)
             prompt_tokens = int(token_ids.size)
             if prompt_tokens >= limits.context_length:
                 # encode() stops at the model's maximum length: count the whole prompt for the error.
                 prompt_tokens = tokenizer.count_tokens(text, add_special_tokens)
         params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit, limits.sampling)
-        if isinstance(body, ChatCompletionRequest) and body.callable_tools():
-            params = tool_call_settings(body, params, ctx.side.get("PARSERS") or ModelParsers())
+        tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
+        if tools:
+            params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
         try:
             params.check()
         except ValueError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.markers import split_before_partial_marker
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tool_parsers import PARSERS, ToolParser
 from ovserve.calculators.llm.types import LLMRequest, ModelParsers, TextDelta, TokenLogprob, ToolCall
@@ -49,9 +50,8 @@ class ToolCallSplitter:
         if found:
             self.held = text[min(found):]
             return text[:min(found)]
-        keep = max((n for m in markers for n in range(1, len(m)) if text.endswith(m[:n])), default=0)
-        self.pending = text[len(text) - keep:] if keep else ""
-        return text[:len(text) - keep]
+        text, self.pending = split_before_partial_marker(text, markers)
+        return text
 
     def finish(self) -> tuple[str, tuple[ToolCall, ...]]:
         """(the rest of the content, the calls) once the answer has ended."""

@@ -82,21 +82,22 @@ def active_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[To
     return tools
 
 
-def check_tools(tools: list[Tool]) -> None:
-    """Refuse duplicate names and parameter schemas constrained decoding cannot hold an answer to."""
+def check_tool_names(tools: list[Tool]) -> None:
+    """Refuse a function declared twice."""
     names = [tool.function.name for tool in tools]
     duplicate = next((name for name in names if names.count(name) > 1), None)
     if duplicate is not None:
         raise RequestError(f"'tools' declares the function '{duplicate}' twice", param="tools", code="invalid_value")
-    for index, tool in enumerate(tools):
-        if tool.function.parameters is not None:
-            check_schema(tool.function.parameters, f"tools[{index}].function.parameters")
 
 
 def tool_call_schema(tools: list[Tool], choice: ToolChoice | None, parallel: bool) -> str:
-    """The JSON Schema of an answer in the generic format, for constrained decoding. Each tool's own
-    definitions (``$defs``, as nested pydantic models give) move to the top under the tool's index, so
-    that its ``$ref``s still resolve inside the combined schema; the result is checked again."""
+    """The JSON Schema of an answer in the generic format, for constrained decoding. Each tool's parameters
+    are checked as a schema of their own (the error names the tool); then its definitions (``$defs``, as
+    nested pydantic models give) move to the top under the tool's index, so that its ``$ref``s still
+    resolve inside the combined schema."""
+    for index, tool in enumerate(tools):
+        if tool.function.parameters is not None:
+            check_schema(tool.function.parameters, f"tools[{index}].function.parameters")
     definitions: dict[str, Any] = {}
     calls = [{
         "type": "object",
@@ -119,8 +120,7 @@ def tool_call_schema(tools: list[Tool], choice: ToolChoice | None, parallel: boo
         schema = {"anyOf": [with_calls, content]}
     if definitions:
         schema = {**schema, "$defs": definitions}
-    check_schema(schema, "tools")
-    return json.dumps(schema, allow_nan=False)
+    return json.dumps(schema)
 
 
 def _hoisted(parameters: dict[str, Any], prefix: str, definitions: dict[str, Any]) -> dict[str, Any]:

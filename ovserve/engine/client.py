@@ -86,7 +86,8 @@ class EngineRequest:
                 more, finish, more_logprobs = pending.popleft()
                 merged.extend(more)
                 if more_logprobs is not None:
-                    merged_logprobs = [*(merged_logprobs or ()), *more_logprobs]
+                    merged_logprobs = (merged_logprobs or [])
+                    merged_logprobs.extend(more_logprobs)
             ids = tuple(merged)
             logprobs = tuple(merged_logprobs) if merged_logprobs is not None else None
         error = None

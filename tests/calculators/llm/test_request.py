@@ -123,9 +123,6 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters":
         ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_time"}}}, "tool_choice",
          "names 'get_time', which is not among the tools (get_weather)"),
         ({"tools": [WEATHER, WEATHER]}, "tools", "declares the function 'get_weather' twice"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
-                                                                                   "minProperties": 1}}}]},
-         "tools[0].function.parameters", "'minProperties'"),
         ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format", "combined with tools"),
     ],
 )

@@ -128,6 +128,9 @@ async def test_tools_in_the_generic_format_hold_the_answer_to_a_schema_and_a_fam
     assert bytes(generic.token_ids.tolist()).decode().startswith("<tool get_weather>")
     hermes = await tokenize_with(chat_request(tools=[WEATHER]), ModelParsers("hermes3"))
     assert hermes.params.json_schema is None
+    # A family's format holds nothing to the parameters, so a schema constrained decoding lacks is fine there.
+    loose = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "minProperties": 1}}}
+    assert (await tokenize_with(chat_request(tools=[loose]), ModelParsers("hermes3"))).params.json_schema is None
 
 
 @pytest.mark.parametrize(
@@ -136,6 +139,9 @@ async def test_tools_in_the_generic_format_hold_the_answer_to_a_schema_and_a_fam
         (chat_request(tools=[WEATHER], tool_choice="required"), ModelParsers("hermes3"), "tool_choice",
          "constrained decoding in the hermes3 format"),
         (chat_request(tools=[WEATHER]), ModelParsers(None), "tools", "does not recognise"),
+        (chat_request(tools=[{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "minProperties": 1}}}]), ModelParsers("generic"), "tools[0].function.parameters",
+         "'minProperties'"),
         (chat_request(tools=[WEATHER]), ModelParsers(None, unsupported="gptoss"), "tools",
          "tool_parser 'gptoss' is not implemented"),
     ],
