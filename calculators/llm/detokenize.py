@@ -5,7 +5,8 @@ from __future__ import annotations
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.markers import split_before_partial_marker
 from ovserve.calculators.llm.schema import CompletionRequest
-from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, TextDelta, TokenLogprob
+from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, ModelParsers, TextDelta, TokenLogprob
+from ovserve.engine.scorer import TokenScore
 from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
 from ovserve.engine.vocabulary import ByteTableDetokenizer
 
@@ -42,10 +43,13 @@ class DetokenizerCalculator(Calculator):
     DELTAS = Input(GenerationDelta)
     REQUEST = Input(LLMRequest, doc="for its stop strings")
     TOKENIZER = SideInput(TextTokenizer)
+    PARSERS = SideInput(ModelParsers, optional=True, doc="special tokens the parsers need to see as text")
     TEXT = Output(TextDelta)
 
     def open(self, ctx: CalculatorContext) -> None:
         self.tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
+        parsers: ModelParsers | None = ctx.side.get("PARSERS")
+        self.markers = dict(parsers.marker_tokens) if parsers else {}
         self.request: LLMRequest | None = None
         self.choices: dict[int, _ChoiceText] = {}
 
@@ -66,7 +70,7 @@ class DetokenizerCalculator(Calculator):
                 choice.echo = self.prompt_text(body)  # type: ignore[arg-type]
         if choice.finished:
             return
-        text, stopped = choice.stops.push(choice.detokenizer.push(delta.token_ids))
+        text, stopped = choice.stops.push(self.decode(choice, delta.token_ids))
         if choice.echo:
             text, choice.echo = choice.echo + text, ""
         finish = "stop" if stopped else delta.finish
@@ -77,11 +81,28 @@ class DetokenizerCalculator(Calculator):
             finish = "length" if finish == "length" else "stop"
         logprobs = None
         if delta.logprobs is not None:
-            logprobs = tuple(TokenLogprob(raw.decode(errors="replace"), logprob, raw) for raw, logprob in zip(
-                map(self.tokenizer.token_bytes, delta.token_ids), delta.logprobs, strict=True))
+            logprobs = tuple(map(self.token_logprob, (*(delta.prompt_logprobs or ()), *delta.logprobs)))
         if text or finish is not None or logprobs:
             ctx.send(self.TEXT, TextDelta(text, finish, delta.prompt_tokens, delta.completion_tokens, delta.index,
                                           logprobs))
+
+    def decode(self, choice: _ChoiceText, token_ids: tuple[int, ...]) -> str:
+        """The text of new tokens, with the parsers' special-token markers written out where they are."""
+        if not self.markers or self.markers.keys().isdisjoint(token_ids):
+            return choice.detokenizer.push(token_ids)
+        text, start = "", 0
+        for index, token in enumerate(token_ids):
+            if token in self.markers:
+                text += choice.detokenizer.push(token_ids[start:index + 1]) + self.markers[token]
+                start = index + 1
+        return text + choice.detokenizer.push(token_ids[start:])
+
+    def token_logprob(self, score: TokenScore) -> TokenLogprob:
+        """A scored token id as the answer shows it, with its alternatives."""
+        raw = self.tokenizer.token_bytes(score.token_id)
+        top = tuple(TokenLogprob(alternative.decode(errors="replace"), logprob, alternative)
+                    for alternative, logprob in ((self.tokenizer.token_bytes(i), lp) for i, lp in score.top))
+        return TokenLogprob(raw.decode(errors="replace"), score.logprob, raw, top)
 
     def prompt_text(self, body: CompletionRequest) -> str:
         """The prompt as the client sent it (token ids decoded)."""

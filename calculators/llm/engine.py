@@ -11,13 +11,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.llm.reasoning import CLOSE as THINK_CLOSE
+from ovserve.calculators.llm.reasoning import OPEN as THINK_OPEN
 from ovserve.calculators.llm.reasoning import THINK_PARSERS, choose_reasoning
 from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
+from ovserve.calculators.llm.tool_parsers import special_markers
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
 from ovserve.engine.client import EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.generation_config import generation_config_of, load_sampling_defaults
+from ovserve.engine.scorer import LogitScorer
 from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework.textproto import Message
@@ -34,7 +38,6 @@ class OVMSOptionsNotYetSupported(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     cache_interval_multiplier: int | None = None
-    best_of_limit: int = 20
     draft_models_path: str | None = None
     draft_device: str | None = None
     draft_max_num_batched_tokens: int | None = None
@@ -65,6 +68,7 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     enable_prefix_caching: bool = False
     dynamic_split_fuse: bool = True
     max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
+    best_of_limit: int = Field(20, ge=1, description="the most answers one request may have generated (n, best_of)")
     reasoning_parser: str | None = Field(
         None, description="how the model marks its reasoning: qwen3 (<think>...</think>), or none (default: "
                           "qwen3 when the chat template mentions <think>)")
@@ -101,6 +105,7 @@ class LLMEngine(Resource):
     TOKENIZER = SideOutput(TextTokenizer, doc="the model's tokenizer (chat template, encode, decode)")
     LIMITS = SideOutput(GenerationLimits, doc="context length, max_tokens_limit and default sampling")
     PARSERS = SideOutput(ModelParsers, doc="the model's tool-call format")
+    SCORER = SideOutput(LogitScorer, doc="token alternatives and prompt log-probabilities (loads on first use)")
 
     Options = LLMCalculatorOptions
     options_type = "mediapipe.LLMCalculatorOptions"
@@ -134,6 +139,8 @@ class LLMEngine(Resource):
             batch_invariant=options.batch_invariant,
         )
         self.engine = EngineClient(settings)
+        self.scorer = LogitScorer(model)
+        ctx.set(self.SCORER, self.scorer)
         tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
         try:
             await self.engine.start()
@@ -145,7 +152,9 @@ class LLMEngine(Resource):
         ctx.set(self.TOKENIZER, tokenizer)
         parsers = choose_tool_parser(options.tool_parser, tokenizer.chat_template)
         reasoning, unknown_reasoning = choose_reasoning(options.reasoning_parser, tokenizer.chat_template)
-        parsers = replace(parsers, reasoning_parser=reasoning)
+        markers = [*(TOOL_PARSERS[parsers.tool_parser].markers if parsers.tool_parser else ()),
+                   *((THINK_OPEN, THINK_CLOSE) if reasoning else ())]
+        parsers = replace(parsers, reasoning_parser=reasoning, marker_tokens=special_markers(tokenizer, markers))
         if unknown_reasoning:
             log.warning("node '%s': reasoning_parser '%s' is not implemented (ovserve has %s); the reasoning "
                         "stays in the content", ctx.node, unknown_reasoning, ", ".join(sorted(THINK_PARSERS)))
@@ -158,9 +167,10 @@ class LLMEngine(Resource):
             log.info("%s: tool calls in the %s format", model.display_name, parsers.tool_parser or "no")
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
-        ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling))
+        ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit))
 
     async def close(self) -> None:
+        self.scorer.close()
         await self.engine.stop()
 
     def is_ready(self) -> bool:

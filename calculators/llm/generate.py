@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.types import GenerationDelta, Prompt
 from ovserve.engine.client import EngineClient, EngineRequest, TokenDelta
+from ovserve.engine.scorer import TokenScore
 
 
 class LLMCalculator(Calculator):
@@ -33,16 +34,29 @@ class LLMCalculator(Calculator):
             for index in range(prompt.n):
                 await ctx.send(self.DELTAS, GenerationDelta((), "length", int(prompt.token_ids.size), 0, index))
             return
-        for index in range(prompt.n):
+        ranked = prompt.best_of > prompt.n
+        for index in range(max(prompt.n, prompt.best_of)):
             seed = params.seed + index if params.seed is not None and index else params.seed
-            self.requests.append(engine.submit(prompt.token_ids, replace(params, seed=seed)))
-        if prompt.n == 1:
+            self.requests.append(engine.submit(prompt.token_ids, replace(params, seed=seed, logprobs=params.logprobs
+                                                                                                   or ranked)))
+        if ranked:
+            await self._best(ctx, prompt.n, keep_logprobs=params.logprobs)
+        elif prompt.n == 1:
             completion_tokens = 0
             async for delta in self.requests[0]:
                 completion_tokens += len(delta.token_ids)
                 await self._send(ctx, delta, self.requests[0].prompt_tokens, completion_tokens, 0)
         else:
             await self._merge(ctx)
+
+    async def _best(self, ctx: CalculatorContext, n: int, *, keep_logprobs: bool) -> None:
+        """Run every request to its end, then send the ``n`` answers with the highest mean log-probability
+        per token (OpenAI's ``best_of``), best first, each as one delta."""
+        answers = await asyncio.gather(*(_collect(request) for request in self.requests))
+        ranked = sorted(answers, key=lambda answer: -answer.mean_logprob)[:n]
+        for index, answer in enumerate(ranked):
+            await self._send(ctx, replace(answer.delta, logprobs=answer.delta.logprobs if keep_logprobs else None),
+                             answer.prompt_tokens, len(answer.delta.token_ids), index)
 
     async def _merge(self, ctx: CalculatorContext) -> None:
         """Forward the deltas of several requests in the order they arrive, from this one task."""
@@ -76,9 +90,38 @@ class LLMCalculator(Calculator):
                     index: int) -> None:
         if delta.error is not None:
             raise delta.error
+        logprobs = None
+        if delta.logprobs is not None:
+            logprobs = tuple(map(TokenScore, delta.token_ids, delta.logprobs))
         await ctx.send(self.DELTAS, GenerationDelta(delta.token_ids, delta.finish, prompt_tokens, completion_tokens,
-                                                    index, delta.logprobs))
+                                                    index, logprobs))
 
     def close(self, ctx: CalculatorContext) -> None:
         for request in self.requests:
             request.abort()
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One request's whole answer, as one delta."""
+
+    delta: TokenDelta
+    prompt_tokens: int
+
+    @property
+    def mean_logprob(self) -> float:
+        logprobs = self.delta.logprobs or ()
+        return sum(logprobs) / len(logprobs) if logprobs else 0.0
+
+
+async def _collect(request: EngineRequest) -> _Answer:
+    token_ids: list[int] = []
+    logprobs: list[float] = []
+    finish = None
+    async for delta in request:
+        if delta.error is not None:
+            raise delta.error
+        token_ids.extend(delta.token_ids)
+        logprobs.extend(delta.logprobs or ())
+        finish = delta.finish
+    return _Answer(TokenDelta(tuple(token_ids), finish, None, tuple(logprobs)), request.prompt_tokens)

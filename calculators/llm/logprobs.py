@@ -4,22 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ovserve.calculators.llm.schema import ChatLogprobs, CompletionLogprobs, TokenLogprobEntry
+from ovserve.calculators.llm.schema import ChatLogprobs, CompletionLogprobs, TokenLogprobEntry, TopLogprob
 from ovserve.calculators.llm.types import TokenLogprob
 
 
 def chat_logprobs(tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
-    """``choices[i].logprobs`` of a chat answer or chunk (no alternatives: ``top_logprobs`` is 0)."""
-    return ChatLogprobs(content=[TokenLogprobEntry(token=t.token, logprob=t.logprob, bytes=list(t.bytes),
-                                                   top_logprobs=[]) for t in tokens])
+    """``choices[i].logprobs`` of a chat answer or chunk: each token with its ``top_logprobs`` best
+    alternatives (none when the request asked for 0)."""
+    return ChatLogprobs(content=[
+        TokenLogprobEntry(token=t.token, logprob=t.logprob or 0.0, bytes=list(t.bytes),
+                          top_logprobs=[TopLogprob(token=a.token, logprob=a.logprob or 0.0, bytes=list(a.bytes))
+                                        for a in t.top])
+        for t in tokens])
 
 
 def completion_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> CompletionLogprobs:
     """``choices[i].logprobs`` of a text completion or chunk; ``offset`` is where the first token's text
-    starts in the choice's text. ``top_logprobs`` holds the chosen token alone (``logprobs: 0``)."""
+    starts in the choice's text. Each token's ``top_logprobs`` holds its ``logprobs`` best alternatives and
+    the token itself, so up to ``logprobs + 1`` entries, as OpenAI documents; a prompt's first token
+    (``echo``) has ``null`` for both, as nothing predicts it."""
     offsets = []
     for token in tokens:
         offsets.append(offset)
         offset += len(token.token)
+    top: list[dict[str, float] | None] = []
+    for token in tokens:
+        if token.logprob is None:
+            top.append(None)
+            continue
+        best = {a.token: a.logprob for a in token.top}
+        best.setdefault(token.token, token.logprob)
+        top.append(best)  # type: ignore[arg-type]
     return CompletionLogprobs(tokens=[t.token for t in tokens], token_logprobs=[t.logprob for t in tokens],
-                              top_logprobs=[{t.token: t.logprob} for t in tokens], text_offset=offsets)
+                              top_logprobs=top, text_offset=offsets)

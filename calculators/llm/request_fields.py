@@ -40,6 +40,11 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
     cannot be used as given."""
     if isinstance(body, ChatCompletionRequest):
         check_tool_names(body.callable_tools())
+        if body.top_logprobs and not body.logprobs:
+            raise RequestError("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
+    elif body.best_of is not None and body.best_of < body.n:
+        raise RequestError(f"'best_of' ({body.best_of}) must not be below n ({body.n})", param="best_of",
+                           code="invalid_value")
     for param, active, reason in _unsupported(body):
         if active:
             raise refuse(param, reason)
@@ -58,18 +63,12 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
     if isinstance(body, CompletionRequest):
         return [
             *common,
-            ("logprobs", bool(body.logprobs), "above 0 is not supported yet: only the chosen token's log-probability "
-                                              "is available"),
-            ("echo", body.echo and body.logprobs is not None, "with logprobs is not supported yet: the prompt's "
-                                                              "log-probabilities are not available"),
-            ("best_of", (body.best_of or body.n) != body.n, "other than n is not supported yet (choosing the best "
-                                                            "of more answers needs their scores)"),
+            ("best_of", bool(body.best_of and body.best_of > body.n and body.stream),
+             "above n cannot be streamed: the best answers are known only once all are complete"),
             ("suffix", bool(body.suffix), "is not supported: this model has no fill-in-the-middle format"),
         ]
     return [
         *common,
-        ("top_logprobs", bool(body.top_logprobs), "above 0 is not supported yet: only the chosen token's "
-                                                  "log-probability is available"),
         ("response_format", body.response_format is not None and body.response_format.type != "text"
          and bool(body.callable_tools()), "cannot be combined with tools the answer may call"),
         ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),

@@ -164,6 +164,16 @@ class OpenAIRequestBase(_Request):
         """Whether the answer starts with the prompt (completions' ``echo``)."""
         return False
 
+    @property
+    def alternatives(self) -> int:
+        """How many of the most likely tokens the answer lists in each token's place."""
+        return 0
+
+    @property
+    def scores_prompt(self) -> bool:
+        """Whether the answer reports the prompt's log-probabilities (completions' ``echo`` with ``logprobs``)."""
+        return False
+
 
 class ChatCompletionRequest(OpenAIRequestBase):
     """``POST /v3/chat/completions``."""
@@ -198,6 +208,10 @@ class ChatCompletionRequest(OpenAIRequestBase):
     def wants_logprobs(self) -> bool:
         return bool(self.logprobs)
 
+    @property
+    def alternatives(self) -> int:
+        return (self.top_logprobs or 0) if self.logprobs else 0
+
     def callable_tools(self) -> list[Tool]:
         """The tools the answer may call (none with ``tool_choice: "none"``; the named one when one is named)."""
         return active_tools(self.tools, self.tool_choice)
@@ -219,6 +233,14 @@ class CompletionRequest(OpenAIRequestBase):
     @property
     def echoes_prompt(self) -> bool:
         return self.echo
+
+    @property
+    def alternatives(self) -> int:
+        return self.logprobs or 0
+
+    @property
+    def scores_prompt(self) -> bool:
+        return self.echo and self.logprobs is not None
 
     @field_validator("prompt")
     @classmethod

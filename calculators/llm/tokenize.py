@@ -9,7 +9,7 @@ import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
-from ovserve.calculators.llm.tools import Tool, template_message, template_tools, tool_call_schema
+from ovserve.calculators.llm.tools import Tool, family_calls, template_message, template_tools, tool_call_schema
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.tokenizer import TextTokenizer
@@ -28,19 +28,22 @@ def check_token_ids(tokenizer: TextTokenizer, token_ids: list[int], param: str) 
 def tool_call_settings(body: ChatCompletionRequest, tools: list[Tool], params: SamplingParams,
                        parsers: ModelParsers) -> SamplingParams:
     """The engine settings for an answer that may call ``tools``, in the model's format: the generic format
-    is held to its schema; a family's own format is free (its parser finds the calls), so only ``auto``
-    works there."""
+    is held to its schema; in a family's own format ``auto`` is free (its parser finds the calls), while
+    ``required`` and a named function hold the answer to calls in that format."""
     if parsers.tool_parser is None:
         why = (f"its tool_parser '{parsers.unsupported}' is not implemented" if parsers.unsupported else
                "its chat template renders tools in a format ovserve does not recognise (set tool_parser)")
         raise RequestError(f"this model cannot take tools: {why}", param="tools", code="unsupported_parameter")
     if parsers.tool_parser == "generic":
         return replace(params, json_schema=tool_call_schema(tools, body.tool_choice, body.parallel_tool_calls))
-    if body.tool_choice not in (None, "auto"):
-        raise RequestError(f"'tool_choice' {body.tool_choice!r} needs constrained decoding in the "
-                           f"{parsers.tool_parser} format, which is not implemented yet; use 'auto'",
-                           param="tool_choice", code="unsupported_parameter")
-    return params
+    if body.tool_choice in (None, "auto"):
+        return params
+    forced = family_calls(parsers.tool_parser, tools, body.parallel_tool_calls)
+    if forced is None:
+        raise RequestError(f"'tool_choice' {body.tool_choice!r} is not supported in the {parsers.tool_parser} "
+                           f"format (ovserve can force calls in the generic, hermes3, llama3 and phi4 formats); use "
+                           f"'auto'", param="tool_choice", code="unsupported_parameter")
+    return replace(params, tool_calls=forced)
 
 
 def template_variables(body: ChatCompletionRequest, parsers: ModelParsers) -> dict[str, Any] | None:
@@ -89,7 +92,12 @@ class TokenizerCalculator(Calculator):
             params.check()
         except ValueError as error:
             raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
-        ctx.send(self.PROMPT, Prompt(token_ids, params, body.n))
+        best_of = max(body.n, getattr(body, "best_of", None) or 1)
+        if best_of > limits.best_of_limit:
+            param = "best_of" if best_of > body.n else "n"
+            raise RequestError(f"'{param}' is {best_of}, above this server's limit of {limits.best_of_limit} answers "
+                               f"per request", param=param, code="invalid_value")
+        ctx.send(self.PROMPT, Prompt(token_ids, params, body.n, best_of))
 
     @staticmethod
     def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest,

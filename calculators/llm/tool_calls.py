@@ -61,7 +61,7 @@ class ToolCallSplitter:
         return content or "", calls
 
     def rest(self) -> str:
-        """Whatever is held, as text (an answer cut by max_tokens)."""
+        """Whatever is held, as text."""
         rest, self.pending, self.held = self.pending + (self.held or ""), "", None
         return rest
 
@@ -111,14 +111,13 @@ class ToolCallParserCalculator(Calculator):
         text = choice.splitter.push(delta.text)
         calls: tuple[ToolCall, ...] = ()
         finish = delta.finish_reason
-        if finish == "stop":
+        if finish is not None:
             rest, calls = choice.splitter.finish()
             if self.one_call:  # parallel_tool_calls: false (the generic format is held to one already)
                 calls = calls[:1]
             text += rest
-            finish = "tool_calls" if calls else finish
-        elif finish is not None:
-            text += choice.splitter.rest()
+            if finish == "stop" and calls:
+                finish = "tool_calls"  # cut by max_tokens, the complete calls go out with finish "length"
         if text or finish is not None or delta.reasoning:
             logprobs = tuple(choice.logprobs) if choice.logprobs else delta.logprobs
             choice.logprobs.clear()

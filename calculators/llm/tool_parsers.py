@@ -18,11 +18,12 @@ import ast
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ovserve.calculators.llm.types import ModelParsers, ToolCall
+from ovserve.engine.tokenizer import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,12 @@ _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 
 
 def parse_hermes(text: str) -> tuple[str | None, tuple[ToolCall, ...]]:
+    """Calls in ``<tool_call>`` tags; a last call that ``max_tokens`` cut off after complete ones is dropped."""
     bodies = _HERMES.findall(text)
+    complete = text.rstrip().endswith("</tool_call>")
+    trailing = text[text.rfind("</tool_call>") + len("</tool_call>"):].strip() if "</tool_call>" in text else ""
+    if len(bodies) > 1 and not complete and "<tool_call>" in trailing:
+        bodies.pop()  # the cut-off call
     try:
         calls = _calls_from_objects([json.loads(body) for body in bodies])
     except json.JSONDecodeError:
@@ -178,6 +184,16 @@ def detect(chat_template: str) -> str | None:
         if needle in chat_template:
             return name
     return None
+
+
+def special_markers(tokenizer: TextTokenizer, markers: Iterable[str]) -> tuple[tuple[int, str], ...]:
+    """Those of ``markers`` that are one special token of the model, which decoding drops: (id, text)."""
+    found = []
+    for marker in markers:
+        ids = tokenizer.encode(marker, add_special_tokens=False).tolist()
+        if len(ids) == 1 and not tokenizer.decode(ids):
+            found.append((int(ids[0]), marker))
+    return tuple(found)
 
 
 #: OVMS's names for the formats ovserve parses the same way.

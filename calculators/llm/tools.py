@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ovserve.calculators.llm.structured_output import check_schema
+from ovserve.engine.protocol import TaggedCalls
 from ovserve.errors import RequestError
 
 
@@ -90,11 +91,11 @@ def check_tool_names(tools: list[Tool]) -> None:
         raise RequestError(f"'tools' declares the function '{duplicate}' twice", param="tools", code="invalid_value")
 
 
-def tool_call_schema(tools: list[Tool], choice: ToolChoice | None, parallel: bool) -> str:
-    """The JSON Schema of an answer in the generic format, for constrained decoding. Each tool's parameters
-    are checked as a schema of their own (the error names the tool); then its definitions (``$defs``, as
-    nested pydantic models give) move to the top under the tool's index, so that its ``$ref``s still
-    resolve inside the combined schema."""
+def call_schemas(tools: list[Tool], arguments_key: str = "arguments") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One JSON Schema per tool for a call to it (``name`` and ``arguments_key``), and the definitions they
+    refer to. Each tool's parameters are checked as a schema of their own (the error names the tool); then
+    its definitions (``$defs``, as nested pydantic models give) move to the top under the tool's index, so
+    that its ``$ref``s still resolve inside a combined schema."""
     for index, tool in enumerate(tools):
         if tool.function.parameters is not None:
             check_schema(tool.function.parameters, f"tools[{index}].function.parameters")
@@ -102,13 +103,26 @@ def tool_call_schema(tools: list[Tool], choice: ToolChoice | None, parallel: boo
     calls = [{
         "type": "object",
         "properties": {"name": {"const": tool.function.name},
-                       "arguments": _hoisted(tool.function.parameters or {"type": "object"}, f"tool{i}_",
-                                             definitions)},
-        "required": ["name", "arguments"],
+                       arguments_key: _hoisted(tool.function.parameters or {"type": "object"}, f"tool{i}_",
+                                               definitions)},
+        "required": ["name", arguments_key],
         "additionalProperties": False,
     } for i, tool in enumerate(tools)]
-    call_list: dict[str, Any] = {"type": "array", "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
-                                 "minItems": 1}
+    return calls, definitions
+
+
+def _one_of(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+
+def _with_definitions(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
+    return json.dumps({**schema, "$defs": definitions} if definitions else schema)
+
+
+def tool_call_schema(tools: list[Tool], choice: ToolChoice | None, parallel: bool) -> str:
+    """The JSON Schema of an answer in the generic format, for constrained decoding."""
+    calls, definitions = call_schemas(tools)
+    call_list: dict[str, Any] = {"type": "array", "items": _one_of(calls), "minItems": 1}
     if not parallel:
         call_list["maxItems"] = 1
     with_calls = {"type": "object", "properties": {"tool_calls": call_list}, "required": ["tool_calls"],
@@ -118,9 +132,27 @@ def tool_call_schema(tools: list[Tool], choice: ToolChoice | None, parallel: boo
         content = {"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"],
                    "additionalProperties": False}
         schema = {"anyOf": [with_calls, content]}
-    if definitions:
-        schema = {**schema, "$defs": definitions}
-    return json.dumps(schema)
+    return _with_definitions(schema, definitions)
+
+
+def family_calls(parser: str, tools: list[Tool], parallel: bool) -> TaggedCalls | None:
+    """How to force calls to ``tools`` in the format of ``parser`` (``tool_choice`` ``required`` or a named
+    function), or ``None`` where ovserve cannot: Mistral's marker is a special token that constrained
+    decoding cannot write, and the pythonic format is not JSON."""
+    if parser == "hermes3":
+        calls, definitions = call_schemas(tools)
+        return TaggedCalls("<tool_call>\n", _with_definitions(_one_of(calls), definitions), "\n</tool_call>", "\n",
+                           several=parallel)
+    if parser == "llama3":
+        calls, definitions = call_schemas(tools, "parameters")
+        return TaggedCalls("", _with_definitions(_one_of(calls), definitions), "", "; ", several=parallel)
+    if parser == "phi4":
+        calls, definitions = call_schemas(tools)
+        call_list: dict[str, Any] = {"type": "array", "items": _one_of(calls), "minItems": 1}
+        if not parallel:
+            call_list["maxItems"] = 1
+        return TaggedCalls("functools", _with_definitions(call_list, definitions), "")
+    return None
 
 
 def _hoisted(parameters: dict[str, Any], prefix: str, definitions: dict[str, Any]) -> dict[str, Any]:

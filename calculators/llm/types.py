@@ -10,6 +10,7 @@ import numpy as np
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
+from ovserve.engine.scorer import TokenScore
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class Prompt:
     token_ids: np.ndarray
     params: SamplingParams
     n: int = 1
+    #: How many answers to generate, of which the ``n`` with the highest log-probability per token are
+    #: returned (completions' ``best_of``); no more than ``n`` are generated when it is not above ``n``.
+    best_of: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +55,12 @@ class GenerationDelta:
     completion_tokens: int
     #: Which choice (0 to n - 1) the tokens belong to.
     index: int = 0
-    #: Each token's log-probability, when the request asked for them.
-    logprobs: tuple[float, ...] | None = None
+    #: Each token's log-probability (with the best alternatives when the request asked for them), when the
+    #: request asked for log-probabilities.
+    logprobs: tuple[TokenScore, ...] | None = None
+    #: The prompt's tokens with their log-probabilities (``None`` for the first), on the choice's first delta
+    #: when the request asked for them (completions' ``echo`` with ``logprobs``).
+    prompt_logprobs: tuple[TokenScore, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +94,15 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class TokenLogprob:
-    """One generated token and its log-probability."""
+    """One token, its log-probability, and the most likely tokens in its place (best first)."""
 
     #: The token's text (its bytes as UTF-8; a token that is part of a character shows as U+FFFD).
     token: str
-    logprob: float
+    #: ``None`` for a prompt's first token, which nothing predicts.
+    logprob: float | None
     #: The token's bytes (several tokens may make one character).
     bytes: bytes
+    top: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,8 @@ class GenerationLimits:
     context_length: int
     max_tokens_limit: int | None = None
     sampling: SamplingDefaults = OPENAI_SAMPLING
+    #: The most answers one request may have generated (``n``, or completions' ``best_of``); OVMS's option.
+    best_of_limit: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +128,6 @@ class ModelParsers:
     unsupported: str | None = None
     #: How the model marks its reasoning (``qwen3``: ``<think>…</think>``), or ``None`` when it does not think.
     reasoning_parser: str | None = None
+    #: Markers the parsers look for that are special tokens of the model's vocabulary, which decoding drops
+    #: (Mistral's ``[TOOL_CALLS]``): (token id, its text), for the detokenizer to put back.
+    marker_tokens: tuple[tuple[int, str], ...] = ()

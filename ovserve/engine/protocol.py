@@ -31,6 +31,27 @@ FINISH_ABORT: Literal["abort"] = "abort"
 
 
 @dataclass(frozen=True, slots=True)
+class TaggedCalls:
+    """An answer held to tool calls in a model family's own format by constrained decoding: at least one
+    call, each ``begin`` + JSON valid for ``schema`` + ``end``, ``separator`` between calls, and only one
+    unless ``several``."""
+
+    begin: str
+    schema: str
+    end: str
+    separator: str = ""
+    several: bool = False
+
+    def grammar(self) -> Any:
+        import openvino_genai
+
+        config = openvino_genai.StructuredOutputConfig
+        tag = config.Tag(self.begin, config.JSONSchema(self.schema), self.end)
+        return config(compound_grammar=config.TagsWithSeparator([tag], self.separator, at_least_one=True,
+                                                                stop_after_first=not self.several))
+
+
+@dataclass(frozen=True, slots=True)
 class SamplingParams:
     """Generation settings of one request, in engine terms."""
 
@@ -51,6 +72,8 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     #: A JSON Schema (as text) the output must follow, enforced by constrained decoding.
     json_schema: str | None = None
+    #: Tool calls in a model family's format the output must be, enforced by constrained decoding.
+    tool_calls: TaggedCalls | None = None
     #: Report each generated token's log-probability.
     logprobs: bool = False
 
@@ -91,6 +114,8 @@ class SamplingParams:
             config.logprobs = 1  # 0 gives 0.0 for every token
         if self.json_schema is not None:
             config.structured_output_config = openvino_genai.StructuredOutputConfig(json_schema=self.json_schema)
+        elif self.tool_calls is not None:
+            config.structured_output_config = self.tool_calls.grammar()
         if self.seed is not None:
             config.rng_seed = self.seed % (1 << 64)  # OpenAI seeds are any integer; the engine's are unsigned
         if self.stop:

@@ -102,3 +102,15 @@ async def test_seeded_sampling_is_the_same_alone_and_batched(client):
     alone = await one_at_a_time(client, QUESTIONS[:8], **fields)
     together = await asyncio.gather(*(stream_one(client, q, **fields) for q in QUESTIONS[:8]))
     assert texts(together) == texts(alone)
+
+
+async def test_best_of_returns_the_candidates_with_the_best_mean_logprob(client):
+    """best_of answers are the n of its candidates (seeds seed, seed + 1, ...) with the highest log-probability
+    per token; n alone returns all of them, so the two can be compared exactly in this mode."""
+    fields = {"model": MODEL_NAME, "prompt": "Once upon a time", "max_tokens": 10, "temperature": 1.0, "seed": 3}
+    candidates = await client.completions.create(n=4, logprobs=0, **fields)
+    mean = {c.text: sum(c.logprobs.token_logprobs) / len(c.logprobs.token_logprobs) for c in candidates.choices}
+    assert len(mean) > 2  # sampled apart
+    best = await client.completions.create(n=2, extra_body={"best_of": 4}, **fields)
+    assert [c.text for c in best.choices] == sorted(mean, key=mean.__getitem__, reverse=True)[:2]
+    assert [c.index for c in best.choices] == [0, 1] and best.choices[0].logprobs is None

@@ -1,5 +1,6 @@
 """n choices on the real model: unary and streamed, chat and completions; usage counts every choice."""
 
+import openai
 import pytest
 
 from tests.conftest import MODEL_NAME
@@ -37,3 +38,18 @@ def test_n_in_one_unary_answer_for_chat_and_completions(server):
     completion = client.completions.create(model=MODEL_NAME, prompt="Once upon a time", n=2, best_of=2,
                                            temperature=0.9, seed=3, max_tokens=6, extra_body={"ignore_eos": True})
     assert [c.index for c in completion.choices] == [0, 1] and completion.usage.completion_tokens == 12
+
+
+def test_best_of_returns_n_answers_best_first_and_cannot_stream(server):
+    client = server.openai()
+    fields = {"model": MODEL_NAME, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 1.0, "seed": 9}
+    answer = client.completions.create(n=2, best_of=5, logprobs=0, **fields)
+    assert [c.index for c in answer.choices] == [0, 1]
+    means = [sum(c.logprobs.token_logprobs) / len(c.logprobs.token_logprobs) for c in answer.choices]
+    assert means[0] >= means[1]
+    assert answer.usage.completion_tokens == sum(len(c.logprobs.tokens) for c in answer.choices)
+    for fields_, param in (({"best_of": 3, "stream": True}, "best_of"), ({"best_of": 1, "n": 2}, "best_of"),
+                           ({"best_of": 21}, "best_of"), ({"n": 21}, "n")):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.completions.create(**{**fields, **fields_})
+        assert caught.value.body["param"] == param

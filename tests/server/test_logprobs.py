@@ -1,5 +1,7 @@
-"""Log-probabilities of the chosen tokens on the real model, chat and completions, unary and streamed."""
+"""Log-probabilities on the real model, chat and completions, unary and streamed: the chosen tokens' (from the
+engine) and their best alternatives (from the scoring pass)."""
 
+import openai
 import pytest
 
 from tests.conftest import MODEL_NAME
@@ -48,3 +50,65 @@ def test_without_logprobs_there_are_none(server):
     response = server.openai().chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=0,
                                                        max_tokens=4)
     assert response.choices[0].logprobs is None
+
+
+def test_top_logprobs_are_sorted_hold_the_greedy_token_and_join_to_the_text(server):
+    response = server.openai().chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=0,
+                                                       max_tokens=12, logprobs=True, top_logprobs=5)
+    choice = response.choices[0]
+    entries = choice.logprobs.content
+    assert "".join(e.token for e in entries) == choice.message.content
+    for entry in entries:
+        alternatives = [a.logprob for a in entry.top_logprobs]
+        assert len(alternatives) == 5 and alternatives == sorted(alternatives, reverse=True)
+        assert all(lp <= 0 for lp in alternatives)
+        assert all(bytes(a.bytes).decode(errors="replace") == a.token for a in entry.top_logprobs)
+        # greedy: the chosen token is among the best, with the same number (one computation gives both)
+        (same,) = [a for a in entry.top_logprobs if a.token == entry.token]
+        assert same.logprob == entry.logprob
+        assert entry.logprob >= alternatives[-1]
+
+
+def test_top_logprobs_agree_with_the_engine_s_chosen_token_logprobs(server):
+    client = server.openai()
+    engine = client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=0, max_tokens=12,
+                                            logprobs=True).choices[0].logprobs.content
+    scored = client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=0, max_tokens=12,
+                                            logprobs=True, top_logprobs=1).choices[0].logprobs.content
+    assert [e.token for e in scored] == [e.token for e in engine]
+    # a second computation of the same model: equal up to rounding (the engine may compute in bf16)
+    assert [e.logprob for e in scored] == pytest.approx([e.logprob for e in engine], abs=0.25)
+
+
+def test_streamed_top_logprobs_and_n_choices_are_the_unary_ones(server):
+    client = server.openai()
+    unary = client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=0, max_tokens=10,
+                                           logprobs=True, top_logprobs=3).choices[0].logprobs.content
+    chunks = client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=0, max_tokens=10,
+                                            logprobs=True, top_logprobs=3, n=2, stream=True)
+    streamed: dict[int, list] = {0: [], 1: []}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            streamed[choice.index].extend(choice.logprobs.content if choice.logprobs else [])
+    for entries in streamed.values():
+        assert [e.token for e in entries] == [e.token for e in unary]
+        assert [[a.token for a in e.top_logprobs] for e in entries] == [[a.token for a in e.top_logprobs]
+                                                                        for e in unary]
+        assert [e.logprob for e in entries] == pytest.approx([e.logprob for e in unary], abs=1e-4)
+
+
+def test_completion_logprobs_n_lists_the_n_best_around_each_token(server):
+    response = server.openai().completions.create(model=MODEL_NAME, prompt="The capital of France is",
+                                                  temperature=0, max_tokens=6, logprobs=3,
+                                                  extra_body={"ignore_eos": True})
+    logprobs = response.choices[0].logprobs
+    assert "".join(logprobs.tokens) == response.choices[0].text
+    for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs, strict=True):
+        assert len(top) == 3 and top[token] == logprob  # greedy: the chosen token is one of the 3 best
+        assert logprob == max(top.values()) or max(top.values()) - logprob < 0.25
+
+
+def test_top_logprobs_need_logprobs_true(server):
+    with pytest.raises(openai.BadRequestError) as caught:
+        server.openai().chat.completions.create(model=MODEL_NAME, messages=QUESTION, max_tokens=2, top_logprobs=2)
+    assert caught.value.body["param"] == "top_logprobs"

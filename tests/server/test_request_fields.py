@@ -84,7 +84,7 @@ def test_include_stop_str_in_output_keeps_the_stop_string(client):
     ("fields", "param"),
     [
         ({"functions": [{"name": "get_weather", "parameters": {"type": "object"}}]}, "functions"),
-        ({"logprobs": True, "top_logprobs": 2}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
         ({"logit_bias": {"1": 5}}, "logit_bias"),
         ({"reasoning_effort": "low"}, "reasoning_effort"),
     ],

@@ -80,14 +80,16 @@ class FakeRequest:
 class FakeEngine:
     """Answers every request with the given deltas; ``hold`` keeps the request open afterwards."""
 
-    def __init__(self, deltas: list[TokenDelta], hold: bool = False) -> None:
+    def __init__(self, deltas: list[TokenDelta], hold: bool = False,
+                 by_seed: dict[int, list[TokenDelta]] | None = None) -> None:
         self.deltas = deltas
+        self.by_seed = by_seed or {}
         self.hold = hold
         self.submitted: list[tuple[np.ndarray, SamplingParams]] = []
         self.requests: list[FakeRequest] = []
 
     def submit(self, token_ids, params: SamplingParams) -> FakeRequest:
         self.submitted.append((np.asarray(token_ids), params))
-        request = FakeRequest(self.deltas, len(token_ids), self.hold)
+        request = FakeRequest(self.by_seed.get(params.seed, self.deltas), len(token_ids), self.hold)
         self.requests.append(request)
         return request

@@ -1,9 +1,13 @@
 """Detokenize: text deltas never split a character and never show any part of a stop string."""
 
+import numpy as np
+
 from ovserve.calculators.llm.detokenize import DetokenizerCalculator, StopStringFilter
-from ovserve.calculators.llm.types import GenerationDelta
+from ovserve.calculators.llm.tool_parsers import special_markers
+from ovserve.calculators.llm.types import GenerationDelta, ModelParsers
+from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.testing import run_calculator
-from tests.calculators.llm.fakes import chat_request, fake_tokenizer
+from tests.calculators.llm.fakes import FakeOVTokenizer, chat_request, fake_tokenizer
 
 
 def test_stop_filter_holds_back_a_possible_stop_and_cuts_a_real_one():
@@ -75,3 +79,32 @@ async def test_echo_puts_the_prompt_in_front_of_the_text():
     assert "".join(t.text for t in text) == "Q: A"
     text = await detokenize(completion_request(prompt=[72, 105], echo=True), deltas(b"!", finish="length"))
     assert "".join(t.text for t in text) == "Hi!"
+
+
+class MistralLikeTokenizer(FakeOVTokenizer):
+    """Byte-level, with id 1 the special token ``[TOOL_CALLS]``, which decoding drops."""
+
+    def encode(self, text, add_special_tokens=True):
+        if text == "[TOOL_CALLS]":
+            class Encoded:
+                class input_ids:
+                    data = np.array([[1]], dtype=np.int64)
+
+            return Encoded
+        return super().encode(text, add_special_tokens)
+
+    def decode(self, ids, skip_special_tokens=True):
+        return super().decode([i for i in ids if i != 1 or not skip_special_tokens], skip_special_tokens)
+
+
+async def test_a_special_token_the_tool_parser_needs_is_written_out_where_it_is():
+    tokenizer = TextTokenizer(MistralLikeTokenizer())
+    markers = special_markers(tokenizer, ["[TOOL_CALLS]", "{"])
+    assert markers == ((1, "[TOOL_CALLS]"),)  # "{" is ordinary text, which decoding keeps
+    inputs = {"DELTAS": deltas(b"ok ", (1, *b"[{"), b'"name"}]'), "REQUEST": [chat_request()]}
+    side = {"TOKENIZER": tokenizer, "PARSERS": ModelParsers("mistral", marker_tokens=markers)}
+    texts = (await run_calculator(DetokenizerCalculator, inputs, side_packets=side))["TEXT"]
+    assert "".join(t.text for t in texts) == 'ok [TOOL_CALLS][{"name"}]'
+    inputs = {"DELTAS": deltas(b"ok ", (1, *b"[{")), "REQUEST": [chat_request()]}
+    plain = (await run_calculator(DetokenizerCalculator, inputs, side_packets={"TOKENIZER": tokenizer}))["TEXT"]
+    assert "".join(t.text for t in plain) == "ok [{"  # without the parsers' markers it is dropped

@@ -61,3 +61,17 @@ async def test_zero_new_tokens_ends_every_choice_without_the_engine():
     assert [(d.index, d.token_ids, d.finish, d.completion_tokens) for d in deltas] == [
         (0, (), "length", 0), (1, (), "length", 0)]
     assert engine.submitted == []
+
+
+async def test_best_of_runs_every_candidate_and_sends_the_n_best_per_token_first():
+    def answer(token, *logprobs):
+        return [TokenDelta((token,), None, logprobs=logprobs[:1]),
+                TokenDelta((token,) * (len(logprobs) - 1), "stop", logprobs=logprobs[1:])]
+
+    engine = FakeEngine([], by_seed={1: answer(10, -3.0), 2: answer(20, -0.1, -0.9), 3: answer(30, -2.0, -2.0, -1.0)})
+    prompt = Prompt(np.array([1, 2]), SamplingParams(max_new_tokens=10, seed=1), n=2, best_of=3)
+    deltas = (await run_calculator(LLMCalculator, {"PROMPT": [prompt]}, side_packets={"ENGINE": engine}))["DELTAS"]
+    assert all(params.logprobs for _, params in engine.submitted)  # asked of the engine to rank the answers
+    assert [(d.index, d.token_ids, d.completion_tokens, d.finish) for d in deltas] == [
+        (0, (20, 20), 2, "stop"), (1, (30, 30, 30), 3, "stop")]  # means -0.5 and -1.67; -3.0 left out
+    assert [d.logprobs for d in deltas] == [None, None]  # the request did not ask for them

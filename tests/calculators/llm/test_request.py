@@ -62,17 +62,13 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
 @pytest.mark.parametrize(
     ("uri", "fields", "param"),
     [
-        ("/v3/chat/completions", {"logprobs": True, "top_logprobs": 3}, "top_logprobs"),
         ("/v3/chat/completions", {"logit_bias": {"50256": -100}}, "logit_bias"),
         ("/v3/chat/completions", {"store": True}, "store"),
         ("/v3/chat/completions", {"metadata": {"k": "v"}}, "metadata"),
         ("/v3/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
         ("/v3/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
         ("/v3/chat/completions", {"skip_special_tokens": False}, "skip_special_tokens"),
-        ("/v3/completions", {"echo": True, "logprobs": 0}, "echo"),
-        ("/v3/completions", {"logprobs": 2}, "logprobs"),
-        ("/v3/completions", {"best_of": 3, "n": 2}, "best_of"),
-        ("/v3/completions", {"best_of": 1, "n": 2}, "best_of"),
+        ("/v3/completions", {"best_of": 3, "n": 2, "stream": True}, "best_of"),
         ("/v3/chat/completions", {"guided_json": {"type": "object"}}, "guided_json"),
         ("/v3/chat/completions", {"add_generation_prompt": False}, "add_generation_prompt"),
         ("/v3/chat/completions", {"echo": True}, "echo"),
@@ -92,6 +88,13 @@ async def test_fields_that_would_change_the_answer_and_are_not_supported_are_ref
 async def test_the_neutral_values_of_those_fields_are_accepted(fields):
     (request,) = await deserialize("/v3/chat/completions", {**CHAT, **fields})
     assert request.kind == "chat"
+
+
+async def test_top_logprobs_without_logprobs_is_invalid():
+    error = await refused("/v3/chat/completions", {**CHAT, "top_logprobs": 3})
+    assert (error.param, error.code) == ("top_logprobs", "invalid_value")
+    (request,) = await deserialize("/v3/chat/completions", {**CHAT, "top_logprobs": 3, "logprobs": True})
+    assert request.body.alternatives == 3
 
 
 async def test_a_logit_bias_out_of_range_is_invalid_not_unsupported():

@@ -1,5 +1,7 @@
 """Tokenize: chat template or raw prompt, then the request's own conversion to engine settings."""
 
+import json
+
 import pytest
 
 from ovserve.calculators.llm.tokenize import TokenizerCalculator
@@ -133,11 +135,25 @@ async def test_tools_in_the_generic_format_hold_the_answer_to_a_schema_and_a_fam
     assert (await tokenize_with(chat_request(tools=[loose]), ModelParsers("hermes3"))).params.json_schema is None
 
 
+@pytest.mark.parametrize(("parser", "begin", "key", "separator"), [
+    ("hermes3", "<tool_call>\n", "arguments", "\n"), ("llama3", "", "parameters", "; "), ("phi4", "functools", "arguments", "")])
+async def test_a_required_call_in_a_family_format_is_held_to_that_format(parser, begin, key, separator):
+    prompt = await tokenize_with(chat_request(tools=[WEATHER], tool_choice="required", parallel_tool_calls=False),
+                                 ModelParsers(parser))
+    forced = prompt.params.tool_calls
+    assert prompt.params.json_schema is None and forced is not None
+    assert (forced.begin, forced.separator, forced.several) == (begin, separator, False)
+    assert key in json.loads(forced.schema).get("items", json.loads(forced.schema))["properties"]
+    prompt.params.check()  # the engine takes the grammar
+
+
 @pytest.mark.parametrize(
     ("request_", "parsers", "param", "words"),
     [
-        (chat_request(tools=[WEATHER], tool_choice="required"), ModelParsers("hermes3"), "tool_choice",
-         "constrained decoding in the hermes3 format"),
+        (chat_request(tools=[WEATHER], tool_choice="required"), ModelParsers("mistral"), "tool_choice",
+         "not supported in the mistral format"),
+        (chat_request(tools=[WEATHER], tool_choice="required"), ModelParsers("pythonic"), "tool_choice",
+         "not supported in the pythonic format"),
         (chat_request(tools=[WEATHER]), ModelParsers(None), "tools", "does not recognise"),
         (chat_request(tools=[{"type": "function", "function": {"name": "f", "parameters": {
             "type": "object", "minProperties": 1}}}]), ModelParsers("generic"), "tools[0].function.parameters",

@@ -101,3 +101,11 @@ async def test_parallel_tool_calls_false_keeps_the_first_call():
                                {"REQUEST": [chat_request(tools=[WEATHER], parallel_tool_calls=False)], "TEXT": texts},
                                side_packets={"PARSERS": ModelParsers("hermes3")})
     assert calls_of(out["PARSED"][-1].tool_calls) == [PARIS]
+
+
+def test_a_hermes_call_cut_off_by_max_tokens_after_complete_ones_is_dropped():
+    call = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
+    content, calls = PARSERS["hermes3"].parse(call * 2 + '<tool_call>\n{"name": "f", "argu')
+    assert content is None and [(c.name, c.arguments) for c in calls] == [("f", '{"a": 1}')] * 2
+    alone = '<tool_call>\n{"name": "f", "argu'
+    assert PARSERS["hermes3"].parse(alone) == (alone, ())  # nothing complete: it stays text

@@ -1,0 +1,67 @@
+"""Score: the best alternatives to each token (``top_logprobs``) and the prompt's log-probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, Prompt
+from ovserve.engine.scorer import LogitScorer, ScorerUnavailable, ScoringSession
+from ovserve.errors import RequestError
+
+
+class TokenScorerCalculator(Calculator):
+    """Adds to the engine's tokens what the engine does not give, for the requests that ask for it.
+
+    For chat's ``top_logprobs`` above 0, completions' ``logprobs`` above 0, and completions' ``echo``
+    with ``logprobs``, each choice's tokens go through :class:`~ovserve.engine.scorer.LogitScorer` as
+    they arrive; the tokens' log-probabilities are then the scorer's, so that they agree with their
+    alternatives. Every other request's deltas pass through untouched, and cost the scorer nothing.
+    """
+
+    DELTAS = Input(GenerationDelta)
+    PROMPT = Input(Prompt, doc="the prompt's token ids, which the scorer feeds first")
+    REQUEST = Input(LLMRequest, doc="how many alternatives; whether the prompt is scored")
+    SCORER = SideInput(LogitScorer)
+    SCORED = Output(GenerationDelta)
+
+    def open(self, ctx: CalculatorContext) -> None:
+        self.scorer: LogitScorer = ctx.side["SCORER"]
+        self.request: LLMRequest | None = None
+        self.prompt: Prompt | None = None
+        self.sessions: dict[int, ScoringSession] = {}
+
+    async def process(self, ctx: CalculatorContext) -> None:
+        self.request = ctx.value(self.REQUEST) or self.request
+        self.prompt = ctx.value(self.PROMPT) or self.prompt
+        delta: GenerationDelta | None = ctx.value(self.DELTAS)
+        if delta is None:
+            return
+        body = self.request.body if self.request is not None else None
+        if body is None or not (body.alternatives or body.scores_prompt):
+            await ctx.send(self.SCORED, delta)
+            return
+        top, last = body.alternatives, delta.finish is not None
+        session = self.sessions.get(delta.index)
+        prompt_logprobs = None
+        if session is None:
+            session = self.sessions[delta.index] = await self._session(body.alternatives)
+            assert self.prompt is not None, "the prompt comes before its tokens"
+            scored = await session.prompt(self.prompt.token_ids.tolist(), top=top, all_positions=body.scores_prompt)
+            prompt_logprobs = tuple(scored) if body.scores_prompt else None
+        logprobs = tuple(await session.tokens(delta.token_ids, top=top, last=last))
+        if last:
+            self.sessions.pop(delta.index).close()
+        await ctx.send(self.SCORED, replace(delta, logprobs=logprobs, prompt_logprobs=prompt_logprobs))
+
+    async def _session(self, top: int) -> ScoringSession:
+        try:
+            return await self.scorer.session()
+        except ScorerUnavailable as error:
+            param = "top_logprobs" if self.request is not None and self.request.kind == "chat" else "logprobs"
+            raise RequestError(f"'{param}' {'above 0 ' if top else 'with echo '}cannot be served for this model: "
+                               f"{error}", param=param, code="unsupported_parameter") from None
+
+    def close(self, ctx: CalculatorContext) -> None:
+        for session in self.sessions.values():
+            session.close()

@@ -1,0 +1,54 @@
+"""The logit scorer: log-softmax and alternatives, and the real model scored incrementally as it is whole."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from ovserve.engine.scorer import LogitScorer, score_row
+from ovserve.engine.settings import find_model_files
+
+
+def test_a_row_s_log_probabilities_sum_to_one_and_the_best_come_first():
+    logits = np.array([1.0, 3.0, -2.0, 3.5, 0.0], dtype=np.float32)
+    score = score_row(logits, token_id=1, top=3)
+    expected = logits - np.log(np.exp(logits.astype(np.float64)).sum())
+    assert score.logprob == pytest.approx(expected[1])
+    assert [token for token, _ in score.top] == [3, 1, 0]
+    assert [lp for _, lp in score.top] == pytest.approx(expected[[3, 1, 0]])
+    assert score_row(logits, 2, top=0).top == ()
+
+
+def test_huge_logits_do_not_overflow():
+    score = score_row(np.array([1e4, 1e4 - 1, -1e4], dtype=np.float32), token_id=0, top=2)
+    assert score.logprob == pytest.approx(-np.log1p(np.exp(-1.0)), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_tokens_scored_as_they_come_score_as_the_whole_sequence_does(default_model):
+    """Teacher forcing with the model's state kept between calls gives the numbers of one pass over it all."""
+    scorer = LogitScorer(find_model_files(default_model), sessions=2)
+    prompt, answer = [1, 504, 3575, 282, 4649, 314], [7042, 30, 2, 504, 3575]
+
+    async def score():
+        whole, parts = await scorer.session(), await scorer.session()
+        at_once = await whole.prompt(prompt + answer, top=3, all_positions=True)
+        assert await parts.prompt(prompt, top=3, all_positions=False) == []
+        pieces = [*await parts.tokens(answer[:1], top=3), *await parts.tokens(answer[1:4], top=3),
+                  *await parts.tokens(answer[4:], top=3, last=True)]
+        whole.close()
+        parts.close()
+        return at_once, pieces
+
+    try:
+        at_once, pieces = asyncio.run(score())
+    finally:
+        scorer.close()
+    assert at_once[0].token_id == 1 and at_once[0].logprob is None  # nothing predicts the first token
+    assert [s.token_id for s in at_once] == prompt + answer
+    tail = at_once[len(prompt):]
+    assert [s.token_id for s in pieces] == answer
+    assert [s.logprob for s in pieces] == pytest.approx([s.logprob for s in tail], abs=1e-3)
+    assert [[t for t, _ in s.top] for s in pieces] == [[t for t, _ in s.top] for s in tail]
+    for s in tail:  # a token among the alternatives has the same number there
+        assert s.logprob <= 0 and dict(s.top).get(s.token_id, s.logprob) == s.logprob
