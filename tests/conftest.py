@@ -32,14 +32,15 @@ def free_port() -> int:
 class ServerProcess:
     """``ovserve serve`` in a subprocess, on a free loopback port, its output kept for failures."""
 
-    def __init__(self, args: list[str], log_path: Path, cwd: Path | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, args: list[str], log_path: Path, cwd: Path | None = None, port: int | None = None,
+                 new_session: bool = False) -> None:
+        self.port = port or free_port()
         self.log_path = log_path
         self.lines: list[str] = []
         self._ready = threading.Event()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ovserve.cli", "serve", *args, "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd or REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd or REPO, start_new_session=new_session,
         )
         threading.Thread(target=self._read, daemon=True).start()
 

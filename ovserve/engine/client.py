@@ -293,5 +293,7 @@ class EngineClient:
                 return
             except EngineError as error:
                 log.error("engine restart failed: %s; trying again in %.0f s", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            except Exception:  # never let the restart loop end silently
+                log.exception("engine restart failed unexpectedly; trying again in %.0f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

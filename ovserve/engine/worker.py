@@ -10,8 +10,10 @@ FD is its end of a socket pair; the first message on it is ``("settings", Engine
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
+import signal
 import socket
 import sys
 import time
@@ -269,7 +271,25 @@ def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
     loop.run()
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Exit when the server process dies, even in the middle of a step: Linux sends SIGKILL then
+    (``PR_SET_PDEATHSIG``). A terminal's Ctrl-C, which reaches the whole process group, is left to the
+    server: it stops this process in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the socket closing still ends the loop between steps
+        return
+    if os.getppid() != parent:  # the parent died before the signal was set up
+        os._exit(1)
+
+
 def main() -> None:
+    _die_with_parent()
     sock = socket.socket(fileno=int(sys.argv[1]))
     sock.setblocking(True)
     engine_main(sock, _read_settings(sock))

@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
+from ovserve.server.guard import GuardSettings, RequestGuard, check_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.responses import GraphResponse, RequestRecorder, error_response
@@ -24,16 +27,34 @@ from ovserve.server.schema import ModelCard, ModelList
 from ovserve.server.servables import Servable, Servables
 
 API_PREFIXES = ("/v3", "/v1")
+log = logging.getLogger("ovserve.server")
 _request_ids = itertools.count(1)
 
 
 class OpenAIRoutes:
     """The endpoints, bound to the served models."""
 
-    def __init__(self, servables: Servables) -> None:
+    def __init__(self, servables: Servables, max_concurrent: int | None = None) -> None:
         self.servables = servables
         self.metrics = ServerMetrics(servables)
         self.recorder = RequestRecorder(self.metrics)
+        #: Completion requests served at once, above which new ones get 429 (None: no limit).
+        self.max_concurrent = max_concurrent
+        self.in_flight = 0
+        #: Whether the server is shutting down (set by ``ovserve serve``): readiness and new requests get 503.
+        self.draining: Callable[[], bool] = lambda: False
+
+    def _admit(self) -> None:
+        if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+            self.metrics.rejected.inc()
+            raise RequestError(f"this server is at its limit of {self.max_concurrent} concurrent requests "
+                               f"(--max-concurrent-requests); retry shortly", status=429, code="too_many_requests")
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self.metrics.in_flight.set(self.in_flight)
 
     def _servable(self, name: object) -> Servable:
         servable = self.servables.get(name) if isinstance(name, str) else None
@@ -49,7 +70,7 @@ class OpenAIRoutes:
     async def completions(self, request: Request) -> Response | GraphResponse:
         """``POST /v3/chat/completions`` and ``POST /v3/completions``: run the model's graph."""
         started = time.perf_counter()
-        request_id = f"req-{next(_request_ids)}"
+        request_id = request_id_of(request)
         body = await request.body()
         model = "-"
         try:
@@ -57,19 +78,25 @@ class OpenAIRoutes:
                 data = json.loads(body)
             except (ValueError, UnicodeDecodeError) as error:
                 raise RequestError(f"the request body is not valid JSON: {error}", code="invalid_json") from None
+            except RecursionError:
+                raise RequestError("the request JSON nests too deeply", code="invalid_json") from None
             if not isinstance(data, dict):
                 raise RequestError("the request body must be a JSON object", code="invalid_json")
+            check_json_body(data)
             servable = self._servable(data.get("model"))
             model = servable.name  # only served names become metric labels
             if not servable.ready:
                 raise ModelNotReadyError(f"the model '{servable.name}' is not ready (its engine is restarting); "
                                          f"retry shortly")
+            if self.draining():
+                raise ModelNotReadyError("the server is shutting down; retry on another replica")
+            self._admit()
         except RequestError as error:
             self.recorder.record(request_id, model, error.status, started, {"error": error.message})
             return error_response(error)
         payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
-        return GraphResponse(servable.graph, payload, started, self.recorder)
+        return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release)
 
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=s.name, created=s.created) for s in self.servables]
@@ -90,13 +117,27 @@ class OpenAIRoutes:
         return Response(status_code=200)
 
     async def ready(self, request: Request) -> Response:
-        return Response(status_code=200 if self.servables.ready else 503)
+        return Response(status_code=200 if self.servables.ready and not self.draining() else 503)
 
     async def model_ready(self, request: Request) -> Response:
         servable = self.servables.get(request.path_params["model_id"])
         if servable is None:
             return Response(status_code=404)
         return Response(status_code=200 if servable.ready else 503)
+
+
+def request_id_of(request: Request) -> str:
+    """The id :class:`~ovserve.server.guard.RequestGuard` gave the request (a counter's without it)."""
+    return request.scope.get("state", {}).get("request_id") or f"req-{next(_request_ids)}"
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    """Any exception a route did not handle: logged with its traceback, answered as an OpenAI 500."""
+    request_id = request_id_of(request)
+    log.error("%s %s %s failed", request_id, request.method, request.url.path, exc_info=error)
+    failure = RequestError(f"internal error ({type(error).__name__}); request id {request_id}", status=500,
+                           code="internal_error")
+    return JSONResponse(failure.to_dict(), status_code=500, headers={"x-request-id": request_id})
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -108,9 +149,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return JSONResponse(RequestError(message, status=error.status_code).to_dict(), status_code=error.status_code)
 
 
-def build_app(servables: Servables) -> Starlette:
-    """The ASGI application serving ``servables``; its lifespan watches the event loop's lag."""
-    routes_of = OpenAIRoutes(servables)
+def build_app(servables: Servables, guard: GuardSettings | None = None,
+              max_concurrent_requests: int | None = None) -> Starlette:
+    """The ASGI application serving ``servables`` behind ``guard`` (request ids, API keys, body cap),
+    answering 429 above ``max_concurrent_requests`` completion requests at once; its lifespan watches the
+    event loop's lag."""
+    routes_of = OpenAIRoutes(servables, max_concurrent_requests)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -134,4 +178,8 @@ def build_app(servables: Servables) -> Starlette:
         Route("/v2/health/ready", routes_of.ready, methods=["GET"]),
         Route("/v2/models/{model_id:path}/ready", routes_of.model_ready, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(RequestGuard, settings=guard or GuardSettings())],
+                    exception_handlers={HTTPException: _http_error, Exception: _unexpected_error})
+    app.state.routes = routes_of
+    return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -54,6 +54,11 @@ class ServerMetrics:
         self.loop_lag = Histogram("ovserve_event_loop_lag_seconds",
                                   "How much later than asked the HTTP event loop woke a 5 ms timer",
                                   buckets=LAG_BUCKETS, registry=self.registry)
+        self.in_flight = Gauge("ovserve_requests_in_flight", "Completion requests being served now",
+                               registry=self.registry)
+        self.rejected = Counter("ovserve_requests_rejected",
+                                "Completion requests refused with 429: the server was at --max-concurrent-requests",
+                                registry=self.registry)
         self.registry.register(_ResourceGauges(servables))
 
     def observe(self, model: str, status: int, seconds: float, first_chunk: float | None,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -24,7 +25,9 @@ CLIENT_CLOSED = 499
 
 
 def error_response(error: RequestError) -> JSONResponse:
-    return JSONResponse(error.to_dict(), status_code=error.status)
+    """The OpenAI error body; refusals a client should retry (429, 503) say when, in ``Retry-After``."""
+    headers = {"retry-after": "1"} if error.status in (429, 503) else None
+    return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
 
 
 class RequestRecorder:
@@ -61,7 +64,8 @@ class GraphResponse:
     generation in the engine."""
 
     def __init__(self, graph: Graph, payload: HttpRequestPayload, started: float,
-                 recorder: RequestRecorder) -> None:
+                 recorder: RequestRecorder, on_done: Callable[[], None] | None = None) -> None:
+        self.on_done = on_done
         self.graph = graph
         self.payload = payload
         self.started = started
@@ -94,6 +98,8 @@ class GraphResponse:
             await run.aclose()
             self.recorder.record(self.payload.request_id, self.payload.model, self.status, self.started,
                                  self.facts, self.first_chunk)
+            if self.on_done is not None:
+                self.on_done()
 
     async def _stream(self, send: Send, run: Any, first: HttpResponsePayload) -> None:
         self.status = first.status

@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,14 @@ from ovserve.framework.registry import build_registry
 from ovserve.graphs import graph_path
 from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
 from ovserve.server.app import build_app
+from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.ovms_config import load_ovms_config
 from ovserve.server.servables import Servables, ServableSpec
 
 log = logging.getLogger("ovserve.server")
+
+#: Default admission limit per model: this many requests per sequence its engine batches (max_num_seqs).
+ADMISSION_PER_SEQUENCE = 4
 
 #: The node of ``graphs/llm.pbtxt`` whose options the command line sets.
 ENGINE_NODE = "engine"
@@ -60,6 +67,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a request's output at temperature 0 (or with a seed) is the same alone as batched "
                              "with any others: computes in f32 (slower where the CPU has bf16); CPU only")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
+                        help="on SIGTERM or Ctrl-C, let requests in flight finish for up to S seconds (default 30); "
+                             "readiness and new requests get 503 meanwhile")
+    access = parser.add_argument_group("access")
+    access.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                        help="require 'Authorization: Bearer KEY' on /v3 and /v1; repeatable (also "
+                             "$OVSERVE_API_KEY; default: no key needed)")
+    access.add_argument("--api-key-file", "--api_key_file", dest="api_key_file", type=Path, metavar="FILE",
+                        help="a file holding the API key (OVMS's flag; its $API_KEY works too)")
+    access.add_argument("--protect-metrics", action="store_true", help="require the API key on /metrics too")
+    access.add_argument("--max-concurrent-requests", type=int, metavar="N",
+                        help="answer 429 (with Retry-After) to completion requests above N at once (default: 4 x "
+                             "max_num_seqs per model, 1024 for one default model: more than the engine batches)")
+    access.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES, metavar="N",
+                        help="refuse request bodies above N bytes with 413 (default: %(default)s, 32 MiB)")
 
 
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
@@ -96,31 +118,90 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
     return [ServableSpec(name, graph_path("llm.pbtxt"), {ENGINE_NODE: engine_overrides(args, path)})], []
 
 
+def guard_settings(args: argparse.Namespace) -> GuardSettings:
+    """API keys from ``--api-key``, ``$OVSERVE_API_KEY``, ``--api_key_file`` and ``$API_KEY`` (OVMS's)."""
+    keys = [*args.api_key, os.environ.get("OVSERVE_API_KEY", ""), os.environ.get("API_KEY", "")]
+    if args.api_key_file is not None:
+        try:
+            keys.append(args.api_key_file.read_text().strip())
+        except OSError as error:
+            raise ValueError(f"--api_key_file: cannot read {args.api_key_file}: {error.strerror}") from None
+        if not keys[-1]:
+            raise ValueError(f"--api_key_file: {args.api_key_file} is empty")
+    if args.max_request_bytes < 1:
+        raise ValueError("--max-request-bytes must be at least 1")
+    if args.max_concurrent_requests is not None and args.max_concurrent_requests < 1:
+        raise ValueError("--max-concurrent-requests must be at least 1")
+    return GuardSettings(tuple(dict.fromkeys(k.strip() for k in keys if k.strip())), args.protect_metrics,
+                         args.max_request_bytes)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before any model loads: a port in use or a bad host fails at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ValueError(f"cannot listen on {host}:{port}: unknown host ({error.strerror})") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
+
+
 async def serve(args: argparse.Namespace) -> int:
     import uvicorn  # here, so that the other commands (graph check, calculators) do not load the server
 
-    specs, calculator_paths = servable_specs(args)
-    registry = build_registry([*calculator_paths, *map(Path, args.calculators)])
-    log.info("loading %s", ", ".join(f"{s.name} ({s.graph_path})" for s in specs))
-    servables = await Servables.load(specs, registry)
+    guard = guard_settings(args)
+    sock = listen(args.host, args.port)
     try:
-        config = uvicorn.Config(build_app(servables), host=args.host, port=args.port, access_log=False,
-                                log_config=None, lifespan="on", timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
-        serving = asyncio.ensure_future(server.serve())
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
-        if server.started:
-            host = f"[{args.host}]" if ":" in args.host else args.host
-            print(f"ovserve ready: http://{host}:{args.port}/v3 serving {', '.join(servables.names())}",
-                  flush=True)
-        await serving
-        return 0 if server.started else 1
+        specs, calculator_paths = servable_specs(args)
+        registry = build_registry([*calculator_paths, *map(Path, args.calculators)])
+        log.info("loading %s", ", ".join(f"{s.name} ({s.graph_path})" for s in specs))
+        servables = await Servables.load(specs, registry)
+        try:
+            limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * len(specs)
+            log.info("admitting up to %d concurrent completion requests", limit)
+            app = build_app(servables, guard, limit)
+            config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False, log_config=None,
+                                    lifespan="on", timeout_graceful_shutdown=args.shutdown_timeout)
+            server = uvicorn.Server(config)
+            app.state.routes.draining = lambda: server.should_exit
+            global _uvicorn_started
+            _uvicorn_started = True
+            serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.02)
+            if server.started:
+                host = f"[{args.host}]" if ":" in args.host else args.host
+                print(f"ovserve ready: http://{host}:{args.port}/v3 serving {', '.join(servables.names())}",
+                      flush=True)
+            await serving
+            return 0 if server.started else 1
+        finally:
+            await servables.stop()
     finally:
-        await servables.stop()
+        sock.close()
+
+
+_uvicorn_started = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM outside uvicorn's own handling. While models load it stops the server as Ctrl-C does; uvicorn,
+    once it has drained on SIGTERM, raises the signal again with this handler: then it returns, so that a
+    drained server exits 0 (docker stop, systemd, Kubernetes)."""
+    if not _uvicorn_started:
+        raise KeyboardInterrupt
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop

@@ -1,0 +1,85 @@
+"""The server's processes on the real model: Ctrl-C to the whole process group, and the server's death."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL_NAME, ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def alive(pid: int) -> bool:
+    """Running or stopped, not gone or a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def start(default_model, tmp_path, **kwargs) -> ServerProcess:
+    server = ServerProcess(["--model", str(default_model), "--model-name", MODEL_NAME], tmp_path / "server.log",
+                           **kwargs)
+    server.wait_ready()
+    return server
+
+
+def test_ctrl_c_to_the_process_group_stops_server_and_engine_cleanly(default_model, tmp_path):
+    server = start(default_model, tmp_path, new_session=True)
+    (engine,) = server.engine_pids()
+    os.killpg(server.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert server.process.wait(60) == 0
+    output = "".join(server.lines)
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "unexpectedly" not in output and "restarting" not in output, output
+    assert wait_until(lambda: not alive(engine), 10)
+
+
+def test_the_engine_dies_with_the_server_even_when_stuck_in_a_step(default_model, tmp_path):
+    server = start(default_model, tmp_path)
+    (engine,) = server.engine_pids()
+    os.kill(engine, signal.SIGSTOP)  # frozen, as a hung step would be: it reads no socket
+    try:
+        server.process.kill()
+        server.process.wait(10)
+        assert wait_until(lambda: not alive(engine), 10), "the engine outlived the server"
+    finally:
+        if alive(engine):
+            os.kill(engine, signal.SIGKILL)
+
+
+def test_sigterm_lets_a_stream_finish_to_done_and_turns_readiness_off(default_model, tmp_path):
+    server = start(default_model, tmp_path)
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 60,
+            "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=120) as stream:
+        lines = stream.iter_lines()
+        next(lines)
+        server.process.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: ready_status(server) != 200, 5)  # 503, or refused once the socket closes
+        rest = [line for line in lines if line]
+    assert rest[-1] == "data: [DONE]" and sum(line.startswith("data: {") for line in rest) >= 60
+    assert server.process.wait(60) == 0
+    output = "".join(server.lines)
+    assert "Traceback" not in output and "status=200" in output
+
+
+def ready_status(server) -> int:
+    try:
+        return httpx.get(f"{server.base_url}/v2/health/ready", timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
