@@ -18,7 +18,7 @@ from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
 from ovserve.calculators.llm.tool_parsers import special_markers
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
-from ovserve.engine.client import EngineClient
+from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.generation_config import generation_config_of, load_sampling_defaults
 from ovserve.engine.scorer import LogitScorer
@@ -78,6 +78,10 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     batch_invariant: bool = Field(
         False, description="ovserve's own: a request's output at temperature 0 (or with a seed) is the same alone as "
                            "batched with any others; computes in f32 (CPU only; see the README)")
+    engine_step_timeout: float = Field(
+        DEFAULT_STEP_TIMEOUT, ge=0,
+        description="ovserve's own: seconds without a finished engine step, with requests in flight, after which the "
+                    "engine is deemed hung: its requests fail, it is killed and restarted (0: never)")
     generation_config_path: str | None = Field(
         None, description="generation_config.json with the default sampling settings, relative to the graph file "
                           "(default: the one in the model's folder, if any)")
@@ -138,7 +142,7 @@ class LLMEngine(Resource):
             dynamic_split_fuse=options.dynamic_split_fuse,
             batch_invariant=options.batch_invariant,
         )
-        self.engine = EngineClient(settings)
+        self.engine = EngineClient(settings, step_timeout=options.engine_step_timeout or None)
         self.scorer = LogitScorer(model)
         ctx.set(self.SCORER, self.scorer)
         tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))

@@ -55,6 +55,9 @@ _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
 class OpenAIRequestCalculator(Calculator):
     """Validates an OpenAI chat or text completion request (chosen by the URL) and assigns it an id."""
 
+    #: Validation, the chat template and tokenization take milliseconds for long prompts: not on the event loop.
+    runs_in_thread = True
+
     HTTP_REQUEST_PAYLOAD = Input(HttpRequestPayload, doc="the HTTP request, JSON already parsed")
     REQUEST = Output(LLMRequest, doc="the validated request")
 

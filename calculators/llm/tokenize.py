@@ -60,6 +60,9 @@ def template_variables(body: ChatCompletionRequest, parsers: ModelParsers) -> di
 class TokenizerCalculator(Calculator):
     """Turns a request into prompt token ids and engine sampling settings; refuses what cannot fit."""
 
+    #: Validation, the chat template and tokenization take milliseconds for long prompts: not on the event loop.
+    runs_in_thread = True
+
     REQUEST = Input(LLMRequest)
     TOKENIZER = SideInput(TextTokenizer)
     LIMITS = SideInput(GenerationLimits)

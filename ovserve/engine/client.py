@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ import numpy as np
 from ovserve.engine.protocol import FINISH_ABORT, EngineInfo, SamplingParams, decode_frames, encode_frame
 from ovserve.engine.settings import EngineSettings
 from ovserve.errors import ModelNotReadyError
+
+#: Default for :attr:`EngineClient.step_timeout`: far above any one step on a CPU (a step is bounded by
+#: max_num_batched_tokens), below what a client waits before it gives up.
+DEFAULT_STEP_TIMEOUT = 60.0
 
 log = logging.getLogger("ovserve.engine")
 
@@ -126,10 +131,17 @@ class _EngineProtocol(asyncio.Protocol):
 class EngineClient:
     """Runs one engine process and multiplexes requests over it."""
 
-    def __init__(self, settings: EngineSettings, *, restart: bool = True, load_timeout: float = 600) -> None:
+    def __init__(self, settings: EngineSettings, *, restart: bool = True, load_timeout: float = 600,
+                 step_timeout: float | None = DEFAULT_STEP_TIMEOUT) -> None:
         self.settings = settings
         self.restart = restart
         self.load_timeout = load_timeout
+        #: Requests in flight and no word from the engine for this long: it is hung, and is restarted.
+        self.step_timeout = step_timeout
+        self._last_message = time.monotonic()
+        self._watchdog: asyncio.Task[None] | None = None
+        #: How many times the watchdog killed a hung engine.
+        self.hangs = 0
         self.info: EngineInfo | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._transport: asyncio.Transport | None = None
@@ -166,6 +178,7 @@ class EngineClient:
             "engine_requests_waiting_for_tokens": float(len(self._requests)),
             "engine_kv_cache_usage_percent": self.cache_usage,
             "engine_starts": float(self.starts),
+            "engine_hangs": float(self.hangs),
             "engine_steps": float(self.engine_steps),
             "engine_batch_invariant": float(self.settings.batch_invariant),
         }
@@ -195,6 +208,8 @@ class EngineClient:
             raise
         self.info = info
         self._ready = True
+        if self.step_timeout and self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_steps())
         log.info("engine ready: %s on %s (pid %d, loaded in %.1f s)", self.settings.model.display_name,
                  info.device, info.pid, info.load_seconds)
         return info
@@ -203,6 +218,8 @@ class EngineClient:
         """Stop the engine process; requests still in flight end with an error."""
         self._stopping = True
         self._ready = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._restart_task is not None:
             self._restart_task.cancel()
         await self._kill()
@@ -229,6 +246,8 @@ class EngineClient:
         if not self._ready or self._transport is None:
             raise ModelNotReadyError("the model's engine is not ready (starting or restarting); retry shortly")
         self._next_id += 1
+        if not self._requests:
+            self._last_message = time.monotonic()  # an idle engine owes no word until it has work
         ids = np.asarray(token_ids, dtype=np.int64)
         request = EngineRequest(self, self._next_id, int(ids.size))
         self._requests[request.id] = request
@@ -244,6 +263,7 @@ class EngineClient:
     # --- messages from the engine -------------------------------------------------------------------
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
+        self._last_message = time.monotonic()
         kind = message[0]
         if kind == "step":
             self.engine_running, self.cache_usage, self.engine_steps = message[2], message[3], message[4]
@@ -277,6 +297,28 @@ class EngineClient:
         self._fail_all(ModelNotReadyError("the engine process stopped unexpectedly; the request was not completed"))
         if was_ready and self.restart:
             log.error("engine process for %s stopped unexpectedly; restarting", self.settings.model.display_name)
+            self._restart_task = asyncio.get_running_loop().create_task(self._restart_loop())
+
+    async def _watch_steps(self) -> None:
+        """Kill and restart an engine that has requests and has not reported for ``step_timeout`` seconds
+        (it reports after every step, and twice a second while it works): its requests fail with 503, or
+        an error event when streaming, and readiness is 503 until the new engine has loaded."""
+        assert self.step_timeout
+        while not self._stopping:
+            await asyncio.sleep(min(1.0, self.step_timeout / 4))
+            silent = time.monotonic() - self._last_message
+            if not (self._ready and self._requests and silent > self.step_timeout):
+                continue
+            self.hangs += 1
+            self._ready = False
+            pid = self._process.pid if self._process is not None else None
+            log.error("engine process %s for %s sent nothing for %.0f s with %d requests in flight (an engine step "
+                      "hangs); killing it and starting a new one", pid, self.settings.model.display_name, silent,
+                      len(self._requests))
+            self._fail_all(ModelNotReadyError(f"the engine stopped responding (no step finished in "
+                                              f"{self.step_timeout:g} s) and is being restarted; retry shortly"))
+            if self._process is not None and self._process.returncode is None:
+                self._process.kill()
             self._restart_task = asyncio.get_running_loop().create_task(self._restart_loop())
 
     def _fail_all(self, error: Exception) -> None:

@@ -29,6 +29,10 @@ from ovserve.engine.protocol import (
 )
 from ovserve.engine.settings import EngineSettings
 
+#: While it works, the step loop reports at least this often, even steps that finish no token (prefill), so
+#: that the server's watchdog can tell a long run of steps from a step that hangs.
+HEARTBEAT_SECONDS = 0.5
+
 #: How long the step loop waits, after requests finish, for the next requests of their clients.
 REPLACEMENT_WAIT_S = 0.020
 
@@ -92,6 +96,7 @@ class StepLoop:
         #: Engine steps run since the process started (batched requests share steps).
         self.steps = 0
         self.reported_running = 0
+        self.last_report = time.monotonic()
 
     def cache_usage(self) -> float:
         """KV-cache use in percent, as the pipeline reports it."""
@@ -232,12 +237,14 @@ class StepLoop:
                 else:
                     self.collect()
             running = len(self.handles) - len(self.aborted)
-            if self.outputs or running != self.reported_running:
+            heartbeat = busy and time.monotonic() - self.last_report > HEARTBEAT_SECONDS
+            if self.outputs or running != self.reported_running or heartbeat:
                 if connected:
                     self.send(("step", self.outputs, running, self.cache_usage(), self.steps, self.logprobs))
                 self.outputs = []
                 self.logprobs = {}
                 self.reported_running = running
+                self.last_report = time.monotonic()
             if connected and self.handles and self.completed > completed_before and not self.stopping:
                 connected = self.wait_for_replacements(self.completed - completed_before)
                 if not connected:

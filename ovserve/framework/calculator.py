@@ -152,6 +152,11 @@ class Calculator(_Declared):
     #: A node's ``input_stream_handler`` in the graph config overrides this.
     input_stream_handler: ClassVar[str] = "DefaultInputStreamHandler"
 
+    #: A plain ``process`` runs on the event loop, so it must not block: it would stall every other
+    #: request. One that blocks (CPU work, file or network I/O) sets this, and then runs in a thread pool;
+    #: its sends are delivered when it returns. A node's ``executor:`` in the graph does the same.
+    runs_in_thread: ClassVar[bool] = False
+
     def open(self, ctx: CalculatorContext) -> Awaitable[None] | None:
         """Called once per run, before the first ``process``. Set up per-request state here.
 

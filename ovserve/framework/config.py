@@ -55,9 +55,11 @@ class NodeConfig(BaseModel):
     options: Message | None = None
     input_stream_info: list[InputStreamInfo] = Field(default_factory=list)
     input_stream_handler: InputStreamHandlerConfig | None = None
-    # Accepted for compatibility with MediaPipe files; ovserve schedules on asyncio and ignores them.
+    #: A declared executor's name: the node's plain ``process`` runs in that thread pool.
     executor: str = ""
+    #: At most this many ``process`` calls at once, across requests (0: no limit).
     max_in_flight: int = 0
+    # Accepted for compatibility with MediaPipe files; ovserve schedules on asyncio and ignores them.
     buffer_size_hint: int = 0
     source_layer: int = 0
     profiler_config: Message | None = None
@@ -79,6 +81,8 @@ class GraphConfig(BaseModel):
     max_queue_size: int = 0
     # Accepted for compatibility; ignored.
     num_threads: int = 0
+    #: ``executor { name: ... type: "ThreadPoolExecutor" options { ... num_threads: N } }``: thread pools
+    #: that nodes name in their ``executor:`` field.
     executor: list[Message] = Field(default_factory=list)
     input_stream_handler: InputStreamHandlerConfig | None = None
     output_stream_handler: Message | None = None

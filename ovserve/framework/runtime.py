@@ -16,6 +16,7 @@ from typing import Any
 
 from ovserve.framework.calculator import Calculator, CalculatorContext, Resource, ResourceContext
 from ovserve.framework.errors import CalculatorError, GraphConfigError, GraphError, Problem, RunCancelledError
+from ovserve.framework.executors import in_thread, limited, thread_pool
 from ovserve.framework.packet import Packet
 from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, NodeSpec
 
@@ -265,6 +266,11 @@ class _NodeRunner(_Waker):
             opened = True
             process = calculator.process
             is_async = spec.process_is_async
+            if spec.executor and not is_async:
+                process, is_async = in_thread(process, thread_pool(spec.executor, spec.executor_threads)), True
+            limit = self.run.graph.in_flight_limits.get(spec.name) if spec.max_in_flight else None
+            if limit is not None:
+                process, is_async = limited(process, is_async, limit), True
             if not is_async and self.queues:
                 self.inline_process = process
             if not self.queues:
@@ -365,6 +371,7 @@ class GraphRun:
     def __init__(self, graph: Graph) -> None:
         spec = graph.spec
         self.spec = spec
+        self.graph = graph
         self._input_alias = graph.input_alias
         self._output_alias = graph.output_alias
         capacity = spec.queue_size
@@ -537,6 +544,9 @@ class Graph:
             MappingProxyType({port: side_packets[name] for port, name in node.side_inputs.items()})
             for node in spec.nodes
         ]
+        #: The nodes with a ``max_in_flight``: how many of their ``process`` calls may run at once.
+        self.in_flight_limits = {node.name: asyncio.Semaphore(node.max_in_flight) for node in spec.nodes
+                                 if node.max_in_flight}
 
     @classmethod
     async def start(cls, spec: GraphSpec, side_packets: Mapping[str, Any] | None = None) -> Graph:

@@ -45,6 +45,11 @@ class NodeSpec:
     location: SourceLocation | None
     base_path: Path
     process_is_async: bool
+    #: The thread pool a plain ``process`` runs in ("" for the event loop): :mod:`ovserve.framework.executors`.
+    executor: str = ""
+    executor_threads: int = 0
+    #: At most this many ``process`` calls of the node at once, across runs (0: no limit).
+    max_in_flight: int = 0
 
 
 @dataclass(frozen=True)

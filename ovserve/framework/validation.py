@@ -10,6 +10,7 @@ unknown input stream handlers. Subgraph nodes are expanded first.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from ovserve.framework.config import (
     port_key,
 )
 from ovserve.framework.errors import GraphConfigError, Problem
+from ovserve.framework.executors import DEFAULT_EXECUTOR, declared_executors
 from ovserve.framework.ports import Port, PortKind, type_name, types_compatible
 from ovserve.framework.registry import Registration, Registry
 from ovserve.framework.schema import did_you_mean, validate_message
@@ -47,6 +49,8 @@ from ovserve.framework.spec import (
 from ovserve.framework.textproto import Field, Identifier, Message, SourceLocation
 
 HANDLERS = ("DefaultInputStreamHandler", "ImmediateInputStreamHandler", "SyncSetInputStreamHandler")
+log = logging.getLogger("ovserve.graph")
+
 _KINDS = (PortKind.INPUT, PortKind.OUTPUT, PortKind.SIDE_INPUT, PortKind.SIDE_OUTPUT)
 _MAX_SUBGRAPH_DEPTH = 16
 
@@ -113,6 +117,24 @@ class _Validator:
             draft.options = self.options_field(draft)
             drafts.append(draft)
         return drafts
+
+    def executor(self, draft: _Draft, target: type[Calculator]) -> tuple[str, int]:
+        """(the thread pool the node's plain ``process`` runs in, or "" for the event loop; its threads)."""
+        declared = declared_executors(draft.loaded.config.executor)
+        name = draft.config.executor
+        if name and name not in declared and name != DEFAULT_EXECUTOR:
+            self.problem(f"executor '{name}' is not declared; declare it in the graph, e.g. executor {{ name: "
+                         f"\"{name}\" type: \"ThreadPoolExecutor\" }} (declared: {', '.join(declared) or 'none'})",
+                         draft.loc("executor"), draft.name)
+            return "", 0
+        if inspect.iscoroutinefunction(target.process):
+            if name:
+                log.warning("node '%s': %s.process is async, so it runs on the event loop; executor '%s' is not "
+                            "used", draft.name, target.name, name)
+            return "", 0
+        if name or target.runs_in_thread:
+            return name or DEFAULT_EXECUTOR, declared.get(name, 0)
+        return "", 0
 
     def refs(self, draft: _Draft, kind: PortKind, specs: list[str]) -> list[tuple[StreamRef, SourceLocation | None]]:
         try:
@@ -450,11 +472,13 @@ class _Validator:
             outputs += tuple(OutputSpec(port_key(tag, 0), "", ()) for tag in target.contract.outputs
                              if port_key(tag, 0) not in connected)
             sync = self.sync_sets(draft, inputs, target.input_stream_handler)
+            executor, threads = self.executor(draft, target)
             nodes.append(NodeSpec(
                 name=draft.name, calculator=target, options=node_options[draft.name], inputs=tuple(inputs),
                 outputs=outputs, side_inputs={r.port: r.name for r, _ in draft.refs[PortKind.SIDE_INPUT]},
                 sync_sets=sync, location=draft.loc(), base_path=draft.base_path,
-                process_is_async=inspect.iscoroutinefunction(target.process),
+                process_is_async=inspect.iscoroutinefunction(target.process), executor=executor,
+                executor_threads=threads, max_in_flight=max(draft.config.max_in_flight, 0),
             ))
         if self.problems:
             raise GraphConfigError(self.problems)

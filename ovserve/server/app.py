@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,11 +23,13 @@ from ovserve.payloads import HttpRequestPayload
 from ovserve.server.guard import GuardSettings, RequestGuard, check_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
-from ovserve.server.responses import GraphResponse, RequestRecorder, error_response
+from ovserve.server.responses import DEFAULT_KEEPALIVE_SECONDS, GraphResponse, RequestRecorder, error_response
 from ovserve.server.schema import ModelCard, ModelList
 from ovserve.server.servables import Servable, Servables
 
 API_PREFIXES = ("/v3", "/v1")
+#: Request bodies from this size on are parsed and checked in a thread.
+LARGE_BODY = 256 * 1024
 log = logging.getLogger("ovserve.server")
 _request_ids = itertools.count(1)
 
@@ -34,7 +37,9 @@ _request_ids = itertools.count(1)
 class OpenAIRoutes:
     """The endpoints, bound to the served models."""
 
-    def __init__(self, servables: Servables, max_concurrent: int | None = None) -> None:
+    def __init__(self, servables: Servables, max_concurrent: int | None = None,
+                 keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS) -> None:
+        self.keepalive = keepalive
         self.servables = servables
         self.metrics = ServerMetrics(servables)
         self.recorder = RequestRecorder(self.metrics)
@@ -75,14 +80,18 @@ class OpenAIRoutes:
         model = "-"
         try:
             try:
-                data = json.loads(body)
+                # a big body takes milliseconds to parse: off the event loop then
+                data = json.loads(body) if len(body) < LARGE_BODY else await asyncio.to_thread(json.loads, body)
             except (ValueError, UnicodeDecodeError) as error:
                 raise RequestError(f"the request body is not valid JSON: {error}", code="invalid_json") from None
             except RecursionError:
                 raise RequestError("the request JSON nests too deeply", code="invalid_json") from None
             if not isinstance(data, dict):
                 raise RequestError("the request body must be a JSON object", code="invalid_json")
-            check_json_body(data)
+            if len(body) < LARGE_BODY:
+                check_json_body(data)
+            else:
+                await asyncio.to_thread(check_json_body, data)
             servable = self._servable(data.get("model"))
             model = servable.name  # only served names become metric labels
             if not servable.ready:
@@ -96,7 +105,8 @@ class OpenAIRoutes:
             return error_response(error)
         payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
-        return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release)
+        return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release,
+                             keepalive=self.keepalive)
 
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=s.name, created=s.created) for s in self.servables]
@@ -109,6 +119,16 @@ class OpenAIRoutes:
             return error_response(error)
         return Response(ModelCard(id=servable.name, created=servable.created).model_dump_json(),
                         media_type="application/json")
+
+    async def config_status(self, request: Request) -> Response:
+        """OVMS's ``GET /v1/config``: every served model's version and state."""
+        status = {s.name: {"model_version_status": [{
+            "version": "1",
+            "state": "AVAILABLE" if s.ready and not self.draining() else "UNAVAILABLE",
+            "status": {"error_code": "OK", "error_message": "OK"} if s.ready else
+            {"error_code": "UNAVAILABLE", "error_message": "the model's engine is (re)starting"},
+        }]} for s in self.servables}
+        return JSONResponse(status)
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -150,11 +170,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 def build_app(servables: Servables, guard: GuardSettings | None = None,
-              max_concurrent_requests: int | None = None) -> Starlette:
+              max_concurrent_requests: int | None = None,
+              keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, allowed_origins: tuple[str, ...] = ()) -> Starlette:
     """The ASGI application serving ``servables`` behind ``guard`` (request ids, API keys, body cap),
-    answering 429 above ``max_concurrent_requests`` completion requests at once; its lifespan watches the
-    event loop's lag."""
-    routes_of = OpenAIRoutes(servables, max_concurrent_requests)
+    answering 429 above ``max_concurrent_requests`` completion requests at once, keeping streams silent for
+    ``keepalive`` seconds alive with SSE comments; its lifespan watches the event loop's lag."""
+    routes_of = OpenAIRoutes(servables, max_concurrent_requests, keepalive)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -173,13 +194,17 @@ def build_app(servables: Servables, guard: GuardSettings | None = None,
             Route(f"{prefix}/models/{{model_id:path}}", routes_of.get_model, methods=["GET"]),
         ]
     routes += [
+        Route("/v1/config", routes_of.config_status, methods=["GET"]),
         Route("/metrics", routes_of.prometheus, methods=["GET"]),
         Route("/v2/health/live", routes_of.live, methods=["GET"]),
         Route("/v2/health/ready", routes_of.ready, methods=["GET"]),
         Route("/v2/models/{model_id:path}/ready", routes_of.model_ready, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(RequestGuard, settings=guard or GuardSettings())],
+    middleware = [Middleware(RequestGuard, settings=guard or GuardSettings())]
+    if allowed_origins:  # outermost: a browser's preflight carries no API key
+        middleware.insert(0, Middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["*"],
+                                        allow_headers=["*"], expose_headers=["x-request-id"]))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: _http_error, Exception: _unexpected_error})
     app.state.routes = routes_of
     return app

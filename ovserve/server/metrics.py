@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ovserve.server.loop_lag import LAG_BUCKETS
 from ovserve.server.servables import Servables
 
+disable_created_metrics()  # no *_created series: they double the exposition and nothing reads them
+
+#: Resource metrics that only grow: exposed as counters (``ovserve_<name>_total``).
+RESOURCE_COUNTERS = frozenset({"engine_starts", "engine_hangs"})
+_TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -20,15 +25,16 @@ class _ResourceGauges(Collector):
     def __init__(self, servables: Servables) -> None:
         self.servables = servables
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        families: dict[str, GaugeMetricFamily] = {}
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for servable in self.servables:
             families.setdefault("model_ready", GaugeMetricFamily(
                 "ovserve_model_ready", "1 when the model can serve", labels=["model"],
             )).add_metric([servable.name], float(servable.ready))
             for node, gauges in servable.graph.resource_metrics():
                 for name, value in gauges.items():
-                    families.setdefault(name, GaugeMetricFamily(
+                    kind = CounterMetricFamily if name in RESOURCE_COUNTERS else GaugeMetricFamily
+                    families.setdefault(name, kind(
                         f"ovserve_{name}", f"{name.replace('_', ' ')} (reported by the graph's resources)",
                         labels=["model", "node"],
                     )).add_metric([servable.name, node], value)
@@ -51,6 +57,9 @@ class ServerMetrics:
         self.first_chunk = Histogram("ovserve_time_to_first_chunk_seconds",
                                      "Time from request to the first response bytes (streams: first token)",
                                      ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.inter_chunk = Histogram("ovserve_inter_token_latency_seconds",
+                                     "Time between consecutive chunks of a streamed answer (about one token each)",
+                                     ["model"], buckets=_TOKEN_BUCKETS, registry=self.registry)
         self.loop_lag = Histogram("ovserve_event_loop_lag_seconds",
                                   "How much later than asked the HTTP event loop woke a 5 ms timer",
                                   buckets=LAG_BUCKETS, registry=self.registry)

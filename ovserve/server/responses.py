@@ -20,6 +20,9 @@ from ovserve.server.metrics import ServerMetrics
 
 log = logging.getLogger("ovserve.requests")
 
+#: Seconds of silence after which a stream gets an SSE comment line (``ovserve serve --sse-keepalive``).
+DEFAULT_KEEPALIVE_SECONDS = 15.0
+
 #: What a client that went away is logged as (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -64,8 +67,13 @@ class GraphResponse:
     generation in the engine."""
 
     def __init__(self, graph: Graph, payload: HttpRequestPayload, started: float,
-                 recorder: RequestRecorder, on_done: Callable[[], None] | None = None) -> None:
+                 recorder: RequestRecorder, on_done: Callable[[], None] | None = None,
+                 keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS) -> None:
         self.on_done = on_done
+        #: A stream silent this long gets an SSE comment line, so that proxies do not cut it (None: never).
+        self.keepalive = keepalive if payload.json.get("stream") is True else None
+        self.headers_sent = False
+        self.last_send = started
         self.graph = graph
         self.payload = payload
         self.started = started
@@ -77,6 +85,7 @@ class GraphResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         run = self.graph.run()
         watcher = asyncio.ensure_future(self._watch_disconnect(receive, run))
+        keeper = asyncio.ensure_future(self._keep_alive(send)) if self.keepalive else None
         try:
             await run.send(REQUEST_TAG, self.payload)
             run.close_inputs()
@@ -92,8 +101,14 @@ class GraphResponse:
                 await self._send_error(scope, receive, send, RequestError(
                     "the graph ended without a response", status=500, code="internal_error"), None)
                 return
+            if self.headers_sent and packet.value.status != 200:  # kept alive, then refused: say so in-band
+                await self._send_error(scope, receive, send, RequestError(
+                    packet.value.body.decode(errors="replace"), status=packet.value.status), None)
+                return
             await self._stream(send, run, packet.value)
         finally:
+            if keeper is not None:
+                keeper.cancel()
             watcher.cancel()
             await run.aclose()
             self.recorder.record(self.payload.request_id, self.payload.model, self.status, self.started,
@@ -101,18 +116,42 @@ class GraphResponse:
             if self.on_done is not None:
                 self.on_done()
 
-    async def _stream(self, send: Send, run: Any, first: HttpResponsePayload) -> None:
-        self.status = first.status
-        headers = [(b"content-type", first.content_type.encode())]
-        if first.content_type.startswith("text/event-stream"):
+    async def _start(self, send: Send, status: int, content_type: str) -> None:
+        self.headers_sent = True
+        self.status = status
+        headers = [(b"content-type", content_type.encode())]
+        if content_type.startswith("text/event-stream"):
             headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-        await send({"type": "http.response.start", "status": first.status, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def _keep_alive(self, send: Send) -> None:
+        """While a stream waits (in the queue, in prefill, or for tool calls that go out whole), send a
+        comment line each ``keepalive`` seconds of silence; the headers go first if they have not yet."""
+        assert self.keepalive is not None
+        while True:
+            await asyncio.sleep(self.keepalive - (time.perf_counter() - self.last_send))
+            if time.perf_counter() - self.last_send < self.keepalive:
+                continue
+            if not self.headers_sent:
+                await self._start(send, 200, "text/event-stream")
+            self.last_send = time.perf_counter()
+            await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+
+    async def _stream(self, send: Send, run: Any, first: HttpResponsePayload) -> None:
+        if not self.headers_sent:
+            await self._start(send, first.status, first.content_type)
         self.first_chunk = time.perf_counter() - self.started
+        between_chunks = (self.recorder.metrics.inter_chunk.labels(self.payload.model)
+                          if first.content_type.startswith("text/event-stream") else None)
         payload = first
         try:
             while True:
                 if payload.log:
                     self.facts.update(payload.log)
+                now = time.perf_counter()
+                if between_chunks is not None and payload is not first:
+                    between_chunks.observe(now - self.last_send)
+                self.last_send = now
                 await send({"type": "http.response.body", "body": payload.body, "more_body": not payload.last})
                 if payload.last:
                     return
@@ -138,9 +177,13 @@ class GraphResponse:
 
     async def _send_error(self, scope: Scope, receive: Receive, send: Send, failure: RequestError,
                           cause: BaseException | None) -> None:
-        self.status = failure.status
         self.facts["error"] = failure.message
         self._log_failure(failure, cause)
+        if self.headers_sent:  # a stream kept alive has begun: the error goes in-band
+            body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        self.status = failure.status
         await error_response(failure)(scope, receive, send)
 
     @staticmethod

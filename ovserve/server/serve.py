@@ -19,6 +19,7 @@ from ovserve.graphs import graph_path
 from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
 from ovserve.server.app import build_app
 from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
+from ovserve.server.log_format import configure_logging
 from ovserve.server.ovms_config import load_ovms_config
 from ovserve.server.servables import Servables, ServableSpec
 
@@ -63,13 +64,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--reasoning-parser", "--reasoning_parser", dest="reasoning_parser", metavar="NAME",
                         help="how the model marks its reasoning: qwen3 (<think>...</think>) or none (default: from "
                              "the chat template)")
+    engine.add_argument("--engine-step-timeout", dest="engine_step_timeout", type=float, metavar="S",
+                        help="with requests in flight and no engine step finished for S seconds, the engine is "
+                             "deemed hung: its requests fail (503), it is killed and restarted (default 60; 0: never)")
     engine.add_argument("--batch-invariant", dest="batch_invariant", action="store_true", default=None,
                         help="a request's output at temperature 0 (or with a seed) is the same alone as batched "
                              "with any others: computes in f32 (slower where the CPU has bf16); CPU only")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="text lines (default) or one JSON object per line")
+    parser.add_argument("--allowed-origins", "--allowed_origins", dest="allowed_origins", metavar="ORIGINS",
+                        help="CORS: browser origins allowed to call the API, comma-separated or a JSON list, '*' for "
+                             "any (default: none, CORS off)")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
                         help="on SIGTERM or Ctrl-C, let requests in flight finish for up to S seconds (default 30); "
                              "readiness and new requests get 503 meanwhile")
+    parser.add_argument("--sse-keepalive", type=float, default=15.0, metavar="S",
+                        help="send a stream silent for S seconds (queued, in prefill) an SSE comment line, so that "
+                             "proxies keep it open (default 15; 0: never)")
     access = parser.add_argument_group("access")
     access.add_argument("--api-key", action="append", default=[], metavar="KEY",
                         help="require 'Authorization: Bearer KEY' on /v3 and /v1; repeatable (also "
@@ -87,7 +99,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
 ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
                 "enable_prefix_caching", "max_tokens_limit", "tool_parser", "reasoning_parser",
-                "batch_invariant")
+                "batch_invariant", "engine_step_timeout")
 
 
 def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, Any]:
@@ -136,6 +148,21 @@ def guard_settings(args: argparse.Namespace) -> GuardSettings:
                          args.max_request_bytes)
 
 
+def allowed_origins(value: str | None) -> tuple[str, ...]:
+    """``--allowed-origins``: ``a,b``, ``["a", "b"]`` (vLLM's form) or ``*``."""
+    if not value:
+        return ()
+    if value.strip().startswith("["):
+        try:
+            origins = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--allowed-origins: not a JSON list: {error}") from None
+        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            raise ValueError("--allowed-origins: give a JSON list of strings, or origins separated by commas")
+        return tuple(origins)
+    return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+
+
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before any model loads: a port in use or a bad host fails at once."""
     try:
@@ -167,7 +194,7 @@ async def serve(args: argparse.Namespace) -> int:
         try:
             limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * len(specs)
             log.info("admitting up to %d concurrent completion requests", limit)
-            app = build_app(servables, guard, limit)
+            app = build_app(servables, guard, limit, args.sse_keepalive or None, allowed_origins(args.allowed_origins))
             config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False, log_config=None,
                                     lifespan="on", timeout_graceful_shutdown=args.shutdown_timeout)
             server = uvicorn.Server(config)
@@ -202,7 +229,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         import uvloop
 

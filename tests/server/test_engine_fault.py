@@ -1,6 +1,7 @@
-"""If the engine process dies, requests in flight get an error, the model reports not ready, and the
+"""If the engine process dies or hangs, requests in flight get an error, the model reports not ready, and the
 engine comes back."""
 
+import json
 import os
 import signal
 import time
@@ -8,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import MODEL_NAME, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +47,63 @@ def test_engine_death_fails_in_flight_requests_then_the_engine_restarts(fault_se
         assert time.monotonic() < deadline, server.output()
         time.sleep(0.2)
     assert server.engine_pids() != [engine_pid]
-    assert server.metric("ovserve_engine_starts") == 2
+    assert server.metric("ovserve_engine_starts_total") == 2
     response = httpx.post(f"{server.base_url}/v3/chat/completions", timeout=60, json={
         "model": "victim", "messages": [{"role": "user", "content": "What is the capital of France?"}],
         "temperature": 0})
     assert response.status_code == 200 and "Paris" in response.json()["choices"][0]["message"]["content"]
+
+
+def test_a_hung_engine_is_killed_its_stream_ends_with_an_error_and_a_new_engine_serves(default_model, tmp_path):
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--engine-step-timeout", "3"],
+                          tmp_path)
+    try:
+        (engine,) = server.engine_pids()
+        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 500,
+                "stream": True, "ignore_eos": True}
+        with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=60) as stream:
+            lines = stream.iter_lines()
+            next(lines)
+            os.kill(engine, signal.SIGSTOP)  # an engine step that never returns
+            hung_at = time.monotonic()
+            rest = [line for line in lines if line]
+        assert time.monotonic() - hung_at < 15
+        assert rest[-1] == "data: [DONE]" and "stopped responding" in rest[-2], rest[-3:]
+        assert json.loads(rest[-2].removeprefix("data: "))["error"]["code"] == "model_not_ready"
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.base_url}/v2/health/ready", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the engine was not restarted"
+            time.sleep(0.2)
+        (new_engine,) = server.engine_pids()
+        assert new_engine != engine
+        assert server.openai().chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=3).choices[0].message.content
+        assert server.metric("ovserve_engine_hangs_total") == 1
+        assert "sent nothing for" in "".join(server.lines)
+    finally:
+        server.stop()
+
+
+def test_a_stream_waiting_on_a_paused_engine_is_kept_alive_with_comments(default_model, tmp_path):
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--sse-keepalive", "0.5"],
+                          tmp_path)
+    try:
+        (engine,) = server.engine_pids()
+        os.kill(engine, signal.SIGSTOP)  # the request waits, as it would behind a long queue or prefill
+        try:
+            body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5,
+                    "stream": True}
+            with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=60) as stream:
+                assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+                lines = stream.iter_lines()
+                assert next(lines) == ": keep-alive"
+                os.kill(engine, signal.SIGCONT)
+                rest = [line for line in lines if line]
+        finally:
+            os.kill(engine, signal.SIGCONT)
+        assert rest[-1] == "data: [DONE]" and any('"content"' in line for line in rest)
+        # a refusal still gets its status: the keep-alive starts only after the wait has begun
+        refused = httpx.post(f"{server.base_url}/v3/chat/completions", json={**body, "max_tokens": 0}, timeout=10)
+        assert refused.status_code == 400
+    finally:
+        server.stop()

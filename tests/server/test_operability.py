@@ -1,0 +1,58 @@
+"""What operators read and set, on the real server: /v1/config, /metrics, CORS, JSON logs."""
+
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL_NAME, start_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_v1_config_reports_each_model_as_ovms_does(server):
+    status = httpx.get(f"{server.base_url}/v1/config", timeout=10).json()
+    assert status == {MODEL_NAME: {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}}]}}
+
+
+def test_metrics_have_counters_and_token_latency_and_no_created_series(server):
+    chunks = server.openai().chat.completions.create(
+        model=MODEL_NAME, messages=[{"role": "user", "content": "Count to five."}], max_tokens=8, stream=True,
+        extra_body={"ignore_eos": True})
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) >= 4
+    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    assert "_created" not in text
+    assert "# TYPE ovserve_engine_starts_total counter" in text and "ovserve_engine_starts_total{" in text
+    assert server.metric("ovserve_inter_token_latency_seconds_count") >= 3
+    assert server.metric("ovserve_requests_in_flight") == 0
+
+
+@pytest.fixture(scope="module")
+def browser_server(default_model, tmp_path_factory):
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--allowed-origins",
+                           '["https://app.example"]', "--api-key", "k", "--log-format", "json"],
+                          tmp_path_factory.mktemp("browser"))
+    yield server
+    server.stop()
+
+
+def test_cors_answers_allowed_origins_only_and_preflight_needs_no_key(browser_server):
+    url = f"{browser_server.base_url}/v3/chat/completions"
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    allowed = httpx.options(url, headers=preflight, timeout=10)
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://app.example"
+    other = httpx.options(url, headers={**preflight, "Origin": "https://evil.example"}, timeout=10)
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+    answer = httpx.post(url, headers={"Origin": "https://app.example", "Authorization": "Bearer k"}, timeout=60,
+                        json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+    assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_json_logs_are_one_object_per_line(browser_server):
+    httpx.get(f"{browser_server.base_url}/v3/models", headers={"Authorization": "Bearer k"}, timeout=10)
+    entries = [json.loads(line) for line in browser_server.lines if line.startswith("{")]
+    assert entries and all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    assert any(entry["logger"] == "ovserve.engine" and "engine ready" in entry["message"] for entry in entries)
+    assert not [line for line in browser_server.lines if line.strip() and not line.startswith(("{", "ovserve ready"))]
