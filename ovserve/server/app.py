@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,22 +38,20 @@ _request_ids = itertools.count(1)
 class OpenAIRoutes:
     """The endpoints, bound to the served models."""
 
-    def __init__(self, servables: Servables, max_concurrent: int | None = None,
-                 keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS) -> None:
-        self.keepalive = keepalive
+    def __init__(self, servables: Servables, settings: ServerSettings) -> None:
         self.servables = servables
+        self.settings = settings
         self.metrics = ServerMetrics(servables)
         self.recorder = RequestRecorder(self.metrics)
-        #: Completion requests served at once, above which new ones get 429 (None: no limit).
-        self.max_concurrent = max_concurrent
         self.in_flight = 0
         #: Whether the server is shutting down (set by ``ovserve serve``): readiness and new requests get 503.
         self.draining: Callable[[], bool] = lambda: False
 
     def _admit(self) -> None:
-        if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+        limit = self.settings.max_concurrent_requests
+        if limit is not None and self.in_flight >= limit:
             self.metrics.rejected.inc()
-            raise RequestError(f"this server is at its limit of {self.max_concurrent} concurrent requests "
+            raise RequestError(f"this server is at its limit of {limit} concurrent requests "
                                f"(--max-concurrent-requests); retry shortly", status=429, code="too_many_requests")
         self.in_flight += 1
         self.metrics.in_flight.set(self.in_flight)
@@ -106,7 +105,7 @@ class OpenAIRoutes:
         payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
         return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release,
-                             keepalive=self.keepalive)
+                             keepalive=self.settings.keepalive, deadline=self.settings.request_timeout)
 
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=s.name, created=s.created) for s in self.servables]
@@ -169,13 +168,27 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return JSONResponse(RequestError(message, status=error.status_code).to_dict(), status_code=error.status_code)
 
 
-def build_app(servables: Servables, guard: GuardSettings | None = None,
-              max_concurrent_requests: int | None = None,
-              keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, allowed_origins: tuple[str, ...] = ()) -> Starlette:
-    """The ASGI application serving ``servables`` behind ``guard`` (request ids, API keys, body cap),
-    answering 429 above ``max_concurrent_requests`` completion requests at once, keeping streams silent for
-    ``keepalive`` seconds alive with SSE comments; its lifespan watches the event loop's lag."""
-    routes_of = OpenAIRoutes(servables, max_concurrent_requests, keepalive)
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP server treats requests (``ovserve serve``'s flags)."""
+
+    #: Request ids, API keys, the body cap.
+    guard: GuardSettings = field(default_factory=GuardSettings)
+    #: Completion requests above this many at once get 429 (None: no limit).
+    max_concurrent_requests: int | None = None
+    #: A stream silent this long gets an SSE comment line (None: never).
+    keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS
+    #: A completion request that takes longer is ended: 504, or an error event (None: no limit).
+    request_timeout: float | None = None
+    #: Browser origins allowed to call the API (CORS); none: CORS off.
+    allowed_origins: tuple[str, ...] = ()
+
+
+def build_app(servables: Servables, settings: ServerSettings | None = None) -> Starlette:
+    """The ASGI application serving ``servables`` as ``settings`` say; its lifespan watches the event
+    loop's lag."""
+    settings = settings or ServerSettings()
+    routes_of = OpenAIRoutes(servables, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -200,9 +213,10 @@ def build_app(servables: Servables, guard: GuardSettings | None = None,
         Route("/v2/health/ready", routes_of.ready, methods=["GET"]),
         Route("/v2/models/{model_id:path}/ready", routes_of.model_ready, methods=["GET"]),
     ]
-    middleware = [Middleware(RequestGuard, settings=guard or GuardSettings())]
-    if allowed_origins:  # outermost: a browser's preflight carries no API key
-        middleware.insert(0, Middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["*"],
+    middleware = [Middleware(RequestGuard, settings=settings.guard)]
+    if settings.allowed_origins:  # outermost: a browser's preflight carries no API key
+        middleware.insert(0, Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
+                                        allow_methods=["*"],
                                         allow_headers=["*"], expose_headers=["x-request-id"]))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: _http_error, Exception: _unexpected_error})

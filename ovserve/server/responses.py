@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -68,7 +69,7 @@ class GraphResponse:
 
     def __init__(self, graph: Graph, payload: HttpRequestPayload, started: float,
                  recorder: RequestRecorder, on_done: Callable[[], None] | None = None,
-                 keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS) -> None:
+                 keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, deadline: float | None = None) -> None:
         self.on_done = on_done
         #: A stream silent this long gets an SSE comment line, so that proxies do not cut it (None: never).
         self.keepalive = keepalive if payload.json.get("stream") is True else None
@@ -81,18 +82,25 @@ class GraphResponse:
         self.status = 0
         self.facts: dict[str, Any] = {}
         self.first_chunk: float | None = None
+        #: Seconds the whole response may take (None: no limit); past it the run is cancelled.
+        self.deadline = deadline
+        self.expired = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         run = self.graph.run()
         watcher = asyncio.ensure_future(self._watch_disconnect(receive, run))
         keeper = asyncio.ensure_future(self._keep_alive(send)) if self.keepalive else None
+        timer = asyncio.get_running_loop().call_later(self.deadline, self._expire, run) if self.deadline else None
         try:
             await run.send(REQUEST_TAG, self.payload)
             run.close_inputs()
             try:
                 packet = await run.get(RESPONSE_TAG)
             except RunCancelledError:
-                self.status = CLIENT_CLOSED
+                if self.expired:
+                    await self._send_error(scope, receive, send, self._timeout(), None)
+                else:
+                    self.status = CLIENT_CLOSED
                 return
             except Exception as error:  # every failure becomes an OpenAI error body
                 await self._send_error(scope, receive, send, request_error_of(error), error)
@@ -106,7 +114,11 @@ class GraphResponse:
                     packet.value.body.decode(errors="replace"), status=packet.value.status), None)
                 return
             await self._stream(send, run, packet.value)
+        except asyncio.CancelledError:  # uvicorn's shutdown timeout passed: tell the client, end this task quietly
+            await self._cut_off(scope, receive, send)
         finally:
+            if timer is not None:
+                timer.cancel()
             if keeper is not None:
                 keeper.cancel()
             watcher.cancel()
@@ -115,6 +127,22 @@ class GraphResponse:
                                  self.facts, self.first_chunk)
             if self.on_done is not None:
                 self.on_done()
+
+    def _expire(self, run: Any) -> None:
+        self.expired = True
+        run.cancel("the request timed out")
+
+    def _timeout(self) -> RequestError:
+        return RequestError(f"the request took longer than this server's limit of {self.deadline:g} s "
+                            f"(--request-timeout)", status=504, code="request_timeout")
+
+    async def _cut_off(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """End a response the server can no longer finish: an error event and ``[DONE]`` once streaming,
+        else a 503. Best effort: the client may be gone."""
+        failure = RequestError("the server is shutting down and could not finish this request in time; retry",
+                               status=503, code="server_shutting_down")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._send_error(scope, receive, send, failure, None), 2)
 
     async def _start(self, send: Send, status: int, content_type: str) -> None:
         self.headers_sent = True
@@ -158,14 +186,13 @@ class GraphResponse:
                 try:
                     packet = await run.get(RESPONSE_TAG)
                 except RunCancelledError:
-                    self.status = CLIENT_CLOSED
+                    if self.expired:
+                        await self._send_in_band(send, self._timeout(), None)
+                    else:
+                        self.status = CLIENT_CLOSED
                     return
                 except Exception as error:  # the stream has begun: report the failure in-band
-                    failure = request_error_of(error)
-                    self._log_failure(failure, error)
-                    self.facts["error"] = failure.message
-                    body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
-                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    await self._send_in_band(send, request_error_of(error), error)
                     return
                 if packet is None:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -177,14 +204,21 @@ class GraphResponse:
 
     async def _send_error(self, scope: Scope, receive: Receive, send: Send, failure: RequestError,
                           cause: BaseException | None) -> None:
+        """The failure as an OpenAI error response, or in-band once the response has begun."""
+        if self.headers_sent:
+            await self._send_in_band(send, failure, cause)
+            return
         self.facts["error"] = failure.message
         self._log_failure(failure, cause)
-        if self.headers_sent:  # a stream kept alive has begun: the error goes in-band
-            body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            return
         self.status = failure.status
         await error_response(failure)(scope, receive, send)
+
+    async def _send_in_band(self, send: Send, failure: RequestError, cause: BaseException | None) -> None:
+        """End a begun stream with the failure as an error event, then ``data: [DONE]``."""
+        self.facts["error"] = failure.message
+        self._log_failure(failure, cause)
+        body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     @staticmethod
     def _log_failure(failure: RequestError, cause: BaseException | None) -> None:

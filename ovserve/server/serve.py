@@ -17,7 +17,7 @@ from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import build_registry
 from ovserve.graphs import graph_path
 from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
-from ovserve.server.app import build_app
+from ovserve.server.app import ServerSettings, build_app
 from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.log_format import configure_logging
 from ovserve.server.ovms_config import load_ovms_config
@@ -79,6 +79,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
                         help="on SIGTERM or Ctrl-C, let requests in flight finish for up to S seconds (default 30); "
                              "readiness and new requests get 503 meanwhile")
+    parser.add_argument("--request-timeout", type=float, metavar="S",
+                        help="end a completion request that takes longer than S seconds: 504, or an error event "
+                             "and data: [DONE] once streaming (default: no limit)")
     parser.add_argument("--sse-keepalive", type=float, default=15.0, metavar="S",
                         help="send a stream silent for S seconds (queued, in prefill) an SSE comment line, so that "
                              "proxies keep it open (default 15; 0: never)")
@@ -185,6 +188,7 @@ async def serve(args: argparse.Namespace) -> int:
     import uvicorn  # here, so that the other commands (graph check, calculators) do not load the server
 
     guard = guard_settings(args)
+    origins = allowed_origins(args.allowed_origins)
     sock = listen(args.host, args.port)
     try:
         specs, calculator_paths = servable_specs(args)
@@ -194,7 +198,8 @@ async def serve(args: argparse.Namespace) -> int:
         try:
             limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * len(specs)
             log.info("admitting up to %d concurrent completion requests", limit)
-            app = build_app(servables, guard, limit, args.sse_keepalive or None, allowed_origins(args.allowed_origins))
+            app = build_app(servables, ServerSettings(guard, limit, args.sse_keepalive or None,
+                                                      args.request_timeout or None, origins))
             config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False, log_config=None,
                                     lifespan="on", timeout_graceful_shutdown=args.shutdown_timeout)
             server = uvicorn.Server(config)

@@ -137,3 +137,22 @@ def wait_for_200(server) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_request_past_the_request_timeout_ends_with_504_or_an_error_event(default_model, tmp_path_factory):
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--request-timeout", "1.5"],
+                          tmp_path_factory.mktemp("deadline"))
+    try:
+        long = {**ASK, "max_tokens": 2000, "ignore_eos": True}
+        started = time.monotonic()
+        unary = httpx.post(f"{server.base_url}/v3/chat/completions", json=long, timeout=60)
+        assert unary.status_code == 504 and unary.json()["error"]["code"] == "request_timeout"
+        assert time.monotonic() - started < 10
+        with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json={**long, "stream": True},
+                          timeout=60) as stream:
+            lines = [line for line in stream.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]" and '"request_timeout"' in lines[-2]
+        assert server.openai().chat.completions.create(**ASK).choices[0].message.content  # short ones still pass
+        assert server.metric("ovserve_engine_requests_waiting_for_tokens") == 0  # the engine stopped on them
+    finally:
+        server.stop()

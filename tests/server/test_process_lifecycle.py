@@ -83,3 +83,20 @@ def ready_status(server) -> int:
         return httpx.get(f"{server.base_url}/v2/health/ready", timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_past_the_shutdown_timeout_a_stream_ends_with_an_error_event_and_done(default_model, tmp_path):
+    server = ServerProcess(["--model", str(default_model), "--model-name", MODEL_NAME, "--shutdown-timeout", "1"],
+                           tmp_path / "server.log")
+    server.wait_ready()
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 2000,
+            "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=120) as stream:
+        lines = stream.iter_lines()
+        next(lines)
+        server.process.send_signal(signal.SIGTERM)
+        rest = [line for line in lines if line]
+    assert rest[-1] == "data: [DONE]" and '"server_shutting_down"' in rest[-2], rest[-3:]
+    assert server.process.wait(60) == 0
+    output = "".join(server.lines)
+    assert "error='the server is shutting down" in output and "Traceback" not in output, output
