@@ -176,7 +176,8 @@ class EngineClient:
             "engine_ready": float(self._ready),
             "engine_requests_running": float(self.engine_running),
             "engine_requests_waiting_for_tokens": float(len(self._requests)),
-            "engine_kv_cache_usage_percent": self.cache_usage,
+            # The engine's figure is from its last step, while the last sequences still held their blocks.
+            "engine_kv_cache_usage_percent": self.cache_usage if self.engine_running else 0.0,
             "engine_starts": float(self.starts),
             "engine_hangs": float(self.hangs),
             "engine_steps": float(self.engine_steps),
