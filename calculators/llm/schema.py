@@ -20,6 +20,10 @@ from ovserve.engine.protocol import SamplingParams
 from ovserve.errors import RequestError
 
 MAX_STOP_STRINGS = 16
+#: The longest stop string: streamed text that may be the start of one is held back until it is not.
+MAX_STOP_LENGTH = 1000
+#: The most messages a chat request may hold.
+MAX_MESSAGES = 4096
 
 
 class _Request(BaseModel):
@@ -95,6 +99,8 @@ class OpenAIRequestBase(_Request):
             raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are supported")
         if any(s == "" for s in strings):
             raise ValueError("stop strings must not be empty")
+        if any(len(s) > MAX_STOP_LENGTH for s in strings):
+            raise ValueError(f"stop strings must be at most {MAX_STOP_LENGTH} characters long")
         return value
 
     @property
@@ -178,7 +184,7 @@ class OpenAIRequestBase(_Request):
 class ChatCompletionRequest(OpenAIRequestBase):
     """``POST /v3/chat/completions``."""
 
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None

@@ -156,6 +156,7 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     log.error("%s %s %s failed", request_id, request.method, request.url.path, exc_info=error)
     failure = RequestError(f"internal error ({type(error).__name__}); request id {request_id}", status=500,
                            code="internal_error")
+    # answered by Starlette's outermost error middleware, outside the guard: the id header is set here
     return JSONResponse(failure.to_dict(), status_code=500, headers={"x-request-id": request_id})
 
 

@@ -62,3 +62,33 @@ def test_deep_json_and_lone_surrogates_are_refused():
         check_json_body({"messages": [{"role": "user", "content": "a\ud800b"}]})
     assert caught.value.param == "messages"
     check_json_body({"messages": [{"role": "user", "content": "héllo 🙂"}], "n": 1})
+
+
+class BrokenServables:
+    """Servables whose listing fails, as a bug would: the catch-all must still answer like OpenAI."""
+
+    ready = True
+
+    def __iter__(self):
+        raise RuntimeError("listing broke")
+
+    def names(self):
+        return []
+
+    def get(self, name):
+        return None
+
+
+async def test_an_unexpected_failure_is_an_openai_shaped_500_with_the_request_id(caplog):
+    from ovserve.server.app import build_app
+
+    app = build_app(BrokenServables())  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/v3/models", headers={"x-request-id": "r-1"})
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert response.headers.get_list("x-request-id") == ["r-1"]
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and error["code"] == "internal_error" and "r-1" in error["message"]
+    assert "listing broke" in caplog.text  # the traceback is in the log, not in the answer
+    assert "listing broke" not in response.text

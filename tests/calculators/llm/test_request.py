@@ -143,3 +143,13 @@ async def test_tools_history_and_choices_are_accepted():
                                                            "tool_choice": "auto", "parallel_tool_calls": False})
     assert [t.function.name for t in request.body.callable_tools()] == ["get_weather"]
     assert request.body.messages[1].tool_calls[0].function.name == "get_weather"
+
+
+@pytest.mark.parametrize(("fields", "param", "words"), [
+    ({"messages": [{"role": "user", "content": "x"}] * 4097}, "messages", "4096"),
+    ({"stop": ["end", "x" * 1001]}, "stop", "at most 1000 characters"),
+    ({"stop": ["s"] * 17}, "stop", "at most 16 stop strings"),
+])
+async def test_sizes_that_would_cost_the_server_dearly_are_bounded(fields, param, words):
+    error = await refused("/v3/chat/completions", {**CHAT, **fields})
+    assert (error.status, error.param) == (400, param) and words in error.message
