@@ -62,20 +62,19 @@ def test_the_engine_dies_with_the_server_even_when_stuck_in_a_step(default_model
             os.kill(engine, signal.SIGKILL)
 
 
-def test_sigterm_lets_a_stream_finish_to_done_and_turns_readiness_off(default_model, tmp_path):
-    server = start(default_model, tmp_path)
-    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 60,
-            "stream": True, "ignore_eos": True}
+def sigterm_during_a_stream(server, max_tokens: int, while_draining=lambda: None) -> list[str]:
+    """SIGTERM once a story's stream has begun; the stream's remaining lines, and the server's exit code 0."""
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}],
+            "max_tokens": max_tokens, "stream": True, "ignore_eos": True}
     with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=120) as stream:
         lines = stream.iter_lines()
         next(lines)
         server.process.send_signal(signal.SIGTERM)
-        assert wait_until(lambda: ready_status(server) != 200, 5)  # 503, or refused once the socket closes
+        while_draining()
         rest = [line for line in lines if line]
-    assert rest[-1] == "data: [DONE]" and sum(line.startswith("data: {") for line in rest) >= 60
     assert server.process.wait(60) == 0
-    output = "".join(server.lines)
-    assert "Traceback" not in output and "status=200" in output
+    assert "Traceback" not in "".join(server.lines)
+    return rest
 
 
 def ready_status(server) -> int:
@@ -85,18 +84,21 @@ def ready_status(server) -> int:
         return 0
 
 
+def test_sigterm_lets_a_stream_finish_to_done_and_turns_readiness_off(default_model, tmp_path):
+    server = start(default_model, tmp_path)
+
+    def readiness_turns_off() -> None:
+        assert wait_until(lambda: ready_status(server) != 200, 5)  # 503, or refused once the socket closes
+
+    rest = sigterm_during_a_stream(server, 60, readiness_turns_off)
+    assert rest[-1] == "data: [DONE]" and sum(line.startswith("data: {") for line in rest) >= 60
+    assert "status=200" in "".join(server.lines)
+
+
 def test_past_the_shutdown_timeout_a_stream_ends_with_an_error_event_and_done(default_model, tmp_path):
     server = ServerProcess(["--model", str(default_model), "--model-name", MODEL_NAME, "--shutdown-timeout", "1"],
                            tmp_path / "server.log")
     server.wait_ready()
-    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 2000,
-            "stream": True, "ignore_eos": True}
-    with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=120) as stream:
-        lines = stream.iter_lines()
-        next(lines)
-        server.process.send_signal(signal.SIGTERM)
-        rest = [line for line in lines if line]
+    rest = sigterm_during_a_stream(server, 2000)
     assert rest[-1] == "data: [DONE]" and '"server_shutting_down"' in rest[-2], rest[-3:]
-    assert server.process.wait(60) == 0
-    output = "".join(server.lines)
-    assert "error='the server is shutting down" in output and "Traceback" not in output, output
+    assert "error='the server is shutting down" in "".join(server.lines)
