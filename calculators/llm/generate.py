@@ -111,7 +111,7 @@ class _Answer:
     @property
     def mean_logprob(self) -> float:
         logprobs = self.delta.logprobs or ()
-        return sum(logprobs) / len(logprobs) if logprobs else 0.0
+        return sum(logprobs) / len(logprobs) if logprobs else float("-inf")  # nothing said is no best answer
 
 
 async def _collect(request: EngineRequest) -> _Answer:

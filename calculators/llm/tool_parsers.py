@@ -75,10 +75,11 @@ _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 def parse_hermes(text: str) -> tuple[str | None, tuple[ToolCall, ...]]:
     """Calls in ``<tool_call>`` tags; a last call that ``max_tokens`` cut off after complete ones is dropped."""
     bodies = _HERMES.findall(text)
-    complete = text.rstrip().endswith("</tool_call>")
-    trailing = text[text.rfind("</tool_call>") + len("</tool_call>"):].strip() if "</tool_call>" in text else ""
-    if len(bodies) > 1 and not complete and "<tool_call>" in trailing:
-        bodies.pop()  # the cut-off call
+    if len(bodies) > 1 and not text.rstrip().endswith("</tool_call>"):
+        try:
+            json.loads(bodies[-1])
+        except json.JSONDecodeError:
+            bodies.pop()  # the call max_tokens cut off; one that ended without its closing tag stays
     try:
         calls = _calls_from_objects([json.loads(body) for body in bodies])
     except json.JSONDecodeError:
@@ -89,6 +90,7 @@ def parse_hermes(text: str) -> tuple[str | None, tuple[ToolCall, ...]]:
 
 
 def parse_llama3(text: str) -> tuple[str | None, tuple[ToolCall, ...]]:
+    """JSON calls one after another (``;`` or spaces between); a last one cut off by ``max_tokens`` is dropped."""
     body = text.strip().removeprefix("<|python_tag|>").strip()
     objects = []
     decoder = json.JSONDecoder()
@@ -101,7 +103,8 @@ def parse_llama3(text: str) -> tuple[str | None, tuple[ToolCall, ...]]:
             while position < len(body) and body[position] in " \n;":
                 position += 1
     except json.JSONDecodeError:
-        return text, ()
+        if not objects:
+            return text, ()  # the calls, if any, are the objects before max_tokens cut the answer
     calls = _calls_from_objects(objects, "parameters")
     return (None, calls) if calls else (text, ())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sys
 import time
@@ -192,7 +193,8 @@ class EngineClient:
         self._loading = loop.create_future()
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ovserve.engine.worker", str(child.fileno()), pass_fds=(child.fileno(),))
+                sys.executable, "-m", "ovserve.engine.worker", str(child.fileno()), str(os.getpid()),
+                pass_fds=(child.fileno(),))
         finally:
             child.close()
         self.starts += 1

@@ -15,6 +15,8 @@ _SCALARS = {
     0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
 }  # fmt: skip
 _STRING, _ARRAY = 8, 9
+#: Real files nest arrays one or two deep; a corrupt one must not recurse without end.
+MAX_ARRAY_NESTING = 16
 
 
 class GGUFError(ValueError):
@@ -51,7 +53,9 @@ class _Reader:
         self.room(length, 1, "a string")
         return self.file.read(length).decode("utf-8", errors="replace")
 
-    def skip(self, value_type: int) -> None:
+    def skip(self, value_type: int, depth: int = 0) -> None:
+        if depth > MAX_ARRAY_NESTING:
+            raise self.fail(f"arrays nested more than {MAX_ARRAY_NESTING} deep")
         if value_type in _SCALARS:
             self.room(1, struct.calcsize(_SCALARS[value_type]), "a value")
             self.file.seek(struct.calcsize(_SCALARS[value_type]), 1)
@@ -67,7 +71,7 @@ class _Reader:
             else:
                 self.room(count, 8, "an array")  # every string or array starts with an 8-byte length
                 for _ in range(count):
-                    self.skip(element_type)
+                    self.skip(element_type, depth + 1)
         else:
             raise self.fail(f"unknown metadata value type {value_type}")
 

@@ -32,6 +32,9 @@ log = logging.getLogger("ovserve.engine")
 #: prompt's log-probabilities, the last one otherwise): the vocabulary projection is the costliest layer.
 LOGITS_START = "logits_start"
 REQUIRED_INPUTS = ("input_ids", "attention_mask")
+#: The prompt's logits for every position are computed this many tokens at a time: a whole long prompt's
+#: at once would take gigabytes (positions x vocabulary x 4 bytes).
+PROMPT_CHUNK = 256
 
 
 class ScorerUnavailable(RuntimeError):
@@ -98,9 +101,9 @@ class ScoringSession:
             inputs["position_ids"] = np.arange(self._length, total, dtype=np.int64)[None]
         if "beam_idx" in self._scorer.inputs:
             inputs["beam_idx"] = np.zeros(1, dtype=np.int32)
-        logits = self._request.infer(inputs)["logits"][0]
+        logits = self._request.infer(inputs)["logits"][0]  # a copy of the output, this call's own
         self._length = total
-        return np.array(logits, copy=True)
+        return logits
 
     async def prompt(self, token_ids: Sequence[int], *, top: int, all_positions: bool) -> list[TokenScore]:
         """Feed the prompt. With ``all_positions``, score every prompt token (the first, which nothing
@@ -110,12 +113,18 @@ class ScoringSession:
 
     def _prompt(self, token_ids: list[int], top: int, all_positions: bool) -> list[TokenScore]:
         self._request.reset_state()
-        logits = self._infer(token_ids, 0 if all_positions else len(token_ids) - 1)
-        self._next = logits[-1]
         if not all_positions:
+            self._next = self._infer(token_ids, len(token_ids) - 1)[-1]
             return []
-        return [TokenScore(token_ids[0], None), *(score_row(logits[i - 1], token_ids[i], top)
-                                                  for i in range(1, len(token_ids)))]
+        scores = [TokenScore(token_ids[0], None)]
+        for start in range(0, len(token_ids), PROMPT_CHUNK):  # every position's logits, a chunk at a time
+            chunk = token_ids[start:start + PROMPT_CHUNK]
+            logits = self._infer(chunk, 0)
+            rows = [self._next] if start else []
+            rows.extend(logits[:-1])
+            scores += [score_row(row, token, top) for row, token in zip(rows, chunk[0 if start else 1:], strict=True)]
+            self._next = logits[-1].copy()
+        return scores
 
     async def tokens(self, token_ids: Sequence[int], *, top: int, last: bool = False) -> list[TokenScore]:
         """Score new tokens that follow what was fed before; ``last`` when no more will follow."""
@@ -130,20 +139,22 @@ class ScoringSession:
         if feed:
             logits = self._infer(feed, 0)
             rows.extend(logits)
-            self._next = logits[-1]
+            self._next = logits[-1].copy()
         return [score_row(row, token, top) for row, token in zip(rows, token_ids, strict=False)]
 
 
 class LogitScorer:
-    """The model's IR, compiled on first use, with ``sessions`` sequences scored at a time (more wait)."""
+    """The model's IR, compiled on first use. Any number of sequences may be open (each holds its own model
+    state); ``threads`` passes run at once, in the scorer's own threads."""
 
-    def __init__(self, model: ModelFiles, *, sessions: int = 4) -> None:
+    def __init__(self, model: ModelFiles, *, threads: int = 4) -> None:
         self.model = model
-        self.sessions = sessions
         self.inputs: frozenset[str] = frozenset()
-        self._executor = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="ovserve-scorer")
-        self._load_lock = asyncio.Lock()
-        self._free: asyncio.Queue[Any] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ovserve-scorer")
+        self._loading: asyncio.Future[Any] | None = None
+        self._compiled: Any = None
+        #: Model states of closed sequences, kept for the next ones.
+        self._idle: list[Any] = []
         self._unavailable: str | None = None
 
     def submit(self, function: Any, *args: Any) -> Future[Any]:
@@ -151,33 +162,35 @@ class LogitScorer:
         return self._executor.submit(function, *args)
 
     async def session(self) -> ScoringSession:
-        """A fresh sequence, once one of the ``sessions`` is free; :meth:`ScoringSession.close` frees it.
-        Raises :class:`ScorerUnavailable` when the model cannot be scored."""
-        free = await self._loaded()
-        return ScoringSession(self, await free.get())
+        """A fresh sequence; :meth:`ScoringSession.close` ends it. Raises :class:`ScorerUnavailable` when the
+        model cannot be scored."""
+        compiled = await self._loaded()
+        request = self._idle.pop() if self._idle else compiled.create_infer_request()
+        return ScoringSession(self, request)
 
     def _release(self, request: Any) -> None:
-        assert self._free is not None
-        self._free.put_nowait(request)  # its state is reset when the next session feeds its prompt
+        self._idle.append(request)  # its state is reset when the next session feeds its prompt
 
-    async def _loaded(self) -> asyncio.Queue[Any]:
-        async with self._load_lock:
-            if self._unavailable is not None:
-                raise ScorerUnavailable(self._unavailable)
-            if self._free is None:
-                try:
-                    requests = await asyncio.wrap_future(self.submit(self._load))
-                except (ScorerUnavailable, ScoringModelError, RuntimeError) as error:
-                    self._unavailable = str(error)
-                    log.error("%s: log-probabilities with alternatives are unavailable: %s", self.model.display_name,
-                              error)
-                    raise ScorerUnavailable(self._unavailable) from None
-                self._free = asyncio.Queue()
-                for request in requests:
-                    self._free.put_nowait(request)
-        return self._free
+    async def _loaded(self) -> Any:
+        if self._compiled is not None:
+            return self._compiled
+        if self._unavailable is not None:
+            raise ScorerUnavailable(self._unavailable)
+        if self._loading is None:  # one load, whoever asks first; a request cancelled meanwhile does not stop it
+            self._loading = asyncio.wrap_future(self.submit(self._load))
+        try:
+            self._compiled = await asyncio.shield(self._loading)
+        except (ScorerUnavailable, ScoringModelError) as error:  # about the model: it stays so
+            self._unavailable = str(error)
+            log.error("%s: log-probabilities with alternatives are unavailable: %s", self.model.display_name, error)
+            raise ScorerUnavailable(self._unavailable) from None
+        except Exception as error:  # anything else (memory, a killed conversion): the next request tries again
+            self._loading = None
+            log.error("%s: loading the scoring model failed: %s", self.model.display_name, error)
+            raise ScorerUnavailable(f"loading the scoring model failed ({error}); retry") from None
+        return self._compiled
 
-    def _load(self) -> list[Any]:
+    def _load(self) -> Any:
         import openvino as ov
 
         path = scoring_model_path(self.model)
@@ -196,7 +209,7 @@ class LogitScorer:
         compiled = core.compile_model(model, "CPU", config)
         log.info("%s: scoring model %s loaded for token alternatives (%s)", self.model.display_name, path,
                  ", ".join(f"{k}={v}" for k, v in config.items()))
-        return [compiled.create_infer_request() for _ in range(self.sessions)]
+        return compiled
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -4,8 +4,8 @@
 of its own, never beside the HTTP event loop. Between steps it reads new requests and aborts from
 its socket; after each step it sends one message with every request's new tokens.
 
-Started by :class:`~ovserve.engine.client.EngineClient` as ``python -m ovserve.engine.worker FD``, where
-FD is its end of a socket pair; the first message on it is ``("settings", EngineSettings)``.
+Started by :class:`~ovserve.engine.client.EngineClient` as ``python -m ovserve.engine.worker FD PID``, where
+FD is its end of a socket pair and PID the server's; the first message on it is ``("settings", EngineSettings)``.
 """
 
 from __future__ import annotations
@@ -281,12 +281,12 @@ def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Exit when the server process dies, even in the middle of a step: Linux sends SIGKILL then
-    (``PR_SET_PDEATHSIG``). A terminal's Ctrl-C, which reaches the whole process group, is left to the
-    server: it stops this process in order."""
+def _die_with_parent(parent: int) -> None:
+    """Exit when the server process (pid ``parent``) dies, even in the middle of a step: Linux sends SIGKILL
+    then (``PR_SET_PDEATHSIG``). SIGINT and SIGTERM sent to the whole process group (a terminal's Ctrl-C,
+    systemd, ``docker stop``) are left to the server: it drains its requests, then stops this process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # systemd and `kill -TERM -PGID` signal the whole group too
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the socket closing still ends the loop between steps
@@ -296,7 +296,7 @@ def _die_with_parent() -> None:
 
 
 def main() -> None:
-    _die_with_parent()
+    _die_with_parent(int(sys.argv[2]))
     sock = socket.socket(fileno=int(sys.argv[1]))
     sock.setblocking(True)
     engine_main(sock, _read_settings(sock))

@@ -5,8 +5,9 @@ calculator sets ``runs_in_thread = True`` or its node names an executor (MediaPi
 ``executor: "name"`` with a graph-level ``executor { name: "name" ... }``). Then it runs in a thread
 pool: the default one, or the named executor's, with ``num_threads`` from its
 ``ThreadPoolExecutorOptions``. Its sends are collected in the thread and delivered on the event loop when
-it returns. A node's ``max_in_flight`` caps how many of its ``process`` calls run at once, across all
-requests.
+it returns. A cancelled run (the client went away) waits for a call already running in a thread to return
+before it closes the calculator. A node's ``max_in_flight`` caps how many of its ``process`` calls run at
+once, across all requests.
 """
 
 from __future__ import annotations
@@ -88,7 +89,12 @@ def in_thread(process: Callable[[Any], None], pool: ThreadPoolExecutor) -> Calla
 
     async def threaded(ctx: Any) -> None:
         proxy = _ThreadContext(ctx)
-        await asyncio.get_running_loop().run_in_executor(pool, process, proxy)
+        call = asyncio.get_running_loop().run_in_executor(pool, process, proxy)
+        try:
+            await asyncio.shield(call)
+        except asyncio.CancelledError:  # the run is cancelled, but a thread cannot be: let the call end first,
+            await asyncio.wait({call})  # so that max_in_flight and close() see it as running until it has
+            raise
         for kind, port, value, timestamp in proxy.sent:
             if kind == "close":
                 ctx.close_output(port)

@@ -133,7 +133,7 @@ class _Validator:
                             "used", draft.name, target.name, name)
             return "", 0
         if name or target.runs_in_thread:
-            return name or DEFAULT_EXECUTOR, declared.get(name, 0)
+            return name or DEFAULT_EXECUTOR, declared.get(name or DEFAULT_EXECUTOR, 0)
         return "", 0
 
     def refs(self, draft: _Draft, kind: PortKind, specs: list[str]) -> list[tuple[StreamRef, SourceLocation | None]]:

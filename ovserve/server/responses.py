@@ -60,6 +60,16 @@ def request_error_of(error: BaseException) -> RequestError:
     return RequestError(f"internal error{where}: {type(cause).__name__}: {cause}", status=500, code="internal_error")
 
 
+def _error_of(payload: HttpResponsePayload) -> RequestError:
+    """A graph's error response (an OpenAI error body, or any text) as a RequestError."""
+    try:
+        error = json.loads(payload.body)["error"]
+        return RequestError(str(error["message"]), status=payload.status, param=error.get("param"),
+                            code=error.get("code"))
+    except (ValueError, KeyError, TypeError):
+        return RequestError(payload.body.decode(errors="replace"), status=payload.status)
+
+
 class GraphResponse:
     """An ASGI response that runs the graph for one request and sends what it produces.
 
@@ -75,6 +85,9 @@ class GraphResponse:
         self.keepalive = keepalive if payload.json.get("stream") is True else None
         self.headers_sent = False
         self.last_send = started
+        #: One sender at a time (the response and its keep-alive task), and nothing after the last body.
+        self._sending = asyncio.Lock()
+        self.completed = False
         self.graph = graph
         self.payload = payload
         self.started = started
@@ -110,8 +123,7 @@ class GraphResponse:
                     "the graph ended without a response", status=500, code="internal_error"), None)
                 return
             if self.headers_sent and packet.value.status != 200:  # kept alive, then refused: say so in-band
-                await self._send_error(scope, receive, send, RequestError(
-                    packet.value.body.decode(errors="replace"), status=packet.value.status), None)
+                await self._send_error(scope, receive, send, _error_of(packet.value), None)
                 return
             await self._stream(send, run, packet.value)
         except asyncio.CancelledError:  # uvicorn's shutdown timeout passed: tell the client, end this task quietly
@@ -150,7 +162,7 @@ class GraphResponse:
         headers = [(b"content-type", content_type.encode())]
         if content_type.startswith("text/event-stream"):
             headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send(send, {"type": "http.response.start", "status": status, "headers": headers})
 
     async def _keep_alive(self, send: Send) -> None:
         """While a stream waits (in the queue, in prefill, or for tool calls that go out whole), send a
@@ -158,12 +170,22 @@ class GraphResponse:
         assert self.keepalive is not None
         while True:
             await asyncio.sleep(self.keepalive - (time.perf_counter() - self.last_send))
-            if time.perf_counter() - self.last_send < self.keepalive:
-                continue
+            if time.perf_counter() - self.last_send < self.keepalive or self._sending.locked():
+                continue  # something was sent meanwhile, or is being sent (a slow client): no comment needed
+            if self.completed:
+                return
             if not self.headers_sent:
                 await self._start(send, 200, "text/event-stream")
             self.last_send = time.perf_counter()
-            await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+            await self._send(send, {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+
+    async def _send(self, send: Send, message: dict[str, Any]) -> None:
+        async with self._sending:
+            if self.completed:
+                return
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.completed = True
+            await send(message)
 
     async def _stream(self, send: Send, run: Any, first: HttpResponsePayload) -> None:
         if not self.headers_sent:
@@ -172,15 +194,17 @@ class GraphResponse:
         between_chunks = (self.recorder.metrics.inter_chunk.labels(self.payload.model)
                           if first.content_type.startswith("text/event-stream") else None)
         payload = first
+        last_chunk = time.perf_counter()
         try:
             while True:
                 if payload.log:
                     self.facts.update(payload.log)
                 now = time.perf_counter()
                 if between_chunks is not None and payload is not first:
-                    between_chunks.observe(now - self.last_send)
-                self.last_send = now
-                await send({"type": "http.response.body", "body": payload.body, "more_body": not payload.last})
+                    between_chunks.observe(now - last_chunk)
+                self.last_send = last_chunk = now
+                await self._send(send, {"type": "http.response.body", "body": payload.body,
+                                        "more_body": not payload.last})
                 if payload.last:
                     return
                 try:
@@ -195,7 +219,7 @@ class GraphResponse:
                     await self._send_in_band(send, request_error_of(error), error)
                     return
                 if packet is None:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
                     return
                 payload = packet.value
         except OSError:
@@ -211,14 +235,16 @@ class GraphResponse:
         self.facts["error"] = failure.message
         self._log_failure(failure, cause)
         self.status = failure.status
+        self.completed = True  # the keep-alive task sends nothing more
         await error_response(failure)(scope, receive, send)
 
     async def _send_in_band(self, send: Send, failure: RequestError, cause: BaseException | None) -> None:
         """End a begun stream with the failure as an error event, then ``data: [DONE]``."""
         self.facts["error"] = failure.message
+        self.status = failure.status  # for the log line and the metrics: the HTTP status went out as 200
         self._log_failure(failure, cause)
         body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await self._send(send, {"type": "http.response.body", "body": body, "more_body": False})
 
     @staticmethod
     def _log_failure(failure: RequestError, cause: BaseException | None) -> None:

@@ -160,6 +160,10 @@ def guard_settings(args: argparse.Namespace) -> GuardSettings:
         raise ValueError("--max-request-bytes must be at least 1")
     if args.max_concurrent_requests is not None and args.max_concurrent_requests < 1:
         raise ValueError("--max-concurrent-requests must be at least 1")
+    for flag in ("sse_keepalive", "request_timeout", "shutdown_timeout", "engine_step_timeout"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be 0 or more seconds, not {value:g}")
     return GuardSettings(tuple(dict.fromkeys(k.strip() for k in keys if k.strip())), args.protect_metrics,
                          args.max_request_bytes)
 

@@ -42,3 +42,11 @@ def test_lengths_in_the_file_are_checked_against_its_size(tmp_path, length):
         read_gguf_metadata(tmp_path / "bad.gguf", arrays=("k",))
     with pytest.raises(GGUFError, match=r"an array of \d+ items does not fit"):
         read_gguf_metadata(tmp_path / "bad.gguf")
+
+
+def test_arrays_nested_without_end_are_refused(tmp_path):
+    nested = struct.pack("<IQ", 9, 1) * 2000 + struct.pack("<IQ", 4, 0)  # an array of an array of ... of uint32
+    (tmp_path / "deep.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k"
+                                         + struct.pack("<I", 9) + nested)
+    with pytest.raises(GGUFError, match="nested more than 16 deep"):
+        read_gguf_metadata(tmp_path / "deep.gguf")

@@ -27,7 +27,7 @@ def test_huge_logits_do_not_overflow():
 @pytest.mark.slow
 def test_tokens_scored_as_they_come_score_as_the_whole_sequence_does(default_model):
     """Teacher forcing with the model's state kept between calls gives the numbers of one pass over it all."""
-    scorer = LogitScorer(find_model_files(default_model), sessions=2)
+    scorer = LogitScorer(find_model_files(default_model), threads=2)
     prompt, answer = [1, 504, 3575, 282, 4649, 314], [7042, 30, 2, 504, 3575]
 
     async def score():
@@ -52,3 +52,30 @@ def test_tokens_scored_as_they_come_score_as_the_whole_sequence_does(default_mod
     assert [[t for t, _ in s.top] for s in pieces] == [[t for t, _ in s.top] for s in tail]
     for s in tail:  # a token among the alternatives has the same number there
         assert s.logprob <= 0 and dict(s.top).get(s.token_id, s.logprob) == s.logprob
+
+
+@pytest.mark.slow
+def test_more_sequences_than_threads_and_long_prompts_scored_in_chunks(default_model, monkeypatch):
+    """Sequences never wait for one another (six open on two threads), and a prompt's logits computed a few
+    positions at a time give the numbers of one pass over it."""
+    scorer = LogitScorer(find_model_files(default_model), threads=2)
+    prompt = [1, 504, 3575, 282, 4649, 314, 7042, 30]
+
+    async def score():
+        sessions = [await scorer.session() for _ in range(6)]
+        whole = await sessions[0].prompt(prompt, top=2, all_positions=True)
+        monkeypatch.setattr("ovserve.engine.scorer.PROMPT_CHUNK", 3)
+        chunked = await asyncio.gather(*(s.prompt(prompt, top=2, all_positions=True) for s in sessions[1:]))
+        after = await asyncio.gather(*(s.tokens([2], top=2, last=True) for s in sessions))
+        for session in sessions:
+            session.close()
+        return whole, chunked, after
+
+    try:
+        whole, chunked, after = asyncio.run(asyncio.wait_for(score(), 120))
+    finally:
+        scorer.close()
+    for each in chunked:
+        assert [s.token_id for s in each] == prompt
+        assert [s.logprob for s in each[1:]] == pytest.approx([s.logprob for s in whole[1:]], abs=1e-3)
+    assert len({round(a[0].logprob, 3) for a in after}) == 1  # the same next-token score after either way

@@ -128,3 +128,19 @@ async def test_max_in_flight_caps_concurrent_calls_across_runs():
     Counted.most = 0
     await runs_and_loop_lag(graph_text("Counted"), count=4)
     assert Counted.most == 4
+
+
+async def test_a_cancelled_run_waits_for_its_thread_before_the_next_call_or_close():
+    Counted.most = 0
+    text = graph_text("BlockingUpper", "max_in_flight: 1")
+    graph = await Graph.start(graph_from_text(text, registry()))
+    cancelled = graph.run()
+    await cancelled.send("TEXT", "first")
+    await asyncio.sleep(PAUSE / 3)  # its process is now sleeping in a thread
+    cancelled.cancel("the client went away")
+    started = time.perf_counter()
+    second = await one_run(graph, "second")
+    assert second == ["SECOND", "done"]
+    assert time.perf_counter() - started >= PAUSE * 1.5  # waited for the cancelled call's thread, then ran its own
+    await cancelled.aclose()
+    await graph.stop()

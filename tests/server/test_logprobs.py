@@ -112,3 +112,10 @@ def test_top_logprobs_need_logprobs_true(server):
     with pytest.raises(openai.BadRequestError) as caught:
         server.openai().chat.completions.create(model=MODEL_NAME, messages=QUESTION, max_tokens=2, top_logprobs=2)
     assert caught.value.body["param"] == "top_logprobs"
+
+
+def test_many_choices_with_alternatives_do_not_wait_for_each_other(server):
+    response = server.openai().chat.completions.create(model=MODEL_NAME, messages=QUESTION, temperature=1.0, seed=3,
+                                                       max_tokens=4, logprobs=True, top_logprobs=1, n=6, timeout=120)
+    assert sorted(c.index for c in response.choices) == list(range(6))
+    assert all(len(e.top_logprobs) == 1 for c in response.choices for e in c.logprobs.content)

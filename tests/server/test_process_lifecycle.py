@@ -62,14 +62,18 @@ def test_the_engine_dies_with_the_server_even_when_stuck_in_a_step(default_model
             os.kill(engine, signal.SIGKILL)
 
 
-def sigterm_during_a_stream(server, max_tokens: int, while_draining=lambda: None) -> list[str]:
-    """SIGTERM once a story's stream has begun; the stream's remaining lines, and the server's exit code 0."""
+def sigterm_during_a_stream(server, max_tokens: int, while_draining=lambda: None, group: bool = False) -> list[str]:
+    """SIGTERM (to the server, or its whole process group) once a story's stream has begun; the stream's
+    remaining lines, and the server's exit code 0."""
     body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}],
             "max_tokens": max_tokens, "stream": True, "ignore_eos": True}
     with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=120) as stream:
         lines = stream.iter_lines()
         next(lines)
-        server.process.send_signal(signal.SIGTERM)
+        if group:
+            os.killpg(server.process.pid, signal.SIGTERM)  # systemd's KillMode=control-group, docker stop
+        else:
+            server.process.send_signal(signal.SIGTERM)
         while_draining()
         rest = [line for line in lines if line]
     assert server.process.wait(60) == 0
@@ -102,3 +106,11 @@ def test_past_the_shutdown_timeout_a_stream_ends_with_an_error_event_and_done(de
     rest = sigterm_during_a_stream(server, 2000)
     assert rest[-1] == "data: [DONE]" and '"server_shutting_down"' in rest[-2], rest[-3:]
     assert "error='the server is shutting down" in "".join(server.lines)
+
+
+def test_sigterm_to_the_whole_process_group_drains_too(default_model, tmp_path):
+    server = start(default_model, tmp_path, new_session=True)
+    rest = sigterm_during_a_stream(server, 40, group=True)
+    assert rest[-1] == "data: [DONE]" and sum(line.startswith("data: {") for line in rest) >= 40
+    output = "".join(server.lines)
+    assert "unexpectedly" not in output and "restarting" not in output, output

@@ -109,3 +109,15 @@ def test_a_hermes_call_cut_off_by_max_tokens_after_complete_ones_is_dropped():
     assert content is None and [(c.name, c.arguments) for c in calls] == [("f", '{"a": 1}')] * 2
     alone = '<tool_call>\n{"name": "f", "argu'
     assert PARSERS["hermes3"].parse(alone) == (alone, ())  # nothing complete: it stays text
+
+
+def test_a_complete_last_hermes_call_without_its_closing_tag_is_kept():
+    call = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
+    _, calls = PARSERS["hermes3"].parse(call + '<tool_call>\n{"name": "g", "arguments": {}}')
+    assert [c.name for c in calls] == ["f", "g"]
+
+
+def test_llama3_calls_before_one_cut_off_are_kept():
+    _, calls = PARSERS["llama3"].parse('{"name": "a", "parameters": {"x": 1}}; {"name": "b", "param')
+    assert [(c.name, c.arguments) for c in calls] == [("a", '{"x": 1}')]
+    assert PARSERS["llama3"].parse('{"name": "b", "param') == ('{"name": "b", "param', ())
