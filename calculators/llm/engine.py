@@ -24,6 +24,7 @@ from ovserve.engine.generation_config import generation_config_of, load_sampling
 from ovserve.engine.scorer import LogitScorer
 from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
 from ovserve.engine.tokenizer import TextTokenizer
+from ovserve.framework.metrics import Histogram
 from ovserve.framework.textproto import Message
 
 log = logging.getLogger("ovserve.llm")
@@ -182,3 +183,6 @@ class LLMEngine(Resource):
 
     def metrics(self) -> dict[str, float]:
         return self.engine.metrics()
+
+    def histograms(self) -> dict[str, Histogram]:
+        return {"engine_queue_time_seconds": self.engine.queue_time}

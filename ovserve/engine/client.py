@@ -23,6 +23,9 @@ import numpy as np
 from ovserve.engine.protocol import FINISH_ABORT, EngineInfo, SamplingParams, decode_frames, encode_frame
 from ovserve.engine.settings import EngineSettings
 from ovserve.errors import ModelNotReadyError
+from ovserve.framework.metrics import Histogram
+
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 #: Default for :attr:`EngineClient.step_timeout`: far above any one step on a CPU (a step is bounded by
 #: max_num_batched_tokens), below what a client waits before it gives up.
@@ -143,6 +146,9 @@ class EngineClient:
         self._watchdog: asyncio.Task[None] | None = None
         #: How many times the watchdog killed a hung engine.
         self.hangs = 0
+        #: How long requests waited in the engine before it began on them (an estimate: see the worker).
+        self.queue_time = Histogram("Time requests waited in the engine before it began on them (estimated)",
+                                    QUEUE_BUCKETS)
         self.info: EngineInfo | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._transport: asyncio.Transport | None = None
@@ -270,6 +276,8 @@ class EngineClient:
         kind = message[0]
         if kind == "step":
             self.engine_running, self.cache_usage, self.engine_steps = message[2], message[3], message[4]
+            for waited in message[6]:
+                self.queue_time.observe(waited)
             logprobs = message[5]
             requests = self._requests
             for request_id, token_ids, finish in message[1]:

@@ -97,6 +97,9 @@ class StepLoop:
         self.steps = 0
         self.reported_running = 0
         self.last_report = time.monotonic()
+        #: Requests added and not yet seen scheduled: id → when added (in order), and the waits measured.
+        self.unscheduled: dict[int, float] = {}
+        self.queued: list[float] = []
 
     def cache_usage(self) -> float:
         """KV-cache use in percent, as the pipeline reports it."""
@@ -104,6 +107,24 @@ class StepLoop:
             return float(self.pipeline.get_metrics().cache_usage)
         except Exception:  # metrics must never stop the engine
             return 0.0
+
+    def note_scheduled(self, step_started: float) -> None:
+        """After a step: how long the requests the engine began on in it had waited since they were added.
+
+        The pipeline does not say which requests it scheduled, only how many of all it holds
+        (``requests - scheduled_requests`` wait); it takes waiting requests first come, first served, so
+        the oldest of those not seen scheduled yet are the ones it began on. An estimate: a running request
+        the scheduler pauses for want of KV cache counts as waiting too."""
+        if not self.unscheduled:
+            return
+        try:
+            metrics = self.pipeline.get_metrics()
+            waiting = max(0, int(metrics.requests) - int(metrics.scheduled_requests))
+        except Exception:  # metrics must never stop the engine
+            return
+        for _ in range(len(self.unscheduled) - waiting):
+            request_id = next(iter(self.unscheduled))
+            self.queued.append(max(0.0, step_started - self.unscheduled.pop(request_id)))
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.sock.sendall(encode_frame(message))
@@ -156,6 +177,7 @@ class StepLoop:
         if handle is not None and request_id not in self.aborted:
             handle.cancel()
             self.aborted.add(request_id)
+            self.unscheduled.pop(request_id, None)
 
     def add(self, request_id: int, token_ids: bytes, params: SamplingParams) -> None:
         ids = self.numpy.frombuffer(token_ids, dtype=self.numpy.int64).reshape(1, -1)
@@ -165,6 +187,7 @@ class StepLoop:
             self.outputs.append((request_id, (), f"error: {type(error).__name__}: {error}"))
             return
         self.handles[request_id] = handle
+        self.unscheduled[request_id] = time.monotonic()
         if params.logprobs:
             self.wants_logprobs.add(request_id)
         self.added += 1
@@ -192,6 +215,7 @@ class StepLoop:
                 continue  # the client already ended it
             if status != self.running:
                 del self.handles[request_id]
+                self.unscheduled.pop(request_id, None)
                 self.wants_logprobs.discard(request_id)
                 self.completed += 1
                 if finish is None:
@@ -227,6 +251,7 @@ class StepLoop:
             if busy:
                 try:
                     self.steps += 1
+                    step_started = time.monotonic()
                     self.pipeline.step()
                 except Exception as error:  # the pipeline is broken now: fail what is in flight, then exit
                     reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
@@ -235,14 +260,17 @@ class StepLoop:
                     self.handles.clear()
                     self.failed = reason
                 else:
+                    self.note_scheduled(step_started)
                     self.collect()
             running = len(self.handles) - len(self.aborted)
             heartbeat = busy and time.monotonic() - self.last_report > HEARTBEAT_SECONDS
-            if self.outputs or running != self.reported_running or heartbeat:
+            if self.outputs or running != self.reported_running or heartbeat or self.queued:
                 if connected:
-                    self.send(("step", self.outputs, running, self.cache_usage(), self.steps, self.logprobs))
+                    self.send(("step", self.outputs, running, self.cache_usage(), self.steps, self.logprobs,
+                               self.queued))
                 self.outputs = []
                 self.logprobs = {}
+                self.queued = []
                 self.reported_running = running
                 self.last_report = time.monotonic()
             if connected and self.handles and self.completed > completed_before and not self.stopping:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ovserve.framework.metrics import Histogram
 from ovserve.framework.packet import Packet
 from ovserve.framework.ports import Contract, Port
 
@@ -203,4 +204,9 @@ class Resource(_Declared):
 
     def metrics(self) -> dict[str, float]:
         """Gauges to publish on the server's ``/metrics`` (name → value); called on each scrape."""
+        return {}
+
+    def histograms(self) -> dict[str, Histogram]:
+        """Distributions to publish on the server's ``/metrics`` (name → the resource's own
+        :class:`~ovserve.framework.metrics.Histogram`, which it keeps observing); called on each scrape."""
         return {}

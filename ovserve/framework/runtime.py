@@ -17,6 +17,7 @@ from typing import Any
 from ovserve.framework.calculator import Calculator, CalculatorContext, Resource, ResourceContext
 from ovserve.framework.errors import CalculatorError, GraphConfigError, GraphError, Problem, RunCancelledError
 from ovserve.framework.executors import in_thread, limited, thread_pool
+from ovserve.framework.metrics import Histogram
 from ovserve.framework.packet import Packet
 from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, NodeSpec
 
@@ -601,6 +602,11 @@ class Graph:
         """Each resource's gauges with its node name."""
         return [(spec.name, resource.metrics()) for spec, resource in zip(self.spec.resources, self.resources,
                                                                          strict=False)]
+
+    def resource_histograms(self) -> list[tuple[str, dict[str, Histogram]]]:
+        """Each resource's distributions with its node name."""
+        return [(spec.name, resource.histograms()) for spec, resource in zip(self.spec.resources, self.resources,
+                                                                            strict=False)]
 
     async def stop(self) -> None:
         """Close the resources, last opened first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from ovserve.server.loop_lag import LAG_BUCKETS
@@ -25,8 +25,8 @@ class _ResourceGauges(Collector):
     def __init__(self, servables: Servables) -> None:
         self.servables = servables
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily] = {}
         for servable in self.servables:
             families.setdefault("model_ready", GaugeMetricFamily(
                 "ovserve_model_ready", "1 when the model can serve", labels=["model"],
@@ -38,6 +38,12 @@ class _ResourceGauges(Collector):
                         f"ovserve_{name}", f"{name.replace('_', ' ')} (reported by the graph's resources)",
                         labels=["model", "node"],
                     )).add_metric([servable.name, node], value)
+            for node, histograms in servable.graph.resource_histograms():
+                for name, histogram in histograms.items():
+                    family = families.setdefault(name, HistogramMetricFamily(
+                        f"ovserve_{name}", histogram.doc, labels=["model", "node"]))
+                    family.add_metric([servable.name, node], histogram.cumulative(),  # type: ignore[call-arg]
+                                      sum_value=histogram.total)
         yield from families.values()
 
 

@@ -47,3 +47,42 @@ def test_a_failed_step_fails_the_requests_in_flight_and_ends_the_loop():
     (step,) = decode_frames(buffer)
     assert step[0] == "step" and step[1] == [(7, (), 'error: engine step failed: Unsupported type "foo"')]
     assert loop.failed == 'Unsupported type "foo"'
+
+
+class CountingPipeline(FailingPipeline):
+    """Says how many requests it holds and how many its last step scheduled, as OpenVINO GenAI's does."""
+
+    def __init__(self):
+        self.requests, self.scheduled = 0, 0
+
+    def get_metrics(self):
+        class Metrics:
+            requests, scheduled_requests, cache_usage = self.requests, self.scheduled, 0.0
+
+        return Metrics
+
+
+def test_queue_time_is_taken_first_come_first_served_from_the_engine_s_counts():
+    import socket
+
+    from ovserve.engine.worker import StepLoop
+
+    pipeline = CountingPipeline()
+    loop = StepLoop(pipeline, socket.socketpair()[1])
+    loop.unscheduled = {1: 10.0, 2: 10.5, 3: 11.0}
+    pipeline.requests, pipeline.scheduled = 3, 1  # two still wait: the oldest began
+    loop.note_scheduled(step_started=12.0)
+    assert loop.queued == [2.0] and list(loop.unscheduled) == [2, 3]
+    pipeline.scheduled = 3
+    loop.note_scheduled(step_started=13.0)
+    assert loop.queued == [2.0, 2.5, 2.0] and not loop.unscheduled
+
+
+def test_a_histogram_counts_in_buckets_and_cumulates_for_prometheus():
+    from ovserve.framework.metrics import Histogram
+
+    histogram = Histogram("waits", (0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 3.0):
+        histogram.observe(value)
+    assert histogram.cumulative() == [("0.1", 2.0), ("1.0", 3.0), ("+Inf", 4.0)]
+    assert histogram.total == pytest.approx(3.65)

@@ -25,6 +25,7 @@ def test_metrics_have_counters_and_token_latency_and_no_created_series(server):
     assert "_created" not in text
     assert "# TYPE ovserve_engine_starts_total counter" in text and "ovserve_engine_starts_total{" in text
     assert server.metric("ovserve_inter_token_latency_seconds_count") >= 3
+    assert server.metric("ovserve_engine_queue_time_seconds_count") >= 1  # this request, at least
     assert server.metric("ovserve_requests_in_flight") == 0
     assert server.metric("ovserve_engine_requests_running") == 0
     assert server.metric("ovserve_engine_kv_cache_usage_percent") == 0  # not the last step's figure
