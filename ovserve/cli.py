@@ -122,6 +122,35 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from ovserve.engine.generation_config import GENERATION_CONFIG, generation_config_of
+    from ovserve.engine.gguf_export import GGUFExportError, export_gguf
+    from ovserve.engine.settings import find_model_files
+
+    source = Path(args.model)
+    if source.suffix.lower() != ".gguf" or not source.is_file():
+        print(f"error: {source} is not a .gguf file; exporting Hugging Face checkpoints (optimum-intel) is not "
+              f"implemented yet: use optimum-cli export openvino", file=sys.stderr)
+        return 2
+    output = args.output or source.with_name(f"{source.stem}-openvino")
+    if output.exists():
+        print(f"error: {output} exists; give another --output", file=sys.stderr)
+        return 1
+    try:
+        model = find_model_files(source)
+        export_gguf(source, output)
+    except (ValueError, GGUFExportError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    defaults = generation_config_of(model)
+    if defaults.is_file():  # the sampling defaults travel with the model
+        shutil.copy(defaults, output / GENERATION_CONFIG)
+    print(output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ovserve import __version__
     from ovserve.model_store import DEFAULT_MODEL
@@ -142,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("name", nargs="?", metavar="NAME", help=f"the model to fetch: {DEFAULT_MODEL.name} (the default)")
     pull.add_argument("--models-dir", type=Path, help="default ./models or $OVSERVE_MODELS_DIR")
     pull.set_defaults(func=cmd_pull)
+
+    export = commands.add_parser("export", help="write a .gguf as an OpenVINO IR folder (no PyTorch needed)",
+                                 description="Write the OpenVINO IR of a .gguf (openvino_model.xml/.bin, tokenizer, "
+                                             "detokenizer and the generation_config.json beside the .gguf), as "
+                                             "OpenVINO GenAI builds it; 'ovserve serve --model FOLDER' serves it.")
+    export.add_argument("model", metavar="MODEL.gguf")
+    export.add_argument("--output", type=Path, help="the new folder (default: MODEL-openvino beside the .gguf)")
+    export.set_defaults(func=cmd_export)
 
     graph = commands.add_parser("graph", help="check or draw graph files")
     graph_commands = graph.add_subparsers(dest="graph_command", required=True)

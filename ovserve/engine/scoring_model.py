@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
+from ovserve.engine.gguf_export import IR_WEIGHTS, GGUFExportError, export_gguf
 from ovserve.engine.settings import IR_MODEL, ModelFiles
-
-IR_WEIGHTS = "openvino_model.bin"
 
 
 class ScoringModelError(RuntimeError):
@@ -57,32 +52,10 @@ def scoring_model_path(model: ModelFiles, *, convert: bool = True) -> Path:
     errors = []
     for folder in candidates:
         try:
-            _convert(model.path, folder)
+            export_gguf(model.path, folder)
             return folder / IR_MODEL
+        except GGUFExportError as error:
+            raise ScoringModelError(str(error)) from None
         except OSError as error:  # not writable: try the next place
             errors.append(f"{folder.parent}: {error}")
     raise ScoringModelError(f"could not write the OpenVINO IR of {model.path}: {'; '.join(errors)}")
-
-
-def _convert(gguf: Path, target: Path) -> None:
-    """Have openvino-genai write the IR of ``gguf`` into ``target`` (atomically: a finished folder or none)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".ovserve-ir-", dir=target.parent))
-    work.chmod(0o755)  # readable by the users the server may run as
-    try:
-        (work / gguf.name).symlink_to(gguf.resolve())  # genai writes the IR next to the path it is given
-        script = ("import sys, openvino_genai as g; "
-                  "g.LLMPipeline(sys.argv[1], 'CPU', enable_save_ov_model=True)")
-        result = subprocess.run([sys.executable, "-c", script, str(work / gguf.name)], capture_output=True,
-                                text=True, check=False)
-        if result.returncode != 0 or not _complete(work):
-            raise ScoringModelError(f"openvino-genai could not convert {gguf} to OpenVINO IR: "
-                                    f"{(result.stderr or result.stdout).strip()[-1500:]}")
-        (work / gguf.name).unlink()
-        try:
-            work.rename(target)
-        except OSError:
-            if not _complete(target):  # another process may have finished first
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

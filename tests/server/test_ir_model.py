@@ -1,35 +1,28 @@
 """An OpenVINO IR folder (openvino_model.xml + tokenizer + detokenizer) serves like the .gguf does.
 
-The folder is made from the default model by OpenVINO GenAI itself (``enable_save_ov_model``), so no
+The folder is made from the default model by ``ovserve export`` (OpenVINO GenAI's own GGUF reader), so no
 model hub and no PyTorch are needed."""
 
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import MODEL_NAME, start_server
 
 pytestmark = pytest.mark.slow
 
-EXPORT = """
-import sys, openvino_genai
-openvino_genai.LLMPipeline(sys.argv[1], "CPU", enable_save_ov_model=True)
-"""
-
-
 @pytest.fixture(scope="module")
 def ir_folder(default_model, tmp_path_factory):
-    work = tmp_path_factory.mktemp("ir")
-    gguf = work / default_model.name
-    gguf.symlink_to(default_model)
-    subprocess.run([sys.executable, "-c", textwrap.dedent(EXPORT), str(gguf)], check=True, timeout=300,
-                   capture_output=True)
-    gguf.unlink()  # leave a pure IR folder
-    names = {p.name for p in work.iterdir()}
-    assert {"openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"} <= names, names
-    return work
+    output = tmp_path_factory.mktemp("ir") / "smollm2-openvino"
+    result = subprocess.run([sys.executable, "-m", "ovserve.cli", "export", str(default_model), "--output",
+                             str(output)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == str(output), result.stderr
+    names = {p.name for p in output.iterdir()}
+    assert {"openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml",
+            "generation_config.json"} <= names, names
+    assert not any(name.endswith(".gguf") for name in names)  # a pure IR folder
+    return output
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +41,21 @@ def test_an_ir_folder_serves_chat_and_completions(ir_server):
     completion = client.completions.create(model="smollm2-ir", prompt="The capital of France is", max_tokens=5,
                                            temperature=0)
     assert "Paris" in completion.choices[0].text
+
+
+def test_the_exported_ir_answers_as_the_gguf_does_on_this_machine(ir_server, server):
+    """The same weights and the same engine: the same greedy text, token for token."""
+    fields = {"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0, "extra_body": {"ignore_eos": True}}
+    from_ir = ir_server.openai().completions.create(model="smollm2-ir", **fields).choices[0].text
+    from_gguf = server.openai().completions.create(model=MODEL_NAME, **fields).choices[0].text
+    assert from_ir == from_gguf
+
+
+def test_export_refuses_what_it_cannot_export(tmp_path, default_model):
+    not_gguf = subprocess.run([sys.executable, "-m", "ovserve.cli", "export", str(tmp_path)], capture_output=True,
+                              text=True)
+    assert not_gguf.returncode == 2 and "optimum-cli" in not_gguf.stderr
+    (tmp_path / "taken").mkdir()
+    taken = subprocess.run([sys.executable, "-m", "ovserve.cli", "export", str(default_model), "--output",
+                            str(tmp_path / "taken")], capture_output=True, text=True)
+    assert taken.returncode == 1 and "exists" in taken.stderr
