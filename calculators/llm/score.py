@@ -30,25 +30,29 @@ class TokenScorerCalculator(Calculator):
         self.request: LLMRequest | None = None
         self.prompt: Prompt | None = None
         self.sessions: dict[int, ScoringSession] = {}
+        #: How many alternatives, and whether the prompt is scored (set with the request).
+        self.top, self.scores_prompt = 0, False
 
     async def process(self, ctx: CalculatorContext) -> None:
-        self.request = ctx.value(self.REQUEST) or self.request
+        request: LLMRequest | None = ctx.value(self.REQUEST)
+        if request is not None:
+            self.request = request
+            self.top, self.scores_prompt = request.body.alternatives, request.body.scores_prompt
         self.prompt = ctx.value(self.PROMPT) or self.prompt
         delta: GenerationDelta | None = ctx.value(self.DELTAS)
         if delta is None:
             return
-        body = self.request.body if self.request is not None else None
-        if body is None or not (body.alternatives or body.scores_prompt):
+        if not (self.top or self.scores_prompt):  # most requests: straight through
             await ctx.send(self.SCORED, delta)
             return
-        top, last = body.alternatives, delta.finish is not None
+        top, last = self.top, delta.finish is not None
         session = self.sessions.get(delta.index)
         prompt_logprobs = None
         if session is None:
-            session = self.sessions[delta.index] = await self._session(body.alternatives)
+            session = self.sessions[delta.index] = await self._session(top)
             assert self.prompt is not None, "the prompt comes before its tokens"
-            scored = await session.prompt(self.prompt.token_ids.tolist(), top=top, all_positions=body.scores_prompt)
-            prompt_logprobs = tuple(scored) if body.scores_prompt else None
+            scored = await session.prompt(self.prompt.token_ids.tolist(), top=top, all_positions=self.scores_prompt)
+            prompt_logprobs = tuple(scored) if self.scores_prompt else None
         logprobs = tuple(await session.tokens(delta.token_ids, top=top, last=last))
         if last:
             self.sessions.pop(delta.index).close()

@@ -13,7 +13,7 @@ then, after each engine step that produced tokens or changed how many requests r
 ``steps`` counts the engine steps run since the process started, ``logprobs`` maps the requests
 that asked for them to their new tokens' log-probabilities, and ``queued`` lists, for the requests the
 engine began on in this step, how long each waited for it (seconds, an estimate: see the worker's
-``StepLoop.note_scheduled``).
+``StepLoop.after_step``).
 """
 
 from __future__ import annotations

@@ -100,25 +100,20 @@ class StepLoop:
         #: Requests added and not yet seen scheduled: id → when added (in order), and the waits measured.
         self.unscheduled: dict[int, float] = {}
         self.queued: list[float] = []
+        #: KV cache in use at the last step, percent (as the pipeline reports it).
+        self.cache_percent = 0.0
 
-    def cache_usage(self) -> float:
-        """KV-cache use in percent, as the pipeline reports it."""
-        try:
-            return float(self.pipeline.get_metrics().cache_usage)
-        except Exception:  # metrics must never stop the engine
-            return 0.0
-
-    def note_scheduled(self, step_started: float) -> None:
-        """After a step: how long the requests the engine began on in it had waited since they were added.
+    def after_step(self, step_started: float) -> None:
+        """Read the pipeline's metrics once per step: the KV cache in use (percent), and how long the requests
+        the engine began on in this step had waited since they were added.
 
         The pipeline does not say which requests it scheduled, only how many of all it holds
         (``requests - scheduled_requests`` wait); it takes waiting requests first come, first served, so
         the oldest of those not seen scheduled yet are the ones it began on. An estimate: a running request
         the scheduler pauses for want of KV cache counts as waiting too."""
-        if not self.unscheduled:
-            return
         try:
             metrics = self.pipeline.get_metrics()
+            self.cache_percent = float(metrics.cache_usage)
             waiting = max(0, int(metrics.requests) - int(metrics.scheduled_requests))
         except Exception:  # metrics must never stop the engine
             return
@@ -260,13 +255,13 @@ class StepLoop:
                     self.handles.clear()
                     self.failed = reason
                 else:
-                    self.note_scheduled(step_started)
+                    self.after_step(step_started)
                     self.collect()
             running = len(self.handles) - len(self.aborted)
             heartbeat = busy and time.monotonic() - self.last_report > HEARTBEAT_SECONDS
             if self.outputs or running != self.reported_running or heartbeat or self.queued:
                 if connected:
-                    self.send(("step", self.outputs, running, self.cache_usage(), self.steps, self.logprobs,
+                    self.send(("step", self.outputs, running, self.cache_percent, self.steps, self.logprobs,
                                self.queued))
                 self.outputs = []
                 self.logprobs = {}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +19,7 @@ from starlette.routing import Route
 
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
-from ovserve.server.guard import GuardSettings, RequestGuard, check_json_body
+from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.responses import DEFAULT_KEEPALIVE_SECONDS, GraphResponse, RequestRecorder, error_response
@@ -32,7 +30,6 @@ API_PREFIXES = ("/v3", "/v1")
 #: Request bodies from this size on are parsed and checked in a thread.
 LARGE_BODY = 256 * 1024
 log = logging.getLogger("ovserve.server")
-_request_ids = itertools.count(1)
 
 
 class OpenAIRoutes:
@@ -78,19 +75,8 @@ class OpenAIRoutes:
         body = await request.body()
         model = "-"
         try:
-            try:
-                # a big body takes milliseconds to parse: off the event loop then
-                data = json.loads(body) if len(body) < LARGE_BODY else await asyncio.to_thread(json.loads, body)
-            except (ValueError, UnicodeDecodeError) as error:
-                raise RequestError(f"the request body is not valid JSON: {error}", code="invalid_json") from None
-            except RecursionError:
-                raise RequestError("the request JSON nests too deeply", code="invalid_json") from None
-            if not isinstance(data, dict):
-                raise RequestError("the request body must be a JSON object", code="invalid_json")
-            if len(body) < LARGE_BODY:
-                check_json_body(data)
-            else:
-                await asyncio.to_thread(check_json_body, data)
+            # a big body takes milliseconds to parse and check: off the event loop then
+            data = parse_json_body(body) if len(body) < LARGE_BODY else await asyncio.to_thread(parse_json_body, body)
             servable = self._servable(data.get("model"))
             model = servable.name  # only served names become metric labels
             if not servable.ready:
@@ -146,8 +132,8 @@ class OpenAIRoutes:
 
 
 def request_id_of(request: Request) -> str:
-    """The id :class:`~ovserve.server.guard.RequestGuard` gave the request (a counter's without it)."""
-    return request.scope.get("state", {}).get("request_id") or f"req-{next(_request_ids)}"
+    """The id :class:`~ovserve.server.guard.RequestGuard` gave the request."""
+    return str(request.scope.get("state", {}).get("request_id", "-"))
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovserve.errors import RequestError
+from ovserve.server.responses import error_response
 
 #: The default cap on a request body (OpenAI's own limit for a request is about this size).
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -60,24 +61,24 @@ class RequestGuard:
             await send(message)
 
         if self._keys and self._protected(scope["path"]) and not self._authorized(headers.get(b"authorization")):
-            await _reply(send_with_id, RequestError(
+            await error_response(RequestError(
                 "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'", status=401,
-                code="invalid_api_key"))
+                code="invalid_api_key"))(scope, receive, send_with_id)
             return
         cap = self.settings.max_request_bytes
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                await _reply(send_with_id, RequestError("the Content-Length header is not a number",
-                                                        code="invalid_request"))
+                await error_response(RequestError("the Content-Length header is not a number",
+                                                  code="invalid_request"))(scope, receive, send_with_id)
                 return
             if int(length) > cap:
-                await _reply(send_with_id, _too_large(cap))
+                await error_response(_too_large(cap))(scope, receive, send_with_id)
                 return
         elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
             body = await _read_capped(receive, cap)
             if body is None:
-                await _reply(send_with_id, _too_large(cap))
+                await error_response(_too_large(cap))(scope, receive, send_with_id)
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send_with_id)
@@ -99,15 +100,6 @@ class RequestGuard:
 def _too_large(cap: int) -> RequestError:
     return RequestError(f"the request body is larger than this server's limit of {cap} bytes "
                         f"(--max-request-bytes)", status=413, code="request_too_large")
-
-
-async def _reply(send: Send, error: RequestError) -> None:
-    data = json.dumps(error.to_dict()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    if error.status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
 async def _read_capped(receive: Receive, cap: int) -> bytes | None:
@@ -137,6 +129,20 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, checked by :func:`check_json_body`; a 400 says what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(f"the request body is not valid JSON: {error}", code="invalid_json") from None
+    except RecursionError:
+        raise RequestError("the request JSON nests too deeply", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object", code="invalid_json")
+    check_json_body(data)
+    return data
 
 
 def check_json_body(data: Any, max_depth: int = MAX_JSON_DEPTH) -> None:

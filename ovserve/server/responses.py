@@ -29,8 +29,11 @@ CLIENT_CLOSED = 499
 
 
 def error_response(error: RequestError) -> JSONResponse:
-    """The OpenAI error body; refusals a client should retry (429, 503) say when, in ``Retry-After``."""
-    headers = {"retry-after": "1"} if error.status in (429, 503) else None
+    """The OpenAI error body (an ASGI app); refusals a client should retry (429, 503) say when, in
+    ``Retry-After``, and a 401 says how to authenticate."""
+    headers = {"retry-after": "1"} if error.status in (429, 503) else {}
+    if error.status == 401:
+        headers["www-authenticate"] = "Bearer"
     return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
 
 

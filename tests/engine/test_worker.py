@@ -71,10 +71,10 @@ def test_queue_time_is_taken_first_come_first_served_from_the_engine_s_counts():
     loop = StepLoop(pipeline, socket.socketpair()[1])
     loop.unscheduled = {1: 10.0, 2: 10.5, 3: 11.0}
     pipeline.requests, pipeline.scheduled = 3, 1  # two still wait: the oldest began
-    loop.note_scheduled(step_started=12.0)
+    loop.after_step(step_started=12.0)
     assert loop.queued == [2.0] and list(loop.unscheduled) == [2, 3]
     pipeline.scheduled = 3
-    loop.note_scheduled(step_started=13.0)
+    loop.after_step(step_started=13.0)
     assert loop.queued == [2.0, 2.5, 2.0] and not loop.unscheduled
 
 
