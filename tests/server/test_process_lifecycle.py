@@ -1,5 +1,6 @@
 """The server's processes on the real model: Ctrl-C to the whole process group, and the server's death."""
 
+import json
 import os
 import signal
 import time
@@ -66,7 +67,7 @@ def sigterm_during_a_stream(server, max_tokens: int, while_draining=lambda: None
     """SIGTERM (to the server, or its whole process group) once a story's stream has begun; the stream's
     remaining lines, and the server's exit code 0."""
     body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}],
-            "max_tokens": max_tokens, "stream": True, "ignore_eos": True}
+            "max_tokens": max_tokens, "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
     with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=120) as stream:
         lines = stream.iter_lines()
         next(lines)
@@ -79,6 +80,11 @@ def sigterm_during_a_stream(server, max_tokens: int, while_draining=lambda: None
     assert server.process.wait(60) == 0
     assert "Traceback" not in "".join(server.lines)
     return rest
+
+
+def completion_tokens(lines: list[str]) -> int:
+    """The completion tokens the stream's usage chunk reports (chunks may carry several tokens each)."""
+    return json.loads(lines[-2].removeprefix("data: "))["usage"]["completion_tokens"]
 
 
 def ready_status(server) -> int:
@@ -95,7 +101,7 @@ def test_sigterm_lets_a_stream_finish_to_done_and_turns_readiness_off(default_mo
         assert wait_until(lambda: ready_status(server) != 200, 5)  # 503, or refused once the socket closes
 
     rest = sigterm_during_a_stream(server, 60, readiness_turns_off)
-    assert rest[-1] == "data: [DONE]" and sum(line.startswith("data: {") for line in rest) >= 60
+    assert rest[-1] == "data: [DONE]" and completion_tokens(rest) == 60  # the whole answer, not cut
     assert "status=200" in "".join(server.lines)
 
 
@@ -111,6 +117,6 @@ def test_past_the_shutdown_timeout_a_stream_ends_with_an_error_event_and_done(de
 def test_sigterm_to_the_whole_process_group_drains_too(default_model, tmp_path):
     server = start(default_model, tmp_path, new_session=True)
     rest = sigterm_during_a_stream(server, 40, group=True)
-    assert rest[-1] == "data: [DONE]" and sum(line.startswith("data: {") for line in rest) >= 40
+    assert rest[-1] == "data: [DONE]" and completion_tokens(rest) == 40
     output = "".join(server.lines)
     assert "unexpectedly" not in output and "restarting" not in output, output
