@@ -17,14 +17,19 @@ def test_v1_config_reports_each_model_as_ovms_does(server):
 
 
 def test_metrics_have_counters_and_token_latency_and_no_created_series(server):
-    chunks = server.openai().chat.completions.create(
+    try:
+        observed_before = server.metric("ovserve_inter_token_latency_seconds_count")
+    except KeyError:  # no stream has been served yet
+        observed_before = 0
+    chunks = list(server.openai().chat.completions.create(
         model=MODEL_NAME, messages=[{"role": "user", "content": "Count to five."}], max_tokens=8, stream=True,
-        extra_body={"ignore_eos": True})
-    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) >= 4
+        extra_body={"ignore_eos": True}))
+    assert any(c.choices and c.choices[0].delta.content for c in chunks)
     text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
     assert "_created" not in text
     assert "# TYPE ovserve_engine_starts_total counter" in text and "ovserve_engine_starts_total{" in text
-    assert server.metric("ovserve_inter_token_latency_seconds_count") >= 3
+    # the gaps between this stream's chunks were observed (several tokens may share a chunk)
+    assert server.metric("ovserve_inter_token_latency_seconds_count") > observed_before
     assert server.metric("ovserve_engine_queue_time_seconds_count") >= 1  # this request, at least
     assert server.metric("ovserve_requests_in_flight") == 0
     assert server.metric("ovserve_engine_requests_running") == 0
