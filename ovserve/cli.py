@@ -39,8 +39,14 @@ def cmd_graph_check(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 print(f"  {problem}", file=sys.stderr)
             continue
-        print(f"ok   {path}: {len(spec.nodes)} nodes, {len(spec.resources)} resources")
+        print(f"ok   {path}: {_count(len(spec.nodes), 'node')}, {_count(len(spec.resources), 'resource')}")
+        for warning in spec.warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def cmd_graph_show(args: argparse.Namespace) -> int:

@@ -55,6 +55,29 @@ def test_user_calculators_folder_is_loaded(tmp_path, capsys):
     assert main(["graph", "check", str(graph)]) == 1
 
 
+def test_a_newcomers_unknown_calculator_points_at_the_calculators_flag_only(tmp_path, capsys):
+    graph = tmp_path / "g.pbtxt"
+    graph.write_text('input_stream: "IN:text"\noutput_stream: "OUT:upper"\n'
+                     'node {\n  name: "up"\n  calculator: "UpperCalculator"\n'
+                     '  input_stream: "IN:text"\n  output_stream: "OUT:upper"\n}\n')
+    assert main(["graph", "check", str(graph)]) == 1
+    problems = [line.strip() for line in capsys.readouterr().err.splitlines()[1:]]
+    (problem,) = problems  # no follow-on "produced by no node" for the unknown node's output
+    assert problem.startswith(f"{graph}:5:3: node 'up': unknown calculator 'UpperCalculator'.")
+    assert "--calculators DIR" in problem and "Did you mean" not in problem  # not 'LLMCalculator'
+
+
+def test_check_warns_of_a_graph_input_nothing_reads_and_counts_in_the_singular(tmp_path, capsys):
+    graph = tmp_path / "g.pbtxt"
+    graph.write_text('input_stream: "TEXT:text"\ninput_stream: "EXTRA:extra"\noutput_stream: "CLEAN:clean"\n'
+                     'node { calculator: "RedactCalculator" input_stream: "TEXT:text" output_stream: "REDACTED:clean" '
+                     'node_options { [type.googleapis.com/ovserve.RedactOptions] { words: ["x"] } } }\n')
+    assert main(["graph", "check", str(graph)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"ok   {graph}: 1 node, 0 resources"
+    assert f"warning: {graph}:2:1: graph input_stream 'EXTRA:extra' is read by no node" in captured.err
+
+
 @pytest.mark.parametrize("argv", [["graph", "check", "--help"], ["calculators", "--help"]])
 def test_the_installed_command_runs(argv):
     result = subprocess.run([sys.executable, "-m", "ovserve.cli", *argv], capture_output=True, text=True, check=False)

@@ -13,6 +13,7 @@ A name defined twice is an error that names both origins.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.metadata
@@ -30,7 +31,6 @@ from typing import Literal
 from ovserve.framework.calculator import Calculator, Resource
 from ovserve.framework.config import LoadedGraphConfig, load_graph_config
 from ovserve.framework.errors import GraphConfigError
-from ovserve.framework.schema import did_you_mean
 
 ENTRY_POINT_GROUP = "ovserve.calculators"
 Kind = Literal["calculator", "resource", "subgraph"]
@@ -192,7 +192,9 @@ class Registry:
             return registration
         if ":" in name:
             return self._import_reference(name)
-        raise KeyError(f"unknown calculator '{name}'.{did_you_mean(name, self._entries)}")
+        raise KeyError(f"unknown calculator '{name}'.{_closest_calculator(name, self._entries)} If it is one of "
+                       f"yours, register the folder that defines it: --calculators DIR ('ovserve calculators "
+                       f"--calculators DIR' lists what a folder registers)")
 
     def _import_reference(self, reference: str) -> Registration:
         module_name, _, attr = reference.partition(":")
@@ -220,3 +222,15 @@ def build_registry(
     for folder in folders:
         registry.load_folder(folder)
     return registry
+
+
+def _closest_calculator(name: str, registered: Iterable[str]) -> str:
+    """`` Did you mean 'X'?`` for the closest registered name whose part before ``Calculator`` is close too,
+    so that ``UpperCalculator`` is not offered ``LLMCalculator`` for the suffix they share."""
+    def stem(word: str) -> str:
+        return word.removesuffix("Calculator") or word
+
+    for close in difflib.get_close_matches(name, list(registered), n=3, cutoff=0.6):
+        if difflib.SequenceMatcher(None, stem(name), stem(close)).ratio() >= 0.5:
+            return f" Did you mean '{close}'?"
+    return ""

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ovserve.framework.calculator import Calculator, Resource
+from ovserve.framework.errors import Problem
 from ovserve.framework.textproto import SourceLocation
 
 #: A consumer of a stream: (node index, input index), or (GRAPH_OUTPUT, graph output index).
@@ -85,6 +86,8 @@ class GraphSpec:
     streams: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     #: Side packets, for display: name → (producer description, consumer descriptions).
     side_packets: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: What validation found odd but not wrong (a graph input nothing reads), each with its location.
+    warnings: tuple[Problem, ...] = ()
 
     def input_port(self, name: str) -> str:
         """The port key of a graph input given by tag (``"HTTP_REQUEST_PAYLOAD"``) or stream name."""

@@ -87,7 +87,10 @@ class _Validator:
     def __init__(self, registry: Registry, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.registry = registry
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.overrides = dict(overrides or {})
+        #: Streams written by nodes whose calculator is unknown: already reported, not reported again.
+        self.unresolved_streams: set[str] = set()
 
     def problem(self, message: str, location: SourceLocation | None, node: str | None = None) -> None:
         self.problems.append(Problem(message, location, node))
@@ -171,6 +174,7 @@ class _Validator:
                 registration = self.registry.resolve(draft.config.calculator)
             except KeyError as error:
                 self.problem(str(error.args[0]), draft.loc("calculator"), draft.name)
+                self.unresolved_streams.update(ref.name for ref, _ in draft.refs[PortKind.OUTPUT])
                 continue
             if registration.kind != "subgraph":
                 draft.registration = registration
@@ -402,7 +406,9 @@ class _Validator:
                 port = port_of(draft, PortKind.INPUT, ref)
                 back_edge = ref.port in draft.back_edges
                 found = producers.get(ref.name)
-                if not found:
+                if not found and ref.name in self.unresolved_streams:
+                    pass  # its producer's unknown calculator is the problem, already reported
+                elif not found:
                     self.problem(f"input '{ref.port}' reads stream '{ref.name}', which nothing produces."
                                  f"{did_you_mean(ref.name, known_streams)}", location, draft.name)
                 elif port is not None and not types_compatible(found[0][1], port.type):
@@ -416,13 +422,17 @@ class _Validator:
             node_inputs[draft.name] = specs
         graph_outputs: dict[str, str] = {}
         for i, (ref, location) in enumerate(graph_refs[PortKind.OUTPUT]):
-            if ref.name not in producers:
+            if ref.name not in producers and ref.name not in self.unresolved_streams:
                 self.problem(f"graph output_stream '{ref}' is produced by no node."
                              f"{did_you_mean(ref.name, known_streams)}", location)
             consumers[ref.name].append((GRAPH_OUTPUT, i))
             consumer_names[ref.name].append(f"graph output '{ref.port}'")
             graph_outputs[ref.port] = ref.name
 
+        for ref, location in graph_refs[PortKind.INPUT]:
+            if not consumers.get(ref.name):
+                self.warnings.append(Problem(f"graph input_stream '{ref}' is read by no node: what the host sends "
+                                             f"there is dropped", location))
         self.check_cycles(calc_drafts, edges)
 
         # Side packets: producers (host or resources) and consumers.
@@ -507,6 +517,7 @@ class _Validator:
                      for name, found in producers.items()},
             side_packets={name: (found[0][0], tuple(side_consumers.get(name, ())))
                           for name, found in side_producers.items()},
+            warnings=tuple(self.warnings),
         )
 
     def check_cycles(self, drafts: list[_Draft], edges: dict[str, set[str]]) -> None:

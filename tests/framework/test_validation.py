@@ -29,7 +29,8 @@ def test_a_valid_graph_builds_a_spec():
 
 def test_unknown_calculator_suggests_the_closest_name():
     (problem,) = problems_of('input_stream: "TEXT:t"\nnode {\n  calculator: "Uper"\n  input_stream: "TEXT:t"\n}')
-    assert problem == "g.pbtxt:3:3: node 'Uper': unknown calculator 'Uper'. Did you mean 'Upper'?"
+    assert problem.startswith("g.pbtxt:3:3: node 'Uper': unknown calculator 'Uper'. Did you mean 'Upper'? If it is "
+                              "one of yours, register the folder that defines it: --calculators DIR")
 
 
 def test_a_tag_the_contract_does_not_have():
