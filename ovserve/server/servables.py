@@ -80,6 +80,8 @@ class Servables:
         for servable in specs:
             spec = load_graph(servable.graph_path, registry, servable.overrides)
             check_servable_graph(servable.name, spec)
+            for warning in spec.warnings:
+                log.warning("%s: %s", servable.name, warning)
             graph_specs.append(spec)
         started = await asyncio.gather(*(Graph.start(spec) for spec in graph_specs), return_exceptions=True)
         failures = [result for result in started if isinstance(result, BaseException)]
