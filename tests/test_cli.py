@@ -1,5 +1,6 @@
 """The command line: graph check / show and the calculator list, as a user runs them."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,9 +110,15 @@ def test_a_model_as_the_positional_argument_is_served_like_model(tmp_path):
         build_parser().parse_args(["serve", "--config", "c.json", str(model)])
 
 
-def test_pull_knows_the_default_model_only(capsys):
-    assert main(["pull", "some/other-model"]) == 2
-    assert "knows the default model 'smollm2' only" in capsys.readouterr().err
+def test_pull_from_an_unreachable_hub_fails_in_one_line_naming_the_way_out(tmp_path):
+    closed = "http://127.0.0.1:9"  # nothing listens on the discard port
+    result = subprocess.run([sys.executable, "-m", "ovserve.cli", "pull", "some/other-model", "--models-dir",
+                             str(tmp_path)], capture_output=True, text=True, check=False, timeout=300,
+                            env={**os.environ, "HF_ENDPOINT": closed, "HF_HUB_ETAG_TIMEOUT": "1"})
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "cannot reach Hugging Face for some/other-model" in error and "HF_ENDPOINT" in error
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(("host", "url"), [("0.0.0.0", "http://127.0.0.1:8000"), ("::", "http://[::1]:8000"),

@@ -26,6 +26,7 @@ from ovserve.engine.settings import EngineSettings, find_model_files, plugin_con
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework.metrics import Histogram
 from ovserve.framework.textproto import Message
+from ovserve.model_catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.llm")
 
@@ -60,7 +61,8 @@ NOT_YET_SUPPORTED = tuple(OVMSOptionsNotYetSupported.model_fields)
 class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     """OVMS's ``mediapipe.LLMCalculatorOptions``, field for field (``src/llm/llm_calculator.proto``)."""
 
-    models_path: str = Field(description="a .gguf file or an OpenVINO IR folder, relative to the graph file")
+    models_path: str = Field(description="a .gguf file or an OpenVINO IR folder, relative to the graph file, or "
+                                         "the name of a model in the model store ('ovserve list')")
     device: str = Field("CPU", description="CPU, GPU, NPU, AUTO, HETERO:..., as OpenVINO names them")
     plugin_config: str | dict[str, Any] = Field("", description="OpenVINO properties as a JSON object string")
     cache_size: int = Field(0, ge=0, description="KV cache in GB (0: grow as needed)")
@@ -120,7 +122,7 @@ class LLMEngine(Resource):
         ignored = [name for name in NOT_YET_SUPPORTED if name in options.model_fields_set]
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
-        model = find_model_files(ctx.base_path / options.models_path)
+        model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
         else:

