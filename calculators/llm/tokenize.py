@@ -104,7 +104,7 @@ class TokenizerCalculator(Calculator):
 
     @staticmethod
     def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest,
-                    parsers: ModelParsers) -> tuple[str, bool]:
+                    parsers: ModelParsers, add_generation_prompt: bool = True) -> tuple[str, bool]:
         """(the text to encode, whether the tokenizer adds its special tokens)."""
         if isinstance(body, CompletionRequest):
             return str(body.prompt[0] if isinstance(body.prompt, list) else body.prompt), True
@@ -116,7 +116,7 @@ class TokenizerCalculator(Calculator):
         tools = template_tools(body.callable_tools()) or None
         variables = template_variables(body, parsers)
         try:
-            return tokenizer.apply_chat_template(messages, True, variables, tools), False
+            return tokenizer.apply_chat_template(messages, add_generation_prompt, variables, tools), False
         except Exception as error:  # template errors are the request's fault (roles, order)
             raise RequestError(f"the model's chat template rejected the messages: {error}",
                                param="messages", code="invalid_value") from None

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
+from ovserve.server import tokenize_api
 from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
@@ -92,6 +93,24 @@ class OpenAIRoutes:
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
         return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release,
                              keepalive=self.settings.keepalive, deadline=self.settings.request_timeout)
+
+    async def tokenize(self, request: Request) -> Response:
+        """``POST /v3/tokenize`` and ``/v3/detokenize``: the model's own tokenizer, in a thread."""
+        started = time.perf_counter()
+        model = "-"
+        try:
+            data = parse_json_body(await request.body())
+            servable = self._servable(data.get("model"))
+            model = servable.name
+            if not servable.ready:
+                raise ModelNotReadyError(f"the model '{servable.name}' is not ready; retry shortly")
+            handler = tokenize_api.detokenize if request.url.path.endswith("/detokenize") else tokenize_api.tokenize
+            answer = await asyncio.to_thread(handler, servable.graph, data)
+        except RequestError as error:
+            self.recorder.record(request_id_of(request), model, error.status, started, {"error": error.message})
+            return error_response(error)
+        self.recorder.record(request_id_of(request), model, 200, started, {})
+        return JSONResponse(answer)
 
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=s.name, created=s.created) for s in self.servables]
@@ -190,6 +209,8 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
         routes += [
             Route(f"{prefix}/chat/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/completions", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/tokenize", routes_of.tokenize, methods=["POST"]),
+            Route(f"{prefix}/detokenize", routes_of.tokenize, methods=["POST"]),
             Route(f"{prefix}/models", routes_of.list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", routes_of.get_model, methods=["GET"]),
         ]

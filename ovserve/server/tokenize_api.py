@@ -1,0 +1,124 @@
+"""``POST /v3/tokenize`` and ``POST /v3/detokenize``, with the tokenizer of the model's own graph.
+
+Shapes are vLLM's, with OVMS's forms accepted too:
+
+- tokenize a ``prompt`` (vLLM; special tokens added by default), OVMS's ``text`` (a string or a list of
+  strings), or chat ``messages`` through the model's chat template (vLLM; ``add_generation_prompt``,
+  ``tools``, ``chat_template_kwargs``; special tokens not added again by default). The answer has
+  ``tokens`` (OVMS's field too), ``count``, ``max_model_len`` and, with ``return_token_strs``, ``token_strs``.
+- detokenize ``tokens`` into ``prompt``.
+
+A graph serves these when one of its side packets is the model's tokenizer (the LLM graph's ``TOKENIZER``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ovserve.calculators.llm.request import validation_error
+from ovserve.calculators.llm.schema import ChatCompletionRequest
+from ovserve.calculators.llm.tokenize import TokenizerCalculator, check_token_ids
+from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
+from ovserve.engine.tokenizer import TextTokenizer
+from ovserve.errors import RequestError
+from ovserve.framework.runtime import Graph
+
+
+class TokenizeRequest(BaseModel):
+    """What to tokenize: exactly one of ``prompt``, ``text`` or ``messages``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    prompt: str | None = None
+    text: str | list[str] | None = None
+    messages: list[dict[str, Any]] | None = None
+    add_special_tokens: bool | None = Field(None, description="default: true for prompt and text, false for "
+                                                              "messages (the chat template adds them)")
+    add_generation_prompt: bool = True
+    continue_final_message: Literal[False] = False
+    tools: list[dict[str, Any]] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    return_token_strs: bool = False
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TokenizeRequest:
+        given = [name for name in ("prompt", "text", "messages") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'prompt', 'text' or 'messages' (got {', '.join(given) or 'none'})")
+        if self.messages is None and (self.tools or self.chat_template_kwargs):
+            raise ValueError("'tools' and 'chat_template_kwargs' go with 'messages'")
+        return self
+
+
+class DetokenizeRequest(BaseModel):
+    """Token ids back to text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    tokens: list[int]
+    skip_special_tokens: bool = False
+
+
+def _side_packet(graph: Graph, kind: type) -> Any:
+    return next((value for value in graph.side_packets.values() if isinstance(value, kind)), None)
+
+
+def graph_tokenizer(graph: Graph, model: str) -> TextTokenizer:
+    """The model's tokenizer among its graph's side packets."""
+    tokenizer = _side_packet(graph, TextTokenizer)
+    if tokenizer is None:
+        raise RequestError(f"the model '{model}' has no tokenizer to tokenize with", param="model",
+                           code="unsupported_model")
+    return tokenizer
+
+
+def _parse(schema: type[BaseModel], data: Any) -> Any:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        raise validation_error(error) from None
+
+
+def tokenize(graph: Graph, data: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a tokenize request (blocking: tokenizing takes milliseconds for long text)."""
+    request: TokenizeRequest = _parse(TokenizeRequest, data)
+    tokenizer = graph_tokenizer(graph, request.model)
+    limits = _side_packet(graph, GenerationLimits)
+    if request.messages is not None:
+        text = _chat_text(tokenizer, _side_packet(graph, ModelParsers) or ModelParsers(), request)
+        texts: list[str] = [text]
+        special = bool(request.add_special_tokens)
+    else:
+        texts = [request.prompt] if request.prompt is not None else (
+            [request.text] if isinstance(request.text, str) else list(request.text or []))
+        special = request.add_special_tokens is not False
+    token_lists = [tokenizer.encode(text, add_special_tokens=special).tolist() for text in texts]
+    answer: dict[str, Any] = {"max_model_len": limits.context_length if limits else None}
+    if isinstance(request.text, list):  # OVMS: a list in, a list of token lists out
+        answer.update(tokens=token_lists, count=[len(tokens) for tokens in token_lists])
+    else:
+        answer.update(tokens=token_lists[0], count=len(token_lists[0]))
+    if request.return_token_strs:
+        strs = [[tokenizer.token_bytes(t).decode("utf-8", "replace") for t in tokens] for tokens in token_lists]
+        answer["token_strs"] = strs if isinstance(request.text, list) else strs[0]
+    return answer
+
+
+def _chat_text(tokenizer: TextTokenizer, parsers: ModelParsers, request: TokenizeRequest) -> str:
+    """The chat template applied as for a chat completion with these messages and tools."""
+    body = _parse(ChatCompletionRequest, {"model": request.model, "messages": request.messages,
+                                          "tools": request.tools, "chat_template_kwargs": request.chat_template_kwargs})
+    text, _ = TokenizerCalculator.prompt_text(tokenizer, body, parsers, request.add_generation_prompt)
+    return text
+
+
+def detokenize(graph: Graph, data: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a detokenize request."""
+    request: DetokenizeRequest = _parse(DetokenizeRequest, data)
+    tokenizer = graph_tokenizer(graph, request.model)
+    check_token_ids(tokenizer, request.tokens, "tokens")
+    return {"prompt": tokenizer.decode(request.tokens, skip_special_tokens=request.skip_special_tokens)}
