@@ -7,7 +7,8 @@
 #
 # Build arguments:
 #   BASE_IMAGE     any Debian-like image; Python 3 is installed into it if it has none (default python:3.11-slim)
-#   MODEL          the model baked into /models: a name (smollm2), a Hugging Face id, or "" for none
+#   MODEL          the models baked into /models, separated by spaces: names (default: smollm2 for chat and
+#                  all-minilm-l6-v2 for embeddings), Hugging Face ids, or "" for none
 #   PIP_INDEX_URL  a PyPI mirror for the build (default: PyPI itself)
 #   PIP_CERT       a CA bundle for pip behind a TLS-inspecting proxy; mount it into the build, e.g.
 #                  podman build -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro --build-arg PIP_CERT=/run/host-ca.crt
@@ -22,7 +23,7 @@ RUN if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import venv, ensure
 FROM python AS build
 ARG PIP_CERT=""
 ARG PIP_INDEX_URL=""
-ARG MODEL=smollm2
+ARG MODEL="smollm2 all-minilm-l6-v2"
 WORKDIR /opt/ovserve/src
 COPY pyproject.toml README.md ./
 COPY ovserve ovserve
@@ -34,10 +35,10 @@ RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
     && /opt/ovserve/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
     && find /opt/ovserve/venv -name __pycache__ -prune -exec rm -rf {} + \
     && mkdir -p /models \
-    && if [ -n "$MODEL" ]; then OVSERVE_MODELS_DIR=/models /opt/ovserve/venv/bin/ovserve pull "$MODEL"; fi
+    && for model in $MODEL; do OVSERVE_MODELS_DIR=/models /opt/ovserve/venv/bin/ovserve pull "$model" || exit 1; done
 
 FROM python
-ARG MODEL=smollm2
+ARG MODEL="smollm2 all-minilm-l6-v2"
 LABEL org.opencontainers.image.title="ovserve" \
       org.opencontainers.image.description="An OpenAI-compatible model server on OpenVINO GenAI: every endpoint is a graph of calculators" \
       org.opencontainers.image.version="0.1.0" \

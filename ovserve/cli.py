@@ -107,30 +107,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from ovserve.model_catalog import import_local, model_task, resolve_model
+    from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
+
+    references = [args.model] if args.model else [DEFAULT_MODEL.name, DEFAULT_EMBEDDING_MODEL.name]
+    for reference in references:
+        try:
+            source = Path(reference).expanduser()
+            if source.exists():
+                path = import_local(source, args.models_dir, args.name, weight_format=args.weight_format)
+            else:
+                path, _ = resolve_model(reference, args.models_dir, gguf_filename=args.gguf_filename,
+                                        weight_format=args.weight_format)
+            if model_task(path) == "text_generation":
+                _prepare_scoring(path)
+        except (ModelFetchError, ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(path)
+    return 0
+
+
+def _prepare_scoring(path: Path) -> None:
+    """For a .gguf, the IR that top_logprobs and prompt log-probabilities use (made on first use otherwise)."""
     from ovserve.engine.scoring_model import ScoringModelError, scoring_model_path
     from ovserve.engine.settings import find_model_files
-    from ovserve.model_catalog import import_local, resolve_model
-    from ovserve.model_store import ModelFetchError
 
+    model = find_model_files(path)
+    if model.kind != "gguf":
+        return
     try:
-        source = Path(args.model).expanduser() if args.model else None
-        if source is not None and source.exists():
-            path = import_local(source, args.models_dir, args.name, weight_format=args.weight_format)
-        else:
-            path, _ = resolve_model(args.model, args.models_dir, gguf_filename=args.gguf_filename,
-                                    weight_format=args.weight_format)
-        model = find_model_files(path)
-    except (ModelFetchError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if model.kind == "gguf":  # the IR that top_logprobs and prompt log-probabilities use; made on first use otherwise
-        try:
-            scoring_model_path(model)
-        except ScoringModelError as error:
-            print(f"warning: {error}; it will be made when a request first asks for token alternatives",
-                  file=sys.stderr)
-    print(path)
-    return 0
+        scoring_model_path(model)
+    except ScoringModelError as error:
+        print(f"warning: {error}; it will be made when a request first asks for token alternatives", file=sys.stderr)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -235,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "repository, a .gguf, or a checkpoint exported through optimum-intel, the [export] extra), or "
                     "a local .gguf, IR folder or checkpoint folder (copied, or exported). For a .gguf it also "
                     "writes the IR that token alternatives (top_logprobs) are computed with.")
-    pull.add_argument("model", nargs="?", metavar="MODEL", help=f"default: {DEFAULT_MODEL.name}")
+    pull.add_argument("model", nargs="?", metavar="MODEL",
+                      help="default: both default models, smollm2 (chat) and all-minilm-l6-v2 (embeddings)")
     pull.add_argument("--name", help="the name in the store, for a local MODEL (default: its file or folder name)")
     add_model_source_arguments(pull)
     pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=store)

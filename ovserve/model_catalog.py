@@ -38,6 +38,12 @@ def model_kind(folder: Path) -> str | None:
     return None
 
 
+def model_task(path: Path) -> str:
+    """``embeddings`` for a sentence-transformers folder (with ``modules.json``, as OVMS detects it), else
+    ``text_generation``."""
+    return "embeddings" if path.is_dir() and (path / "modules.json").is_file() else "text_generation"
+
+
 def list_models(models_dir: Path | None = None) -> list[StoredModel]:
     """Every model in the store: folders one (``smollm2``) or two (``org/name``) levels down."""
     root = models_dir or default_models_dir()

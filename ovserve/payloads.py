@@ -12,6 +12,9 @@ from typing import Any
 
 REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
 RESPONSE_TAG = "HTTP_RESPONSE_PAYLOAD"
+#: The tags OVMS's embeddings and rerank graphs use for the same packets.
+OVMS_REQUEST_TAG = "REQUEST_PAYLOAD"
+OVMS_RESPONSE_TAG = "RESPONSE_PAYLOAD"
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,8 @@ class OpenAIRoutes:
         if servable is not None:
             return servable
         served = ", ".join(self.servables.names())
+        if isinstance(name, str) and name in self.servables.loading:
+            raise ModelNotReadyError(f"the model '{name}' is still loading; retry shortly")
         if not isinstance(name, str) or not name:
             raise RequestError(f"you must provide a model parameter; served models: {served}",
                                param="model", code="missing_required_parameter")
@@ -70,7 +72,7 @@ class OpenAIRoutes:
                            param="model", code="model_not_found")
 
     async def completions(self, request: Request) -> Response | GraphResponse:
-        """``POST /v3/chat/completions`` and ``POST /v3/completions``: run the model's graph."""
+        """``POST /v3/chat/completions``, ``/v3/completions`` and ``/v3/embeddings``: run the model's graph."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         body = await request.body()
@@ -92,7 +94,8 @@ class OpenAIRoutes:
         payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
         return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release,
-                             keepalive=self.settings.keepalive, deadline=self.settings.request_timeout)
+                             keepalive=self.settings.keepalive, deadline=self.settings.request_timeout,
+                             tags=servable.tags)
 
     async def tokenize(self, request: Request) -> Response:
         """``POST /v3/tokenize`` and ``/v3/detokenize``: the model's own tokenizer, in a thread."""
@@ -209,6 +212,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
         routes += [
             Route(f"{prefix}/chat/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/completions", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/embeddings", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/tokenize", routes_of.tokenize, methods=["POST"]),
             Route(f"{prefix}/detokenize", routes_of.tokenize, methods=["POST"]),
             Route(f"{prefix}/models", routes_of.list_models, methods=["GET"]),

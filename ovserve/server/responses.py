@@ -82,8 +82,11 @@ class GraphResponse:
 
     def __init__(self, graph: Graph, payload: HttpRequestPayload, started: float,
                  recorder: RequestRecorder, on_done: Callable[[], None] | None = None,
-                 keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, deadline: float | None = None) -> None:
+                 keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, deadline: float | None = None,
+                 tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG)) -> None:
         self.on_done = on_done
+        #: The graph's request input and response output tags.
+        self.request_tag, self.response_tag = tags
         #: A stream silent this long gets an SSE comment line, so that proxies do not cut it (None: never).
         self.keepalive = keepalive if payload.json.get("stream") is True else None
         self.headers_sent = False
@@ -108,10 +111,10 @@ class GraphResponse:
         keeper = asyncio.ensure_future(self._keep_alive(send)) if self.keepalive else None
         timer = asyncio.get_running_loop().call_later(self.deadline, self._expire, run) if self.deadline else None
         try:
-            await run.send(REQUEST_TAG, self.payload)
+            await run.send(self.request_tag, self.payload)
             run.close_inputs()
             try:
-                packet = await run.get(RESPONSE_TAG)
+                packet = await run.get(self.response_tag)
             except RunCancelledError:
                 if self.expired:
                     await self._send_error(scope, receive, send, self._timeout(), None)
@@ -211,7 +214,7 @@ class GraphResponse:
                 if payload.last:
                     return
                 try:
-                    packet = await run.get(RESPONSE_TAG)
+                    packet = await run.get(self.response_tag)
                 except RunCancelledError:
                     if self.expired:
                         await self._send_in_band(send, self._timeout(), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from ovserve.framework.registry import Registry
 from ovserve.framework.runtime import Graph
 from ovserve.framework.spec import GraphSpec
 from ovserve.framework.validation import load_graph
-from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG
+from ovserve.payloads import OVMS_REQUEST_TAG, OVMS_RESPONSE_TAG, REQUEST_TAG, RESPONSE_TAG
 
 log = logging.getLogger("ovserve.server")
 
@@ -36,10 +36,22 @@ class Servable:
     name: str
     graph: Graph
     created: int
+    #: The graph's input and output tags for the HTTP request and response.
+    tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG)
 
     @property
     def ready(self) -> bool:
         return self.graph.is_ready()
+
+
+def servable_tags(name: str, spec: GraphSpec) -> tuple[str, str]:
+    """The tags a served graph reads the request and writes the response on: ``HTTP_REQUEST_PAYLOAD`` and
+    ``HTTP_RESPONSE_PAYLOAD`` (OVMS's LLM graphs), or ``REQUEST_PAYLOAD`` and ``RESPONSE_PAYLOAD`` (its
+    embeddings and rerank graphs)."""
+    if OVMS_REQUEST_TAG in spec.inputs and OVMS_RESPONSE_TAG in spec.outputs:
+        return OVMS_REQUEST_TAG, OVMS_RESPONSE_TAG
+    check_servable_graph(name, spec)
+    return REQUEST_TAG, RESPONSE_TAG
 
 
 def check_servable_graph(name: str, spec: GraphSpec) -> None:
@@ -59,6 +71,9 @@ class Servables:
 
     def __init__(self, servables: list[Servable]) -> None:
         self._by_name = {s.name: s for s in servables}
+        #: Models still loading in the background (served once loaded; 503 until then).
+        self.loading: set[str] = set()
+        self._background: asyncio.Future[None] | None = None
 
     def get(self, name: str) -> Servable | None:
         return self._by_name.get(name)
@@ -76,21 +91,48 @@ class Servables:
     @classmethod
     async def load(cls, specs: list[ServableSpec], registry: Registry) -> Servables:
         """Validate every graph first (so that a typo fails fast), then load them all."""
-        graph_specs = []
-        for servable in specs:
-            spec = load_graph(servable.graph_path, registry, servable.overrides)
-            check_servable_graph(servable.name, spec)
-            for warning in spec.warnings:
-                log.warning("%s: %s", servable.name, warning)
-            graph_specs.append(spec)
-        started = await asyncio.gather(*(Graph.start(spec) for spec in graph_specs), return_exceptions=True)
-        failures = [result for result in started if isinstance(result, BaseException)]
-        graphs = [result for result in started if isinstance(result, Graph)]
-        if failures:
-            await asyncio.gather(*(graph.stop() for graph in graphs), return_exceptions=True)
-            raise failures[0]
-        now = int(time.time())
-        return cls([Servable(s.name, graph, now) for s, graph in zip(specs, graphs, strict=True)])
+        return cls(await _load_all(specs, registry))
+
+    def load_in_background(self, names: list[str], make_specs: Callable[[], list[ServableSpec]],
+                           registry: Registry) -> None:
+        """Fetch (``make_specs``, in a thread) and load the models ``names`` while the others serve; each is
+        served once loaded, and until then a request for it gets 503. A failure is logged and the model left
+        out: the models already serving go on."""
+        self.loading.update(names)
+
+        async def load() -> None:
+            try:
+                specs = await asyncio.to_thread(make_specs)
+                for servable in await _load_all(specs, registry):
+                    self._by_name[servable.name] = servable
+                    log.info("%s: loaded, serving", servable.name)
+            except Exception as error:  # the others keep serving
+                log.error("%s: could not be loaded: %s", ", ".join(names), error)
+            finally:
+                self.loading.difference_update(names)
+
+        self._background = asyncio.ensure_future(load())
 
     async def stop(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            await asyncio.gather(self._background, return_exceptions=True)
         await asyncio.gather(*(s.graph.stop() for s in self), return_exceptions=True)
+
+
+async def _load_all(specs: list[ServableSpec], registry: Registry) -> list[Servable]:
+    graph_specs, tags = [], []
+    for servable in specs:
+        spec = load_graph(servable.graph_path, registry, servable.overrides)
+        tags.append(servable_tags(servable.name, spec))
+        for warning in spec.warnings:
+            log.warning("%s: %s", servable.name, warning)
+        graph_specs.append(spec)
+    started = await asyncio.gather(*(Graph.start(spec) for spec in graph_specs), return_exceptions=True)
+    failures = [result for result in started if isinstance(result, BaseException)]
+    graphs = [result for result in started if isinstance(result, Graph)]
+    if failures:
+        await asyncio.gather(*(graph.stop() for graph in graphs), return_exceptions=True)
+        raise failures[0]
+    now = int(time.time())
+    return [Servable(s.name, graph, now, tag) for s, graph, tag in zip(specs, graphs, tags, strict=True)]

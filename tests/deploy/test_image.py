@@ -157,7 +157,12 @@ def test_the_image_runs_as_a_non_root_user_with_a_healthcheck_and_labels_within_
 def test_the_container_serves_the_baked_model_offline_on_ovms_flags(container):
     box, port = container
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v3", api_key="unused", max_retries=0)
-    assert [m.id for m in client.models.list().data] == ["smollm2"]
+    deadline = time.monotonic() + 60  # the embedding model loads in the background, from the image too
+    while len(client.models.list().data) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sorted(m.id for m in client.models.list().data) == ["all-minilm-l6-v2", "smollm2"]
+    embedding = client.embeddings.create(model="all-minilm-l6-v2", input="offline", encoding_format="float")
+    assert len(embedding.data[0].embedding) == 384
     answer = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=20,
                                             messages=[{"role": "user", "content": "What is the capital of France?"}])
     assert answer.choices[0].message.content and answer.usage.completion_tokens > 0

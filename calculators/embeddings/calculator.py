@@ -1,0 +1,72 @@
+"""The embeddings node: an OpenAI embeddings request in, the response out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+from pydantic import ValidationError
+
+from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.embeddings.schema import EmbeddingRequest
+from ovserve.calculators.llm.request import validation_error
+from ovserve.engine.embedder import BatchingEncoder
+from ovserve.errors import RequestError
+from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
+
+
+class EmbeddingsCalculator(Calculator):
+    """Validates the request, tokenizes its texts (token ids are taken as they are), checks their length,
+    embeds them with the batching encoder, and writes OpenAI's ``list`` of ``embedding`` objects with
+    ``usage``; ``base64`` is little-endian float32, as OpenAI sends it."""
+
+    REQUEST_PAYLOAD = Input(HttpRequestPayload, doc="the HTTP request, JSON already parsed")
+    ENCODER = SideInput(BatchingEncoder)
+    RESPONSE_PAYLOAD = Output(HttpResponsePayload)
+
+    async def process(self, ctx: CalculatorContext) -> None:
+        payload: HttpRequestPayload = ctx.value(self.REQUEST_PAYLOAD)
+        if not payload.uri.endswith("/embeddings"):
+            raise RequestError(f"this graph serves /embeddings (and /tokenize), not {payload.uri}", status=404,
+                               code="unknown_url")
+        try:
+            request = EmbeddingRequest.model_validate(payload.json)
+        except ValidationError as error:
+            raise validation_error(error) from None
+        batcher: BatchingEncoder = ctx.side["ENCODER"]
+        encoder = batcher.encoder
+        if request.dimensions is not None and request.dimensions != encoder.dimensions:
+            raise RequestError(f"this model's embeddings have {encoder.dimensions} dimensions and cannot be shortened "
+                               f"(it was not trained for it); leave 'dimensions' out or set it to {encoder.dimensions}",
+                               param="dimensions", code="invalid_value")
+        texts, token_lists = request.texts_and_ids()
+        if texts:
+            token_lists = await asyncio.to_thread(encoder.tokenize, texts)
+        token_lists = self.within_limit(token_lists, encoder.settings.max_length, batcher.truncate)
+        vectors = await batcher.embed(token_lists)
+        tokens = sum(len(t) for t in token_lists)
+        body = {"object": "list", "model": payload.model,
+                "data": [{"object": "embedding", "index": i, "embedding": self.encode(v, request.encoding_format)}
+                         for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
+
+    @staticmethod
+    def within_limit(token_lists: list[list[int]], limit: int, truncate: bool) -> list[list[int]]:
+        too_long = next((i for i, tokens in enumerate(token_lists) if len(tokens) > limit), None)
+        if too_long is None:
+            return token_lists
+        if not truncate:
+            raise RequestError(f"input {too_long} has {len(token_lists[too_long])} tokens, more than this model's "
+                               f"{limit}; shorten it, or serve the model with truncate: true", param="input",
+                               code="context_length_exceeded")
+        # keep the final token (the encoder's [SEP]) so the input still ends as the model expects
+        return [tokens if len(tokens) <= limit else tokens[:limit - 1] + tokens[-1:] for tokens in token_lists]
+
+    @staticmethod
+    def encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+        if encoding_format == "base64":
+            return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+        return vector.tolist()

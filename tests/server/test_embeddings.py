@@ -1,0 +1,179 @@
+"""/v3/embeddings on the default embedding model (all-MiniLM-L6-v2, fetched from PyPI and written as IR), as
+clients call it: the openai client (base64 by default), LangChain, token-id inputs, limits and bad input; and
+an OVMS embeddings graph served unchanged."""
+
+import base64
+import json
+import textwrap
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from langchain_openai import OpenAIEmbeddings
+
+from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+from tests.conftest import start_server
+from tests.server.test_bad_input import assert_openai_error
+
+pytestmark = pytest.mark.slow
+
+NAME = DEFAULT_EMBEDDING_MODEL.name
+# sentence-transformers' quickstart sentences; its published similarities are 0.7553 and 0.0476
+FOOD, BREAD, DRUMS = "A man is eating food.", "A man is eating a piece of bread.", "A monkey is playing drums."
+
+
+@pytest.fixture(scope="module")
+def embedding_model():
+    return pull(DEFAULT_EMBEDDING_MODEL, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def embedder(embedding_model, tmp_path_factory):
+    server = start_server([NAME], tmp_path_factory.mktemp("embeddings"))
+    yield server
+    server.stop()
+
+
+def vectors(response) -> np.ndarray:
+    return np.array([item.embedding for item in response.data], dtype=np.float64)
+
+
+def test_the_openai_client_gets_normalized_vectors_whose_similarities_are_the_models(embedder):
+    # The client asks for base64 and decodes it after validating: its strict mode would see a string, not a list.
+    response = embedder.openai(strict=False).embeddings.create(model=NAME, input=[FOOD, BREAD, DRUMS])
+    found = vectors(response)
+    assert found.shape == (3, 384) and [item.index for item in response.data] == [0, 1, 2]
+    assert np.allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-5)
+    similarity = found @ found.T
+    assert similarity[0, 1] == pytest.approx(0.7553, abs=0.01)
+    assert similarity[0, 2] == pytest.approx(0.0476, abs=0.01)
+    assert response.model == NAME and response.usage.prompt_tokens == response.usage.total_tokens > 3 * 3
+
+
+def test_float_and_base64_are_the_same_numbers(embedder):
+    as_float = httpx.post(f"{embedder.base_url}/v3/embeddings", json={"model": NAME, "input": FOOD}).json()
+    as_base64 = httpx.post(f"{embedder.base_url}/v1/embeddings",
+                           json={"model": NAME, "input": FOOD, "encoding_format": "base64"}).json()
+    decoded = np.frombuffer(base64.b64decode(as_base64["data"][0]["embedding"]), dtype="<f4")
+    assert np.allclose(decoded, as_float["data"][0]["embedding"], atol=1e-7)
+    assert as_float["object"] == "list" and as_float["data"][0]["object"] == "embedding"
+
+
+def test_token_ids_embed_as_the_text_they_spell(embedder):
+    tokens = httpx.post(f"{embedder.base_url}/v3/tokenize", json={"model": NAME, "prompt": BREAD}).json()["tokens"]
+    client = embedder.openai()
+    by_text = vectors(client.embeddings.create(model=NAME, input=BREAD, encoding_format="float"))
+    by_ids = client.embeddings.create(model=NAME, input=[tokens, tokens[:4]], encoding_format="float")
+    assert np.allclose(vectors(by_ids)[0], by_text[0], atol=1e-5)
+    assert by_ids.usage.prompt_tokens == len(tokens) + 4
+
+
+def test_concurrent_requests_each_get_their_own_answer(embedder):
+    import concurrent.futures
+
+    client = embedder.openai()
+    texts = [f"sentence number {i} about {topic}" for i, topic in enumerate(["cats", "rockets", "bread"] * 4)]
+    def embed(text: str) -> np.ndarray:
+        return vectors(client.embeddings.create(model=NAME, input=text, encoding_format="float"))[0]
+
+    alone = {text: embed(text) for text in texts[:3]}
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(embed, texts))
+    for text, vector in zip(texts, together, strict=True):
+        if text in alone:
+            assert np.allclose(vector, alone[text], atol=1e-4)  # batched with others: the same vector
+
+
+def test_langchain_openai_embeddings(embedder):
+    embeddings = OpenAIEmbeddings(model=NAME, base_url=f"{embedder.base_url}/v3", api_key="unused",
+                                  check_embedding_ctx_length=False)  # no tiktoken download
+    query = embeddings.embed_query(FOOD)
+    documents = embeddings.embed_documents([BREAD, DRUMS])
+    assert len(query) == 384 and len(documents) == 2
+    assert np.dot(query, documents[0]) > np.dot(query, documents[1])
+
+
+@pytest.mark.parametrize(("body", "param", "words"), [
+    ({"input": ""}, "input", "empty"),
+    ({"input": []}, "input", ""),
+    ({"input": FOOD, "dimensions": 128}, "dimensions", "384 dimensions"),
+    ({"input": FOOD, "encoding_format": "int8"}, "encoding_format", ""),
+    ({"input": FOOD, "truncate": True}, "truncate", ""),
+    ({"input": [[1, -5]]}, "input[0][1]", ""),
+    ({"input": " ".join(["word"] * 300)}, "input", "more than this model's 256"),
+])
+def test_bad_requests_get_a_400_naming_the_field(embedder, body, param, words):
+    response = httpx.post(f"{embedder.base_url}/v3/embeddings", json={"model": NAME, **body})
+    assert_openai_error(response, 400, param, words)
+
+
+def test_the_full_dimension_count_is_accepted(embedder):
+    response = embedder.openai().embeddings.create(model=NAME, input=FOOD, dimensions=384, encoding_format="float")
+    assert len(response.data[0].embedding) == 384
+
+
+def test_chat_on_an_embedding_model_is_refused(embedder):
+    with pytest.raises(openai.NotFoundError, match="serves /embeddings"):
+        embedder.openai().chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
+
+
+OVMS_GRAPH = """
+    input_stream: "REQUEST_PAYLOAD:input"
+    output_stream: "RESPONSE_PAYLOAD:output"
+    node {
+      name: "EmbeddingsExecutor"
+      input_side_packet: "EMBEDDINGS_NODE_RESOURCES:embeddings_servable"
+      calculator: "EmbeddingsCalculatorOV"
+      input_stream: "REQUEST_PAYLOAD:input"
+      output_stream: "RESPONSE_PAYLOAD:output"
+      node_options: {
+        [type.googleapis.com / mediapipe.EmbeddingsCalculatorOVOptions]: {
+          models_path: "./",
+          normalize_embeddings: false,
+          pooling: CLS,
+          truncate: true,
+          target_device: "CPU"
+        }
+      }
+    }
+"""
+
+
+def test_an_ovms_embeddings_graph_is_served_unchanged_with_its_options(embedding_model, tmp_path):
+    model_dir = tmp_path / "minilm"
+    model_dir.mkdir()
+    for name in ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_tokenizer.bin"):
+        (model_dir / name).symlink_to(embedding_model / name)
+    (model_dir / "graph.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH))
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_config_list": [], "mediapipe_config_list": [{"name": "minilm", "base_path": "minilm"}]}))
+    server = start_server(["--config_path", str(tmp_path / "config.json")], tmp_path)
+    try:
+        response = server.openai().embeddings.create(model="minilm", input=[FOOD, " ".join(["word"] * 600)],
+                                                     encoding_format="float")
+        found = vectors(response)
+        assert found.shape == (2, 384)
+        assert not np.allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-3)  # normalize_embeddings: false
+        assert response.usage.prompt_tokens <= 8 + 512  # truncate: true cut the long one to the model's limit
+    finally:
+        server.stop()
+
+
+def test_plain_serve_adds_the_embedding_model_beside_the_chat_model_without_waiting_for_it(embedding_model,
+                                                                                           tmp_path):
+    server = start_server(["--embedding-model", NAME], tmp_path)
+    try:
+        ready = next(i for i, line in enumerate(server.lines) if line.startswith("ovserve ready"))
+        client = server.openai()
+        for _ in range(100):
+            if len(client.models.list().data) == 2:
+                break
+            time.sleep(0.2)
+        assert sorted(m.id for m in client.models.list().data) == sorted(["smollm2", NAME])
+        loaded = next(i for i, line in enumerate(server.lines) if f"{NAME}: loaded" in line)
+        assert loaded > ready  # the chat model was ready first: the encoder loaded in the background
+        assert len(vectors(client.embeddings.create(model=NAME, input=FOOD, encoding_format="float"))[0]) == 384
+    finally:
+        server.stop()
