@@ -1,26 +1,31 @@
-"""The embeddings node: an OpenAI embeddings request in, the response out."""
+"""The embeddings node: an OpenAI embeddings request (or a Cohere rerank request) in, the response out."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+from typing import TypeVar
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
 from ovserve.calculators.llm.request import validation_error
 from ovserve.engine.embedder import BatchingEncoder
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
 
 class EmbeddingsCalculator(Calculator):
-    """Validates the request, tokenizes its texts (token ids are taken as they are), checks their length,
-    embeds them with the batching encoder, and writes OpenAI's ``list`` of ``embedding`` objects with
-    ``usage``; ``base64`` is little-endian float32, as OpenAI sends it."""
+    """``/embeddings``: validates the request, tokenizes its texts (token ids are taken as they are), checks
+    their length, embeds them with the batching encoder, and writes OpenAI's ``list`` of ``embedding`` objects
+    with ``usage``; ``base64`` is little-endian float32, as OpenAI sends it. ``/rerank``: orders the documents
+    by the cosine similarity of their embeddings to the query's (:mod:`.rerank`)."""
 
     REQUEST_PAYLOAD = Input(HttpRequestPayload, doc="the HTTP request, JSON already parsed")
     ENCODER = SideInput(BatchingEncoder)
@@ -28,14 +33,29 @@ class EmbeddingsCalculator(Calculator):
 
     async def process(self, ctx: CalculatorContext) -> None:
         payload: HttpRequestPayload = ctx.value(self.REQUEST_PAYLOAD)
-        if not payload.uri.endswith("/embeddings"):
-            raise RequestError(f"this graph serves /embeddings (and /tokenize), not {payload.uri}", status=404,
-                               code="unknown_url")
-        try:
-            request = EmbeddingRequest.model_validate(payload.json)
-        except ValidationError as error:
-            raise validation_error(error) from None
         batcher: BatchingEncoder = ctx.side["ENCODER"]
+        if payload.uri.endswith("/rerank"):
+            await self.rerank(ctx, payload, batcher)
+        elif payload.uri.endswith("/embeddings"):
+            await self.embeddings(ctx, payload, batcher)
+        else:
+            raise RequestError(f"this graph serves /embeddings and /rerank (and /tokenize), not {payload.uri}",
+                               status=404, code="unknown_url")
+
+    async def rerank(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
+        request = parse(RerankRequest, payload.json)
+        token_lists = await asyncio.to_thread(batcher.encoder.tokenize, [request.query, *request.texts()])
+        token_lists = self.within_limit(token_lists, batcher.encoder.settings.max_length, batcher.truncate,
+                                        ["query", *(f"documents[{i}]" for i in range(len(request.documents)))])
+        vectors = await batcher.embed(token_lists)
+        if not batcher.encoder.settings.normalize:  # cosine: scores of vectors of length 1
+            vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        tokens = sum(len(t) for t in token_lists)
+        body = rerank_response(request, vectors, tokens)
+        ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
+
+    async def embeddings(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
+        request = parse(EmbeddingRequest, payload.json)
         encoder = batcher.encoder
         if request.dimensions is not None and request.dimensions != encoder.dimensions:
             raise RequestError(f"this model's embeddings have {encoder.dimensions} dimensions and cannot be shortened "
@@ -44,7 +64,8 @@ class EmbeddingsCalculator(Calculator):
         texts, token_lists = request.texts_and_ids()
         if texts:
             token_lists = await asyncio.to_thread(encoder.tokenize, texts)
-        token_lists = self.within_limit(token_lists, encoder.settings.max_length, batcher.truncate)
+        token_lists = self.within_limit(token_lists, encoder.settings.max_length, batcher.truncate,
+                                        [f"input[{i}]" for i in range(len(token_lists))])
         vectors = await batcher.embed(token_lists)
         tokens = sum(len(t) for t in token_lists)
         body = {"object": "list", "model": payload.model,
@@ -54,13 +75,16 @@ class EmbeddingsCalculator(Calculator):
         ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
 
     @staticmethod
-    def within_limit(token_lists: list[list[int]], limit: int, truncate: bool) -> list[list[int]]:
+    def within_limit(token_lists: list[list[int]], limit: int, truncate: bool, names: list[str]) -> list[list[int]]:
+        """The token lists, each at most ``limit`` long: cut if ``truncate``, else the first too long is refused
+        (``names`` says what each list is: ``input[0]``, ``documents[2]``, ...)."""
         too_long = next((i for i, tokens in enumerate(token_lists) if len(tokens) > limit), None)
         if too_long is None:
             return token_lists
         if not truncate:
-            raise RequestError(f"input {too_long} has {len(token_lists[too_long])} tokens, more than this model's "
-                               f"{limit}; shorten it, or serve the model with truncate: true", param="input",
+            name = names[too_long]
+            raise RequestError(f"{name} has {len(token_lists[too_long])} tokens, more than this model's {limit}; "
+                               f"shorten it, or serve the model with truncate: true", param=name.split("[")[0],
                                code="context_length_exceeded")
         # keep the final token (the encoder's [SEP]) so the input still ends as the model expects
         return [tokens if len(tokens) <= limit else tokens[:limit - 1] + tokens[-1:] for tokens in token_lists]
@@ -70,3 +94,11 @@ class EmbeddingsCalculator(Calculator):
         if encoding_format == "base64":
             return base64.b64encode(vector.astype("<f4").tobytes()).decode()
         return vector.tolist()
+
+
+def parse(schema: type[ModelT], data: object) -> ModelT:
+    """``data`` validated as ``schema``; a 400 naming the field otherwise."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        raise validation_error(error) from None

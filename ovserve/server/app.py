@@ -72,7 +72,8 @@ class OpenAIRoutes:
                            param="model", code="model_not_found")
 
     async def completions(self, request: Request) -> Response | GraphResponse:
-        """``POST /v3/chat/completions``, ``/v3/completions`` and ``/v3/embeddings``: run the model's graph."""
+        """``POST /v3/chat/completions``, ``/v3/completions``, ``/v3/embeddings`` and ``/v3/rerank``: run the
+        model's graph."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         body = await request.body()
@@ -213,6 +214,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/chat/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/embeddings", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/rerank", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/tokenize", routes_of.tokenize, methods=["POST"]),
             Route(f"{prefix}/detokenize", routes_of.tokenize, methods=["POST"]),
             Route(f"{prefix}/models", routes_of.list_models, methods=["GET"]),

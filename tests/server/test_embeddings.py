@@ -114,6 +114,33 @@ def test_the_full_dimension_count_is_accepted(embedder):
     assert len(response.data[0].embedding) == 384
 
 
+def test_rerank_orders_documents_by_cosine_similarity_to_the_query(embedder):
+    documents = [DRUMS, {"text": BREAD}, "The stock market fell sharply today."]
+    response = httpx.post(f"{embedder.base_url}/v3/rerank", json={
+        "model": NAME, "query": FOOD, "documents": documents, "top_n": 2, "return_documents": True}).json()
+    results = response["results"]
+    assert [r["index"] for r in results] == [1, 0]  # bread, then drums; two of three
+    assert results[0]["document"] == {"text": BREAD}
+    assert results[0]["relevance_score"] == pytest.approx(0.7553, abs=0.01)  # the embeddings' cosine
+    assert results[0]["relevance_score"] > results[1]["relevance_score"]
+    plain = httpx.post(f"{embedder.base_url}/v1/rerank", json={"model": NAME, "query": FOOD,
+                                                                "documents": [DRUMS, BREAD]}).json()
+    assert [r["index"] for r in plain["results"]] == [1, 0] and "document" not in plain["results"][0]
+    assert plain["usage"]["total_tokens"] > 0
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"query": FOOD, "documents": []}, "documents"),
+    ({"query": "", "documents": [BREAD]}, "query"),
+    ({"query": FOOD, "documents": [BREAD], "top_n": 0}, "top_n"),
+    ({"query": FOOD, "documents": [{"txt": BREAD}]}, "documents[0].text"),
+    ({"query": FOOD, "documents": [BREAD], "rank_fields": ["title"]}, "rank_fields"),
+    ({"query": FOOD, "documents": [" ".join(["word"] * 300)]}, "documents"),
+])
+def test_bad_rerank_requests_get_a_400_naming_the_field(embedder, body, param):
+    assert_openai_error(httpx.post(f"{embedder.base_url}/v3/rerank", json={"model": NAME, **body}), 400, param)
+
+
 def test_chat_on_an_embedding_model_is_refused(embedder):
     with pytest.raises(openai.NotFoundError, match="serves /embeddings"):
         embedder.openai().chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
