@@ -78,8 +78,8 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
         ("audio", body.audio is not None, "output is not supported"),
         ("prediction", body.prediction is not None, "(predicted outputs) is not supported"),
         ("web_search_options", body.web_search_options is not None, "is not supported"),
-        ("store", bool(body.store), "is not supported yet: this server does not store completions"),
-        ("metadata", bool(body.metadata), "is for stored completions, which this server does not keep yet"),
+        # store: true is taken by the server (the completion is kept as it is sent), or refused there
+        ("metadata", bool(body.metadata) and not body.store, "is kept with stored completions: set 'store': true"),
     ]
 
 

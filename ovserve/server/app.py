@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,12 +21,14 @@ from starlette.routing import Route
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
 from ovserve.server import tokenize_api
+from ovserve.server.completion_store import CompletionStore
 from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.responses import DEFAULT_KEEPALIVE_SECONDS, GraphResponse, RequestRecorder, error_response
 from ovserve.server.schema import ModelCard, ModelList
 from ovserve.server.servables import Servable, Servables
+from ovserve.server.stored_completions import StoreCapture, StoredCompletionRoutes, request_owner
 
 API_PREFIXES = ("/v3", "/v1")
 #: Request bodies from this size on are parsed and checked in a thread.
@@ -92,11 +95,26 @@ class OpenAIRoutes:
         except RequestError as error:
             self.recorder.record(request_id, model, error.status, started, {"error": error.message})
             return error_response(error)
+        try:
+            capture = self._capture(request, data)
+        except RequestError as error:
+            self._release()
+            self.recorder.record(request_id, model, error.status, started, {"error": error.message})
+            return error_response(error)
         payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
         return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release,
                              keepalive=self.settings.keepalive, deadline=self.settings.request_timeout,
-                             tags=servable.tags)
+                             tags=servable.tags, capture=capture)
+
+    def _capture(self, request: Request, data: dict[str, Any]) -> StoreCapture | None:
+        """For a chat completion with ``store: true``: what keeps it (refused where nothing can)."""
+        if data.get("store") is not True or not request.url.path.endswith("/chat/completions"):
+            return None
+        if self.settings.store is None:
+            raise RequestError("'store' is true, but this server keeps no completions (started with --store-path "
+                               "none)", param="store", code="unsupported_parameter")
+        return StoreCapture(self.settings.store, request_owner(request), data)
 
     async def tokenize(self, request: Request) -> Response:
         """``POST /v3/tokenize`` and ``/v3/detokenize``: the model's own tokenizer, in a thread."""
@@ -192,6 +210,8 @@ class ServerSettings:
     request_timeout: float | None = None
     #: Browser origins allowed to call the API (CORS); none: CORS off.
     allowed_origins: tuple[str, ...] = ()
+    #: Where ``store: true`` chat completions are kept (None: not kept, and such requests are refused).
+    store: CompletionStore | None = None
 
 
 def build_app(servables: Servables, settings: ServerSettings | None = None) -> Starlette:
@@ -208,9 +228,15 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
         finally:
             watcher.cancel()
 
+    stored = StoredCompletionRoutes(settings.store)
     routes = []
     for prefix in API_PREFIXES:
         routes += [
+            Route(f"{prefix}/chat/completions", stored.list, methods=["GET"]),
+            Route(f"{prefix}/chat/completions/{{completion_id}}", stored.get, methods=["GET"]),
+            Route(f"{prefix}/chat/completions/{{completion_id}}", stored.update, methods=["POST"]),
+            Route(f"{prefix}/chat/completions/{{completion_id}}", stored.delete, methods=["DELETE"]),
+            Route(f"{prefix}/chat/completions/{{completion_id}}/messages", stored.messages, methods=["GET"]),
             Route(f"{prefix}/chat/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/embeddings", routes_of.completions, methods=["POST"]),

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -18,6 +18,9 @@ from ovserve.framework.errors import CalculatorError, RunCancelledError
 from ovserve.framework.runtime import Graph
 from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG, HttpRequestPayload, HttpResponsePayload
 from ovserve.server.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from ovserve.server.stored_completions import StoreCapture
 
 log = logging.getLogger("ovserve.requests")
 
@@ -83,8 +86,10 @@ class GraphResponse:
     def __init__(self, graph: Graph, payload: HttpRequestPayload, started: float,
                  recorder: RequestRecorder, on_done: Callable[[], None] | None = None,
                  keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, deadline: float | None = None,
-                 tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG)) -> None:
+                 tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG), capture: StoreCapture | None = None) -> None:
         self.on_done = on_done
+        #: Keeps a ``store: true`` completion: sees every body chunk, and stores it if it ended well.
+        self.capture = capture
         #: The graph's request input and response output tags.
         self.request_tag, self.response_tag = tags
         #: A stream silent this long gets an SSE comment line, so that proxies do not cut it (None: never).
@@ -141,10 +146,19 @@ class GraphResponse:
                 keeper.cancel()
             watcher.cancel()
             await run.aclose()
+            if self.capture is not None and self.status == 200 and self.completed and not self.expired:
+                self._keep()
             self.recorder.record(self.payload.request_id, self.payload.model, self.status, self.started,
                                  self.facts, self.first_chunk)
             if self.on_done is not None:
                 self.on_done()
+
+    def _keep(self) -> None:
+        assert self.capture is not None
+        try:
+            self.capture.finish()
+        except Exception:  # the client has its answer; a failure to keep it is logged, not sent
+            log.exception("%s: the completion could not be stored", self.payload.request_id)
 
     def _expire(self, run: Any) -> None:
         self.expired = True
@@ -189,8 +203,11 @@ class GraphResponse:
         async with self._sending:
             if self.completed:
                 return
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                self.completed = True
+            if message["type"] == "http.response.body":
+                if self.capture is not None:
+                    self.capture.add(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.completed = True
             await send(message)
 
     async def _stream(self, send: Send, run: Any, first: HttpResponsePayload) -> None:

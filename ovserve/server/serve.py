@@ -17,8 +17,9 @@ from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import build_registry
 from ovserve.graphs import graph_path
 from ovserve.model_catalog import model_task, resolve_model
-from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError
+from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
 from ovserve.server.app import ServerSettings, build_app
+from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, CompletionStore
 from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.log_format import configure_logging
 from ovserve.server.ovms_config import load_ovms_config
@@ -113,6 +114,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sse-keepalive", type=float, default=15.0, metavar="S",
                         help="send a stream silent for S seconds (queued, in prefill) an SSE comment line, so that "
                              "proxies keep it open (default 15; 0: never)")
+    store = parser.add_argument_group("stored chat completions (store: true)")
+    store.add_argument("--store-path", metavar="FILE",
+                       help="the SQLite file that keeps them across restarts (default: $OVSERVE_HOME/store.sqlite3, "
+                            "in the user's data folder); 'none' keeps nothing and refuses store: true")
+    store.add_argument("--store-max-items", type=int, default=DEFAULT_MAX_ITEMS, metavar="N",
+                       help="keep at most N, dropping the oldest (default: %(default)s)")
+    store.add_argument("--store-max-age-days", type=float, default=DEFAULT_MAX_AGE / 86400, metavar="D",
+                       help="drop those older than D days (default: %(default)g)")
     access = parser.add_argument_group("access")
     access.add_argument("--api-key", action="append", default=[], metavar="KEY",
                         help="require 'Authorization: Bearer KEY' on /v3 and /v1; repeatable (also "
@@ -241,6 +250,16 @@ def allowed_origins(value: str | None) -> tuple[str, ...]:
     return tuple(origin.strip() for origin in value.split(",") if origin.strip())
 
 
+def completion_store(args: argparse.Namespace) -> CompletionStore | None:
+    """The store of ``store: true`` chat completions the flags ask for (None: ``--store-path none``)."""
+    if args.store_path == "none":
+        return None
+    if args.store_max_items < 1 or args.store_max_age_days <= 0:
+        raise ValueError("--store-max-items must be at least 1 and --store-max-age-days above 0")
+    path = Path(args.store_path).expanduser() if args.store_path else ovserve_home() / "store.sqlite3"
+    return CompletionStore(path, args.store_max_items, args.store_max_age_days * 86400)
+
+
 def client_url(host: str, port: int) -> str:
     """The URL a client on this machine uses: a wildcard address (listen everywhere) is not one to connect to."""
     if host in ("0.0.0.0", ""):
@@ -286,7 +305,7 @@ async def serve(args: argparse.Namespace) -> int:
             limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * len(specs)
             log.info("admitting up to %d concurrent completion requests", limit)
             app = build_app(servables, ServerSettings(guard, limit, args.sse_keepalive or None,
-                                                      args.request_timeout or None, origins))
+                                                      args.request_timeout or None, origins, completion_store(args)))
             config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False, log_config=None,
                                     lifespan="on", timeout_graceful_shutdown=args.shutdown_timeout)
             server = uvicorn.Server(config)

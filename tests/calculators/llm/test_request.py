@@ -63,7 +63,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     ("uri", "fields", "param"),
     [
         ("/v3/chat/completions", {"logit_bias": {"50256": -100}}, "logit_bias"),
-        ("/v3/chat/completions", {"store": True}, "store"),
         ("/v3/chat/completions", {"metadata": {"k": "v"}}, "metadata"),
         ("/v3/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
         ("/v3/chat/completions", {"functions": [{"name": "f"}]}, "functions"),

@@ -1,0 +1,80 @@
+"""The store of chat completions on its own: bounds, owners, pages, and streams added up."""
+
+import json
+import time
+
+from ovserve.server.completion_store import CompletionStore, owner_of
+from ovserve.server.stored_completions import completion_from_stream
+
+
+def completion(n: int, created: int | None = None, model: str = "m") -> dict:
+    return {"id": f"chatcmpl-{n}", "object": "chat.completion", "created": created or int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer {n}"},
+                         "finish_reason": "stop"}]}
+
+
+def test_the_oldest_beyond_max_items_and_those_past_max_age_are_dropped(tmp_path):
+    store = CompletionStore(tmp_path / "s.sqlite3", max_items=2, max_age=3600)
+    store.put("", completion(1, created=int(time.time()) - 7200), [], None)  # already too old
+    for n in (2, 3, 4):
+        store.put("", completion(n), [], None)
+    assert [c["id"] for c in store.list("").items] == ["chatcmpl-3", "chatcmpl-4"]
+
+
+def test_pages_go_either_way_from_a_cursor_and_filter_by_model_and_metadata(tmp_path):
+    store = CompletionStore(tmp_path / "s.sqlite3")
+    for n in range(5):
+        store.put("", completion(n, model="a" if n % 2 else "b"), [], {"n": str(n), "even": str(n % 2 == 0)})
+    first = store.list("", limit=2)
+    assert [c["id"] for c in first.items] == ["chatcmpl-0", "chatcmpl-1"] and first.has_more
+    rest = store.list("", after="chatcmpl-1", limit=10)
+    assert [c["id"] for c in rest.items] == ["chatcmpl-2", "chatcmpl-3", "chatcmpl-4"] and not rest.has_more
+    assert [c["id"] for c in store.list("", order="desc", limit=2).items] == ["chatcmpl-4", "chatcmpl-3"]
+    assert [c["id"] for c in store.list("", model="a").items] == ["chatcmpl-1", "chatcmpl-3"]
+    assert [c["id"] for c in store.list("", metadata={"even": "True", "n": "2"}).items] == ["chatcmpl-2"]
+
+
+def test_an_owner_sees_and_changes_only_its_own_and_the_file_outlives_the_store(tmp_path):
+    mine, theirs = owner_of("key-1"), owner_of("key-2")
+    assert mine != theirs and "key-1" not in mine
+    store = CompletionStore(tmp_path / "s.sqlite3")
+    store.put(mine, completion(1), [{"role": "user", "content": "hi", "id": "chatcmpl-1-0"}], {"k": "v"})
+    assert store.get(theirs, "chatcmpl-1") is None and store.list(theirs).items == []
+    assert store.update_metadata(theirs, "chatcmpl-1", {}) is None and not store.delete(theirs, "chatcmpl-1")
+    store.close()
+    reopened = CompletionStore(tmp_path / "s.sqlite3")
+    assert reopened.get(mine, "chatcmpl-1")["metadata"] == {"k": "v"}
+    assert reopened.messages(mine, "chatcmpl-1")[0]["content"] == "hi"
+    assert reopened.delete(mine, "chatcmpl-1") and reopened.get(mine, "chatcmpl-1") is None
+
+
+def sse(*events) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def chunk(choices, usage=None):
+    return {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": choices,
+            "usage": usage}
+
+
+def test_a_stream_adds_up_to_the_completion_with_its_tool_calls_and_usage():
+    raw = sse(
+        chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}}]),
+        chunk([{"index": 0, "delta": {"content": "Hel"}}, {"index": 1, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get", "arguments": '{"ci'}}]}}]),
+        chunk([{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}, {"index": 1, "delta": {
+            "tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Paris"}'}}]}, "finish_reason": "tool_calls"}]),
+        chunk([], usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+    )
+    added = completion_from_stream(raw)
+    assert added["object"] == "chat.completion" and added["usage"]["total_tokens"] == 7
+    first, second = added["choices"]
+    assert first["message"]["content"] == "Hello" and first["finish_reason"] == "stop"
+    (call,) = second["message"]["tool_calls"]
+    assert call["id"] == "call_1" and json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert second["finish_reason"] == "tool_calls"
+
+
+def test_a_stream_that_ended_in_an_error_is_not_kept():
+    raw = sse(chunk([{"index": 0, "delta": {"content": "Hi"}}]), {"error": {"message": "cut off"}})
+    assert completion_from_stream(raw) is None

@@ -1,0 +1,130 @@
+"""Stored chat completions through the official client, as OpenAI's own lesson runs them: create with
+store=True, list, retrieve, read the messages, update the metadata, delete; per API key, and across a restart."""
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import MODEL_NAME, start_server
+from tests.server.test_bad_input import assert_openai_error
+
+pytestmark = pytest.mark.slow
+
+KEYS = ("first-key", "second-key")
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    return tmp_path_factory.mktemp("store") / "store.sqlite3"
+
+
+def serve(default_model, store_path, tmp):
+    return start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--store-path", str(store_path),
+                         *(arg for key in KEYS for arg in ("--api-key", key))], tmp)
+
+
+@pytest.fixture(scope="module")
+def stored(default_model, store_path, tmp_path_factory):
+    server = serve(default_model, store_path, tmp_path_factory.mktemp("stored"))
+    yield server
+    server.stop()
+
+
+def client(server, key: str = KEYS[0]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v3", api_key=key, max_retries=0)
+
+
+def ask(server, question: str, **fields):
+    return client(server).chat.completions.create(model=MODEL_NAME, max_tokens=12, temperature=0,
+                                                  messages=[{"role": "user", "content": question}], **fields)
+
+
+def test_the_lesson_flow_create_list_retrieve_and_feed_the_next_request(stored):
+    answer = ask(stored, "What is the capital of France?", store=True, metadata={"lesson": "flow"})
+    api = client(stored).chat.completions
+    listed = api.list(metadata={"lesson": "flow"})
+    assert [c.id for c in listed.data] == [answer.id] and listed.has_more is False
+    kept = api.retrieve(answer.id)
+    assert kept.choices[0].message.content == answer.choices[0].message.content
+    assert kept.metadata == {"lesson": "flow"} and kept.usage.total_tokens == answer.usage.total_tokens
+    (message,) = api.messages.list(answer.id).data
+    assert message.id == f"{answer.id}-0" and message.content == "What is the capital of France?"
+    follow_up = api.create(model=MODEL_NAME, max_tokens=8, messages=[
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": kept.choices[0].message.content},
+        {"role": "user", "content": "And of Italy?"}])
+    assert follow_up.choices[0].message.content
+
+
+def test_a_streamed_completion_is_kept_as_the_text_that_was_streamed(stored):
+    stream = ask(stored, "Count to five.", store=True, stream=True, stream_options={"include_usage": True},
+                 metadata={"kind": "streamed"})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    kept = client(stored).chat.completions.retrieve(chunks[0].id)
+    assert kept.object == "chat.completion" and kept.choices[0].message.content == text
+    assert kept.choices[0].finish_reason == "length" and kept.usage.completion_tokens == 12
+
+
+def test_pages_metadata_updates_and_deletes(stored):
+    ids = [ask(stored, f"Say the number {n}.", store=True, metadata={"batch": "pages"}).id for n in range(3)]
+    api = client(stored).chat.completions
+    first = api.list(metadata={"batch": "pages"}, limit=2)
+    assert [c.id for c in first.data] == ids[:2] and first.has_more
+    assert [c.id for c in api.list(metadata={"batch": "pages"}, after=ids[1]).data] == ids[2:]
+    assert [c.id for c in api.list(metadata={"batch": "pages"}, order="desc").data] == ids[::-1]
+    assert [c.id for c in api.list(metadata={"batch": "pages"}, model=MODEL_NAME).data] == ids
+    assert api.list(metadata={"batch": "pages"}, model="another").data == []
+    assert api.update(ids[0], metadata={"batch": "pages", "starred": "yes"}).metadata["starred"] == "yes"
+    deleted = api.delete(ids[0])
+    assert deleted.deleted and deleted.id == ids[0] and deleted.object == "chat.completion.deleted"
+    with pytest.raises(openai.NotFoundError):
+        api.retrieve(ids[0])
+
+
+def test_a_key_sees_only_what_it_stored(stored):
+    mine = ask(stored, "Hello.", store=True)
+    theirs = client(stored, KEYS[1]).chat.completions
+    assert mine.id not in [c.id for c in theirs.list(limit=100).data]
+    with pytest.raises(openai.NotFoundError):
+        theirs.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        theirs.delete(mine.id)
+    assert client(stored).chat.completions.retrieve(mine.id).id == mine.id
+
+
+def test_without_store_nothing_is_kept_and_metadata_alone_is_refused(stored):
+    plain = ask(stored, "Unstored.")
+    with pytest.raises(openai.NotFoundError):
+        client(stored).chat.completions.retrieve(plain.id)
+    with pytest.raises(openai.BadRequestError, match="set 'store': true"):
+        ask(stored, "Tagged.", metadata={"a": "b"})
+
+
+@pytest.mark.parametrize(("path", "param"), [("?limit=0", "limit"), ("?limit=x", "limit"), ("?order=up", "order"),
+                                             ("?after=chatcmpl-nope", "completion_id")])
+def test_bad_listing_parameters_are_refused_by_name(stored, path, param):
+    response = httpx.get(f"{stored.base_url}/v3/chat/completions{path}",
+                         headers={"authorization": f"Bearer {KEYS[0]}"})
+    assert_openai_error(response, 404 if param == "completion_id" else 400, param)
+
+
+def test_the_store_outlives_a_restart(stored, default_model, store_path, tmp_path):
+    kept = ask(stored, "Remember me.", store=True).id
+    restarted = serve(default_model, store_path, tmp_path)
+    try:
+        assert client(restarted).chat.completions.retrieve(kept).id == kept
+    finally:
+        restarted.stop()
+
+
+def test_with_the_store_off_store_true_is_refused(default_model, tmp_path):
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--store-path", "none"],
+                          tmp_path)
+    try:
+        with pytest.raises(openai.BadRequestError, match="keeps no completions"):
+            client(server).chat.completions.create(model=MODEL_NAME, max_tokens=4, store=True,
+                                                   messages=[{"role": "user", "content": "hi"}])
+        assert_openai_error(httpx.get(f"{server.base_url}/v3/chat/completions"), 404, None, "keeps no completions")
+    finally:
+        server.stop()
