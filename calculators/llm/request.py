@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.request_fields import log_ignored, refuse_unsupported
+from ovserve.calculators.llm.responses_api import ResponsesRequest, chat_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.types import LLMRequest
 from ovserve.errors import RequestError
@@ -63,13 +64,16 @@ class OpenAIRequestCalculator(Calculator):
 
     def process(self, ctx: CalculatorContext) -> None:
         payload: HttpRequestPayload = ctx.value(self.HTTP_REQUEST_PAYLOAD)
+        if payload.uri.endswith("/responses"):
+            ctx.send(self.REQUEST, self.responses_request(payload))
+            return
         if payload.uri.endswith("/chat/completions"):
             kind, schema, prefix = "chat", ChatCompletionRequest, "chatcmpl-"
         elif payload.uri.endswith("/completions"):
             kind, schema, prefix = "completion", CompletionRequest, "cmpl-"
         else:
-            raise RequestError(f"this graph serves /chat/completions and /completions, not {payload.uri}",
-                               status=404, code="unknown_url")
+            raise RequestError(f"this graph serves /chat/completions, /completions and /responses, not "
+                               f"{payload.uri}", status=404, code="unknown_url")
         if not isinstance(payload.json, dict):
             raise RequestError("the request body must be a JSON object", code="invalid_json")
         try:
@@ -79,3 +83,16 @@ class OpenAIRequestCalculator(Calculator):
         refuse_unsupported(body)
         log_ignored(body)
         ctx.send(self.REQUEST, LLMRequest(kind, body, payload.model, prefix + uuid.uuid4().hex, int(time.time())))
+
+    @staticmethod
+    def responses_request(payload: HttpRequestPayload) -> LLMRequest:
+        """A Responses API request, as the chat request it means (with the original kept for the answer)."""
+        if not isinstance(payload.json, dict):
+            raise RequestError("the request body must be a JSON object", code="invalid_json")
+        try:
+            responses = ResponsesRequest.model_validate(payload.json)
+            body = ChatCompletionRequest.model_validate(chat_body(responses))
+        except ValidationError as error:
+            raise validation_error(error) from None
+        refuse_unsupported(body)
+        return LLMRequest("chat", body, payload.model, f"resp_{uuid.uuid4().hex}", int(time.time()), responses)

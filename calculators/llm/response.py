@@ -6,6 +6,7 @@ import json
 
 from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.logprobs import chat_logprobs, completion_logprobs
+from ovserve.calculators.llm.responses_writer import ResponsesWriter
 from ovserve.calculators.llm.schema import (
     AssistantMessage,
     ChatChoice,
@@ -139,6 +140,7 @@ class OpenAIResponseCalculator(Calculator):
         self.tokens: dict[int, list[TokenLogprob]] = {}
         self.reasoning: dict[int, list[str]] = {}
         self.offsets: dict[int, int] = {}
+        self.responses: ResponsesWriter | None = None
 
     def process(self, ctx: CalculatorContext) -> None:
         request = ctx.value(self.REQUEST)
@@ -149,7 +151,9 @@ class OpenAIResponseCalculator(Calculator):
             return
         if delta.finish_reason is not None:
             self.finished[delta.index] = delta
-        if self.request.stream:
+        if self.request.responses is not None:
+            self.write_responses(ctx, self.request, delta)
+        elif self.request.stream:
             self.stream(ctx, self.request, delta)
         else:
             self.parts.setdefault(delta.index, []).append(delta.text)
@@ -159,6 +163,31 @@ class OpenAIResponseCalculator(Calculator):
                 self.tokens.setdefault(delta.index, []).extend(delta.logprobs)
             if len(self.finished) == self.request.body.n:
                 self.complete(ctx, self.request)
+
+    def write_responses(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
+        """The Responses API's events (streaming) or its ``response`` object (:mod:`.responses_writer`)."""
+        if self.responses is None:
+            self.responses = ResponsesWriter(request)
+        writer = self.responses
+        if delta.reasoning:
+            writer.reasoning.append(delta.reasoning)
+        done = delta.finish_reason is not None
+        usage = writer.usage(*self.usage()) if done else None
+        if not request.stream:
+            writer.text.append(delta.text)
+            if done:
+                status = writer.status(delta.finish_reason)
+                response = writer.response(status, writer.output("".join(writer.text), "".join(writer.reasoning),
+                                                                 delta.tool_calls, status), usage)
+                ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(response).encode(),
+                                                                         log=self.log_fields(request)))
+            return
+        body = writer.text_delta(delta.text)
+        if done:
+            body += writer.finish(delta.tool_calls, delta.finish_reason, usage or {})
+        if body or done:
+            ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
+                body, content_type=EVENT_STREAM, last=done, log=self.log_fields(request) if done else None))
 
     def usage(self) -> tuple[int, int]:
         """(prompt tokens, completion tokens of every finished choice)."""

@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
@@ -25,6 +26,8 @@ class LLMRequest:
     id: str
     #: Unix time the request arrived.
     created: int
+    #: The Responses API request this chat request was made from (``/responses``), if it was.
+    responses: ResponsesRequest | None = None
 
     @property
     def stream(self) -> bool:

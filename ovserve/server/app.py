@@ -25,10 +25,17 @@ from ovserve.server.completion_store import CompletionStore
 from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
-from ovserve.server.responses import DEFAULT_KEEPALIVE_SECONDS, GraphResponse, RequestRecorder, error_response
+from ovserve.server.responses import (
+    DEFAULT_KEEPALIVE_SECONDS,
+    Capture,
+    GraphResponse,
+    RequestRecorder,
+    error_response,
+)
 from ovserve.server.schema import ModelCard, ModelList
 from ovserve.server.servables import Servable, Servables
 from ovserve.server.stored_completions import StoreCapture, StoredCompletionRoutes, request_owner
+from ovserve.server.stored_responses import ResponseCapture, StoredResponseRoutes, continue_conversation
 
 API_PREFIXES = ("/v3", "/v1")
 #: Request bodies from this size on are parsed and checked in a thread.
@@ -75,8 +82,8 @@ class OpenAIRoutes:
                            param="model", code="model_not_found")
 
     async def completions(self, request: Request) -> Response | GraphResponse:
-        """``POST /v3/chat/completions``, ``/v3/completions``, ``/v3/embeddings`` and ``/v3/rerank``: run the
-        model's graph."""
+        """``POST /v3/chat/completions``, ``/v3/completions``, ``/v3/responses``, ``/v3/embeddings`` and
+        ``/v3/rerank``: run the model's graph."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         body = await request.body()
@@ -107,8 +114,20 @@ class OpenAIRoutes:
                              keepalive=self.settings.keepalive, deadline=self.settings.request_timeout,
                              tags=servable.tags, capture=capture)
 
-    def _capture(self, request: Request, data: dict[str, Any]) -> StoreCapture | None:
-        """For a chat completion with ``store: true``: what keeps it (refused where nothing can)."""
+    def _capture(self, request: Request, data: dict[str, Any]) -> Capture | None:
+        """What keeps the answer: a chat completion with ``store: true``, a Responses answer unless ``store`` is
+        false (continuing from ``previous_response_id``); refused where nothing can keep it."""
+        store = self.settings.store
+        if request.url.path.endswith("/responses"):
+            own = continue_conversation(store, request_owner(request), data)
+            if store is None and data.get("store") is not True:
+                data["store"] = False  # OpenAI's default is true; with no store the answer says it was not kept
+            elif data.get("store", True):
+                if store is None:
+                    raise RequestError("'store' is true, but this server keeps no responses (started with "
+                                       "--store-path none)", param="store", code="unsupported_parameter")
+                return ResponseCapture(store, request_owner(request), data, own)
+            return None
         if data.get("store") is not True or not request.url.path.endswith("/chat/completions"):
             return None
         if self.settings.store is None:
@@ -229,6 +248,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             watcher.cancel()
 
     stored = StoredCompletionRoutes(settings.store)
+    stored_responses = StoredResponseRoutes(settings.store)
     routes = []
     for prefix in API_PREFIXES:
         routes += [
@@ -241,6 +261,10 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/embeddings", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/rerank", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/responses", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/responses/{{response_id}}", stored_responses.get, methods=["GET"]),
+            Route(f"{prefix}/responses/{{response_id}}", stored_responses.delete, methods=["DELETE"]),
+            Route(f"{prefix}/responses/{{response_id}}/input_items", stored_responses.input_items, methods=["GET"]),
             Route(f"{prefix}/tokenize", routes_of.tokenize, methods=["POST"]),
             Route(f"{prefix}/detokenize", routes_of.tokenize, methods=["POST"]),
             Route(f"{prefix}/models", routes_of.list_models, methods=["GET"]),

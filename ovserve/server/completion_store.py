@@ -1,9 +1,10 @@
-"""Stored chat completions (``store: true``), kept in SQLite so that they outlive a restart.
+"""Stored chat completions and Responses API responses (``store: true``), kept in SQLite so that they outlive a
+restart.
 
 The store lives at ``$OVSERVE_HOME/store.sqlite3`` (``--store-path``) and is bounded two ways, checked at
-every write: completions older than ``max_age`` seconds are dropped, then the oldest beyond ``max_items``.
-Each completion belongs to the API key that stored it (by its SHA-256; ``""`` when the server has no keys):
-a key sees, changes and deletes only its own.
+every write: items older than ``max_age`` seconds are dropped, then the oldest beyond ``max_items`` (for chat
+completions and responses each). Each item belongs to the API key that stored it (by its SHA-256; ``""``
+when the server has no keys): a key sees, changes and deletes only its own.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ create table if not exists chat_completions (
     completion text not null
 );
 create index if not exists chat_completions_owner on chat_completions (owner, seq);
+create table if not exists responses (
+    seq integer primary key autoincrement,
+    id text unique not null,
+    owner text not null,
+    created integer not null,
+    response text not null,
+    input_items text not null,
+    conversation text not null
+);
 """
 
 
@@ -72,9 +82,7 @@ class CompletionStore:
                 " values (?, ?, ?, ?, ?, ?, ?)",
                 (completion["id"], owner, completion.get("model", ""), int(completion.get("created", now)),
                  json.dumps(metadata or {}), json.dumps(messages), json.dumps(completion)))
-            self._db.execute("delete from chat_completions where created < ?", (now - self.max_age,))
-            self._db.execute("delete from chat_completions where seq not in "
-                             "(select seq from chat_completions order by seq desc limit ?)", (self.max_items,))
+            self._prune("chat_completions", now)
 
     def get(self, owner: str, completion_id: str) -> dict[str, Any] | None:
         """The stored ``chat.completion`` with its ``metadata``, or None."""
@@ -119,6 +127,37 @@ class CompletionStore:
         with self._lock:
             return self._db.execute("delete from chat_completions where owner = ? and id = ?",
                                     (owner, completion_id)).rowcount > 0
+
+    def put_response(self, owner: str, response: dict[str, Any], input_items: list[dict[str, Any]],
+                     conversation: list[dict[str, Any]]) -> None:
+        """Keep a Responses API ``response`` with the request's own input items and the whole conversation
+        that led to it (what ``previous_response_id`` continues)."""
+        now = int(time.time())
+        with self._lock:
+            self._db.execute(
+                "insert or replace into responses (id, owner, created, response, input_items, conversation) "
+                "values (?, ?, ?, ?, ?, ?)", (response["id"], owner, int(response.get("created_at", now)),
+                                              json.dumps(response), json.dumps(input_items), json.dumps(conversation)))
+            self._prune("responses", now)
+
+    def get_response(self, owner: str, response_id: str) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                    list[dict[str, Any]]] | None:
+        """(the response, its input items, the conversation before it), or None."""
+        with self._lock:
+            row = self._db.execute("select response, input_items, conversation from responses where owner = ? and "
+                                   "id = ?", (owner, response_id)).fetchone()
+        return None if row is None else (json.loads(row[0]), json.loads(row[1]), json.loads(row[2]))
+
+    def delete_response(self, owner: str, response_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("delete from responses where owner = ? and id = ?",
+                                    (owner, response_id)).rowcount > 0
+
+    def _prune(self, table: str, now: int) -> None:
+        """The bounds: nothing older than ``max_age``, then at most ``max_items`` (the newest)."""
+        self._db.execute(f"delete from {table} where created < ?", (now - self.max_age,))
+        self._db.execute(f"delete from {table} where seq not in (select seq from {table} order by seq desc limit ?)",
+                         (self.max_items,))
 
     def close(self) -> None:
         with self._lock:

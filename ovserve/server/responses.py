@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -19,10 +19,15 @@ from ovserve.framework.runtime import Graph
 from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG, HttpRequestPayload, HttpResponsePayload
 from ovserve.server.metrics import ServerMetrics
 
-if TYPE_CHECKING:
-    from ovserve.server.stored_completions import StoreCapture
-
 log = logging.getLogger("ovserve.requests")
+
+
+class Capture(Protocol):
+    """Sees a response's body as it is sent, and keeps the answer once it ended well (``store: true``)."""
+
+    def add(self, chunk: bytes) -> None: ...
+
+    def finish(self) -> None: ...
 
 #: Seconds of silence after which a stream gets an SSE comment line (``ovserve serve --sse-keepalive``).
 DEFAULT_KEEPALIVE_SECONDS = 15.0
@@ -86,7 +91,7 @@ class GraphResponse:
     def __init__(self, graph: Graph, payload: HttpRequestPayload, started: float,
                  recorder: RequestRecorder, on_done: Callable[[], None] | None = None,
                  keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, deadline: float | None = None,
-                 tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG), capture: StoreCapture | None = None) -> None:
+                 tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG), capture: Capture | None = None) -> None:
         self.on_done = on_done
         #: Keeps a ``store: true`` completion: sees every body chunk, and stores it if it ended well.
         self.capture = capture

@@ -1,0 +1,129 @@
+"""The Responses API's state, beyond OVMS (which is stateless): ``store`` (true by default, as in OpenAI's API)
+keeps a response; ``previous_response_id`` continues from one; and ``GET /v3/responses/{id}``,
+``DELETE /v3/responses/{id}`` and ``GET /v3/responses/{id}/input_items`` are plain handlers over the store.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ovserve.errors import RequestError
+from ovserve.server.completion_store import CompletionStore
+from ovserve.server.responses import error_response
+from ovserve.server.stored_completions import request_owner
+
+
+def _as_items(value: Any) -> list[dict[str, Any]]:
+    """``input`` as items, each with an id (a string is one user message)."""
+    items = [{"type": "message", "role": "user", "content": value}] if isinstance(value, str) else list(value or [])
+    return [{"id": f"msg_{uuid.uuid4().hex}", **item} if isinstance(item, dict) and "id" not in item else item
+            for item in items]
+
+
+def _input_of_output(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A response's output item as the input item that carries it into the next turn."""
+    if item.get("type") == "message":
+        text = "".join(part.get("text", "") for part in item.get("content", []))
+        return {"type": "message", "role": "assistant", "content": text}
+    if item.get("type") == "function_call":
+        return {key: item[key] for key in ("type", "call_id", "name", "arguments")}
+    return None  # reasoning is not carried over
+
+
+def continue_conversation(store: CompletionStore | None, owner: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's own input items; ``data["input"]`` becomes the whole conversation when it continues from
+    ``previous_response_id`` (that response's conversation, its output, then this input)."""
+    own = _as_items(data.get("input"))
+    previous_id = data.get("previous_response_id")
+    if previous_id is None:
+        data["input"] = own
+        return own
+    found = store.get_response(owner, str(previous_id)) if store is not None else None
+    if found is None:
+        raise RequestError(f"Previous response with id '{previous_id}' not found", status=404,
+                           param="previous_response_id", code="previous_response_not_found")
+    previous, _, conversation = found
+    carried = [item for item in map(_input_of_output, previous.get("output", [])) if item is not None]
+    data["input"] = [*conversation, *carried, *own]
+    return own
+
+
+class ResponseCapture:
+    """Keeps a response with ``store`` (the default) once it finished: the ``response`` object, or the one the
+    stream's last event (``response.completed`` or ``.incomplete``) carries."""
+
+    def __init__(self, store: CompletionStore, owner: str, data: dict[str, Any], own: list[dict[str, Any]]) -> None:
+        self.store, self.owner, self.data, self.own = store, owner, data, own
+        self.parts: list[bytes] = []
+
+    def add(self, chunk: bytes) -> None:
+        self.parts.append(chunk)
+
+    def finish(self) -> None:
+        raw = b"".join(self.parts)
+        response = None
+        if self.data.get("stream"):
+            for line in raw.split(b"\n"):
+                if line.startswith(b"data: "):
+                    event = json.loads(line[6:])
+                    if event.get("type") in ("response.completed", "response.incomplete"):
+                        response = event["response"]
+        else:
+            response = json.loads(raw)
+        if response is None or response.get("object") != "response":
+            return
+        self.store.put_response(self.owner, response, self.own, self.data["input"])
+
+
+class StoredResponseRoutes:
+    """``GET`` and ``DELETE /v3/responses/{id}``, ``GET /v3/responses/{id}/input_items``."""
+
+    def __init__(self, store: CompletionStore | None) -> None:
+        self.store = store
+
+    def _find(self, request: Request) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        response_id = request.path_params["response_id"]
+        found = self.store.get_response(request_owner(request), response_id) if self.store is not None else None
+        if found is None:
+            raise RequestError(f"Response with id '{response_id}' not found", status=404, param="response_id",
+                               code="not_found")
+        return found
+
+    async def get(self, request: Request) -> Response:
+        try:
+            return JSONResponse(self._find(request)[0])
+        except RequestError as error:
+            return error_response(error)
+
+    async def input_items(self, request: Request) -> Response:
+        try:
+            items = self._find(request)[1]
+        except RequestError as error:
+            return error_response(error)
+        listed = [_listed_item(item) for item in items]
+        if request.query_params.get("order", "desc") == "desc":  # OpenAI lists them newest first by default
+            listed.reverse()
+        return JSONResponse({"object": "list", "data": listed, "first_id": listed[0]["id"] if listed else None,
+                             "last_id": listed[-1]["id"] if listed else None, "has_more": False})
+
+    async def delete(self, request: Request) -> Response:
+        try:
+            self._find(request)
+        except RequestError as error:
+            return error_response(error)
+        assert self.store is not None
+        self.store.delete_response(request_owner(request), request.path_params["response_id"])
+        return JSONResponse({"id": request.path_params["response_id"], "object": "response", "deleted": True})
+
+
+def _listed_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as OpenAI lists it: a message's text content as ``input_text`` parts."""
+    if item.get("type", "message") == "message" and isinstance(item.get("content"), str):
+        return {"type": "message", "status": "completed", **item,
+                "content": [{"type": "input_text", "text": item["content"]}]}
+    return item
