@@ -14,6 +14,7 @@ from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
 from ovserve.calculators.llm.request import validation_error
+from ovserve.calculators.llm.tokenize_endpoint import encoder_tokens
 from ovserve.engine.embedder import BatchingEncoder
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
@@ -34,7 +35,10 @@ class EmbeddingsCalculator(Calculator):
     async def process(self, ctx: CalculatorContext) -> None:
         payload: HttpRequestPayload = ctx.value(self.REQUEST_PAYLOAD)
         batcher: BatchingEncoder = ctx.side["ENCODER"]
-        if payload.uri.endswith("/rerank"):
+        if payload.uri.endswith("/tokenize"):
+            answer = await asyncio.to_thread(encoder_tokens, batcher.encoder, payload.json)
+            ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(answer).encode()))
+        elif payload.uri.endswith("/rerank"):
             await self.rerank(ctx, payload, batcher)
         elif payload.uri.endswith("/embeddings"):
             await self.embeddings(ctx, payload, batcher)

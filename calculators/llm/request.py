@@ -49,6 +49,8 @@ def validation_error(error: ValidationError) -> RequestError:
     return RequestError(f"Invalid value for '{param}'{as_member}: {message}{value}", param=param, code="invalid_value")
 
 
+#: The endpoints the tokenize node answers.
+TOKENIZE_SUFFIXES = ("/tokenize", "/detokenize")
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
 
@@ -61,9 +63,13 @@ class OpenAIRequestCalculator(Calculator):
 
     HTTP_REQUEST_PAYLOAD = Input(HttpRequestPayload, doc="the HTTP request, JSON already parsed")
     REQUEST = Output(LLMRequest, doc="the validated request")
+    TOKENIZE = Output(HttpRequestPayload, doc="a /tokenize or /detokenize request, for the tokenize endpoint node")
 
     def process(self, ctx: CalculatorContext) -> None:
         payload: HttpRequestPayload = ctx.value(self.HTTP_REQUEST_PAYLOAD)
+        if payload.uri.endswith(TOKENIZE_SUFFIXES):
+            ctx.send(self.TOKENIZE, payload)
+            return
         if payload.uri.endswith("/responses"):
             ctx.send(self.REQUEST, self.responses_request(payload))
             return
@@ -72,7 +78,7 @@ class OpenAIRequestCalculator(Calculator):
         elif payload.uri.endswith("/completions"):
             kind, schema, prefix = "completion", CompletionRequest, "cmpl-"
         else:
-            raise RequestError(f"this graph serves /chat/completions, /completions and /responses, not "
+            raise RequestError(f"this graph serves /chat/completions, /completions, /responses and /tokenize, not "
                                f"{payload.uri}", status=404, code="unknown_url")
         if not isinstance(payload.json, dict):
             raise RequestError("the request body must be a JSON object", code="invalid_json")

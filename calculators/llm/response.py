@@ -129,6 +129,8 @@ class OpenAIResponseCalculator(Calculator):
 
     REQUEST = Input(LLMRequest)
     TEXT = Input(TextDelta)
+    DIRECT = Input(HttpResponsePayload, optional=True,
+                   doc="an answer another node made whole (tokenize), sent as it is")
     HTTP_RESPONSE_PAYLOAD = Output(HttpResponsePayload)
 
     def open(self, ctx: CalculatorContext) -> None:
@@ -143,6 +145,10 @@ class OpenAIResponseCalculator(Calculator):
         self.responses: ResponsesWriter | None = None
 
     def process(self, ctx: CalculatorContext) -> None:
+        direct = ctx.value(self.DIRECT)
+        if direct is not None:
+            ctx.send(self.HTTP_RESPONSE_PAYLOAD, direct)
+            return
         request = ctx.value(self.REQUEST)
         if request is not None:
             self.request = request

@@ -20,7 +20,6 @@ from starlette.routing import Route
 
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
-from ovserve.server import tokenize_api
 from ovserve.server.completion_store import CompletionStore
 from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
@@ -82,8 +81,8 @@ class OpenAIRoutes:
                            param="model", code="model_not_found")
 
     async def completions(self, request: Request) -> Response | GraphResponse:
-        """``POST /v3/chat/completions``, ``/v3/completions``, ``/v3/responses``, ``/v3/embeddings`` and
-        ``/v3/rerank``: run the model's graph."""
+        """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
+        ``/rerank``, ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         body = await request.body()
@@ -134,24 +133,6 @@ class OpenAIRoutes:
             raise RequestError("'store' is true, but this server keeps no completions (started with --store-path "
                                "none)", param="store", code="unsupported_parameter")
         return StoreCapture(self.settings.store, request_owner(request), data)
-
-    async def tokenize(self, request: Request) -> Response:
-        """``POST /v3/tokenize`` and ``/v3/detokenize``: the model's own tokenizer, in a thread."""
-        started = time.perf_counter()
-        model = "-"
-        try:
-            data = parse_json_body(await request.body())
-            servable = self._servable(data.get("model"))
-            model = servable.name
-            if not servable.ready:
-                raise ModelNotReadyError(f"the model '{servable.name}' is not ready; retry shortly")
-            handler = tokenize_api.detokenize if request.url.path.endswith("/detokenize") else tokenize_api.tokenize
-            answer = await asyncio.to_thread(handler, servable.graph, data)
-        except RequestError as error:
-            self.recorder.record(request_id_of(request), model, error.status, started, {"error": error.message})
-            return error_response(error)
-        self.recorder.record(request_id_of(request), model, 200, started, {})
-        return JSONResponse(answer)
 
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=s.name, created=s.created) for s in self.servables]
@@ -265,8 +246,8 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/responses/{{response_id}}", stored_responses.get, methods=["GET"]),
             Route(f"{prefix}/responses/{{response_id}}", stored_responses.delete, methods=["DELETE"]),
             Route(f"{prefix}/responses/{{response_id}}/input_items", stored_responses.input_items, methods=["GET"]),
-            Route(f"{prefix}/tokenize", routes_of.tokenize, methods=["POST"]),
-            Route(f"{prefix}/detokenize", routes_of.tokenize, methods=["POST"]),
+            Route(f"{prefix}/tokenize", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/detokenize", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/models", routes_of.list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", routes_of.get_model, methods=["GET"]),
         ]

@@ -91,3 +91,11 @@ def test_generation_config_path_sets_the_default_sampling(ovms_server):
 
     # The graph's file says temperature 0: requests that do not say are greedy, so they repeat exactly.
     assert answer() == answer(seed=5) == answer(temperature=0)
+
+
+def test_the_ovms_graph_answers_tokenize_through_its_own_node(ovms_server):
+    import httpx
+
+    answer = httpx.post(f"{ovms_server.base_url}/v3/tokenize", timeout=30,
+                        json={"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "prompt": "hello world"}).json()
+    assert answer["count"] == len(answer["tokens"]) > 0

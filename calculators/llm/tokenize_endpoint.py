@@ -1,4 +1,4 @@
-"""``POST /v3/tokenize`` and ``POST /v3/detokenize``, with the tokenizer of the model's own graph.
+"""``POST /v3/tokenize`` and ``POST /v3/detokenize`` as a graph node, with the tokenizer of the model's own graph.
 
 Shapes are vLLM's, with OVMS's forms accepted too:
 
@@ -8,23 +8,26 @@ Shapes are vLLM's, with OVMS's forms accepted too:
   ``tokens`` (OVMS's field too), ``count``, ``max_model_len`` and, with ``return_token_strs``, ``token_strs``.
 - detokenize ``tokens`` into ``prompt``.
 
-A graph serves these when one of its side packets is the model's tokenizer (the LLM graph's ``TOKENIZER``).
+The LLM graph's deserialize node hands these requests to :class:`TokenizeEndpointCalculator`, whose answer
+the serialize node sends as it is; the embeddings graph answers them in its own node (:func:`encoder_tokens`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.request import validation_error
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tokenize import TokenizerCalculator, check_token_ids
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
-from ovserve.engine.embedder import BatchingEncoder, SentenceEncoder
+from ovserve.engine.embedder import SentenceEncoder
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
-from ovserve.framework.runtime import Graph
+from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 
 
 class TokenizeRequest(BaseModel):
@@ -64,19 +67,6 @@ class DetokenizeRequest(BaseModel):
     skip_special_tokens: bool = False
 
 
-def _side_packet(graph: Graph, kind: type) -> Any:
-    return next((value for value in graph.side_packets.values() if isinstance(value, kind)), None)
-
-
-def graph_tokenizer(graph: Graph, model: str) -> TextTokenizer:
-    """The model's tokenizer among its graph's side packets."""
-    tokenizer = _side_packet(graph, TextTokenizer)
-    if tokenizer is None:
-        raise RequestError(f"the model '{model}' has no tokenizer to tokenize with", param="model",
-                           code="unsupported_model")
-    return tokenizer
-
-
 def _parse(schema: type[BaseModel], data: Any) -> Any:
     try:
         return schema.model_validate(data)
@@ -84,16 +74,12 @@ def _parse(schema: type[BaseModel], data: Any) -> Any:
         raise validation_error(error) from None
 
 
-def tokenize(graph: Graph, data: dict[str, Any]) -> dict[str, Any]:
+def tokenize(tokenizer: TextTokenizer, limits: GenerationLimits | None, parsers: ModelParsers,
+             data: dict[str, Any]) -> dict[str, Any]:
     """The answer to a tokenize request (blocking: tokenizing takes milliseconds for long text)."""
     request: TokenizeRequest = _parse(TokenizeRequest, data)
-    encoder = _side_packet(graph, BatchingEncoder)
-    if encoder is not None and _side_packet(graph, TextTokenizer) is None:
-        return _encoder_tokens(encoder.encoder, request)
-    tokenizer = graph_tokenizer(graph, request.model)
-    limits = _side_packet(graph, GenerationLimits)
     if request.messages is not None:
-        text = _chat_text(tokenizer, _side_packet(graph, ModelParsers) or ModelParsers(), request)
+        text = _chat_text(tokenizer, parsers, request)
         texts: list[str] = [text]
         special = bool(request.add_special_tokens)
     else:
@@ -112,8 +98,10 @@ def tokenize(graph: Graph, data: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def _encoder_tokens(encoder: SentenceEncoder, request: TokenizeRequest) -> dict[str, Any]:
-    """An embedding model's tokens: its tokenizer always adds its special tokens ([CLS] ... [SEP])."""
+def encoder_tokens(encoder: SentenceEncoder, data: dict[str, Any]) -> dict[str, Any]:
+    """An embedding model's answer to a tokenize request: its tokenizer always adds its special tokens
+    ([CLS] ... [SEP]); there is no chat template and no detokenizer."""
+    request: TokenizeRequest = _parse(TokenizeRequest, data)
     for name in ("messages", "return_token_strs"):
         if getattr(request, name):
             raise RequestError(f"'{name}' needs a chat model; this is an embedding model", param=name,
@@ -138,9 +126,33 @@ def _chat_text(tokenizer: TextTokenizer, parsers: ModelParsers, request: Tokeniz
     return text
 
 
-def detokenize(graph: Graph, data: dict[str, Any]) -> dict[str, Any]:
+def detokenize(tokenizer: TextTokenizer, data: dict[str, Any]) -> dict[str, Any]:
     """The answer to a detokenize request."""
     request: DetokenizeRequest = _parse(DetokenizeRequest, data)
-    tokenizer = graph_tokenizer(graph, request.model)
     check_token_ids(tokenizer, request.tokens, "tokens")
     return {"prompt": tokenizer.decode(request.tokens, skip_special_tokens=request.skip_special_tokens)}
+
+
+class TokenizeEndpointCalculator(Calculator):
+    """Answers ``/tokenize`` and ``/detokenize`` with the model's tokenizer (in a thread: long texts take
+    milliseconds); the serialize node sends the answer as it is."""
+
+    runs_in_thread = True
+
+    HTTP_REQUEST_PAYLOAD = Input(HttpRequestPayload, doc="a /tokenize or /detokenize request")
+    TOKENIZER = SideInput(TextTokenizer)
+    LIMITS = SideInput(GenerationLimits, optional=True)
+    PARSERS = SideInput(ModelParsers, optional=True, doc="for tools in a chat template (default: generic)")
+    HTTP_RESPONSE_PAYLOAD = Output(HttpResponsePayload, doc="the answer, as JSON")
+
+    def process(self, ctx: CalculatorContext) -> None:
+        payload: HttpRequestPayload = ctx.value(self.HTTP_REQUEST_PAYLOAD)
+        if not isinstance(payload.json, dict):
+            raise RequestError("the request body must be a JSON object", code="invalid_json")
+        tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
+        if payload.uri.endswith("/detokenize"):
+            answer = detokenize(tokenizer, payload.json)
+        else:
+            answer = tokenize(tokenizer, ctx.side.get("LIMITS"), ctx.side.get("PARSERS") or ModelParsers(),
+                              payload.json)
+        ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(answer).encode()))
