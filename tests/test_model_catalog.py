@@ -127,3 +127,21 @@ def test_a_graph_names_its_model_by_its_name_in_the_store(default_model, tmp_pat
         assert [m.id for m in server.openai().models.list().data] == ["chat"]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/absolute", "a/b/c", ".hidden"])
+def test_a_name_that_would_leave_or_hide_in_the_store_is_refused(default_model, tmp_path, name):
+    store = tmp_path / "store"
+    result = ovserve("pull", str(default_model), "--name", name, "--models-dir", str(store))
+    assert result.returncode == 1 and "cannot name a model in the store" in result.stderr
+    assert not (tmp_path / "escaped").exists() and not any(store.rglob("*.gguf"))
+
+
+def test_a_pull_that_fails_after_copying_leaves_nothing_behind(tmp_path):
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a gguf at all" * 100)
+    store = tmp_path / "store"
+    result = ovserve("pull", str(bogus), "--name", "bad", "--models-dir", str(store))
+    assert result.returncode == 1 and "error:" in result.stderr
+    assert not (store / "bad").exists()
+    assert ovserve("pull", str(bogus), "--name", "bad", "--models-dir", str(store)).returncode == 1  # not "already"

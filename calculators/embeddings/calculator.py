@@ -43,12 +43,13 @@ class EmbeddingsCalculator(Calculator):
         elif payload.uri.endswith("/embeddings"):
             await self.embeddings(ctx, payload, batcher)
         else:
-            raise RequestError(f"this graph serves /embeddings and /rerank (and /tokenize), not {payload.uri}",
-                               status=404, code="unknown_url")
+            raise RequestError(f"the model '{payload.model}' is an embedding model: it serves /embeddings, /rerank and "
+                               f"/tokenize, not {payload.uri}", param="model", code="unsupported_model")
 
     async def rerank(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
         request = parse(RerankRequest, payload.json)
         token_lists = await asyncio.to_thread(batcher.encoder.tokenize, [request.query, *request.texts()])
+        within_budget(token_lists)
         token_lists = self.within_limit(token_lists, batcher.encoder.settings.max_length, batcher.truncate,
                                         ["query", *(f"documents[{i}]" for i in range(len(request.documents)))])
         vectors = await batcher.embed(token_lists)
@@ -68,6 +69,9 @@ class EmbeddingsCalculator(Calculator):
         texts, token_lists = request.texts_and_ids()
         if texts:
             token_lists = await asyncio.to_thread(encoder.tokenize, texts)
+        else:
+            check_vocabulary(token_lists, encoder.settings.vocab_size)
+        within_budget(token_lists)
         token_lists = self.within_limit(token_lists, encoder.settings.max_length, batcher.truncate,
                                         [f"input[{i}]" for i in range(len(token_lists))])
         vectors = await batcher.embed(token_lists)
@@ -106,3 +110,23 @@ def parse(schema: type[ModelT], data: object) -> ModelT:
         return schema.model_validate(data)
     except ValidationError as error:
         raise validation_error(error) from None
+
+
+#: The most tokens one request may ask to embed (OpenAI's limit): more would hold the model for minutes.
+MAX_REQUEST_TOKENS = 300_000
+
+
+def within_budget(token_lists: list[list[int]]) -> None:
+    total = sum(len(tokens) for tokens in token_lists)
+    if total > MAX_REQUEST_TOKENS:
+        raise RequestError(f"the request has {total} tokens in all, more than the {MAX_REQUEST_TOKENS} one request may "
+                           f"have; split it", param="input", code="max_tokens_per_request")
+
+
+def check_vocabulary(token_lists: list[list[int]], vocab_size: int) -> None:
+    """Token ids must name tokens of the model's vocabulary (when its size is known)."""
+    for number, tokens in enumerate(token_lists):
+        bad = next((t for t in tokens if vocab_size and t >= vocab_size), None)
+        if bad is not None:
+            raise RequestError(f"input[{number}] has token id {bad}, outside this model's vocabulary (0 to "
+                               f"{vocab_size - 1})", param="input", code="invalid_value")

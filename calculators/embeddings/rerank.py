@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ovserve.calculators.embeddings.schema import MAX_TEXT_CHARS
+
 
 class RerankDocument(BaseModel):
     """A document as an object: Cohere's ``{"text": ...}``."""
@@ -26,7 +28,7 @@ class RerankRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
-    query: Annotated[str, Field(min_length=1)]
+    query: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
     documents: Annotated[list[str | RerankDocument], Field(min_length=1, max_length=10000)]
     top_n: int | None = Field(None, ge=1)
     return_documents: bool = False
@@ -34,8 +36,11 @@ class RerankRequest(BaseModel):
     @field_validator("documents")
     @classmethod
     def _no_empty_document(cls, documents: list[str | RerankDocument]) -> list[str | RerankDocument]:
-        if any(not (d if isinstance(d, str) else d.text) for d in documents):
+        texts = [d if isinstance(d, str) else d.text for d in documents]
+        if any(not text for text in texts):
             raise ValueError("a document is empty")
+        if any(len(text) > MAX_TEXT_CHARS for text in texts):
+            raise ValueError(f"a document is longer than {MAX_TEXT_CHARS} characters")
         return documents
 
     def texts(self) -> list[str]:

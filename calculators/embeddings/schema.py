@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+#: No input string may be longer (it would take the tokenizer seconds, for a model that reads 256 tokens).
+MAX_TEXT_CHARS = 1_000_000
+
+TokenIds = Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1)]
 
 
 class EmbeddingRequest(BaseModel):
@@ -24,10 +27,12 @@ class EmbeddingRequest(BaseModel):
 
     @field_validator("input")
     @classmethod
-    def _no_empty_text(cls, value: object) -> object:
+    def _text_within_reason(cls, value: object) -> object:
         texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
         if any(isinstance(text, str) and not text for text in texts):
             raise ValueError("an input string is empty; embeddings need text")
+        if any(isinstance(text, str) and len(text) > MAX_TEXT_CHARS for text in texts):
+            raise ValueError(f"an input string is longer than {MAX_TEXT_CHARS} characters")
         return value
 
     def texts_and_ids(self) -> tuple[list[str], list[list[int]]]:

@@ -78,8 +78,9 @@ class OpenAIRequestCalculator(Calculator):
         elif payload.uri.endswith("/completions"):
             kind, schema, prefix = "completion", CompletionRequest, "cmpl-"
         else:
-            raise RequestError(f"this graph serves /chat/completions, /completions, /responses and /tokenize, not "
-                               f"{payload.uri}", status=404, code="unknown_url")
+            raise RequestError(f"the model '{payload.model}' is a text generation model: it serves /chat/completions, "
+                               f"/completions, /responses and /tokenize, not {payload.uri}", param="model",
+                               code="unsupported_model")
         if not isinstance(payload.json, dict):
             raise RequestError("the request body must be a JSON object", code="invalid_json")
         try:

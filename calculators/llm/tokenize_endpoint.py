@@ -103,7 +103,7 @@ def encoder_tokens(encoder: SentenceEncoder, data: dict[str, Any]) -> dict[str, 
     ([CLS] ... [SEP]); there is no chat template and no detokenizer."""
     request: TokenizeRequest = _parse(TokenizeRequest, data)
     for name in ("messages", "return_token_strs"):
-        if getattr(request, name):
+        if getattr(request, name) not in (None, False):
             raise RequestError(f"'{name}' needs a chat model; this is an embedding model", param=name,
                                code="unsupported_parameter")
     if request.add_special_tokens is False:

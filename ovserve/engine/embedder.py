@@ -31,6 +31,8 @@ class EncoderSettings:
     pooling: Pooling = "CLS"
     normalize: bool = True
     max_length: int = 512
+    #: Token ids run from 0 to ``vocab_size - 1`` (0: unknown).
+    vocab_size: int = 0
 
 
 def encoder_settings(folder: Path) -> EncoderSettings:
@@ -52,9 +54,9 @@ def encoder_settings(folder: Path) -> EncoderSettings:
         pooling = "MEAN"
     elif pooling_config.get("pooling_mode_lasttoken"):
         pooling = "LAST"
-    limit = read("sentence_bert_config.json").get("max_seq_length") or read("config.json").get(
-        "max_position_embeddings") or 512
-    return EncoderSettings(pooling, normalize, int(limit))
+    config = read("config.json")
+    limit = read("sentence_bert_config.json").get("max_seq_length") or config.get("max_position_embeddings") or 512
+    return EncoderSettings(pooling, normalize, int(limit), int(config.get("vocab_size") or 0))
 
 
 def pool_embeddings(hidden: np.ndarray, mask: np.ndarray, settings: EncoderSettings) -> np.ndarray:
@@ -115,9 +117,20 @@ class SentenceEncoder:
         return pool_embeddings(hidden, mask, self.settings)
 
 
+class _Pending:
+    """One request's rows, how many are done, and where its answer goes."""
+
+    __slots__ = ("future", "next", "rows", "vectors")
+
+    def __init__(self, rows: list[list[int]], future: asyncio.Future[np.ndarray]) -> None:
+        self.rows, self.future, self.next = rows, future, 0
+        self.vectors: list[np.ndarray] = []
+
+
 class BatchingEncoder:
-    """Collects the token lists of concurrent requests for up to ``wait`` seconds (or ``max_batch`` inputs)
-    and embeds them in one run of the model, in a thread; each request gets its own rows back."""
+    """Runs the rows of concurrent requests together, up to ``max_batch`` rows a run of the model (in a thread).
+    A new request waits up to ``wait`` seconds for others to join. Requests take turns, a slice of rows each,
+    so that a big one does not hold back small ones; a request whose client went away is dropped."""
 
     def __init__(self, encoder: SentenceEncoder, max_batch: int = 32, wait: float = 0.002,
                  truncate: bool = False) -> None:
@@ -126,57 +139,68 @@ class BatchingEncoder:
         self.truncate = truncate
         self.max_batch = max_batch
         self.wait = wait
-        self._queue: asyncio.Queue[tuple[list[list[int]], asyncio.Future[np.ndarray]]] | None = None
+        self._pending: list[_Pending] = []
+        self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         #: How many inputs each model run took (for tests and metrics).
         self.batch_sizes: list[int] = []
 
     async def embed(self, token_lists: list[list[int]]) -> np.ndarray:
         """The embeddings of ``token_lists``, batched with whatever else is waiting."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
+        if self._worker is None or self._worker.done():
+            self._arrived = asyncio.Event()
             self._worker = asyncio.ensure_future(self._run())
+        assert self._arrived is not None
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put((token_lists, future))
+        self._pending.append(_Pending(token_lists, future))
+        self._arrived.set()
         return await future
 
     async def _run(self) -> None:
-        assert self._queue is not None
+        assert self._arrived is not None
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0][0])
-            deadline = asyncio.get_running_loop().time() + self.wait
-            while size < self.max_batch:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0 and self._queue.empty():
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), max(timeout, 0))
-                except TimeoutError:
-                    break
-                batch.append(item)
-                size += len(item[0])
-            await self._embed_batch(batch)
+            await self._arrived.wait()
+            self._arrived.clear()
+            if self.wait > 0 and sum(len(p.rows) - p.next for p in self._pending) < self.max_batch:
+                await asyncio.sleep(self.wait)  # let others join this run
+            while self._pending:
+                await self._run_once()
 
-    async def _embed_batch(self, batch: list[tuple[list[list[int]], asyncio.Future[np.ndarray]]]) -> None:
-        rows = [tokens for token_lists, _ in batch for tokens in token_lists]
-        try:
-            parts = []
-            for start in range(0, len(rows), self.max_batch):  # a big request runs in pieces of max_batch
-                chunk = rows[start:start + self.max_batch]
-                self.batch_sizes.append(len(chunk))
-                parts.append(await asyncio.to_thread(self.encoder.embed, chunk))
-            vectors = np.concatenate(parts)
-        except Exception as error:  # every waiting request gets the failure; the worker goes on
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+    def _take(self) -> list[tuple[_Pending, int, int]]:
+        """Up to ``max_batch`` rows, a fair share from each live request in turn: (request, start, end)."""
+        self._pending = [p for p in self._pending if not p.future.done()]
+        taken: list[tuple[_Pending, int, int]] = []
+        room = self.max_batch
+        while room and any(p.next < len(p.rows) for p in self._pending):
+            live = [p for p in self._pending if p.next < len(p.rows)]
+            share = max(1, room // len(live))
+            for request in live:
+                count = min(share, len(request.rows) - request.next, room)
+                if count:
+                    taken.append((request, request.next, request.next + count))
+                    request.next += count
+                    room -= count
+        return taken
+
+    async def _run_once(self) -> None:
+        taken = self._take()
+        if not taken:
             return
-        start = 0
-        for token_lists, future in batch:
-            if not future.done():
-                future.set_result(vectors[start:start + len(token_lists)])
-            start += len(token_lists)
+        rows = [tokens for request, start, end in taken for tokens in request.rows[start:end]]
+        self.batch_sizes.append(len(rows))
+        try:
+            vectors = await asyncio.to_thread(self.encoder.embed, rows)
+        except Exception as error:  # every request in this run gets the failure; the worker goes on
+            for request, _, _ in taken:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            return
+        offset = 0
+        for request, start, end in taken:
+            request.vectors.append(vectors[offset:offset + end - start])
+            offset += end - start
+            if request.next == len(request.rows) and end == len(request.rows) and not request.future.done():
+                request.future.set_result(np.concatenate(request.vectors))
 
     async def close(self) -> None:
         if self._worker is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -102,7 +104,7 @@ class Servables:
 
         async def load() -> None:
             try:
-                specs = await asyncio.to_thread(make_specs)
+                specs = await _in_daemon_thread(make_specs)
                 for servable in await _load_all(specs, registry):
                     self._by_name[servable.name] = servable
                     log.info("%s: loaded, serving", servable.name)
@@ -136,3 +138,24 @@ async def _load_all(specs: list[ServableSpec], registry: Registry) -> list[Serva
         raise failures[0]
     now = int(time.time())
     return [Servable(s.name, graph, now, tag) for s, graph, tag in zip(specs, graphs, tags, strict=True)]
+
+
+async def _in_daemon_thread(work: Callable[[], list[ServableSpec]]) -> list[ServableSpec]:
+    """``work()`` in a daemon thread: a download still running at shutdown does not hold the process."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[list[ServableSpec]] = loop.create_future()
+
+    def settle(result: list[ServableSpec] | None, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result or [])
+
+    def run() -> None:
+        try:
+            outcome: tuple[list[ServableSpec] | None, BaseException | None] = (work(), None)
+        except BaseException as error:  # handed to the waiting task
+            outcome = (None, error)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped meanwhile
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="ovserve-background-fetch", daemon=True).start()
+    return await future

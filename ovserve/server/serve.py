@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,9 @@ def background_model(args: argparse.Namespace) -> str | None:
 def background_specs(args: argparse.Namespace, reference: str) -> list[ServableSpec]:
     """The background model, fetched into the store if needed (blocking: called in a thread)."""
     path, name = resolve_model(reference, args.models_dir)
+    if model_task(path) != "embeddings":
+        raise ValueError(f"--embedding-model {reference}: {path} is not an embedding model (a folder with a "
+                         f"sentence-transformers modules.json)")
     plain = argparse.Namespace(**{**vars(args), **dict.fromkeys(ENGINE_FLAGS)})  # the chat model's engine flags
     return [servable_for(plain, path, name, model_task(path))]
 
@@ -257,7 +261,11 @@ def completion_store(args: argparse.Namespace) -> CompletionStore | None:
     if args.store_max_items < 1 or args.store_max_age_days <= 0:
         raise ValueError("--store-max-items must be at least 1 and --store-max-age-days above 0")
     path = Path(args.store_path).expanduser() if args.store_path else ovserve_home() / "store.sqlite3"
-    return CompletionStore(path, args.store_max_items, args.store_max_age_days * 86400)
+    try:
+        return CompletionStore(path, args.store_max_items, args.store_max_age_days * 86400)
+    except (OSError, sqlite3.Error) as error:
+        raise ValueError(f"cannot keep stored completions at {path} ({error}); give a writable --store-path, or "
+                         f"--store-path none") from None
 
 
 def client_url(host: str, port: int) -> str:
@@ -296,6 +304,8 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         specs, calculator_paths = servable_specs(args)
         later = background_model(args)
+        if later is not None and later in {spec.name for spec in specs}:
+            raise ValueError(f"--embedding-model {later}: a model is already served under that name")
         registry = build_registry([*calculator_paths, *map(Path, args.calculators)])
         log.info("loading %s", ", ".join(f"{s.name} ({s.graph_path})" for s in specs))
         servables = await Servables.load(specs, registry)
@@ -364,7 +374,7 @@ def run_serve(args: argparse.Namespace) -> int:
         runner = asyncio.run
     try:
         return runner(serve(args))
-    except (GraphError, ModelFetchError, FileNotFoundError, ValueError) as error:
+    except (GraphError, ModelFetchError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

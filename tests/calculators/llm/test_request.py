@@ -51,9 +51,9 @@ async def test_a_prompt_of_the_wrong_type_lists_what_is_accepted():
     assert error.param == "prompt" and "expected str or list[str] or list[int]" in error.message
 
 
-async def test_an_unknown_url_is_a_404():
+async def test_an_endpoint_of_another_kind_of_model_is_a_400_naming_the_model():
     error = await refused("/v3/embeddings", {"model": "m"})
-    assert error.status == 404
+    assert (error.status, error.param, error.code) == (400, "model", "unsupported_model")
 
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
