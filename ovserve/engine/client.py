@@ -209,7 +209,7 @@ class EngineClient:
         transport.write(encode_frame(("settings", self.settings)))
         try:
             info = await asyncio.wait_for(asyncio.shield(self._loading), self.load_timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
             await self._kill()
             raise EngineError(f"the engine did not load the model within {self.load_timeout:.0f} s") from None
         except EngineError:
@@ -244,7 +244,7 @@ class EngineClient:
             return
         try:
             await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
             process.kill()
             await process.wait()
 
