@@ -24,6 +24,7 @@ from ovserve.server.completion_store import CompletionStore
 from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
+from ovserve.server.openapi import openapi_document
 from ovserve.server.responses import (
     DEFAULT_KEEPALIVE_SECONDS,
     Capture,
@@ -133,6 +134,13 @@ class OpenAIRoutes:
             raise RequestError("'store' is true, but this server keeps no completions (started with --store-path "
                                "none)", param="store", code="unsupported_parameter")
         return StoreCapture(self.settings.store, request_owner(request), data)
+
+    async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``, with the models served now."""
+        kinds: dict[str, list[str]] = {}
+        for servable in self.servables:
+            kinds.setdefault(servable.kind, []).append(servable.name)
+        return JSONResponse(openapi_document(kinds))
 
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=s.name, created=s.created) for s in self.servables]
@@ -253,6 +261,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
         ]
     routes += [
         Route("/v1/config", routes_of.config_status, methods=["GET"]),
+        Route("/openapi.json", routes_of.openapi, methods=["GET"]),
         Route("/metrics", routes_of.prometheus, methods=["GET"]),
         Route("/v2/health/live", routes_of.live, methods=["GET"]),
         Route("/v2/health/ready", routes_of.ready, methods=["GET"]),

@@ -45,6 +45,14 @@ class Servable:
     def ready(self) -> bool:
         return self.graph.is_ready()
 
+    @property
+    def kind(self) -> str:
+        """``embeddings`` for a graph with an encoder, else ``text_generation``."""
+        from ovserve.engine.embedder import BatchingEncoder
+
+        encoder = any(isinstance(value, BatchingEncoder) for value in self.graph.side_packets.values())
+        return "embeddings" if encoder else "text_generation"
+
 
 def servable_tags(name: str, spec: GraphSpec) -> tuple[str, str]:
     """The tags a served graph reads the request and writes the response on: ``HTTP_REQUEST_PAYLOAD`` and

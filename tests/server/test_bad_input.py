@@ -77,7 +77,7 @@ def test_bad_completion_requests(server):
 
 def test_unknown_routes_and_methods_get_json_errors(server):
     assert_openai_error(httpx.get(f"{server.base_url}/v3/nothing-here"), 404, words="no route")
-    assert_openai_error(httpx.get(f"{server.base_url}/v3/chat/completions"), 405)
+    assert_openai_error(httpx.get(f"{server.base_url}/v3/completions"), 405)  # GET chat/completions lists stored ones
     assert_openai_error(httpx.get(f"{server.base_url}/v3/models/unknown"), 404, "model", "does not exist")
 
 

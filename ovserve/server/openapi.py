@@ -1,0 +1,64 @@
+"""``GET /openapi.json``: the API as an OpenAPI 3.1 document, built from the request schemas the server
+validates with, and the names of the models it serves (so that a client, or a fuzzer, knows them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from ovserve.calculators.embeddings.rerank import RerankRequest
+from ovserve.calculators.embeddings.schema import EmbeddingRequest
+from ovserve.calculators.llm.responses_api import ResponsesRequest
+from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.tokenize_endpoint import DetokenizeRequest, TokenizeRequest
+
+#: The model endpoints: path under /v3 (and /v1), request schema, and the kind of model that serves it.
+MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], str], ...] = (
+    ("/chat/completions", ChatCompletionRequest, "text_generation"),
+    ("/completions", CompletionRequest, "text_generation"),
+    ("/responses", ResponsesRequest, "text_generation"),
+    ("/embeddings", EmbeddingRequest, "embeddings"),
+    ("/rerank", RerankRequest, "embeddings"),
+    ("/tokenize", TokenizeRequest, "any"),
+    ("/detokenize", DetokenizeRequest, "any"),
+)
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type", "param", "code"],
+    "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                   "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): {"description": "an OpenAI-shaped error",
+                          "content": {"application/json": {"schema": _ERROR}}} for status in statuses}
+
+
+def openapi_document(models: dict[str, list[str]]) -> dict[str, Any]:
+    """The document; ``models`` gives the served names by kind (``text_generation``, ``embeddings``)."""
+    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+    paths: dict[str, Any] = {}
+    everyone = sorted(name for names in models.values() for name in names)
+    for path, schema, kind in MODEL_ENDPOINTS:
+        body = schema.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
+        schemas.update(body.pop("$defs", {}))
+        served = everyone if kind == "any" else sorted(models.get(kind, []))
+        if served:
+            body["properties"]["model"] = {"type": "string", "enum": served}
+        schemas[schema.__name__] = body
+        paths[f"/v3{path}"] = {"post": {
+            "operationId": path.strip("/").replace("/", "_"),
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{schema.__name__}"}}}},
+            "responses": {"200": {"description": "the answer (JSON, or server-sent events when streaming)",
+                                  "content": {"application/json": {}, "text/event-stream": {}}},
+                          **_errors(400, 404, 413, 429, 503)},
+        }}
+    paths["/v3/models"] = {"get": {"operationId": "list_models", "responses": {"200": {"description": "models"}}}}
+    paths["/v2/health/ready"] = {"get": {"operationId": "ready", "responses": {
+        "200": {"description": "every model is ready"}, "503": {"description": "not yet, or shutting down"}}}}
+    return {"openapi": "3.1.0",
+            "info": {"title": "ovserve", "version": "0.1.0",
+                     "description": "OpenAI-compatible endpoints under /v3 (and the same under /v1)."},
+            "paths": paths, "components": {"schemas": schemas}}
