@@ -40,11 +40,11 @@ def test_the_openapi_document_lists_every_endpoint_with_the_served_models(fuzzed
     assert schemas["EmbeddingRequest"]["properties"]["model"]["enum"] == ["all-minilm-l6-v2"]
 
 
-def test_no_fuzzed_request_gets_a_server_error_and_the_server_goes_on(fuzzed):
+def test_no_fuzzed_request_gets_a_server_error_and_the_server_goes_on(fuzzed, tmp_path):
     assert SCHEMATHESIS is not None, "schemathesis is in the test extra"
     result = subprocess.run([SCHEMATHESIS, "run", f"{fuzzed.base_url}/openapi.json", "--checks", "not_a_server_error",
                              "--phases", "fuzzing", "--max-examples", "20", "--request-timeout", "60", "--no-color"],
-                            capture_output=True, text=True, check=False, timeout=900)
+                            capture_output=True, text=True, check=False, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:]
     assert " passed" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1]
     answer = fuzzed.openai().chat.completions.create(model=MODEL_NAME, max_tokens=4,
