@@ -12,6 +12,7 @@ each download.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None =
     if target.is_dir() and any(target.iterdir()):
         return target
     files = _repo_files(repo_id)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # one per process pulling
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -8,6 +8,8 @@ a Hugging Face repository id (``org/name``), downloaded into the store.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +92,7 @@ def resolve_model(reference: str | None, models_dir: Path | None = None, *, gguf
     path = Path(reference).expanduser()
     if path.exists() or _looks_like_a_path(reference):  # a missing path fails at load, naming it
         if path.is_dir() and model_kind(path) == "checkpoint":  # exported into the store once
-            name = path.resolve().name
-            return stored_model(name, root) or import_local(path, root, weight_format=weight_format), name
+            return _exported_checkpoint(path, root, weight_format)
         return path, (path.stem if path.suffix.lower() == ".gguf" else path.resolve().name)
     if (folder := stored_model(reference, root)) is not None:
         return folder, reference
@@ -104,6 +105,31 @@ def resolve_model(reference: str | None, models_dir: Path | None = None, *, gguf
     raise ModelFetchError(f"'{reference}' is not a file or folder, nor a model in the store {root} "
                           f"({', '.join(m.name for m in list_models(root)) or 'empty'}), nor a model ovserve "
                           f"knows ({', '.join(PACKAGED_MODELS)}), nor a Hugging Face id (org/name)")
+
+
+#: Written beside a model exported from a local checkpoint: where from, and at which weight format.
+SOURCE_FILE = ".ovserve-source.json"
+
+
+def _exported_checkpoint(path: Path, root: Path, weight_format: str) -> tuple[Path, str]:
+    """A local checkpoint served by path: its export in the store, made once, under the folder's name. A store
+    model of that name made from another folder (or at another weight format) is not taken for it."""
+    name = path.resolve().name
+    source = {"source": str(path.resolve()), "weight_format": weight_format}
+    folder = stored_model(name, root)
+    if folder is None:
+        folder = import_local(path, root, weight_format=weight_format)
+        (folder / SOURCE_FILE).write_text(json.dumps(source))
+        return folder, name
+    try:
+        recorded = json.loads((folder / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != source:
+        raise ModelFetchError(f"the store's model '{name}' was not exported from {path.resolve()} at {weight_format}; "
+                              f"put this one in under another name (ovserve pull {path} --name NAME "
+                              f"--weight-format {weight_format}) and serve that name")
+    return folder, name
 
 
 def models_path_in_graph(base_path: Path, models_path: str) -> Path:
@@ -133,7 +159,7 @@ def import_local(source: Path, models_dir: Path | None = None, name: str | None 
     if kind is None:
         raise ModelFetchError(f"{source} is neither a .gguf file, an OpenVINO IR folder ({IR_MODEL}) nor a Hugging "
                               f"Face checkpoint folder (config.json)")
-    partial = target.with_name(f".{target.name}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # one per process pulling
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:

