@@ -12,13 +12,12 @@ each download.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
-from ovserve.model_store import ModelFetchError
+from ovserve.model_store import ModelFetchError, fill_folder
 
 
 def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None = None,
@@ -28,16 +27,7 @@ def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None =
     if target.is_dir() and any(target.iterdir()):
         return target
     files = _repo_files(repo_id)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # one per process pulling
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _fill(repo_id, files, partial, gguf_filename, weight_format)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    partial.rename(target)
-    return target
+    return fill_folder(target, lambda folder: _fill(repo_id, files, folder, gguf_filename, weight_format))
 
 
 def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | None, weight_format: str) -> None:

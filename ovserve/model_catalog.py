@@ -9,14 +9,13 @@ a Hugging Face repository id (``org/name``), downloaded into the store.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovserve.engine.hf_export import HF_ID
 from ovserve.engine.settings import IR_MODEL
-from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, pull
+from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, export_encoder, fill_folder, pull
 
 #: What a model folder holds, by the file that says so.
 _KINDS = ((IR_MODEL, "openvino_ir"), ("*.gguf", "gguf"), ("config.json", "checkpoint"))
@@ -159,21 +158,12 @@ def import_local(source: Path, models_dir: Path | None = None, name: str | None 
     if kind is None:
         raise ModelFetchError(f"{source} is neither a .gguf file, an OpenVINO IR folder ({IR_MODEL}) nor a Hugging "
                               f"Face checkpoint folder (config.json)")
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # one per process pulling
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _copy_or_export(source, kind, partial, weight_format)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    partial.rename(target)
-    return target
+    return fill_folder(target, lambda folder: _copy_or_export(source, kind, folder, weight_format))
 
 
 def _copy_or_export(source: Path, kind: str, folder: Path, weight_format: str) -> None:
     if kind == "checkpoint" and (source / "modules.json").is_file():
-        _export_encoder(source, folder)
+        export_encoder(source, folder)
     elif kind == "checkpoint":
         from ovserve.engine.hf_export import HFExportError, export_checkpoint
 
@@ -186,22 +176,6 @@ def _copy_or_export(source: Path, kind: str, folder: Path, weight_format: str) -
         shutil.copy2(source, folder / source.name)
     else:
         shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*"))
-
-
-def _export_encoder(source: Path, folder: Path) -> None:
-    """A sentence-transformers checkpoint: its BERT encoder and tokenizer as IR, with no PyTorch, and the files
-    that say how to pool, normalize and limit."""
-    from ovserve.engine.bert_export import BertExportError, export_sentence_transformer
-    from ovserve.model_store import ENCODER_FILES
-
-    try:
-        export_sentence_transformer(source, folder)
-    except (BertExportError, OSError, KeyError) as error:
-        raise ModelFetchError(f"{source}: {error}") from None
-    for name in ENCODER_FILES:
-        if (source / name).is_file():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source / name, folder / name)
 
 
 def _looks_like_a_path(reference: str) -> bool:

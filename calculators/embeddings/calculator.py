@@ -5,21 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
-from ovserve.calculators.llm.request import validation_error
+from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.tokenize_endpoint import encoder_tokens
 from ovserve.engine.embedder import BatchingEncoder
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class EmbeddingsCalculator(Calculator):
@@ -47,7 +43,7 @@ class EmbeddingsCalculator(Calculator):
                                f"/tokenize, not {payload.uri}", param="model", code="unsupported_model")
 
     async def rerank(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
-        request = parse(RerankRequest, payload.json)
+        request = parse_body(RerankRequest, payload.json)
         token_lists = await asyncio.to_thread(batcher.encoder.tokenize, [request.query, *request.texts()])
         within_budget(token_lists)
         token_lists = self.within_limit(token_lists, batcher.encoder.settings.max_length, batcher.truncate,
@@ -60,7 +56,7 @@ class EmbeddingsCalculator(Calculator):
         ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
 
     async def embeddings(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
-        request = parse(EmbeddingRequest, payload.json)
+        request = parse_body(EmbeddingRequest, payload.json)
         encoder = batcher.encoder
         if request.dimensions is not None and request.dimensions != encoder.dimensions:
             raise RequestError(f"this model's embeddings have {encoder.dimensions} dimensions and cannot be shortened "
@@ -102,14 +98,6 @@ class EmbeddingsCalculator(Calculator):
         if encoding_format == "base64":
             return base64.b64encode(vector.astype("<f4").tobytes()).decode()
         return vector.tolist()
-
-
-def parse(schema: type[ModelT], data: object) -> ModelT:
-    """``data`` validated as ``schema``; a 400 naming the field otherwise."""
-    try:
-        return schema.model_validate(data)
-    except ValidationError as error:
-        raise validation_error(error) from None
 
 
 #: The most tokens one request may ask to embed (OpenAI's limit): more would hold the model for minutes.

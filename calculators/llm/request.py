@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.request_fields import log_ignored, refuse_unsupported
@@ -51,6 +52,17 @@ def validation_error(error: ValidationError) -> RequestError:
 
 #: The endpoints the tokenize node answers.
 TOKENIZE_SUFFIXES = ("/tokenize", "/detokenize")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_body(schema: type[ModelT], data: object) -> ModelT:
+    """``data`` validated as ``schema``; a 400 naming the field otherwise."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        raise validation_error(error) from None
+
+
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
 

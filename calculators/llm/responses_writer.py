@@ -101,23 +101,24 @@ class ResponsesWriter:
         return self._event("response.created", response=opening) + self._event("response.in_progress",
                                                                                  response=opening)
 
+    def _open_message(self) -> bytes:
+        """The message item's opening events, once (it comes first in a stream: reasoning goes into the final
+        object only)."""
+        if self.message_id is not None:
+            return b""
+        self.message_id = _new_id("msg")
+        return (self._event("response.output_item.added", output_index=0,
+                            item={**self.message_item("", "in_progress"), "content": []})
+                + self._event("response.content_part.added", item_id=self.message_id, output_index=0,
+                              content_index=0, part=self._text_part("")))
+
     def text_delta(self, text: str) -> bytes:
         body = self.start()
         if not text:
             return body
-        if self.message_id is None:
-            self.message_id = _new_id("msg")
-            body += self._event("response.output_item.added", output_index=self._message_index(),
-                                item={**self.message_item("", "in_progress"), "content": []})
-            body += self._event("response.content_part.added", item_id=self.message_id,
-                                output_index=self._message_index(), content_index=0, part=self._text_part(""))
         self.text.append(text)
-        return body + self._event("response.output_text.delta", item_id=self.message_id,
-                                  output_index=self._message_index(), content_index=0, delta=text, logprobs=[])
-
-    @staticmethod
-    def _message_index() -> int:
-        return 0  # the message comes first in a stream (reasoning goes into the final object only)
+        return body + self._open_message() + self._event("response.output_text.delta", item_id=self.message_id,
+                                                         output_index=0, content_index=0, delta=text, logprobs=[])
 
     def finish(self, calls: tuple[ToolCall, ...], finish_reason: str | None, usage: dict[str, Any]) -> bytes:
         """The closing events of every item, then ``response.completed`` or ``response.incomplete``."""
@@ -126,13 +127,7 @@ class ResponsesWriter:
         text = "".join(self.text)
         output: list[dict[str, Any]] = []
         if self.message_id is not None or not calls:
-            if self.message_id is None:  # an empty answer: its message opens and closes here
-                body += self.text_delta("")
-                self.message_id = _new_id("msg")
-                body += self._event("response.output_item.added", output_index=0,
-                                    item={**self.message_item("", "in_progress"), "content": []})
-                body += self._event("response.content_part.added", item_id=self.message_id, output_index=0,
-                                    content_index=0, part=self._text_part(""))
+            body += self._open_message()  # an empty answer's message opens and closes here
             item = self.message_item(text, status)
             index = len(output)
             body += self._event("response.output_text.done", item_id=self.message_id, output_index=index,

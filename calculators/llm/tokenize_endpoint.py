@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
-from ovserve.calculators.llm.request import validation_error
+from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tokenize import TokenizerCalculator, check_token_ids
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
@@ -47,6 +47,12 @@ class TokenizeRequest(BaseModel):
     chat_template_kwargs: dict[str, Any] | None = None
     return_token_strs: bool = False
 
+    def texts(self) -> list[str]:
+        """The texts of a ``prompt`` or ``text`` request."""
+        if self.prompt is not None:
+            return [self.prompt]
+        return [self.text] if isinstance(self.text, str) else list(self.text or [])
+
     @model_validator(mode="after")
     def _one_input(self) -> TokenizeRequest:
         given = [name for name in ("prompt", "text", "messages") if getattr(self, name) is not None]
@@ -67,31 +73,16 @@ class DetokenizeRequest(BaseModel):
     skip_special_tokens: bool = False
 
 
-def _parse(schema: type[BaseModel], data: Any) -> Any:
-    try:
-        return schema.model_validate(data)
-    except ValidationError as error:
-        raise validation_error(error) from None
-
-
 def tokenize(tokenizer: TextTokenizer, limits: GenerationLimits | None, parsers: ModelParsers,
              data: dict[str, Any]) -> dict[str, Any]:
     """The answer to a tokenize request (blocking: tokenizing takes milliseconds for long text)."""
-    request: TokenizeRequest = _parse(TokenizeRequest, data)
+    request: TokenizeRequest = parse_body(TokenizeRequest, data)
     if request.messages is not None:
-        text = _chat_text(tokenizer, parsers, request)
-        texts: list[str] = [text]
-        special = bool(request.add_special_tokens)
+        texts, special = [_chat_text(tokenizer, parsers, request)], bool(request.add_special_tokens)
     else:
-        texts = [request.prompt] if request.prompt is not None else (
-            [request.text] if isinstance(request.text, str) else list(request.text or []))
-        special = request.add_special_tokens is not False
+        texts, special = request.texts(), request.add_special_tokens is not False
     token_lists = [tokenizer.encode(text, add_special_tokens=special).tolist() for text in texts]
-    answer: dict[str, Any] = {"max_model_len": limits.context_length if limits else None}
-    if isinstance(request.text, list):  # OVMS: a list in, a list of token lists out
-        answer.update(tokens=token_lists, count=[len(tokens) for tokens in token_lists])
-    else:
-        answer.update(tokens=token_lists[0], count=len(token_lists[0]))
+    answer = _answer(request, token_lists, limits.context_length if limits else None)
     if request.return_token_strs:
         strs = [[tokenizer.token_bytes(t).decode("utf-8", "replace") for t in tokens] for tokens in token_lists]
         answer["token_strs"] = strs if isinstance(request.text, list) else strs[0]
@@ -101,7 +92,7 @@ def tokenize(tokenizer: TextTokenizer, limits: GenerationLimits | None, parsers:
 def encoder_tokens(encoder: SentenceEncoder, data: dict[str, Any]) -> dict[str, Any]:
     """An embedding model's answer to a tokenize request: its tokenizer always adds its special tokens
     ([CLS] ... [SEP]); there is no chat template and no detokenizer."""
-    request: TokenizeRequest = _parse(TokenizeRequest, data)
+    request: TokenizeRequest = parse_body(TokenizeRequest, data)
     for name in ("messages", "return_token_strs"):
         if getattr(request, name) not in (None, False):
             raise RequestError(f"'{name}' needs a chat model; this is an embedding model", param=name,
@@ -109,18 +100,19 @@ def encoder_tokens(encoder: SentenceEncoder, data: dict[str, Any]) -> dict[str, 
     if request.add_special_tokens is False:
         raise RequestError("an embedding model's tokenizer always adds its special tokens", code="invalid_value",
                            param="add_special_tokens")
-    texts = [request.prompt] if request.prompt is not None else (
-        [request.text] if isinstance(request.text, str) else list(request.text or []))
-    token_lists = encoder.tokenize(texts)
-    answer: dict[str, Any] = {"max_model_len": encoder.settings.max_length}
+    return _answer(request, encoder.tokenize(request.texts()), encoder.settings.max_length)
+
+
+def _answer(request: TokenizeRequest, token_lists: list[list[int]], max_model_len: int | None) -> dict[str, Any]:
+    """vLLM's answer; OVMS's list of texts in gives lists of tokens and counts out."""
     if isinstance(request.text, list):
-        return {**answer, "tokens": token_lists, "count": [len(tokens) for tokens in token_lists]}
-    return {**answer, "tokens": token_lists[0], "count": len(token_lists[0])}
+        return {"max_model_len": max_model_len, "tokens": token_lists, "count": [len(t) for t in token_lists]}
+    return {"max_model_len": max_model_len, "tokens": token_lists[0], "count": len(token_lists[0])}
 
 
 def _chat_text(tokenizer: TextTokenizer, parsers: ModelParsers, request: TokenizeRequest) -> str:
     """The chat template applied as for a chat completion with these messages and tools."""
-    body = _parse(ChatCompletionRequest, {"model": request.model, "messages": request.messages,
+    body = parse_body(ChatCompletionRequest, {"model": request.model, "messages": request.messages,
                                           "tools": request.tools, "chat_template_kwargs": request.chat_template_kwargs})
     text, _ = TokenizerCalculator.prompt_text(tokenizer, body, parsers, request.add_generation_prompt)
     return text
@@ -128,7 +120,7 @@ def _chat_text(tokenizer: TextTokenizer, parsers: ModelParsers, request: Tokeniz
 
 def detokenize(tokenizer: TextTokenizer, data: dict[str, Any]) -> dict[str, Any]:
     """The answer to a detokenize request."""
-    request: DetokenizeRequest = _parse(DetokenizeRequest, data)
+    request: DetokenizeRequest = parse_body(DetokenizeRequest, data)
     check_token_ids(tokenizer, request.tokens, "tokens")
     return {"prompt": tokenizer.decode(request.tokens, skip_special_tokens=request.skip_special_tokens)}
 

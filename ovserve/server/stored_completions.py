@@ -31,17 +31,27 @@ def request_owner(request: Request) -> str:
     return owner_of(authorization[7:].strip() if authorization.lower().startswith("bearer ") else None)
 
 
-class StoreCapture:
-    """Collects a ``store: true`` chat completion as it is sent, and keeps it once it finished well."""
+class BodyCapture:
+    """Collects a response's body as it is sent; ``finish`` (once it ended well) keeps what it says."""
 
-    def __init__(self, store: CompletionStore, owner: str, body: dict[str, Any]) -> None:
-        self.store = store
-        self.owner = owner
-        self.body = body
+    def __init__(self) -> None:
         self.parts: list[bytes] = []
 
     def add(self, chunk: bytes) -> None:
         self.parts.append(chunk)
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+
+class StoreCapture(BodyCapture):
+    """Keeps a ``store: true`` chat completion, unary or streamed."""
+
+    def __init__(self, store: CompletionStore, owner: str, body: dict[str, Any]) -> None:
+        super().__init__()
+        self.store = store
+        self.owner = owner
+        self.body = body
 
     def finish(self) -> None:
         raw = b"".join(self.parts)

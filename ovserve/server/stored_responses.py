@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from ovserve.errors import RequestError
 from ovserve.server.completion_store import CompletionStore
 from ovserve.server.responses import error_response
-from ovserve.server.stored_completions import request_owner
+from ovserve.server.stored_completions import BodyCapture, request_owner
 
 
 def _as_items(value: Any) -> list[dict[str, Any]]:
@@ -53,16 +53,13 @@ def continue_conversation(store: CompletionStore | None, owner: str, data: dict[
     return own
 
 
-class ResponseCapture:
+class ResponseCapture(BodyCapture):
     """Keeps a response with ``store`` (the default) once it finished: the ``response`` object, or the one the
     stream's last event (``response.completed`` or ``.incomplete``) carries."""
 
     def __init__(self, store: CompletionStore, owner: str, data: dict[str, Any], own: list[dict[str, Any]]) -> None:
+        super().__init__()
         self.store, self.owner, self.data, self.own = store, owner, data, own
-        self.parts: list[bytes] = []
-
-    def add(self, chunk: bytes) -> None:
-        self.parts.append(chunk)
 
     def finish(self) -> None:
         raw = b"".join(self.parts)
