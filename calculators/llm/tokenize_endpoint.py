@@ -81,7 +81,7 @@ def tokenize(tokenizer: TextTokenizer, limits: GenerationLimits | None, parsers:
         texts, special = [_chat_text(tokenizer, parsers, request)], bool(request.add_special_tokens)
     else:
         texts, special = request.texts(), request.add_special_tokens is not False
-    token_lists = [tokenizer.encode(text, add_special_tokens=special).tolist() for text in texts]
+    token_lists = [tokenizer.encode_whole(text, add_special_tokens=special).tolist() for text in texts]
     answer = _answer(request, token_lists, limits.context_length if limits else None)
     if request.return_token_strs:
         strs = [[tokenizer.token_bytes(t).decode("utf-8", "replace") for t in tokens] for tokens in token_lists]

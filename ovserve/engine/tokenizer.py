@@ -65,20 +65,26 @@ class TextTokenizer:
         return np.asarray(tokens.input_ids.data[0], dtype=np.int64)
 
     def count_tokens(self, text: str, add_special_tokens: bool) -> int:
-        """How many tokens ``text`` has, even past the length at which ``encode`` truncates.
+        """How many tokens ``text`` has, even past the length at which ``encode`` truncates."""
+        return int(self.encode_whole(text, add_special_tokens).size)
 
-        OpenVINO tokenizers cut their output at the model's maximum length; to report how long an
-        over-long prompt really is, the text is encoded in pieces split at whitespace."""
-        total = int(self.encode("", add_special_tokens).size) if add_special_tokens else 0
+    def encode_whole(self, text: str, add_special_tokens: bool) -> np.ndarray:
+        """Every token id of ``text``, even past the length at which ``encode`` truncates.
+
+        OpenVINO tokenizers cut their output at the model's maximum length; to tokenize an over-long text
+        whole, it is encoded in pieces split before a space (where byte-level BPE starts a new word anyway)."""
+        if len(text) <= _COUNT_PIECE:
+            return self.encode(text, add_special_tokens)
+        parts = [self.encode("", add_special_tokens)] if add_special_tokens else []
         start = 0
         while start < len(text):
             end = min(start + _COUNT_PIECE, len(text))
             if end < len(text):
                 space = text.rfind(" ", start + 1, end)
                 end = space if space > start else end
-            total += int(self.encode(text[start:end], add_special_tokens=False).size)
+            parts.append(self.encode(text[start:end], add_special_tokens=False))
             start = end
-        return total
+        return np.concatenate(parts)
 
     def token_bytes(self, token_id: int) -> bytes:
         """One token's bytes (from the byte table, else its decoded text)."""

@@ -38,3 +38,10 @@ def test_counting_tokens_goes_past_the_encoders_maximum(tokenizer):
     text = "hello " * 9000  # "hello", then 8999 " hello", then " "
     assert tokenizer.encode(text, add_special_tokens=False).size == 8192, "OpenVINO truncates here"
     assert tokenizer.count_tokens(text, add_special_tokens=False) == 9001
+
+
+def test_encoding_whole_goes_past_the_maximum_and_decodes_back(tokenizer):
+    text = " ".join(f"tok{i}" for i in range(5000))
+    ids = tokenizer.encode_whole(text, add_special_tokens=False)
+    assert ids.size > 8192
+    assert tokenizer.decode(ids.tolist()) == text

@@ -23,6 +23,13 @@ def test_a_prompt_tokenizes_and_detokenizes_back_to_itself(server):
     assert post(server, "/v3/detokenize", tokens=answer["tokens"]).json() == {"prompt": text}
 
 
+def test_a_text_longer_than_the_context_is_tokenized_whole_not_cut_at_the_maximum(server):
+    text = " ".join(f"word{i}" for i in range(6000))  # several tokens a word: far past the 8192 maximum
+    answer = post(server, "/v3/tokenize", prompt=text).json()
+    assert answer["count"] == len(answer["tokens"]) > answer["max_model_len"]
+    assert post(server, "/v3/detokenize", tokens=answer["tokens"]).json() == {"prompt": text}
+
+
 def test_the_count_is_what_a_completion_of_the_same_prompt_uses(server):
     prompt = "Once upon a time, in a land far away,"
     count = post(server, "/v3/tokenize", prompt=prompt).json()["count"]
