@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import BaseModel
+
 from ovserve.framework.calculator import Calculator, CalculatorContext, Resource, ResourceContext
 from ovserve.framework.errors import CalculatorError, GraphConfigError, GraphError, Problem, RunCancelledError
 from ovserve.framework.executors import in_thread, limited, thread_pool
 from ovserve.framework.metrics import Histogram
 from ovserve.framework.packet import Packet
-from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, NodeSpec
+from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, NodeSpec, ResourceSpec
 
 _new_packet = tuple.__new__  # Packet(value, ts) without NamedTuple's Python-level __new__
 
@@ -533,11 +535,16 @@ class Graph:
     Create with ``await Graph.start(spec)``; stop with ``await graph.stop()``.
     """
 
-    def __init__(self, spec: GraphSpec, side_packets: dict[str, Any], resources: list[Resource]) -> None:
+    def __init__(self, spec: GraphSpec, side_packets: dict[str, Any], resources: list[Resource],
+                 kept: list[_KeptResource] | None = None) -> None:
         self.spec = spec
         #: Every side packet by name: the host's and those the resources provided.
         self.side_packets = MappingProxyType(side_packets)
         self.resources = resources
+        #: What a successor graph may take over: each resource with its identity and side outputs.
+        self._kept = kept or []
+        #: Resources a successor took over (:meth:`start` with ``reuse``): theirs to close, not this graph's.
+        self._handed_over: set[int] = set()
         #: Graph streams by stream name or port key → port key.
         self.input_alias = {**{name: port for port, name in spec.inputs.items()}, **{p: p for p in spec.inputs}}
         self.output_alias = {**{name: port for port, name in spec.outputs.items()}, **{p: p for p in spec.outputs}}
@@ -550,45 +557,45 @@ class Graph:
                                  if node.max_in_flight}
 
     @classmethod
-    async def start(cls, spec: GraphSpec, side_packets: Mapping[str, Any] | None = None) -> Graph:
+    async def start(cls, spec: GraphSpec, side_packets: Mapping[str, Any] | None = None,
+                    reuse: Graph | None = None) -> Graph:
         """Build the graph's resources in dependency order. ``side_packets`` provides the graph's
-        ``input_side_packet``s, by tag or by name."""
-        given = dict(side_packets or {})
-        values: dict[str, Any] = {}
-        missing = []
-        for port, name in spec.input_side_packets.items():
-            if port in given:
-                values[name] = given[port]
-            elif name in given:
-                values[name] = given[name]
-            else:
-                missing.append(f"{port}:{name}" if port else name)
-        if missing:
-            raise GraphConfigError(Problem(f"the graph needs input side packets that were not given: "
-                                           f"{', '.join(missing)}"))
+        ``input_side_packet``s, by tag or by name.
+
+        ``reuse`` is the graph this one replaces (a reload): a resource of the same calculator, options, folder
+        and side inputs is taken over from it instead of opened again (an engine keeps its loaded weights).
+        ``reuse`` keeps serving the runs it has; from then on it no longer closes what it handed over. If this
+        start fails, nothing is taken over."""
+        values = _given_side_packets(spec, side_packets)
+        reusable = {kept.key: kept for kept in reuse._kept if id(kept.resource) not in reuse._handed_over} \
+            if reuse is not None else {}
         opened: list[Resource] = []
+        resources: list[Resource] = []
+        kept_list: list[_KeptResource] = []
         try:
             for resource_spec in spec.resources:
-                try:
-                    resource = resource_spec.resource()
-                    ctx = ResourceContext(
-                        resource_spec.name, resource_spec.options,
-                        MappingProxyType({p: values[n] for p, n in resource_spec.side_inputs.items()}),
-                        resource_spec.base_path)
-                    result = resource.open(ctx)
-                    if result is not None:
-                        await result
-                    opened.append(resource)
-                    for port, name in resource_spec.side_outputs.items():
-                        if port not in ctx.outputs:
-                            raise RuntimeError(f"open() did not set side output '{port}'")
-                        values[name] = ctx.outputs[port]
-                except Exception as error:
-                    raise ResourceError(resource_spec.name, resource_spec.resource.name, error) from error
+                side = {port: values[name] for port, name in resource_spec.side_inputs.items()}
+                key = _resource_identity(resource_spec, side)
+                previous = reusable.pop(key, None)
+                if previous is not None:
+                    kept = _KeptResource(key, previous.resource, previous.outputs, taken_over=True)
+                else:
+                    kept = _KeptResource(key, *await _open_resource(resource_spec, side))
+                    opened.append(kept.resource)
+                resources.append(kept.resource)
+                kept_list.append(kept)
+                for port, name in resource_spec.side_outputs.items():
+                    values[name] = kept.outputs[port]
         except BaseException:
             await _close_all(opened)
             raise
-        return cls(spec, values, opened)
+        if reuse is not None:
+            reuse._handed_over.update(id(kept.resource) for kept in kept_list if kept.taken_over)
+        return cls(spec, values, resources, kept_list)
+
+    def reused_from_predecessor(self) -> list[str]:
+        """The resource nodes this graph took over from the graph it replaced (for logs)."""
+        return [spec.name for spec, kept in zip(self.spec.resources, self._kept, strict=True) if kept.taken_over]
 
     def run(self) -> GraphRun:
         """Start a run: fresh calculators, fresh queues, shared resources. Call from the event loop."""
@@ -609,9 +616,69 @@ class Graph:
                                                                             strict=False)]
 
     async def stop(self) -> None:
-        """Close the resources, last opened first."""
+        """Close the resources, last opened first: those a successor took over stay open."""
         resources, self.resources = self.resources, []
-        await _close_all(resources)
+        await _close_all([resource for resource in resources if id(resource) not in self._handed_over])
+
+
+class _KeptResource:
+    """An opened resource, what identifies it for reuse, and the side packets it provided."""
+
+    __slots__ = ("key", "outputs", "resource", "taken_over")
+
+    def __init__(self, key: tuple[Any, ...], resource: Resource, outputs: dict[str, Any],
+                 taken_over: bool = False) -> None:
+        self.key = key
+        self.resource = resource
+        self.outputs = outputs
+        #: Whether the graph took it over from the graph it replaced.
+        self.taken_over = taken_over
+
+
+def _given_side_packets(spec: GraphSpec, side_packets: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The graph's input side packets by name, from what the host gave by tag or by name."""
+    given = dict(side_packets or {})
+    values: dict[str, Any] = {}
+    missing = []
+    for port, name in spec.input_side_packets.items():
+        if port in given:
+            values[name] = given[port]
+        elif name in given:
+            values[name] = given[name]
+        else:
+            missing.append(f"{port}:{name}" if port else name)
+    if missing:
+        raise GraphConfigError(Problem(f"the graph needs input side packets that were not given: "
+                                       f"{', '.join(missing)}"))
+    return values
+
+
+def _resource_identity(spec: ResourceSpec, side: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes two resource nodes interchangeable: the class, its options, the folder relative paths
+    resolve against, and the very objects it reads as side inputs."""
+    options = spec.options.model_dump_json() if isinstance(spec.options, BaseModel) else repr(spec.options)
+    return (spec.resource, options, str(spec.base_path.resolve()),
+            tuple(sorted((port, id(value)) for port, value in side.items())))
+
+
+async def _open_resource(spec: ResourceSpec, side: Mapping[str, Any]) -> tuple[Resource, dict[str, Any]]:
+    """Open one resource node; a failure names the node."""
+    try:
+        resource = spec.resource()
+        ctx = ResourceContext(spec.name, spec.options, MappingProxyType(dict(side)), spec.base_path)
+        result = resource.open(ctx)
+        if result is not None:
+            await result
+    except Exception as error:
+        raise ResourceError(spec.name, spec.resource.name, error) from error
+    try:
+        for port in spec.side_outputs:
+            if port not in ctx.outputs:
+                raise RuntimeError(f"open() did not set side output '{port}'")
+    except Exception as error:
+        await _close_all([resource])
+        raise ResourceError(spec.name, spec.resource.name, error) from error
+    return resource, ctx.outputs
 
 
 async def _close_all(resources: list[Resource]) -> None:

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
 from ovserve.server.completion_store import CompletionStore
+from ovserve.server.config_reload import ConfigReloader
 from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
@@ -54,6 +55,8 @@ class OpenAIRoutes:
         self.in_flight = 0
         #: Whether the server is shutting down (set by ``ovserve serve``): readiness and new requests get 503.
         self.draining: Callable[[], bool] = lambda: False
+        #: Applies ``--config`` again (set by ``ovserve serve --config``; None: nothing to reload).
+        self.reloader: ConfigReloader | None = None
 
     def _admit(self) -> None:
         limit = self.settings.max_concurrent_requests
@@ -102,15 +105,21 @@ class OpenAIRoutes:
         except RequestError as error:
             self.recorder.record(request_id, model, error.status, started, {"error": error.message})
             return error_response(error)
+        servable.acquire()  # this version stays loaded until the request ends, even if a reload replaces it
+
+        def release() -> None:
+            servable.release()
+            self._release()
+
         try:
             capture = self._capture(request, data)
         except RequestError as error:
-            self._release()
+            release()
             self.recorder.record(request_id, model, error.status, started, {"error": error.message})
             return error_response(error)
         payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
-        return GraphResponse(servable.graph, payload, started, self.recorder, on_done=self._release,
+        return GraphResponse(servable.graph, payload, started, self.recorder, on_done=release,
                              keepalive=self.settings.keepalive, deadline=self.settings.request_timeout,
                              tags=servable.tags, capture=capture)
 
@@ -155,14 +164,27 @@ class OpenAIRoutes:
                         media_type="application/json")
 
     async def config_status(self, request: Request) -> Response:
-        """OVMS's ``GET /v1/config``: every served model's version and state."""
-        status = {s.name: {"model_version_status": [{
-            "version": "1",
-            "state": "AVAILABLE" if s.ready and not self.draining() else "UNAVAILABLE",
-            "status": {"error_code": "OK", "error_message": "OK"} if s.ready else
-            {"error_code": "UNAVAILABLE", "error_message": "the model's engine is (re)starting"},
-        }]} for s in self.servables}
-        return JSONResponse(status)
+        """OVMS's ``GET /v1/config``: every model's versions and their states (``AVAILABLE``, ``UNLOADING``
+        while a replaced or removed version finishes its requests, ``END``, ``LOADING`` with the error of a
+        reload that failed)."""
+        return JSONResponse(self._status())
+
+    def _status(self) -> dict[str, Any]:
+        return {name: {"model_version_status": [v.to_dict() for v in versions]}
+                for name, versions in self.servables.status(self.draining()).items()}
+
+    async def config_reload(self, request: Request) -> Response:
+        """OVMS's ``POST /v1/config/reload``: apply config.json and its graphs now. 201 with the status when
+        something changed, 200 when nothing did; a failed reload is a 500 that names the file and line."""
+        if self.reloader is None:
+            return error_response(RequestError("this server was not started with --config: there is no config to "
+                                               "reload", code="no_config"))
+        outcome = await self.reloader.reload()
+        if outcome.failed:
+            message = "; ".join(f"{name}: {error}" if name else error for name, error in outcome.failed.items())
+            return error_response(RequestError(f"config reload failed: {message}", status=500,
+                                               code="config_reload_failed"))
+        return JSONResponse(self._status(), status_code=201 if outcome.changed else 200)
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -261,6 +283,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
         ]
     routes += [
         Route("/v1/config", routes_of.config_status, methods=["GET"]),
+        Route("/v1/config/reload", routes_of.config_reload, methods=["POST"]),
         Route("/openapi.json", routes_of.openapi, methods=["GET"]),
         Route("/metrics", routes_of.prometheus, methods=["GET"]),
         Route("/v2/health/live", routes_of.live, methods=["GET"]),

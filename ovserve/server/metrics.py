@@ -74,6 +74,13 @@ class ServerMetrics:
         self.rejected = Counter("ovserve_requests_rejected",
                                 "Completion requests refused with 429: the server was at --max-concurrent-requests",
                                 registry=self.registry)
+        self.config_reloads = Counter("ovserve_config_reloads",
+                                      "Reloads of --config that changed what is served (models added, rebuilt "
+                                      "or removed)", registry=self.registry)
+        self.config_reload_failures = Counter(
+            "ovserve_config_reload_failures",
+            "Reloads of --config that failed, by model ('-': config.json itself); the previous version serves on",
+            ["model"], registry=self.registry)
         self.registry.register(_ResourceGauges(servables))
 
     def observe(self, model: str, status: int, seconds: float, first_chunk: float | None,

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.framework.errors import GraphError
-from ovserve.framework.registry import build_registry
+from ovserve.framework.registry import Registry, build_registry
 from ovserve.graphs import graph_path
 from ovserve.model_catalog import model_task, resolve_model
 from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
-from ovserve.server.app import ServerSettings, build_app
+from ovserve.server.app import OpenAIRoutes, ServerSettings, build_app
 from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, CompletionStore
+from ovserve.server.config_reload import DEFAULT_POLL_SECONDS, ConfigReloader
 from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.log_format import configure_logging
 from ovserve.server.ovms_config import load_ovms_config
@@ -57,6 +58,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
     parser.add_argument("--port", "--rest_port", dest="port", type=int, default=8000,
                         help="the HTTP port (default: %(default)s)")
+    parser.add_argument("--file-system-poll-wait-seconds", "--file_system_poll_wait_seconds", dest="poll_seconds",
+                        type=float, default=DEFAULT_POLL_SECONDS, metavar="S",
+                        help="with --config: check config.json and its graph files every S seconds, and apply "
+                             "what changed without a restart (default: %(default)g; 0: never)")
     parser.add_argument("--calculators", action="append", metavar="DIR", default=[],
                         help="a folder of custom calculators to register; repeatable")
     parser.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path,
@@ -303,9 +308,12 @@ async def serve(args: argparse.Namespace) -> int:
 
     guard = guard_settings(args)
     origins = allowed_origins(args.allowed_origins)
+    if args.poll_seconds < 0:
+        raise ValueError("--file-system-poll-wait-seconds must be 0 (no polling) or more seconds")
     sock = listen(args.host, args.port)
     try:
-        specs, calculator_paths = servable_specs(args)
+        loaded = servable_specs(args)
+        specs, calculator_paths = loaded
         later = background_model(args)
         if later is not None and later in {spec.name for spec in specs}:
             raise ValueError(f"--embedding-model {later}: a model is already served under that name")
@@ -314,6 +322,7 @@ async def serve(args: argparse.Namespace) -> int:
         servables = await Servables.load(specs, registry)
         if later:
             servables.load_in_background([later], lambda: background_specs(args, later), registry)
+        watcher: asyncio.Future[None] | None = None
         try:
             limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * len(specs)
             log.info("admitting up to %d concurrent completion requests", limit)
@@ -323,6 +332,7 @@ async def serve(args: argparse.Namespace) -> int:
                                     lifespan="on", timeout_graceful_shutdown=args.shutdown_timeout)
             server = uvicorn.Server(config)
             app.state.routes.draining = lambda: server.should_exit
+            watcher = watch_config(args, loaded, servables, registry, app.state.routes)
             global _uvicorn_started
             _uvicorn_started = True
             serving = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -334,12 +344,31 @@ async def serve(args: argparse.Namespace) -> int:
             await serving
             return 0 if server.started else 1
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             await servables.stop()
     finally:
         sock.close()
 
 
 _uvicorn_started = False
+
+
+def watch_config(args: argparse.Namespace, loaded: tuple[list[ServableSpec], list[Path]], servables: Servables,
+                 registry: Registry, routes: OpenAIRoutes) -> asyncio.Future[None] | None:
+    """With ``--config``: the reloader behind ``POST /v1/config/reload``, and its polling task (None when
+    ``--file-system-poll-wait-seconds`` is 0, or without ``--config``)."""
+    if not args.config:
+        return None
+    metrics = routes.metrics
+    routes.reloader = ConfigReloader(Path(args.config), loaded, servables, registry, map(Path, args.calculators),
+                                     on_failure=lambda model: metrics.config_reload_failures.labels(model or "-").inc(),
+                                     on_reload=metrics.config_reloads.inc)
+    if not args.poll_seconds:
+        return None
+    log.info("watching %s and its graph files every %gs for changes", args.config, args.poll_seconds)
+    return asyncio.ensure_future(routes.reloader.watch(args.poll_seconds))
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -1,0 +1,81 @@
+"""A graph that replaces another (a reload) takes over the resources whose settings did not change."""
+
+import pytest
+
+from ovserve.framework.runtime import Graph, ResourceError
+from ovserve.framework.validation import graph_from_text
+from tests.framework.sample_calculators import GreetingModel, sample_registry
+
+
+def greeting_graph(word: str, greet_node: str = "greet") -> str:
+    return f"""
+        input_stream: "NAME:name"
+        output_stream: "GREETING:greeting"
+        node {{ name: "model" calculator: "GreetingModel" output_side_packet: "MODEL:model"
+               node_options {{ [type.googleapis.com/test.GreetingOptions] {{ word: "{word}" }} }} }}
+        node {{ name: "{greet_node}" calculator: "Greet" input_stream: "NAME:name" input_side_packet: "MODEL:model"
+               output_stream: "GREETING:greeting" }}
+    """
+
+
+async def greet(graph: Graph, name: str) -> list[str]:
+    async with graph.run() as run:
+        await run.send("NAME", name)
+        run.close_inputs()
+        return await run.collect("GREETING")
+
+
+@pytest.fixture(autouse=True)
+def count_from_zero():
+    GreetingModel.opened = GreetingModel.closed = 0
+
+
+async def test_an_edit_of_other_nodes_keeps_the_resource_open_once():
+    old = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()))
+    new = await Graph.start(graph_from_text(greeting_graph("hi", greet_node="renamed"), sample_registry()), reuse=old)
+    assert GreetingModel.opened == 1
+    assert new.side_packets["model"] is old.side_packets["model"]
+    assert new.reused_from_predecessor() == ["model"]
+    assert await greet(old, "a") == ["hi a"], "the old graph still serves its runs"
+    await old.stop()
+    assert GreetingModel.closed == 0, "the old graph does not close what the new one took over"
+    assert await greet(new, "b") == ["hi b"]
+    await new.stop()
+    assert GreetingModel.closed == 1
+
+
+async def test_changed_options_open_a_new_resource_and_the_old_one_closes_with_its_graph():
+    old = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()))
+    new = await Graph.start(graph_from_text(greeting_graph("hello"), sample_registry()), reuse=old)
+    assert GreetingModel.opened == 2
+    assert new.reused_from_predecessor() == []
+    assert await greet(new, "b") == ["hello b"]
+    await old.stop()
+    assert GreetingModel.closed == 1
+    await new.stop()
+    assert GreetingModel.closed == 2
+
+
+async def test_a_failed_start_takes_nothing_over():
+    class Broken(GreetingModel):
+        def open(self, ctx):
+            raise OSError("no such model")
+
+    registry = sample_registry()
+    registry.add(Broken, "test")
+    old = await Graph.start(graph_from_text(greeting_graph("hi"), registry))
+    broken = greeting_graph("hi") + 'node { name: "other" calculator: "Broken" output_side_packet: "MODEL:other" }'
+    with pytest.raises(ResourceError, match="'other'"):
+        await Graph.start(graph_from_text(broken, registry), reuse=old)
+    await old.stop()
+    assert GreetingModel.closed == 1, "the resource stayed the old graph's, and closed with it"
+
+
+async def test_a_resource_is_taken_over_by_one_successor_only():
+    old = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()))
+    first = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()), reuse=old)
+    second = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()), reuse=old)
+    assert second.side_packets["model"] is not first.side_packets["model"]
+    for graph in (old, first, second):
+        await graph.stop()
+    assert GreetingModel.opened == GreetingModel.closed == 2
