@@ -130,7 +130,7 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float]:
     tick = os.sysconf("SC_CLK_TCK")
     busy = sum(int(x) for i, x in enumerate(Path("/proc/stat").read_text().split()[1:9]) if i not in (3, 4))
     ours = sum(os.times()[:2])
-    for pid in {child for root in pids for child in peers._process_tree(root)} - {os.getpid()}:
+    for pid in {child for root in pids for child in peers.process_tree(root)} - {os.getpid()}:
         with contextlib.suppress(OSError, ValueError):  # fields 14 and 15: user and system time
             ours += sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]) / tick
     return busy / tick, ours

@@ -164,10 +164,11 @@ class RunningServer:
 
     def rss_mib(self) -> float:
         """Resident memory of the server and every process it started (e.g. an engine process), MiB."""
-        return sum(_rss_kib(pid) for pid in _process_tree(self.pid)) / 1024
+        return sum(status_kib(pid) for pid in process_tree(self.pid)) / 1024
 
 
-def _process_tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (those gone meanwhile left out)."""
     pids, pending = [], [pid]
     while pending:
         current = pending.pop()
@@ -180,14 +181,43 @@ def _process_tree(pid: int) -> list[int]:
     return pids
 
 
-def _rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str = "VmRSS") -> int:
+    """One ``kB`` field of ``/proc/PID/status`` (0 if unreadable)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+#: What an ovserve engine process has on its command line.
+ENGINE_MARK = b"ovserve.engine.worker"
+
+
+def is_engine(pid: int) -> bool:
+    """True if the process is an ovserve engine worker."""
+    try:
+        return ENGINE_MARK in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def ovserve_memory(server_pid: int) -> dict[str, float | None]:
+    """Resident memory (MiB) of ``ovserve serve``'s own process, its engine processes (now and at their peak),
+    and its whole process tree."""
+    tree = process_tree(server_pid)
+    engines = [pid for pid in tree if is_engine(pid)]
+    engine_rss = sum(status_kib(pid) for pid in engines) if engines else None
+    engine_peak = sum(status_kib(pid, "VmHWM") for pid in engines) if engines else None
+    return {
+        "server_rss_mib": round(status_kib(server_pid) / 1024, 1),
+        "engine_rss_mib": None if engine_rss is None else round(engine_rss / 1024, 1),
+        "engine_peak_rss_mib": None if engine_peak is None else round(engine_peak / 1024, 1),
+        "tree_rss_mib": round(sum(status_kib(pid) for pid in tree) / 1024, 1),
+        "engines": len(engines),
+    }
 
 
 @contextlib.contextmanager

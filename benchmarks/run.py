@@ -17,6 +17,10 @@ Targets:
 Writes ``results-<stamp>.json`` (machine info, config, every target's levels or why it was skipped),
 ``results-<stamp>.md`` (the table) and ``results-<stamp>.png`` (the plot) into ``--out``, with the
 servers' logs in ``logs-<stamp>/``.
+
+``--workload openloop|long|multiturn|mix|prefix-cost`` runs one of the other workloads instead
+(benchmarks/workloads.py; the options after it are that workload's, see
+``python -m benchmarks.run --workload openloop --help``). The default, ``closed``, is the run above.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ LOOP_LAG = "ovserve_event_loop_lag_seconds"
 SOAK_MAX_TOKENS = 16
 SOAK_CONCURRENCY = 16
 SOAK_WARMUP = 256
+#: ``--workload``: this command's closed loop (the default) or one of benchmarks/workloads.py's.
+WORKLOADS = ("closed", "openloop", "long", "multiturn", "mix", "prefix-cost")
 
 
 @dataclass(frozen=True)
@@ -393,7 +399,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--level-timeout", type=float, default=1800.0, help="bound on one level, seconds")
     parser.add_argument("--soak-requests", type=int, default=2000,
                         help="ovserve memory soak: requests after a warm-up (0 skips it)")
+    parser.add_argument("--workload", choices=WORKLOADS, default="closed",
+                        help="closed (the default: the run described above), or another workload of "
+                             "benchmarks/workloads.py, which then takes the other options (--workload NAME --help)")
     return parser.parse_args(argv)
+
+
+def _split_workload(argv: list[str]) -> tuple[str, list[str]]:
+    """Take ``--workload NAME`` out of the command line: (the workload, the other arguments)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--workload", choices=WORKLOADS, default="closed")
+    known, rest = parser.parse_known_args(argv)
+    return known.workload, rest
 
 
 def _config(args: argparse.Namespace, stamp: str) -> RunConfig:
@@ -439,7 +456,13 @@ def _write_outputs(cfg: RunConfig, stamp: str, results: dict[str, Any]) -> tuple
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the selected targets, print the table and ratios, write JSON/markdown/PNG."""
+    """Run the selected targets, print the table and ratios, write JSON/markdown/PNG (or another workload)."""
+    argv = sys.argv[1:] if argv is None else argv
+    workload, rest = _split_workload(argv)
+    if workload != "closed":
+        from benchmarks import workloads
+
+        return workloads.main([workload, *rest])
     args = _parse_args(argv)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     cfg = _config(args, stamp)
