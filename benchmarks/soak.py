@@ -148,10 +148,12 @@ async def client_loop(base_url: str, seed: int, until: float, shares: tuple[floa
 class ConfigFolder:
     """The config.json and graphs the soaked server serves, and the edits made to them mid-run."""
 
-    def __init__(self, root: Path, model: Path) -> None:
+    def __init__(self, root: Path, model: Path, prefix_caching: bool) -> None:
         self.root = root
         template = (REPO_ROOT / "graphs" / "llm.pbtxt").read_text()
-        self.graph = template.replace('models_path: "smollm2"', f'models_path: "{model}"')
+        caching = "true" if prefix_caching else "false"
+        self.graph = template.replace('models_path: "smollm2"',
+                                      f'models_path: "{model}"\n      enable_prefix_caching: {caching}')
         for name in ("chat", "chat-b"):
             (root / name).mkdir(parents=True, exist_ok=True)
             (root / name / "graph.pbtxt").write_text(self.graph)
@@ -219,7 +221,11 @@ async def health(base_url: str) -> dict[str, Any]:
         ready = (await client.get("/v2/health/ready")).status_code
         chat = await client.post("/v3/chat/completions", json={
             "model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8})
-        metrics = (await client.get("/metrics")).text
+        for _ in range(50):  # a request is counted out just after its last byte: give it a moment
+            metrics = (await client.get("/metrics")).text
+            if "ovserve_requests_in_flight 0.0" in metrics:
+                break
+            await asyncio.sleep(0.1)
     wanted = ("ovserve_requests_in_flight", "ovserve_engine_starts_total", "ovserve_engine_hangs_total",
               "ovserve_config_reloads_total", "ovserve_config_reload_failures_total")
     counters = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
@@ -236,7 +242,8 @@ def report(args: argparse.Namespace, result: dict[str, Any], after: dict[str, An
             ("server_rss_mib", "engine_rss_mib", "tree_rss_mib")]
     lines = [
         f"Soak: {args.minutes:g} min, {args.streams} streams, {args.disconnect_share:.0%} disconnects, "
-        f"{args.malformed_share:.0%} malformed; {result['seconds']:.0f} s measured.", "",
+        f"{args.malformed_share:.0%} malformed, prefix caching {args.prefix_caching}; {result['seconds']:.0f} s "
+        f"measured.", "",
         markdown(["outcome", "requests"], [[k, v] for k, v in sorted(tally.outcomes.items())]), "",
         f"Unexpected errors: {tally.outcomes['unexpected']}; tokens streamed in completed chats: {tally.tokens}.", "",
         markdown(["memory (MiB)", f"start (t={warm['t_s']} s)", f"end (t={end['t_s']} s)", "max"], rows), "",
@@ -256,12 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--malformed-share", type=float, default=0.05)
     parser.add_argument("--sample-every", type=float, default=15, help="seconds between memory samples")
     parser.add_argument("--warmup", type=float, default=30, help="seconds before the 'start' memory sample")
+    parser.add_argument("--prefix-caching", choices=("true", "false"), default="true",
+                        help="the engine's enable_prefix_caching (default: %(default)s, as ovserve serve MODEL)")
     parser.add_argument("--model", type=Path, default=MODEL_PATH)
     parser.add_argument("--ovserve-bin", default="ovserve")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = ConfigFolder(args.out / f"soak-{stamp}-config", args.model.resolve())
+    folder = ConfigFolder(args.out / f"soak-{stamp}-config", args.model.resolve(),
+                          args.prefix_caching == "true")
     port = peers.free_port()
     argv = [str(peers.resolve_ovserve(args.ovserve_bin)), "serve", "--config", str(folder.root / "config.json"),
             "--port", str(port)]

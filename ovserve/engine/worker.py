@@ -33,8 +33,9 @@ from ovserve.engine.settings import EngineSettings
 #: that the server's watchdog can tell a long run of steps from a step that hangs.
 HEARTBEAT_SECONDS = 0.5
 
-#: How long the step loop waits, after requests finish, for the next requests of their clients.
-REPLACEMENT_WAIT_S = 0.020
+#: How long the step loop waits, after requests finish, for the next requests of their clients
+#: (``$OVSERVE_REPLACEMENT_WAIT_MS`` sets it, for measuring what it buys: benchmarks/README.md).
+REPLACEMENT_WAIT_S = float(os.environ.get("OVSERVE_REPLACEMENT_WAIT_MS", "20")) / 1000
 
 
 def check_device(device: str, available: list[str]) -> None:

@@ -81,7 +81,10 @@ class ConfigReloader:
         while True:
             await asyncio.sleep(every)
             if self.fingerprint() != self.seen:
-                await self.reload()
+                try:
+                    await self.reload()
+                except Exception:  # a bug in a reload must not end the watching: log it, and watch on
+                    log.exception("config reload: failed unexpectedly; the previous versions keep serving")
 
     async def reload(self) -> ReloadOutcome:
         """Read config.json and its graphs now and apply what changed (one reload at a time)."""

@@ -89,7 +89,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         type=int, help="the most tokens in one engine step; long prompts are split (default 256)")
     engine.add_argument("--enable-prefix-caching", "--enable_prefix_caching", dest="enable_prefix_caching",
                         type=lambda v: v.lower() in ("1", "true", "yes"), metavar="true|false",
-                        help="reuse the KV cache of prompt beginnings seen before (default false)")
+                        help="reuse the KV cache of prompt beginnings seen before (default true, as OVMS's CLI; a "
+                             "graph's enable_prefix_caching defaults to false, as in OVMS)")
     engine.add_argument("--max-tokens-limit", "--max_tokens_limit", dest="max_tokens_limit", type=int,
                         help="the most tokens one request may ask for (default: the model's context)")
     engine.add_argument("--tool-parser", "--tool_parser", dest="tool_parser", metavar="NAME",
@@ -157,8 +158,13 @@ ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_nu
                 "batch_invariant", "engine_step_timeout")
 
 
+#: ``--enable-prefix-caching`` when not given: on, as OVMS's CLI sets it (measured in docs/performance.md).
+CLI_PREFIX_CACHING = True
+
+
 def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"models_path": str(models_path.resolve())}
+    """The engine node's options for a model served from the command line: its path and the engine flags."""
+    overrides: dict[str, Any] = {"models_path": str(models_path.resolve()), "enable_prefix_caching": CLI_PREFIX_CACHING}
     for name in ENGINE_FLAGS:
         value = getattr(args, name, None)
         if value is not None:

@@ -63,7 +63,14 @@ def test_engine_flags_become_option_overrides_of_the_engine_node(tmp_path):
     (spec,), _ = servable_specs(args)
     assert spec.name == "m" and spec.graph_path.name == "llm.pbtxt"
     assert spec.overrides == {"engine": {"models_path": str(tmp_path / "m.gguf"), "plugin_config": '{"NUM_STREAMS": "1"}',
-                                         "max_num_seqs": 8}}
+                                         "max_num_seqs": 8, "enable_prefix_caching": True}}
+
+
+def test_prefix_caching_is_on_from_the_command_line_unless_turned_off():
+    (spec,), _ = servable_specs(parse("--model", "m.gguf"))
+    assert spec.overrides["engine"]["enable_prefix_caching"] is True
+    (spec,), _ = servable_specs(parse("--model", "m.gguf", "--enable-prefix-caching", "false"))
+    assert spec.overrides["engine"]["enable_prefix_caching"] is False
 
 
 def test_batch_invariant_flag_sets_the_engine_option():

@@ -256,3 +256,8 @@ def _failures(base: ReloadableServer, model: str) -> float:
     text = httpx.get(f"{base.url}/metrics", timeout=10).text
     match = re.search(rf'^ovserve_config_reload_failures_total{{model="{re.escape(model)}"}} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
+
+
+def test_a_server_without_config_has_nothing_to_reload(server):
+    response = httpx.post(f"{server.base_url}/v1/config/reload", timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "no_config"
