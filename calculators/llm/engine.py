@@ -20,9 +20,9 @@ from ovserve.calculators.llm.tool_parsers import special_markers
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
-from ovserve.engine.generation_config import generation_config_of, load_sampling_defaults
+from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
 from ovserve.engine.scorer import LogitScorer
-from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
+from ovserve.engine.settings import EngineSettings, ModelFiles, find_model_files, plugin_config_for
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework.metrics import Histogram
 from ovserve.framework.textproto import Message
@@ -154,8 +154,18 @@ class LLMEngine(Resource):
         except BaseException:
             await asyncio.gather(tokenizer_task, return_exceptions=True)
             raise
+        try:
+            self._describe_model(ctx, options, model, sampling, await tokenizer_task)
+        except BaseException:  # the engine process is running: stop it, or a failed (re)load leaks it
+            self.scorer.close()
+            await self.engine.stop()
+            raise
+
+    def _describe_model(self, ctx: ResourceContext, options: LLMCalculatorOptions, model: ModelFiles,
+                        sampling: SamplingDefaults, tokenizer: TextTokenizer) -> None:
+        """Set the side outputs that come from the tokenizer: the engine's, the parsers and the limits."""
+        name = model.display_name
         ctx.set(self.ENGINE, self.engine)
-        tokenizer = await tokenizer_task
         ctx.set(self.TOKENIZER, tokenizer)
         parsers = choose_tool_parser(options.tool_parser, tokenizer.chat_template)
         reasoning, unknown_reasoning = choose_reasoning(options.reasoning_parser, tokenizer.chat_template)
@@ -166,12 +176,12 @@ class LLMEngine(Resource):
             log.warning("node '%s': reasoning_parser '%s' is not implemented (ovserve has %s); the reasoning "
                         "stays in the content", ctx.node, unknown_reasoning, ", ".join(sorted(THINK_PARSERS)))
         elif reasoning:
-            log.info("%s: reasoning in the %s format (reasoning_content)", model.display_name, reasoning)
+            log.info("%s: reasoning in the %s format (reasoning_content)", name, reasoning)
         if parsers.unsupported:
             log.warning("node '%s': tool_parser '%s' is not implemented (ovserve has %s); requests with tools will "
                         "be refused", ctx.node, parsers.unsupported, ", ".join(TOOL_PARSERS))
         else:
-            log.info("%s: tool calls in the %s format", model.display_name, parsers.tool_parser or "no")
+            log.info("%s: tool calls in the %s format", name, parsers.tool_parser or "no")
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit))

@@ -82,11 +82,8 @@ class TokenizerCalculator(Calculator):
             prompt_tokens = int(token_ids.size)
         else:
             text, add_special_tokens = self.prompt_text(tokenizer, body, parsers)
-            token_ids = tokenizer.encode(text, add_special_tokens=add_special_tokens)
+            token_ids = tokenizer.encode_whole(text, add_special_tokens=add_special_tokens)
             prompt_tokens = int(token_ids.size)
-            if prompt_tokens >= limits.context_length:
-                # encode() stops at the model's maximum length: count the whole prompt for the error.
-                prompt_tokens = tokenizer.count_tokens(text, add_special_tokens)
         params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit, limits.sampling)
         tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
         if tools:

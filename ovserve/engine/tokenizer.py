@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,17 @@ from ovserve.engine.vocabulary import ByteTableDetokenizer, verified_byte_table,
 
 log = logging.getLogger("ovserve.engine")
 
-_COUNT_PIECE = 4000  # characters: far fewer tokens than any model's maximum length
+_COUNT_PIECE = 4000  # characters: fewer tokens than any tokenizer's maximum length, but for rare scripts
+_PROBE_TOKENS = 65536
+
+
+def _piece_end(text: str, start: int, size: int) -> int:
+    """Where a piece of about ``size`` characters from ``start`` ends: before the last space in it, if any."""
+    end = min(start + size, len(text))
+    if end < len(text):
+        space = text.rfind(" ", start + 1, end)
+        end = space if space > start else end
+    return end
 
 
 class TextTokenizer:
@@ -68,23 +79,37 @@ class TextTokenizer:
         """How many tokens ``text`` has, even past the length at which ``encode`` truncates."""
         return int(self.encode_whole(text, add_special_tokens).size)
 
+    @functools.cached_property
+    def truncation_length(self) -> int | None:
+        """The length at which OpenVINO's tokenizer cuts its output (None: none below 65,536 tokens)."""
+        probe = int(self.encode(" a" * _PROBE_TOKENS, add_special_tokens=False).size)
+        return probe if probe < _PROBE_TOKENS else None
+
     def encode_whole(self, text: str, add_special_tokens: bool) -> np.ndarray:
         """Every token id of ``text``, even past the length at which ``encode`` truncates.
 
-        OpenVINO tokenizers cut their output at the model's maximum length; to tokenize an over-long text
-        whole, it is encoded in pieces split before a space (where byte-level BPE starts a new word anyway)."""
-        if len(text) <= _COUNT_PIECE:
-            return self.encode(text, add_special_tokens)
+        Under that length it is ``encode``. Beyond it, the text is encoded in pieces split before a space, where
+        byte-level BPE starts a new word anyway (a piece that reaches the length is split again), with the
+        special tokens ``encode`` puts first. Tokenizers that add a word-start marker to each piece, or add
+        special tokens at the end, may differ there from an encoding in one go by a token or so per piece."""
+        ids = self.encode(text, add_special_tokens)
+        cap = self.truncation_length
+        if cap is None or ids.size < cap:
+            return ids
         parts = [self.encode("", add_special_tokens)] if add_special_tokens else []
         start = 0
         while start < len(text):
-            end = min(start + _COUNT_PIECE, len(text))
-            if end < len(text):
-                space = text.rfind(" ", start + 1, end)
-                end = space if space > start else end
-            parts.append(self.encode(text[start:end], add_special_tokens=False))
+            end = _piece_end(text, start, _COUNT_PIECE)
+            parts.append(self._encode_piece(text[start:end], cap))
             start = end
         return np.concatenate(parts)
+
+    def _encode_piece(self, piece: str, cap: int) -> np.ndarray:
+        ids = self.encode(piece, add_special_tokens=False)
+        if ids.size < cap or len(piece) < 2:
+            return ids
+        middle = _piece_end(piece, 0, len(piece) // 2)
+        return np.concatenate([self._encode_piece(piece[:middle], cap), self._encode_piece(piece[middle:], cap)])
 
     def token_bytes(self, token_id: int) -> bytes:
         """One token's bytes (from the byte table, else its decoded text)."""

@@ -523,10 +523,11 @@ class GraphRun:
 class ResourceError(GraphError):
     """A resource failed to open at graph load; names the node."""
 
-    def __init__(self, node: str, resource: str, cause: BaseException) -> None:
+    def __init__(self, node: str, resource: str, cause: BaseException, location: object = None) -> None:
         self.node = node
         self.cause = cause
-        super().__init__(f"resource node '{node}' ({resource}) failed to open: {type(cause).__name__}: {cause}")
+        where = f"{location}: " if location is not None else ""
+        super().__init__(f"{where}resource node '{node}' ({resource}) failed to open: {type(cause).__name__}: {cause}")
 
 
 class Graph:
@@ -541,10 +542,13 @@ class Graph:
         #: Every side packet by name: the host's and those the resources provided.
         self.side_packets = MappingProxyType(side_packets)
         self.resources = resources
-        #: What a successor graph may take over: each resource with its identity and side outputs.
-        self._kept = kept or []
-        #: Resources a successor took over (:meth:`start` with ``reuse``): theirs to close, not this graph's.
-        self._handed_over: set[int] = set()
+        #: Each resource with its identity, side outputs and how many graphs hold it (a successor may take it
+        #: over: the last graph holding it closes it).
+        self._kept = kept if kept is not None else [_held(resource) for resource in resources]
+        #: Whether :meth:`stop` ran (a stopped graph's resources are not taken over).
+        self._stopped = False
+        #: The resource nodes taken over from the graph this one replaced (:meth:`start` with ``reuse``).
+        self.taken_over: list[str] = []
         #: Graph streams by stream name or port key → port key.
         self.input_alias = {**{name: port for port, name in spec.inputs.items()}, **{p: p for p in spec.inputs}}
         self.output_alias = {**{name: port for port, name in spec.outputs.items()}, **{p: p for p in spec.outputs}}
@@ -564,11 +568,10 @@ class Graph:
 
         ``reuse`` is the graph this one replaces (a reload): a resource of the same calculator, options, folder
         and side inputs is taken over from it instead of opened again (an engine keeps its loaded weights).
-        ``reuse`` keeps serving the runs it has; from then on it no longer closes what it handed over. If this
-        start fails, nothing is taken over."""
+        Both graphs hold it then, and whichever stops last closes it, so ``reuse`` keeps serving the runs it
+        has. If this start fails, nothing is taken over."""
         values = _given_side_packets(spec, side_packets)
-        reusable = {kept.key: kept for kept in reuse._kept if id(kept.resource) not in reuse._handed_over} \
-            if reuse is not None else {}
+        reusable = {kept.key: kept for kept in reuse._kept} if reuse is not None and not reuse._stopped else {}
         opened: list[Resource] = []
         resources: list[Resource] = []
         kept_list: list[_KeptResource] = []
@@ -576,10 +579,8 @@ class Graph:
             for resource_spec in spec.resources:
                 side = {port: values[name] for port, name in resource_spec.side_inputs.items()}
                 key = _resource_identity(resource_spec, side)
-                previous = reusable.pop(key, None)
-                if previous is not None:
-                    kept = _KeptResource(key, previous.resource, previous.outputs, taken_over=True)
-                else:
+                kept = reusable.pop(key, None)
+                if kept is None:
                     kept = _KeptResource(key, *await _open_resource(resource_spec, side))
                     opened.append(kept.resource)
                 resources.append(kept.resource)
@@ -589,13 +590,16 @@ class Graph:
         except BaseException:
             await _close_all(opened)
             raise
-        if reuse is not None:
-            reuse._handed_over.update(id(kept.resource) for kept in kept_list if kept.taken_over)
-        return cls(spec, values, resources, kept_list)
+        for kept in kept_list:
+            kept.holders += 1
+        graph = cls(spec, values, resources, kept_list)
+        graph.taken_over = [spec.name for spec, kept in zip(spec.resources, kept_list, strict=True)
+                            if kept.resource not in opened]
+        return graph
 
     def reused_from_predecessor(self) -> list[str]:
         """The resource nodes this graph took over from the graph it replaced (for logs)."""
-        return [spec.name for spec, kept in zip(self.spec.resources, self._kept, strict=True) if kept.taken_over]
+        return list(self.taken_over)
 
     def run(self) -> GraphRun:
         """Start a run: fresh calculators, fresh queues, shared resources. Call from the event loop."""
@@ -616,23 +620,34 @@ class Graph:
                                                                             strict=False)]
 
     async def stop(self) -> None:
-        """Close the resources, last opened first: those a successor took over stay open."""
-        resources, self.resources = self.resources, []
-        await _close_all([resource for resource in resources if id(resource) not in self._handed_over])
+        """Close the resources, last opened first: those another graph still holds stay open."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.resources = []
+        for kept in self._kept:
+            kept.holders -= 1
+        await _close_all([kept.resource for kept in self._kept if kept.holders == 0])
 
 
 class _KeptResource:
-    """An opened resource, what identifies it for reuse, and the side packets it provided."""
+    """An opened resource, what identifies it for reuse, the side packets it provided, and how many graphs
+    hold it (shared by the graphs that hold it)."""
 
-    __slots__ = ("key", "outputs", "resource", "taken_over")
+    __slots__ = ("holders", "key", "outputs", "resource")
 
-    def __init__(self, key: tuple[Any, ...], resource: Resource, outputs: dict[str, Any],
-                 taken_over: bool = False) -> None:
+    def __init__(self, key: tuple[Any, ...], resource: Resource, outputs: dict[str, Any]) -> None:
         self.key = key
         self.resource = resource
         self.outputs = outputs
-        #: Whether the graph took it over from the graph it replaced.
-        self.taken_over = taken_over
+        self.holders = 0
+
+
+def _held(resource: Resource) -> _KeptResource:
+    """A resource held by one graph and offered to no successor (a graph built without :meth:`Graph.start`)."""
+    kept = _KeptResource((id(resource),), resource, {})
+    kept.holders = 1
+    return kept
 
 
 def _given_side_packets(spec: GraphSpec, side_packets: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -670,14 +685,14 @@ async def _open_resource(spec: ResourceSpec, side: Mapping[str, Any]) -> tuple[R
         if result is not None:
             await result
     except Exception as error:
-        raise ResourceError(spec.name, spec.resource.name, error) from error
+        raise ResourceError(spec.name, spec.resource.name, error, spec.location) from error
     try:
         for port in spec.side_outputs:
             if port not in ctx.outputs:
                 raise RuntimeError(f"open() did not set side output '{port}'")
     except Exception as error:
         await _close_all([resource])
-        raise ResourceError(spec.name, spec.resource.name, error) from error
+        raise ResourceError(spec.name, spec.resource.name, error, spec.location) from error
     return resource, ctx.outputs
 
 

@@ -179,6 +179,8 @@ class OpenAIRoutes:
         if self.reloader is None:
             return error_response(RequestError("this server was not started with --config: there is no config to "
                                                "reload", code="no_config"))
+        if self.draining():
+            return error_response(ModelNotReadyError("the server is shutting down; nothing is reloaded"))
         outcome = await self.reloader.reload()
         if outcome.failed:
             message = "; ".join(f"{name}: {error}" if name else error for name, error in outcome.failed.items())

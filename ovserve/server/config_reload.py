@@ -66,8 +66,12 @@ class ConfigReloader:
         #: The models config.json serves (others, such as --embedding-model, are not the reload's to change).
         self.managed = [spec.name for spec in specs]
         self.graph_files = [spec.graph_path for spec in specs]
-        self.seen = self.fingerprint()
+        #: The fingerprint of the files at the last reload: none yet, so that the first poll compares every
+        #: entry with what was loaded (an edit made while the server started is not missed).
+        self.seen = ""
         self._lock = asyncio.Lock()
+        #: Whether the server is shutting down (set by ``ovserve serve``): no reload starts then.
+        self.draining: Callable[[], bool] = lambda: False
 
     def fingerprint(self) -> str:
         """A digest of config.json and every graph file it named at the last reload."""
@@ -80,6 +84,8 @@ class ConfigReloader:
         """Poll every ``every`` seconds until cancelled; reload when a watched file changed."""
         while True:
             await asyncio.sleep(every)
+            if self.draining():
+                return
             if self.fingerprint() != self.seen:
                 try:
                     await self.reload()
@@ -109,8 +115,7 @@ class ConfigReloader:
             return outcome
         self.graph_files = [spec.graph_path for spec in specs]
         self.seen = self.fingerprint()
-        registry_changed = calculator_paths != self.calculator_paths
-        if registry_changed:
+        if calculator_paths != self.calculator_paths:
             try:
                 self.registry = await asyncio.to_thread(build_registry, [*calculator_paths, *self.extra_calculators])
             except (GraphError, ImportError, OSError, SyntaxError) as error:
@@ -118,24 +123,27 @@ class ConfigReloader:
                 return outcome
             self.calculator_paths = calculator_paths
         wanted = {spec.name: spec for spec in specs}
+        for name in self.servables.failed_names():
+            if name not in wanted:
+                self.servables.clear_failure(name)
         for name in [name for name in self.managed if name not in wanted]:
             if self.servables.get(name) is not None:
                 self.servables.remove(name)
             outcome.removed.append(name)
         self.managed = [name for name in self.managed if name in wanted]
         for spec in specs:
-            await self._apply_entry(spec, registry_changed, outcome)
+            await self._apply_entry(spec, outcome)
         return outcome
 
-    async def _apply_entry(self, spec: ServableSpec, registry_changed: bool, outcome: ReloadOutcome) -> None:
+    async def _apply_entry(self, spec: ServableSpec, outcome: ReloadOutcome) -> None:
         """Load an entry that is new or changed; leave it as it is otherwise, or when the load fails."""
         current = self.servables.get(spec.name)
-        if spec.name not in self.managed and current is not None:
+        if spec.name not in self.managed and (current is not None or spec.name in self.servables.loading):
             outcome.failed[spec.name] = (f"{self.config}: the name '{spec.name}' is already served (not from this "
                                          f"config); choose another")
             return
         if current is not None and current.source == spec and current.fingerprint == file_digest(spec.graph_path) \
-                and not registry_changed:
+                and current.registry is self.registry:
             self.servables.clear_failure(spec.name)  # a broken edit undone: what serves is what the files say
             return
         version = self.servables.next_version(spec.name)

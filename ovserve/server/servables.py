@@ -43,9 +43,11 @@ class Servable:
     tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG)
     #: 1 when first loaded; each reload that swaps in a rebuilt graph serves the next.
     version: int = 1
-    #: What it was loaded from, and the digest of its graph file then (a reload compares both).
+    #: What it was loaded from, the digest of its graph file then, and the calculators it was built with (a
+    #: reload compares all three).
     source: ServableSpec | None = None
     fingerprint: str = ""
+    registry: Registry | None = None
     #: Requests running on this version now.
     in_flight: int = 0
     #: Called once a retired version has no request left (set by :meth:`Servables.retire`).
@@ -82,10 +84,12 @@ class VersionStatus:
     version: int
     state: str
     error: str = ""
+    #: OVMS's error code when there is an error.
+    code: str = "UNKNOWN"
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": str(self.version), "state": self.state,
-                "status": {"error_code": "UNKNOWN" if self.error else "OK", "error_message": self.error or "OK"}}
+                "status": {"error_code": self.code if self.error else "OK", "error_message": self.error or "OK"}}
 
 
 def servable_tags(name: str, spec: GraphSpec) -> tuple[str, str]:
@@ -173,8 +177,13 @@ class Servables:
         self._failed[name] = VersionStatus(version, "LOADING", error)
 
     def clear_failure(self, name: str) -> None:
-        """The files of ``name`` match its serving version again (a broken edit was undone)."""
+        """The files of ``name`` match its serving version again (a broken edit was undone), or the entry is
+        gone from the config."""
         self._failed.pop(name, None)
+
+    def failed_names(self) -> list[str]:
+        """The models whose last reload failed."""
+        return list(self._failed)
 
     def retire(self, servable: Servable) -> None:
         """Unload ``servable`` once its last request ends (now, if none is running)."""
@@ -215,9 +224,10 @@ class Servables:
             status.setdefault(servable.name, []).append(VersionStatus(
                 servable.version, "AVAILABLE" if serving else "UNAVAILABLE",
                 "" if serving else "the model's engine is (re)starting" if not servable.ready else
-                "the server is shutting down"))
+                "the server is shutting down", "UNAVAILABLE"))
         for name, failure in self._failed.items():
-            status.setdefault(name, []).append(failure)
+            if name not in self.reloading:  # a retry is loading that version now
+                status.setdefault(name, []).append(failure)
         for name, version in self.reloading.items():
             status.setdefault(name, []).append(VersionStatus(version, "LOADING"))
         return {name: sorted(versions, key=lambda v: -v.version) for name, versions in status.items()}
@@ -233,6 +243,10 @@ class Servables:
             try:
                 specs = await _in_daemon_thread(make_specs)
                 for servable in await _load_all(specs, registry):
+                    if servable.name in self._by_name:  # a config reload took the name meanwhile
+                        log.error("%s: loaded, but the name is served already; not served", servable.name)
+                        await servable.graph.stop()
+                        continue
                     self._by_name[servable.name] = servable
                     log.info("%s: loaded, serving", servable.name)
             except Exception as error:  # the others keep serving
@@ -254,7 +268,8 @@ class Servables:
 
 async def _load_all(specs: list[ServableSpec], registry: Registry) -> list[Servable]:
     graph_specs, tags = [], []
-    for servable in specs:
+    fingerprints = [file_digest(servable.graph_path) for servable in specs]  # before reading: an edit during
+    for servable in specs:                                                   # the load is seen by a reload
         spec, tag = validate_servable(servable, registry)
         graph_specs.append(spec)
         tags.append(tag)
@@ -265,8 +280,8 @@ async def _load_all(specs: list[ServableSpec], registry: Registry) -> list[Serva
         await asyncio.gather(*(graph.stop() for graph in graphs), return_exceptions=True)
         raise failures[0]
     now = int(time.time())
-    return [Servable(s.name, graph, now, tag, source=s, fingerprint=file_digest(s.graph_path))
-            for s, graph, tag in zip(specs, graphs, tags, strict=True)]
+    return [Servable(s.name, graph, now, tag, source=s, fingerprint=fingerprint, registry=registry)
+            for s, graph, tag, fingerprint in zip(specs, graphs, tags, fingerprints, strict=True)]
 
 
 def validate_servable(servable: ServableSpec, registry: Registry) -> tuple[GraphSpec, tuple[str, str]]:
@@ -289,7 +304,7 @@ async def load_successor(servable: ServableSpec, registry: Registry, version: in
     if reused:
         log.info("%s: version %d reuses %s from version %d", servable.name, version, ", ".join(reused),
                  previous.version if previous is not None else 0)
-    return Servable(servable.name, graph, int(time.time()), tags, version, servable, fingerprint)
+    return Servable(servable.name, graph, int(time.time()), tags, version, servable, fingerprint, registry)
 
 
 def file_digest(path: Path) -> str:

@@ -371,6 +371,7 @@ def watch_config(args: argparse.Namespace, loaded: tuple[list[ServableSpec], lis
     routes.reloader = ConfigReloader(Path(args.config), loaded, servables, registry, map(Path, args.calculators),
                                      on_failure=lambda model: metrics.config_reload_failures.labels(model or "-").inc(),
                                      on_reload=metrics.config_reloads.inc)
+    routes.reloader.draining = routes.draining
     if not args.poll_seconds:
         return None
     log.info("watching %s and its graph files every %gs for changes", args.config, args.poll_seconds)

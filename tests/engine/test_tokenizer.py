@@ -45,3 +45,10 @@ def test_encoding_whole_goes_past_the_maximum_and_decodes_back(tokenizer):
     ids = tokenizer.encode_whole(text, add_special_tokens=False)
     assert ids.size > 8192
     assert tokenizer.decode(ids.tolist()) == text
+
+
+def test_encoding_whole_splits_again_where_characters_take_several_tokens(tokenizer):
+    text = "🙂" * 9000  # no space to split at, two tokens a character: a 4,000-character piece is under the cap
+    ids = tokenizer.encode_whole(text, add_special_tokens=False)
+    assert ids.size > tokenizer.truncation_length
+    assert tokenizer.decode(ids.tolist()) == text

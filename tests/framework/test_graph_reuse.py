@@ -71,11 +71,37 @@ async def test_a_failed_start_takes_nothing_over():
     assert GreetingModel.closed == 1, "the resource stayed the old graph's, and closed with it"
 
 
-async def test_a_resource_is_taken_over_by_one_successor_only():
-    old = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()))
-    first = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()), reuse=old)
-    second = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()), reuse=old)
-    assert second.side_packets["model"] is not first.side_packets["model"]
-    for graph in (old, first, second):
-        await graph.stop()
+async def test_a_resource_shared_along_a_chain_of_reloads_closes_when_its_last_holder_stops():
+    first = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()))
+    second = await Graph.start(graph_from_text(greeting_graph("hi", greet_node="b"), sample_registry()), reuse=first)
+    third = await Graph.start(graph_from_text(greeting_graph("hello"), sample_registry()), reuse=second)
+    await second.stop()  # the middle version ends first: the first still serves a run on the shared resource
+    assert GreetingModel.closed == 0
+    assert await greet(first, "a") == ["hi a"]
+    await first.stop()
+    assert GreetingModel.closed == 1
+    await third.stop()
     assert GreetingModel.opened == GreetingModel.closed == 2
+
+
+async def test_a_stopped_graph_offers_nothing_to_take_over():
+    old = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()))
+    await old.stop()
+    new = await Graph.start(graph_from_text(greeting_graph("hi"), sample_registry()), reuse=old)
+    assert new.reused_from_predecessor() == [] and GreetingModel.opened == 2
+    await new.stop()
+    await new.stop()  # twice is harmless
+    assert GreetingModel.closed == 2
+
+
+async def test_a_broken_resource_names_its_graph_file_and_line():
+    class Broken(GreetingModel):
+        def open(self, ctx):
+            raise OSError("no such model")
+
+    registry = sample_registry()
+    registry.add(Broken, "test")
+    spec = graph_from_text('\nnode { name: "model" calculator: "Broken" output_side_packet: "MODEL:m" }', registry,
+                           source="graph.pbtxt")
+    with pytest.raises(ResourceError, match=r"^graph.pbtxt:2:\d+: resource node 'model'"):
+        await Graph.start(spec)

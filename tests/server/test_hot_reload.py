@@ -232,6 +232,19 @@ def test_a_broken_config_json_changes_nothing_and_a_forced_reload_names_the_line
     assert unchanged.status_code == 200 and "chat" in unchanged.json()
 
 
+def test_a_new_entry_that_fails_is_reported_until_it_is_removed(base):
+    broken = base.base.replace('calculator: "TokenizerCalculator"', 'calculator: "TokenizerCalculatorr"')
+    base.write_graph("ghost", broken)
+    base.write_config(["chat", "ghost"])
+    status = base.wait_for("the failed entry", lambda s: any(
+        v["status"]["error_code"] != "OK" for v in s.get("ghost", {}).values()))
+    (entry,) = status["ghost"].values()
+    assert entry["state"] == "LOADING" and "TokenizerCalculatorr" in entry["status"]["error_message"]
+    assert base.chat("ghost").status_code == 404
+    base.write_config(["chat"])
+    base.wait_for("the entry forgotten", lambda s: "ghost" not in s)
+
+
 def test_a_removed_model_finishes_its_stream_then_unloads(base):
     base.write_graph("leaving")
     base.write_config(["chat", "leaving"])
