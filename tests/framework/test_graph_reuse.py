@@ -25,6 +25,19 @@ async def greet(graph: Graph, name: str) -> list[str]:
         return await run.collect("GREETING")
 
 
+class Broken(GreetingModel):
+    """A model resource whose file is missing."""
+
+    def open(self, ctx):
+        raise OSError("no such model")
+
+
+def broken_registry():
+    registry = sample_registry()
+    registry.add(Broken, "test")
+    return registry
+
+
 @pytest.fixture(autouse=True)
 def count_from_zero():
     GreetingModel.opened = GreetingModel.closed = 0
@@ -57,12 +70,7 @@ async def test_changed_options_open_a_new_resource_and_the_old_one_closes_with_i
 
 
 async def test_a_failed_start_takes_nothing_over():
-    class Broken(GreetingModel):
-        def open(self, ctx):
-            raise OSError("no such model")
-
-    registry = sample_registry()
-    registry.add(Broken, "test")
+    registry = broken_registry()
     old = await Graph.start(graph_from_text(greeting_graph("hi"), registry))
     broken = greeting_graph("hi") + 'node { name: "other" calculator: "Broken" output_side_packet: "MODEL:other" }'
     with pytest.raises(ResourceError, match="'other'"):
@@ -95,12 +103,7 @@ async def test_a_stopped_graph_offers_nothing_to_take_over():
 
 
 async def test_a_broken_resource_names_its_graph_file_and_line():
-    class Broken(GreetingModel):
-        def open(self, ctx):
-            raise OSError("no such model")
-
-    registry = sample_registry()
-    registry.add(Broken, "test")
+    registry = broken_registry()
     spec = graph_from_text('\nnode { name: "model" calculator: "Broken" output_side_packet: "MODEL:m" }', registry,
                            source="graph.pbtxt")
     with pytest.raises(ResourceError, match=r"^graph.pbtxt:2:\d+: resource node 'model'"):
