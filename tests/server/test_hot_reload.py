@@ -1,7 +1,8 @@
 """Hot reload on the real server: config.json and graph edits while a long stream is in flight.
 
-Each test starts a stream of ``LONG`` tokens, changes the files, waits for ``/v1/config`` to show the change,
-and checks that the stream was still running then and completes whole.
+Each test starts a stream long enough for this machine (from its measured decoding speed: ``ENGINE_LOAD_S``
+of tokens where a reload loads an engine, ``QUICK_S`` where it does not), changes the files, waits for
+``/v1/config`` to show the change, and checks that the stream was still running then and completes whole.
 """
 
 import json
@@ -17,21 +18,24 @@ from tests.conftest import REPO, start_server
 
 pytestmark = pytest.mark.slow
 
-LONG = 700
+#: Seconds of decoding a stream lasts (alone) where the reload loads an engine, and where it does not.
+ENGINE_LOAD_S = 18.0
+QUICK_S = 6.0
 POLL = "0.2"
 
 
 class StreamInFlight:
     """A long streamed chat, read in a thread while the test changes the server's files."""
 
-    def __init__(self, base_url: str, model: str) -> None:
+    def __init__(self, base_url: str, model: str, tokens: int) -> None:
+        self.tokens = tokens
         self.chunks: list[float] = []
         self.finish_reason: str | None = None
         self.completion_tokens = 0
         self.error: BaseException | None = None
         self.started = threading.Event()
         body = {"model": model, "messages": [{"role": "user", "content": "Tell me a long story."}],
-                "max_tokens": LONG, "stream": True, "stream_options": {"include_usage": True},
+                "max_tokens": tokens, "stream": True, "stream_options": {"include_usage": True},
                 "ignore_eos": True, "temperature": 0}
         self.thread = threading.Thread(target=self._read, args=(f"{base_url}/v3/chat/completions", body))
         self.thread.start()
@@ -63,7 +67,7 @@ class StreamInFlight:
         """Wait for the end; the stream must have completed whole."""
         self.thread.join(120)
         assert self.error is None, f"the stream failed: {self.error!r}"
-        assert (self.finish_reason, self.completion_tokens) == ("length", LONG)
+        assert (self.finish_reason, self.completion_tokens) == ("length", self.tokens)
 
 
 class ReloadableServer:
@@ -77,6 +81,19 @@ class ReloadableServer:
         self.write_config(["chat"])
         self.server = start_server(["--config", str(root / "config.json"), "--file_system_poll_wait_seconds", POLL],
                                    tmp)
+        self.tokens_per_second = self.decoding_speed()
+
+    def decoding_speed(self) -> float:
+        """Tokens a second one stream decodes here (CPUs differ severalfold)."""
+        body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 96, "ignore_eos": True}
+        httpx.post(f"{self.url}/v3/chat/completions", json={**body, "max_tokens": 8}, timeout=60)  # warm
+        started = time.monotonic()
+        httpx.post(f"{self.url}/v3/chat/completions", json=body, timeout=60).raise_for_status()
+        return 96 / (time.monotonic() - started)
+
+    def stream(self, model: str, seconds: float) -> StreamInFlight:
+        """A stream of about ``seconds`` of decoding on this machine (within the model's context)."""
+        return StreamInFlight(self.url, model, max(200, min(6000, int(self.tokens_per_second * seconds))))
 
     @property
     def url(self) -> str:
@@ -151,7 +168,7 @@ def base(reloadable):
 
 
 def test_a_model_added_while_a_stream_runs_is_served_and_the_stream_completes(base):
-    stream = StreamInFlight(base.url, "chat")
+    stream = base.stream("chat", ENGINE_LOAD_S)
     base.write_graph("added")
     base.write_config(["chat", "added"])
     base.wait_for("'added' AVAILABLE", lambda s: s.get("added", {}).get(1, {}).get("state") == "AVAILABLE")
@@ -164,7 +181,7 @@ def test_a_model_added_while_a_stream_runs_is_served_and_the_stream_completes(ba
 def test_a_graph_edit_of_other_nodes_swaps_the_graph_and_keeps_the_engine(base):
     engines = set(base.server.engine_pids())
     before = base.serving("chat")
-    stream = StreamInFlight(base.url, "chat")
+    stream = base.stream("chat", QUICK_S)
     edited = base.base.replace('name: "detokenize"', 'name: "detokenize_text"')
     base.write_graph("chat", edited)
     status = base.wait_for("the edited graph", lambda s: s["chat"].get(before + 1, {}).get("state") == "AVAILABLE")
@@ -180,7 +197,7 @@ def test_a_graph_edit_of_other_nodes_swaps_the_graph_and_keeps_the_engine(base):
 def test_an_engine_setting_edit_starts_a_new_engine_and_stops_the_old_after_the_stream(base):
     (old_engine,) = base.server.engine_pids()
     before = base.serving("chat")
-    stream = StreamInFlight(base.url, "chat")
+    stream = base.stream("chat", ENGINE_LOAD_S)
     base.write_graph("chat", max_num_seqs=32)
     base.wait_for("the new engine", lambda s: s["chat"].get(before + 1, {}).get("state") == "AVAILABLE")
     assert stream.running
@@ -197,7 +214,7 @@ def test_an_engine_setting_edit_starts_a_new_engine_and_stops_the_old_after_the_
 def test_a_broken_edit_keeps_the_old_version_serving_and_says_where(base):
     before = base.serving("chat")
     failures = _failures(base, "chat")
-    stream = StreamInFlight(base.url, "chat")
+    stream = base.stream("chat", QUICK_S)
     broken = base.base.replace('calculator: "DetokenizerCalculator"', 'calculator: "DetokenizerCalculater"')
     path = base.write_graph("chat", broken)
     status = base.wait_for("the failed reload", lambda s: s["chat"].get(before + 1, {}).get("state") == "LOADING")
@@ -250,7 +267,7 @@ def test_a_removed_model_finishes_its_stream_then_unloads(base):
     base.write_config(["chat", "leaving"])
     base.settled(["chat", "leaving"])
     engines = set(base.server.engine_pids())
-    stream = StreamInFlight(base.url, "leaving")
+    stream = base.stream("leaving", QUICK_S)
     base.write_config(["chat"])
     status = base.wait_for("'leaving' unloading", lambda s: s["leaving"][1]["state"] == "UNLOADING")
     assert "chat" in status
