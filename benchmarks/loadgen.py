@@ -91,18 +91,21 @@ class _StreamState:
         self.chunks = 0
         self.gaps: list[float] = []
         self.usage_tokens: int | None = None
+        self.prompt_tokens: int | None = None
 
     def feed(self, event: dict) -> None:
         """Record one decoded chunk: content deltas time-stamped, usage remembered."""
         usage = event.get("usage")
         if usage:
             self.usage_tokens = usage.get("completion_tokens", self.usage_tokens)
+            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
         choices = event.get("choices")
         if not choices:
             return
         content = (choices[0].get("delta") or {}).get("content")
         if not content:
             return
+        self.keep(content)
         now = time.perf_counter()
         if self.ttft is None:
             self.ttft = now - self.start
@@ -110,6 +113,9 @@ class _StreamState:
             self.gaps.append(now - self.last)
         self.last = now
         self.chunks += 1
+
+    def keep(self, content: str) -> None:
+        """Called with each content delta; a subclass that needs the text keeps it."""
 
     def timing(self) -> RequestTiming:
         """Turn the stream into a RequestTiming (tokens from usage, else content chunks)."""

@@ -66,19 +66,9 @@ class _TextState(_StreamState):
     def __init__(self, start: float) -> None:
         super().__init__(start)
         self.parts: list[str] = []
-        self.prompt_tokens: int | None = None
 
-    def feed(self, event: dict) -> None:
-        """Record one decoded chunk (timings by the base class)."""
-        usage = event.get("usage")
-        if usage:
-            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
-        choices = event.get("choices")
-        if choices:
-            content = (choices[0].get("delta") or {}).get("content")
-            if content:
-                self.parts.append(content)
-        super().feed(event)
+    def keep(self, content: str) -> None:
+        self.parts.append(content)
 
 
 def _failed(message: str, start: float, info: dict[str, Any]) -> ChatResult:
