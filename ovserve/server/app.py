@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ovserve.calculators.llm.request import parse_body
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
 from ovserve.server.completion_store import CompletionStore
@@ -36,7 +37,13 @@ from ovserve.server.responses import (
 from ovserve.server.schema import ModelCard, ModelList
 from ovserve.server.servables import Servable, Servables
 from ovserve.server.stored_completions import StoreCapture, StoredCompletionRoutes, request_owner
-from ovserve.server.stored_responses import ResponseCapture, StoredResponseRoutes, continue_conversation
+from ovserve.server.stored_responses import (
+    ConversationFields,
+    ResponseCapture,
+    StoredResponseRoutes,
+    StoreField,
+    continue_conversation,
+)
 
 API_PREFIXES = ("/v3", "/v1")
 #: Request bodies from this size on are parsed and checked in a thread.
@@ -128,16 +135,17 @@ class OpenAIRoutes:
         false (continuing from ``previous_response_id``); refused where nothing can keep it."""
         store = self.settings.store
         if request.url.path.endswith("/responses"):
-            own = continue_conversation(store, request_owner(request), data)
-            if store is None and data.get("store") is not True:
+            fields = parse_body(ConversationFields, data)
+            own = continue_conversation(store, request_owner(request), data, fields)
+            if store is None and fields.store is not True:
                 data["store"] = False  # OpenAI's default is true; with no store the answer says it was not kept
-            elif data.get("store", True):
+            elif fields.store is not False:
                 if store is None:
                     raise RequestError("'store' is true, but this server keeps no responses (started with "
                                        "--store-path none)", param="store", code="unsupported_parameter")
                 return ResponseCapture(store, request_owner(request), data, own)
             return None
-        if data.get("store") is not True or not request.url.path.endswith("/chat/completions"):
+        if not request.url.path.endswith("/chat/completions") or parse_body(StoreField, data).store is not True:
             return None
         if self.settings.store is None:
             raise RequestError("'store' is true, but this server keeps no completions (started with --store-path "

@@ -9,6 +9,7 @@ import json
 import uuid
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -18,11 +19,26 @@ from ovserve.server.responses import error_response
 from ovserve.server.stored_completions import BodyCapture, request_owner
 
 
-def _as_items(value: Any) -> list[dict[str, Any]]:
+class StoreField(BaseModel):
+    """A request's ``store``, checked before the server decides whether to keep the answer (the graph checks the
+    whole request later, after that decision)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    store: bool | None = None
+
+
+class ConversationFields(StoreField):
+    """The fields of a Responses request that the store reads before the graph checks the request."""
+
+    input: str | list[dict[str, Any]]
+    previous_response_id: str | None = None
+
+
+def _as_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``input`` as items, each with an id (a string is one user message)."""
-    items = [{"type": "message", "role": "user", "content": value}] if isinstance(value, str) else list(value or [])
-    return [{"id": f"msg_{uuid.uuid4().hex}", **item} if isinstance(item, dict) and "id" not in item else item
-            for item in items]
+    items = [{"type": "message", "role": "user", "content": value}] if isinstance(value, str) else list(value)
+    return [{"id": f"msg_{uuid.uuid4().hex}", **item} if "id" not in item else item for item in items]
 
 
 def _input_of_output(item: dict[str, Any]) -> dict[str, Any] | None:
@@ -35,15 +51,16 @@ def _input_of_output(item: dict[str, Any]) -> dict[str, Any] | None:
     return None  # reasoning is not carried over
 
 
-def continue_conversation(store: CompletionStore | None, owner: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+def continue_conversation(store: CompletionStore | None, owner: str, data: dict[str, Any],
+                          fields: ConversationFields) -> list[dict[str, Any]]:
     """The request's own input items; ``data["input"]`` becomes the whole conversation when it continues from
     ``previous_response_id`` (that response's conversation, its output, then this input)."""
-    own = _as_items(data.get("input"))
-    previous_id = data.get("previous_response_id")
+    own = _as_items(fields.input)
+    previous_id = fields.previous_response_id
     if previous_id is None:
         data["input"] = own
         return own
-    found = store.get_response(owner, str(previous_id)) if store is not None else None
+    found = store.get_response(owner, previous_id) if store is not None else None
     if found is None:
         raise RequestError(f"Previous response with id '{previous_id}' not found", status=404,
                            param="previous_response_id", code="previous_response_not_found")

@@ -121,6 +121,11 @@ def test_store_false_keeps_nothing(server):
     ({"input": "x", "include": ["message.output_text.logprobs"]}, "include"),
     ({"input": "x", "background": True}, "background"),
     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+    # read by the store before the graph sees the request (found by the fuzz test: a number was a 500)
+    ({"input": 6.693051289084347e+16, "previous_response_id": "P\u0000"}, "input"),
+    ({"include": "x"}, "input"),
+    ({"input": "x", "previous_response_id": 5}, "previous_response_id"),
+    ({"input": "x", "store": "sometimes"}, "store"),
 ])
 def test_what_is_not_served_is_refused_by_name(server, body, param):
     response = httpx.post(f"{server.base_url}/v3/responses", json={"model": MODEL_NAME, **body}, timeout=30)

@@ -101,6 +101,14 @@ def test_without_store_nothing_is_kept_and_metadata_alone_is_refused(stored):
         ask(stored, "Tagged.", metadata={"a": "b"})
 
 
+def test_store_is_read_as_the_request_schema_reads_it(stored):
+    kept = ask(stored, "Kept.", extra_body={"store": "true"})  # what the schema takes as true, the store keeps
+    assert client(stored).chat.completions.retrieve(kept.id).id == kept.id
+    response = httpx.post(f"{stored.base_url}/v3/chat/completions", headers={"authorization": f"Bearer {KEYS[0]}"},
+                          json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "x"}], "store": "maybe"})
+    assert_openai_error(response, 400, "store")
+
+
 @pytest.mark.parametrize(("path", "param"), [("?limit=0", "limit"), ("?limit=x", "limit"), ("?order=up", "order"),
                                              ("?after=chatcmpl-nope", "completion_id")])
 def test_bad_listing_parameters_are_refused_by_name(stored, path, param):
