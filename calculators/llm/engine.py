@@ -22,7 +22,13 @@ from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
 from ovserve.engine.scorer import LogitScorer
-from ovserve.engine.settings import EngineSettings, ModelFiles, find_model_files, plugin_config_for
+from ovserve.engine.settings import (
+    PROMPT_LOOKUP,
+    EngineSettings,
+    ModelFiles,
+    find_model_files,
+    plugin_config_for,
+)
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework.metrics import Histogram
 from ovserve.framework.textproto import Message
@@ -64,7 +70,8 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     models_path: str = Field(description="a .gguf file or an OpenVINO IR folder, relative to the graph file, or "
                                          "the name of a model in the model store ('ovserve list')")
     device: str = Field("CPU", description="CPU, GPU, NPU, AUTO, HETERO:..., as OpenVINO names them")
-    plugin_config: str | dict[str, Any] = Field("", description="OpenVINO properties as a JSON object string")
+    plugin_config: str | dict[str, Any] = Field("", validate_default=True,
+                                                description="OpenVINO properties as a JSON object string")
     cache_size: int = Field(0, ge=0, description="KV cache in GB (0: grow as needed)")
     max_num_seqs: int = Field(256, ge=1, description="most sequences in one engine step")
     max_num_batched_tokens: int = Field(256, ge=1, description="most tokens in one engine step")
@@ -103,6 +110,19 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
         if not isinstance(parsed, dict):
             raise ValueError("plugin_config must be a JSON object, e.g. '{\"KV_CACHE_PRECISION\": \"u8\"}'")
         return parsed
+
+    @field_validator("plugin_config", mode="after")
+    @classmethod
+    def _prompt_lookup_is_a_bool(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get(PROMPT_LOOKUP, False), bool):
+            raise ValueError(f"plugin_config's '{PROMPT_LOOKUP}' must be true or false (got "
+                             f"{value[PROMPT_LOOKUP]!r})")
+        return value
+
+    @property
+    def prompt_lookup(self) -> bool:
+        """Whether the engine decodes with prompt lookup (OVMS's ``plugin_config: {"prompt_lookup": true}``)."""
+        return bool(self.plugin_config.get(PROMPT_LOOKUP, False))  # type: ignore[union-attr]
 
 
 class LLMEngine(Resource):
@@ -184,7 +204,8 @@ class LLMEngine(Resource):
             log.info("%s: tool calls in the %s format", name, parsers.tool_parser or "no")
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
-        ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit))
+        ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit,
+                                              options.prompt_lookup))
 
     async def close(self) -> None:
         self.scorer.close()

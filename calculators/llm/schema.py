@@ -90,6 +90,10 @@ class OpenAIRequestBase(_Request):
     #: Keep the stop string that ended the answer at its end.
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
+    #: OVMS's prompt lookup settings (a model served with ``plugin_config: {"prompt_lookup": true}``): how many
+    #: tokens to propose from the prompt per step, and the longest n-gram matched to find them.
+    num_assistant_tokens: Annotated[int, Field(ge=1, le=64)] | None = None
+    max_ngram_size: Annotated[int, Field(ge=1, le=64)] | None = None
 
     @field_validator("stop")
     @classmethod

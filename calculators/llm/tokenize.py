@@ -57,6 +57,26 @@ def template_variables(body: ChatCompletionRequest, parsers: ModelParsers) -> di
     return {"enable_thinking": body.reasoning_effort != "none", **(body.chat_template_kwargs or {})}
 
 
+#: OVMS's prompt lookup settings for requests that leave them out.
+DEFAULT_NUM_ASSISTANT_TOKENS = 5
+DEFAULT_MAX_NGRAM_SIZE = 3
+
+
+def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, params: SamplingParams,
+                           prompt_lookup: bool) -> SamplingParams:
+    """``params`` with the request's prompt lookup settings (OVMS's defaults for those it leaves out) when the
+    engine decodes with prompt lookup; without it, a 400 naming the setting the request asks for."""
+    if prompt_lookup:
+        return replace(params, num_assistant_tokens=body.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS,
+                       max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE)
+    for name in ("num_assistant_tokens", "max_ngram_size"):
+        if getattr(body, name) is not None:
+            raise RequestError(f"'{name}' is a prompt lookup setting, and this model's engine does not decode with "
+                               f"prompt lookup (its graph would set plugin_config: {{\"prompt_lookup\": true}})",
+                               param=name, code="unsupported_parameter")
+    return params
+
+
 class TokenizerCalculator(Calculator):
     """Turns a request into prompt token ids and engine sampling settings; refuses what cannot fit."""
 
@@ -88,6 +108,7 @@ class TokenizerCalculator(Calculator):
         tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
         if tools:
             params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
+        params = prompt_lookup_settings(body, params, limits.prompt_lookup)
         try:
             params.check()
         except ValueError as error:

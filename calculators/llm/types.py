@@ -118,6 +118,8 @@ class GenerationLimits:
     sampling: SamplingDefaults = OPENAI_SAMPLING
     #: The most answers one request may have generated (``n``, or completions' ``best_of``); OVMS's option.
     best_of_limit: int = 20
+    #: The engine decodes with prompt lookup (``plugin_config: {"prompt_lookup": true}``, as in OVMS).
+    prompt_lookup: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,10 @@ class SamplingParams:
     tool_calls: TaggedCalls | None = None
     #: Report each generated token's log-probability.
     logprobs: bool = False
+    #: Prompt lookup decoding (an engine loaded with ``prompt_lookup``): tokens proposed from the prompt per step
+    #: and the longest n-gram matched to find them; 0 for engines without it.
+    num_assistant_tokens: int = 0
+    max_ngram_size: int = 0
 
     def check(self) -> None:
         """Raise ``ValueError`` with the engine's own reason if it would refuse these settings (so that the
@@ -118,6 +122,9 @@ class SamplingParams:
             config.structured_output_config = openvino_genai.StructuredOutputConfig(json_schema=self.json_schema)
         elif self.tool_calls is not None:
             config.structured_output_config = self.tool_calls.grammar()
+        if self.num_assistant_tokens:
+            config.num_assistant_tokens = self.num_assistant_tokens
+            config.max_ngram_size = self.max_ngram_size
         if self.seed is not None:
             config.rng_seed = self.seed % (1 << 64)  # OpenAI seeds are any integer; the engine's are unsigned
         if self.stop:

@@ -79,6 +79,10 @@ def _config_context_length(folder: Path) -> int | None:
     return None
 
 
+#: The plugin_config key that loads the engine with prompt lookup decoding (as in OVMS).
+PROMPT_LOOKUP = "prompt_lookup"
+
+
 class BatchInvarianceError(ValueError):
     """Batch-invariant mode was asked for where ovserve cannot guarantee it."""
 
@@ -103,6 +107,11 @@ def plugin_config_for(device: str, plugin_config: Mapping[str, Any], *, batch_in
     config: dict[str, Any] = {**DEFAULTS[cpu.kind], **plugin_config}
     if not batch_invariant:
         return config
+    if plugin_config.get(PROMPT_LOOKUP):
+        raise BatchInvarianceError(
+            f"batch-invariant mode cannot be combined with {PROMPT_LOOKUP}: prompt lookup checks a varying number "
+            f"of proposed tokens in one pass, and that its greedy output does not depend on the batch has not been "
+            f"established: drop {PROMPT_LOOKUP} from plugin_config or leave the mode off")
     required = BATCH_INVARIANT.get(cpu.kind)
     if required is None:
         raise BatchInvarianceError(

@@ -84,3 +84,9 @@ def test_batch_invariant_mode_refuses_devices_other_than_cpu(device):
 def test_batch_invariant_mode_refuses_a_cpu_it_has_no_settings_for():
     with pytest.raises(BatchInvarianceError, match="needs an x86 CPU with AVX2, AVX-512 or AMX; this one is other"):
         plugin_config_for("CPU", {}, batch_invariant=True, cpu=ARM)
+
+
+def test_batch_invariant_mode_refuses_prompt_lookup():
+    with pytest.raises(BatchInvarianceError, match="cannot be combined with prompt_lookup"):
+        plugin_config_for("CPU", {"prompt_lookup": True}, batch_invariant=True, cpu=AVX2)
+    assert plugin_config_for("CPU", {"prompt_lookup": True}, cpu=AVX2)["prompt_lookup"] is True

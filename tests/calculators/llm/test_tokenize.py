@@ -13,8 +13,9 @@ from ovserve.testing import run_calculator
 from tests.calculators.llm.fakes import chat_request, completion_request, fake_tokenizer
 
 
-async def tokenize(request, context_length=100, max_tokens_limit=None, sampling=OPENAI_SAMPLING):
-    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": GenerationLimits(context_length, max_tokens_limit, sampling)}
+async def tokenize(request, context_length=100, max_tokens_limit=None, sampling=OPENAI_SAMPLING, prompt_lookup=False):
+    limits = GenerationLimits(context_length, max_tokens_limit, sampling, prompt_lookup=prompt_lookup)
+    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": limits}
     (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [request]}, side_packets=side))["PROMPT"]
     return prompt
 
@@ -166,3 +167,18 @@ async def test_tools_a_model_cannot_take_are_refused(request_, parsers, param, w
     with pytest.raises(CalculatorError) as caught:
         await tokenize_with(request_, parsers)
     assert caught.value.cause.param == param and words in caught.value.cause.message
+
+
+async def test_with_prompt_lookup_a_request_gets_ovms_defaults_or_its_own_settings():
+    defaults = (await tokenize(chat_request(), prompt_lookup=True)).params
+    assert (defaults.num_assistant_tokens, defaults.max_ngram_size) == (5, 3)
+    own = (await tokenize(chat_request(num_assistant_tokens=2, max_ngram_size=4), prompt_lookup=True)).params
+    assert (own.num_assistant_tokens, own.max_ngram_size) == (2, 4)
+    assert (await tokenize(chat_request())).params.num_assistant_tokens == 0  # the engine proposes nothing
+
+
+@pytest.mark.parametrize("field", ["num_assistant_tokens", "max_ngram_size"])
+async def test_prompt_lookup_settings_are_refused_by_an_engine_without_it(field):
+    error = await refused(completion_request(prompt="hi", **{field: 3}))
+    assert (error.status, error.param) == (400, field)
+    assert '"prompt_lookup": true' in error.message
