@@ -58,10 +58,12 @@ def _level(target: int, concurrency: int, results: list[ChatResult], wall: float
     return level
 
 
-async def run(base_url: str, cfg: LongConfig) -> dict[str, Any]:
-    """Every prompt length at every stream count against one server."""
+async def run(base_url: str, cfg: LongConfig, tokenizer_url: str | None = None) -> dict[str, Any]:
+    """Every prompt length at every stream count against one server; the prompts are cut with the tokenizer of
+    the ovserve at ``tokenizer_url`` (default: the server measured), so that another server serving the same
+    model (llama-server) gets the same prompts in the same order."""
     load = LoadConfig(base_url=base_url, max_tokens=cfg.max_tokens)
-    tokenizer = ServerTokenizer(base_url)
+    tokenizer = ServerTokenizer(tokenizer_url or base_url)
     slicer = TokenSlicer(tokenizer)
     overhead = tokenizer.chat_count([{"role": "user", "content": INSTRUCTION.strip()}])
     context = tokenizer.max_model_len()

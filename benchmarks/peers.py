@@ -439,8 +439,9 @@ def llama_server_slots(concurrency: int) -> int:
     return max(64, concurrency)
 
 
-def llama_server_spec(binary: Path, model: Path, slots: int, log_dir: Path) -> ServerSpec:
-    """llama-server with ``slots`` parallel slots of CTX_PER_SLOT tokens each, 2 threads."""
+def llama_server_spec(binary: Path, model: Path, slots: int, log_dir: Path,
+                      ctx_per_slot: int = CTX_PER_SLOT) -> ServerSpec:
+    """llama-server with ``slots`` parallel slots of ``ctx_per_slot`` tokens each, 2 threads."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     argv = [
@@ -450,7 +451,7 @@ def llama_server_spec(binary: Path, model: Path, slots: int, log_dir: Path) -> S
         "-np",
         str(slots),
         "-c",
-        str(slots * CTX_PER_SLOT),
+        str(slots * ctx_per_slot),
         "-t",
         str(THREADS),
         "--host",

@@ -18,7 +18,7 @@ Writes ``results-<stamp>.json`` (machine info, config, every target's levels or 
 ``results-<stamp>.md`` (the table) and ``results-<stamp>.png`` (the plot) into ``--out``, with the
 servers' logs in ``logs-<stamp>/``.
 
-``--workload openloop|long|multiturn|mix|prefix-cost`` runs one of the other workloads instead
+``--workload openloop|long|multiturn|mix|prefix-cost|prompt-lookup`` runs one of the other workloads instead
 (benchmarks/workloads.py; the options after it are that workload's, see
 ``python -m benchmarks.run --workload openloop --help``). The default, ``closed``, is the run above.
 """
@@ -54,7 +54,7 @@ SOAK_MAX_TOKENS = 16
 SOAK_CONCURRENCY = 16
 SOAK_WARMUP = 256
 #: ``--workload``: this command's closed loop (the default) or one of benchmarks/workloads.py's.
-WORKLOADS = ("closed", "openloop", "long", "multiturn", "mix", "prefix-cost")
+WORKLOADS = ("closed", "openloop", "long", "multiturn", "mix", "prefix-cost", "prompt-lookup")
 
 
 @dataclass(frozen=True)

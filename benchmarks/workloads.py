@@ -5,14 +5,16 @@ Usage::
 
     python -m benchmarks.workloads openloop --rates 1,2,3 --duration 120 [--targets ovserve,engine]
                                             [--saturation-rps R | --measure-saturation]
-    python -m benchmarks.workloads long [--prompt-tokens 2000,6000] [--concurrency 1,4]
+    python -m benchmarks.workloads long [--prompt-tokens 2000,6000] [--concurrency 1,4] [--llama-server]
     python -m benchmarks.workloads multiturn [--sessions 8] [--concurrency 4] [--turns 4] [--prefix-caching true,false]
     python -m benchmarks.workloads mix [--requests 64] [--concurrency 4,16] [--rates 1,2 --duration 120]
     python -m benchmarks.workloads prefix-cost [--concurrency 16] [--rounds 1]
+    python -m benchmarks.workloads prompt-lookup [--requests 8] [--concurrency 1,4]
 
 (the same as ``python -m benchmarks.run --workload NAME ...``). Each one starts ``ovserve serve --model
 GGUF --model-name smollm2`` on 127.0.0.1 and a free port (``--server-args`` adds flags; multiturn and
-prefix-cost start one server with ``--enable-prefix-caching true`` and one with ``false``), or uses a
+prefix-cost start one server with ``--enable-prefix-caching true`` and one with ``false``, prompt-lookup one
+without and one with ``--plugin_config '{"prompt_lookup": true}'``), or uses a
 running server given with ``--base-url``. Writes ``<workload>-<stamp>.json`` and ``<workload>-<stamp>.md``
 into ``--out`` with the servers' logs in ``logs-<stamp>/``. See benchmarks/README.md.
 """
@@ -35,12 +37,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import length_mix, long_prompts, multiturn, openloop, peers, prefix_cost, report
+from benchmarks import length_mix, long_prompts, multiturn, openloop, peers, prefix_cost, prompt_lookup, report
 from benchmarks.openloop import Slo, parse_float_list
 from benchmarks.workload import MODEL_PATH, parse_int_list
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("openloop", "long", "multiturn", "mix", "prefix-cost")
+WORKLOADS = ("openloop", "long", "multiturn", "mix", "prefix-cost", "prompt-lookup")
 #: Pause after stopping a server so that its shutdown does not reach into the next measurement.
 SETTLE_S = 2.0
 
@@ -143,7 +145,29 @@ def run_long(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
                                   args.max_tokens)
     with ovserve(args, log_dir, "ovserve-long") as (url, _pid):
         result = asyncio.run(long_prompts.run(url, cfg))
-    return {"config": asdict(cfg), "result": result, "table": long_prompts.table("ovserve", result), "notes": []}
+        tables = [long_prompts.table("ovserve", result)]
+        peer = _long_on_llama_server(args, cfg, url, log_dir) if args.llama_server else None
+    if peer is None:
+        return {"config": asdict(cfg), "result": result, "table": tables[0], "notes": []}
+    tables.append(long_prompts.table("llama-server", peer))
+    notes = ["llama-server got the same prompts (cut with ovserve's tokenizer of the same .gguf), with "
+             f"{max(cfg.concurrency)} slots of {LONG_CTX_PER_SLOT} tokens."]
+    return {"config": asdict(cfg), "result": result, "llama_server": peer, "table": "\n\n".join(tables),
+            "notes": notes}
+
+
+#: Context per llama-server slot for the long prompts (the default model's whole context).
+LONG_CTX_PER_SLOT = 8192
+
+
+def _long_on_llama_server(args: argparse.Namespace, cfg: long_prompts.LongConfig, tokenizer_url: str,
+                          log_dir: Path) -> dict[str, Any]:
+    """The same long prompts against llama-server, cut with the running ovserve's tokenizer."""
+    binary = peers.resolve_llama_server(args.llama_server_bin, build=not args.no_build)
+    spec = peers.llama_server_spec(binary, args.model, max(cfg.concurrency), log_dir, LONG_CTX_PER_SLOT)
+    print(f"[workloads] starting {' '.join(spec.argv)}", flush=True)
+    with peers.running(spec):
+        return asyncio.run(long_prompts.run(spec.base_url, cfg, tokenizer_url=tokenizer_url))
 
 
 def run_multiturn(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -198,12 +222,27 @@ def run_prefix_cost(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     return {"config": asdict(cfg), "servers": dict(rows), "table": prefix_cost.table(rows), "notes": []}
 
 
+def run_prompt_lookup(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Copying, code and open-ended tasks against a server without prompt lookup, then one with it."""
+    cfg = prompt_lookup.PromptLookupConfig(args.requests, tuple(args.concurrency), args.max_tokens)
+    variants = [("given server", ())] if args.base_url else list(prompt_lookup.VARIANTS)
+    rows = []
+    for label, extra in variants:
+        with ovserve(args, log_dir, "ovserve-prompt-lookup-" + label.split()[-1], extra) as (url, _pid):
+            print(f"[prompt-lookup] {label}", flush=True)
+            rows.append((label, asyncio.run(prompt_lookup.run(url, cfg))))
+    notes = ["Greedy, streamed, no ignore_eos: each answer ends where the model ends it (at most "
+             f"{cfg.max_tokens} tokens). Per token: each request's (latency - TTFT) / (tokens - 1), p50."]
+    return {"config": asdict(cfg), "servers": dict(rows), "table": prompt_lookup.table(rows), "notes": notes}
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "openloop": run_openloop,
     "long": run_long,
     "multiturn": run_multiturn,
     "mix": run_mix,
     "prefix-cost": run_prefix_cost,
+    "prompt-lookup": run_prompt_lookup,
 }
 
 
@@ -274,6 +313,9 @@ def _add_long(sub: Any) -> None:
     p.add_argument("--concurrency", type=parse_int_list, default=[1, 4])
     p.add_argument("--requests-per-client", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--llama-server", action="store_true", help="also run the same prompts against llama-server")
+    p.add_argument("--llama-server-bin", default=None, help=f"or ${peers.LLAMA_SERVER_ENV}")
+    p.add_argument("--no-build", action="store_true", help="fail rather than build a missing llama-server")
 
 
 def _add_multiturn(sub: Any) -> None:
@@ -316,12 +358,21 @@ def _add_prefix_cost(sub: Any) -> None:
                    help="servers to run (default false,true)")
 
 
+def _add_prompt_lookup(sub: Any) -> None:
+    """The prompt-lookup subcommand."""
+    p = sub.add_parser("prompt-lookup", help="copying, code and open-ended tasks, prompt lookup off and on")
+    _common(p)
+    p.add_argument("--requests", type=int, default=8, help="requests per kind and stream count")
+    p.add_argument("--concurrency", type=parse_int_list, default=[1, 4])
+    p.add_argument("--max-tokens", type=int, default=256)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.workloads", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="workload", required=True)
-    for add in (_add_openloop, _add_long, _add_multiturn, _add_mix, _add_prefix_cost):
+    for add in (_add_openloop, _add_long, _add_multiturn, _add_mix, _add_prefix_cost, _add_prompt_lookup):
         add(sub)
     return parser.parse_args(argv)
 
