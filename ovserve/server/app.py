@@ -132,10 +132,17 @@ class OpenAIRoutes:
 
     def _capture(self, request: Request, data: dict[str, Any]) -> Capture | None:
         """What keeps the answer: a chat completion with ``store: true``, a Responses answer unless ``store`` is
-        false (continuing from ``previous_response_id``); refused where nothing can keep it."""
+        false (continuing from ``previous_response_id``); refused where nothing can keep it. ``stream`` is set
+        to the bool the request schema reads it as, for the keep-alive and the capture."""
+        path = request.url.path
+        if not path.endswith(("/completions", "/responses")):
+            return None
+        responses = path.endswith("/responses")
+        fields = parse_body(ConversationFields if responses else StoreField, data)
+        if fields.stream is not None:
+            data["stream"] = fields.stream
         store = self.settings.store
-        if request.url.path.endswith("/responses"):
-            fields = parse_body(ConversationFields, data)
+        if isinstance(fields, ConversationFields):
             own = continue_conversation(store, request_owner(request), data, fields)
             if store is None and fields.store is not True:
                 data["store"] = False  # OpenAI's default is true; with no store the answer says it was not kept
@@ -145,12 +152,12 @@ class OpenAIRoutes:
                                        "--store-path none)", param="store", code="unsupported_parameter")
                 return ResponseCapture(store, request_owner(request), data, own)
             return None
-        if not request.url.path.endswith("/chat/completions") or parse_body(StoreField, data).store is not True:
+        if fields.store is not True or not path.endswith("/chat/completions"):
             return None
-        if self.settings.store is None:
+        if store is None:
             raise RequestError("'store' is true, but this server keeps no completions (started with --store-path "
                                "none)", param="store", code="unsupported_parameter")
-        return StoreCapture(self.settings.store, request_owner(request), data)
+        return StoreCapture(store, request_owner(request), data)
 
     async def openapi(self, request: Request) -> Response:
         """``GET /openapi.json``, with the models served now."""

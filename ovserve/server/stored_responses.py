@@ -20,12 +20,13 @@ from ovserve.server.stored_completions import BodyCapture, request_owner
 
 
 class StoreField(BaseModel):
-    """A request's ``store``, checked before the server decides whether to keep the answer (the graph checks the
-    whole request later, after that decision)."""
+    """A completion request's ``store`` and ``stream``, checked before the server decides whether and how to keep
+    the answer (the graph checks the whole request later, after that decision)."""
 
     model_config = ConfigDict(extra="ignore")
 
     store: bool | None = None
+    stream: bool | None = None
 
 
 class ConversationFields(StoreField):

@@ -104,6 +104,13 @@ def test_stored_responses_continue_and_can_be_read_listed_and_deleted(server):
         create(server, input="Again?", previous_response_id=first.id)
 
 
+def test_stream_and_store_are_read_as_the_request_schema_reads_them(server):
+    first = httpx.post(f"{server.base_url}/v3/responses", timeout=60, headers={"authorization": "Bearer unused"}, json={
+        "model": MODEL_NAME, "input": "My name is Ada.", "max_output_tokens": 4, "stream": "false", "store": "true"})
+    assert first.status_code == 200 and first.json()["store"] is True
+    assert server.openai().responses.retrieve(first.json()["id"]).id == first.json()["id"]
+
+
 def test_store_false_keeps_nothing(server):
     response = create(server, input="Forget this.", max_output_tokens=4, store=False)
     assert response.store is False

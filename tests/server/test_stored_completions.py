@@ -104,6 +104,9 @@ def test_without_store_nothing_is_kept_and_metadata_alone_is_refused(stored):
 def test_store_is_read_as_the_request_schema_reads_it(stored):
     kept = ask(stored, "Kept.", extra_body={"store": "true"})  # what the schema takes as true, the store keeps
     assert client(stored).chat.completions.retrieve(kept.id).id == kept.id
+    unary = ask(stored, "Unary.", store=True, extra_body={"stream": "false"})  # answered and kept as unary
+    assert client(stored).chat.completions.retrieve(unary.id).choices[0].message.content == \
+        unary.choices[0].message.content
     response = httpx.post(f"{stored.base_url}/v3/chat/completions", headers={"authorization": f"Bearer {KEYS[0]}"},
                           json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "x"}], "store": "maybe"})
     assert_openai_error(response, 400, "store")
