@@ -27,6 +27,10 @@ VLLM_UNSUPPORTED = ("guided_json", "guided_regex", "guided_choice", "guided_gram
                     "add_generation_prompt", "truncate_prompt_tokens", "use_beam_search", "length_penalty",
                     "spaces_between_special_tokens", "echo", "documents", "mm_processor_kwargs")
 
+#: OVMS's request extensions that change the answer and that ovserve does not implement, with why.
+OVMS_UNSUPPORTED = {"assistant_confidence_threshold": "(OVMS's speculative decoding with a draft model) is not "
+                                                      "supported"}
+
 _logged: set[str] = set()
 _logged_lock = threading.Lock()
 
@@ -56,6 +60,7 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
     common = [
         *((name, extra.get(name) is not None, "(a vLLM extension) is not supported") for name in VLLM_UNSUPPORTED
           if name in extra),
+        *((name, extra.get(name) is not None, why) for name, why in OVMS_UNSUPPORTED.items() if name in extra),
         ("logit_bias", bool(body.logit_bias), "is not supported: the OpenVINO GenAI engine has no logit bias"),
         ("skip_special_tokens", not body.skip_special_tokens, "false is not supported: special tokens are "
                                                               "always left out of the text"),

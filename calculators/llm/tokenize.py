@@ -67,12 +67,18 @@ def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, para
     """``params`` with the request's prompt lookup settings (OVMS's defaults for those it leaves out) when the
     engine decodes with prompt lookup; without it, a 400 naming the setting the request asks for."""
     if prompt_lookup:
+        if params.min_new_tokens:
+            # measured with GenAI 2026.4: the engine lets end-of-sequence through before min_tokens
+            raise RequestError("'min_tokens' is not supported on a model served with prompt lookup: its engine does "
+                               "not hold back end-of-sequence while it checks proposed tokens",
+                               param="min_tokens", code="unsupported_parameter")
         return replace(params, num_assistant_tokens=body.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS,
                        max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE)
     for name in ("num_assistant_tokens", "max_ngram_size"):
         if getattr(body, name) is not None:
             raise RequestError(f"'{name}' is a prompt lookup setting, and this model's engine does not decode with "
-                               f"prompt lookup (its graph would set plugin_config: {{\"prompt_lookup\": true}})",
+                               f"prompt lookup (its graph would set plugin_config: {{\"prompt_lookup\": true}}; "
+                               f"ovserve has no speculative decoding with a draft model)",
                                param=name, code="unsupported_parameter")
     return params
 

@@ -8,7 +8,7 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import MODEL_NAME, start_server
+from tests.conftest import MODEL_NAME, free_port, start_server
 from tests.server.test_bad_input import assert_openai_error
 
 pytestmark = pytest.mark.slow
@@ -47,15 +47,32 @@ def test_the_engine_accepts_several_proposed_tokens_per_step(looked_up):
 
 
 def test_a_request_sets_its_own_prompt_lookup_settings(looked_up):
-    text, tokens, _ = stream_copy(looked_up, extra_body={"num_assistant_tokens": 2, "max_ngram_size": 2})
-    assert "quick brown fox" in text and tokens > 0
+    steps_before = looked_up.metric("ovserve_engine_steps")
+    text, tokens, _ = stream_copy(looked_up, extra_body={"num_assistant_tokens": 1, "max_ngram_size": 2})
+    steps = looked_up.metric("ovserve_engine_steps") - steps_before
+    assert "quick brown fox" in text
+    assert tokens <= 2 * steps, (tokens, steps)  # one proposed token a step, and the one the model adds
 
 
-def test_logprobs_come_for_every_token_of_a_step(looked_up):
-    answer = looked_up.openai().chat.completions.create(model=MODEL_NAME, messages=COPY, max_tokens=24,
-                                                        temperature=0, logprobs=True)
-    assert len(answer.choices[0].logprobs.content) == answer.usage.completion_tokens
-    assert all(entry.logprob <= 0 for entry in answer.choices[0].logprobs.content)
+def test_logprobs_come_for_every_token_of_a_step(looked_up, server):
+    def logprobs(target):
+        answer = target.openai().chat.completions.create(model=MODEL_NAME, messages=COPY, max_tokens=24,
+                                                         temperature=0, logprobs=True)
+        assert len(answer.choices[0].logprobs.content) == answer.usage.completion_tokens
+        return [(entry.token, entry.logprob) for entry in answer.choices[0].logprobs.content]
+
+    looked, plain = logprobs(looked_up), logprobs(server)
+    same = [(a, b) for a, b in zip(looked, plain, strict=False) if a[0] == b[0]]
+    assert len(same) >= 8
+    # the accepted proposals carry the model's own log-probabilities (checked in a multi-token pass, so not to
+    # the last digit), not a placeholder
+    assert all(abs(a[1] - b[1]) < 0.25 for a, b in same), same
+
+
+def test_min_tokens_is_refused_where_the_engine_would_not_hold_it(looked_up):
+    response = httpx.post(f"{looked_up.base_url}/v3/chat/completions", timeout=30,
+                          json={"model": MODEL_NAME, "messages": COPY, "max_tokens": 8, "min_tokens": 4})
+    assert_openai_error(response, 400, "min_tokens")
 
 
 @pytest.mark.parametrize(("fields", "param"), [({"num_assistant_tokens": 0}, "num_assistant_tokens"),
@@ -76,7 +93,7 @@ def test_without_prompt_lookup_its_settings_are_refused_not_ignored(server, para
 
 def test_a_prompt_lookup_that_is_not_a_bool_stops_the_start_naming_it(default_model):
     result = subprocess.run([sys.executable, "-m", "ovserve.cli", "serve", "--model", str(default_model),
-                             "--plugin_config", '{"prompt_lookup": "yes"}'],
+                             "--port", str(free_port()), "--plugin_config", '{"prompt_lookup": "yes"}'],
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert "'prompt_lookup' must be true or false (got 'yes')" in result.stderr
