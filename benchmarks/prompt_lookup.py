@@ -9,7 +9,8 @@ Three kinds of request, greedy, streamed, ending where the model ends them (no `
 - ``open``: the closed loop's open-ended prompts (benchmarks/workload.py), where the prompt has nothing to copy:
   what prompt lookup costs when its guesses miss.
 
-Per server, kind and stream count: output tok/s, time per output token after the first (p50 of each request's
+Prefix caching is off on both servers (each kind's prompts repeat at each stream count). Per server, kind and
+stream count: output tok/s, time per output token after the first (p50 of each request's
 ``(latency - TTFT) / (tokens - 1)``), TTFT p50, and, against the first server, how many answers are the same
 text (greedy answers should not change; the engine checks every proposed token).
 """
@@ -29,10 +30,11 @@ from benchmarks.tables import markdown
 from benchmarks.workload import PROMPTS, summarize
 
 KINDS = ("copy", "code", "open")
-#: Server flags of the two variants.
+#: Server flags of the two variants; prefix caching off in both, as each kind's prompts repeat at each stream count.
+_NO_CACHE = ("--enable-prefix-caching", "false")
 VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("prompt lookup off", ()),
-    ("prompt lookup on", ("--plugin_config", json.dumps({"prompt_lookup": True}))),
+    ("prompt lookup off", _NO_CACHE),
+    ("prompt lookup on", (*_NO_CACHE, "--plugin_config", json.dumps({"prompt_lookup": True}))),
 )
 #: Standard library functions of a few dozen lines each, for the ``code`` kind.
 CODE_SOURCES = ("textwrap.dedent", "shlex.quote", "textwrap.indent", "colorsys.hls_to_rgb", "json.dumps",
@@ -80,7 +82,7 @@ def _level(kind: str, concurrency: int, results: list[ChatResult], wall: float) 
     level = summarize(concurrency, [r.timing for r in results], wall, None).to_dict()
     per_token = [ms for ms in map(_per_token_ms, results) if ms is not None]
     level.update(kind=kind, tpot_p50_ms=round(statistics.median(per_token), 2) if per_token else None,
-                 answers=[r.text for r in results])
+                 answers=[r.text if r.timing.ok else None for r in results])
     return level
 
 
@@ -112,7 +114,7 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
         for lv in result["levels"]:
             first = base[(lv["kind"], lv["concurrency"])]
             ratio = round(lv["tokens_per_s"] / first["tokens_per_s"], 2) if first["tokens_per_s"] else None
-            same = sum(a == b for a, b in zip(lv["answers"], first["answers"], strict=True))
+            same = sum(a is not None and a == b for a, b in zip(lv["answers"], first["answers"], strict=True))
             body.append([label, lv["kind"], lv["concurrency"], lv["requests"], lv["errors"], lv["output_tokens"],
                          lv["tokens_per_s"], ratio, lv["tpot_p50_ms"], lv["ttft_p50_ms"],
                          f"{same}/{len(lv['answers'])}"])
