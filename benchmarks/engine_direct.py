@@ -51,21 +51,23 @@ class Engine:
 
     def __init__(self, model: Path, device: str = "CPU", plugin_config: dict[str, str] | None = None,
                  scheduler: dict[str, Any] | None = None) -> None:
-        """Load the pipeline exactly as an ovserve engine process does (same scheduler and plugin
-        settings, ovserve's CPU defaults included), and tokenize the prompts."""
+        """Load the pipeline exactly as ``ovserve serve MODEL``'s engine process does (same scheduler and plugin
+        settings, ovserve's CPU defaults and the command line's prefix caching included; ``scheduler`` overrides
+        them), and tokenize the prompts."""
         import numpy as np
         import openvino as ov
         import openvino_genai as ov_genai
 
         from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
         from ovserve.engine.worker import load_pipeline
+        from ovserve.server.serve import CLI_PREFIX_CACHING
 
         self._ov = ov
         self._genai = ov_genai
         started = time.perf_counter()
         self.settings = EngineSettings(find_model_files(model), device=device,
                                        plugin_config=plugin_config_for(device, plugin_config or {}),
-                                       **(scheduler or {}))
+                                       **{"enable_prefix_caching": CLI_PREFIX_CACHING, **(scheduler or {})})
         self.pipe = load_pipeline(self.settings)
         self.load_s = time.perf_counter() - started
         tokenizer = self.pipe.get_tokenizer()

@@ -243,8 +243,8 @@ def run_llama_server(cfg: RunConfig) -> dict[str, Any]:
             by_slots.setdefault(peers.llama_server_slots(concurrency), []).append(concurrency)
         return [(peers.llama_server_spec(binary, cfg.model, slots, cfg.log_dir), lv) for slots, lv in by_slots.items()]
 
-    # cache_prompt off by default: repeated prompts are prefilled again, like in the engine (whose
-    # prefix caching is off by default); --llama-server-prompt-cache keeps llama-server's cache.
+    # cache_prompt on by default, as ovserve serve and the engine target reuse repeated prompts with prefix
+    # caching; --no-llama-server-prompt-cache prefills them again.
     shape = RequestShape(True, (("cache_prompt", cfg.llama_server_prompt_cache),))
     return _run_http("llama-server", groups, cfg, target, shape)
 
@@ -392,8 +392,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--llama-cpp-python-max-concurrency", type=int, default=16)
     parser.add_argument(
         "--llama-server-prompt-cache",
-        action="store_true",
-        help="let llama-server reuse the KV of repeated prompts (default: cache_prompt false)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let llama-server reuse the KV of repeated prompts, its default, as ovserve serve and the engine "
+             "target reuse them with prefix caching (--no-llama-server-prompt-cache: cache_prompt false)",
     )
     parser.add_argument("--no-build", action="store_true", help="skip peers that are missing instead of building them")
     parser.add_argument("--level-timeout", type=float, default=1800.0, help="bound on one level, seconds")
