@@ -80,8 +80,9 @@ def closed_targets(closed: dict[str, Any]) -> list[Target]:
                          lambda r: r >= 3))
     one = {name: closed_level(closed, name, 1) for name in ("ovserve", "engine", "llama-server")}
     itl = {name: level and level["itl_p50_ms"] for name, level in one.items()}
-    rows.append(_compare("inter-token p50 at 1 stream, ovserve ÷ engine within 5%", _ratio(itl["ovserve"],
-                         itl["engine"]), lambda r: 0.95 <= r <= 1.05))
+    # below 1 is the noise of two runs: ovserve drives this engine, it cannot step faster than it
+    rows.append(_compare("inter-token p50 at 1 stream, ovserve ÷ engine ≤ 1.05 (what HTTP adds)",
+                         _ratio(itl["ovserve"], itl["engine"]), lambda r: r <= 1.05))
     if itl["ovserve"] is None or itl["llama-server"] is None:
         rows.append(Target("inter-token p50 at 1 stream, ovserve ≤ llama-server", NOT_MEASURED, None))
     else:

@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.regenerate [--ovserve-bin .venv/bin/ovserve] [--out DIR] [--docs docs/performance.md]
                                     [--steps closed,openloop,long,multiturn,mix,prefix-cost,prompt-lookup]
-                                    [--no-build]
+                                    [--no-build] [--render-only]
 
 Steps, each a child process writing its JSON into ``--out`` (default ``benchmarks/results/regen-<stamp>``):
 
@@ -17,7 +17,8 @@ Steps, each a child process writing its JSON into ``--out`` (default ``benchmark
 
 Then the section between the markers in ``--docs`` is replaced (benchmarks/performance_doc.py): the machine with
 its CPU flags, every target with its measured figure, and each step's table; the closed loop's plot is copied
-beside the document as ``performance.png``. A step that fails is reported in the section, not hidden. About
+beside the document as ``performance.png``. A step that fails is reported in the section, not hidden.
+``--render-only --out DIR`` rewrites the section from a finished run's results without running anything. About
 75 minutes on 2 cores once llama-server is built.
 """
 
@@ -126,6 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", default=",".join(STEPS), help=f"a subset of {','.join(STEPS)}")
     parser.add_argument("--openloop-duration", type=float, default=120.0, help="seconds of arrivals per rate")
     parser.add_argument("--no-build", action="store_true", help="fail the llama-server parts rather than build it")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: rewrite the section from the results already in --out")
     args = parser.parse_args(argv)
     args.steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = sorted(set(args.steps) - set(STEPS))
@@ -143,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"[regenerate] cannot write {args.docs}: {error}", file=sys.stderr)
         return 2
+    if args.render_only:
+        return render(args)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     results: dict[str, dict[str, Any]] = {}
@@ -154,9 +159,28 @@ def main(argv: list[str] | None = None) -> int:
             failures[step] = outcome
         else:
             results[step] = outcome
+    minutes = (time.monotonic() - started) / 60
+    (args.out / SUMMARY).write_text(json.dumps({"steps": args.steps, "failures": failures, "minutes": minutes}))
     if results:
-        write_docs(args, results, failures, (time.monotonic() - started) / 60)
+        write_docs(args, results, failures, minutes)
     return 1 if failures else 0
+
+
+#: What a run leaves in --out for --render-only: its steps, failures and duration.
+SUMMARY = "regenerate.json"
+
+
+def render(args: argparse.Namespace) -> int:
+    """Rewrite the section from a finished run's results in ``--out``."""
+    try:
+        summary = json.loads((args.out / SUMMARY).read_text())
+    except (OSError, ValueError) as error:
+        print(f"[regenerate] no finished run in {args.out}: {error}", file=sys.stderr)
+        return 2
+    results = {step: json.loads(path.read_text()) for step in summary["steps"]
+               if (path := newest(args.out, step, 0)) is not None and step not in summary["failures"]}
+    write_docs(args, results, summary["failures"], summary["minutes"])
+    return 0
 
 
 if __name__ == "__main__":
