@@ -100,9 +100,9 @@ class DetokenizerCalculator(Calculator):
     def token_logprob(self, score: TokenScore) -> TokenLogprob:
         """A scored token id as the answer shows it, with its alternatives."""
         raw = self.tokenizer.token_bytes(score.token_id)
-        top = tuple(TokenLogprob(alternative.decode(errors="replace"), logprob, alternative)
-                    for alternative, logprob in ((self.tokenizer.token_bytes(i), lp) for i, lp in score.top))
-        return TokenLogprob(raw.decode(errors="replace"), score.logprob, raw, top)
+        top = tuple(TokenLogprob(alternative.decode(errors="replace"), logprob, alternative, token_id=i)
+                    for i, alternative, logprob in ((i, self.tokenizer.token_bytes(i), lp) for i, lp in score.top))
+        return TokenLogprob(raw.decode(errors="replace"), score.logprob, raw, top, score.token_id)
 
     def prompt_text(self, body: CompletionRequest) -> str:
         """The prompt as the client sent it (token ids decoded)."""

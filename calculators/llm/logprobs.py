@@ -8,21 +8,23 @@ from ovserve.calculators.llm.schema import ChatLogprobs, CompletionLogprobs, Tok
 from ovserve.calculators.llm.types import TokenLogprob
 
 
-def chat_logprobs(tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
+def chat_logprobs(tokens: Sequence[TokenLogprob], as_ids: bool = False) -> ChatLogprobs:
     """``choices[i].logprobs`` of a chat answer or chunk: each token with its ``top_logprobs`` best
-    alternatives (none when the request asked for 0)."""
+    alternatives (none when the request asked for 0); ``as_ids`` names tokens ``token_id:N`` (vLLM's
+    ``return_tokens_as_token_ids``)."""
     return ChatLogprobs(content=[
-        TokenLogprobEntry(token=t.token, logprob=t.logprob or 0.0, bytes=list(t.bytes),
-                          top_logprobs=[TopLogprob(token=a.token, logprob=a.logprob or 0.0, bytes=list(a.bytes))
-                                        for a in t.top])
+        TokenLogprobEntry(token=t.name(as_ids), logprob=t.logprob or 0.0, bytes=list(t.bytes),
+                          top_logprobs=[TopLogprob(token=a.name(as_ids), logprob=a.logprob or 0.0,
+                                                   bytes=list(a.bytes)) for a in t.top])
         for t in tokens])
 
 
-def completion_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> CompletionLogprobs:
+def completion_logprobs(tokens: Sequence[TokenLogprob], offset: int, as_ids: bool = False) -> CompletionLogprobs:
     """``choices[i].logprobs`` of a text completion or chunk; ``offset`` is where the first token's text
     starts in the choice's text. Each token's ``top_logprobs`` holds its ``logprobs`` best alternatives and
     the token itself, so up to ``logprobs + 1`` entries, as OpenAI documents; a prompt's first token
-    (``echo``) has ``null`` for both, as nothing predicts it."""
+    (``echo``) has ``null`` for both, as nothing predicts it. ``as_ids`` names tokens ``token_id:N``; the
+    offsets still count the tokens' text."""
     offsets = []
     for token in tokens:
         offsets.append(offset)
@@ -32,8 +34,8 @@ def completion_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> Completi
         if token.logprob is None:
             top.append(None)
             continue
-        best = {a.token: a.logprob for a in token.top}
-        best.setdefault(token.token, token.logprob)
+        best = {a.name(as_ids): a.logprob for a in token.top}
+        best.setdefault(token.name(as_ids), token.logprob)
         top.append(best)  # type: ignore[arg-type]
-    return CompletionLogprobs(tokens=[t.token for t in tokens], token_logprobs=[t.logprob for t in tokens],
+    return CompletionLogprobs(tokens=[t.name(as_ids) for t in tokens], token_logprobs=[t.logprob for t in tokens],
                               top_logprobs=top, text_offset=offsets)

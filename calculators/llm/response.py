@@ -227,18 +227,18 @@ class OpenAIResponseCalculator(Calculator):
             body, content_type=EVENT_STREAM, last=last, log=self.log_fields(request) if last else None))
 
     def stream_logprobs(self, request: LLMRequest, delta: TextDelta) -> ChatLogprobs | CompletionLogprobs:
-        tokens = delta.logprobs or ()
+        tokens, as_ids = delta.logprobs or (), request.body.return_tokens_as_token_ids
         if request.kind == "chat":
-            return chat_logprobs(tokens)
+            return chat_logprobs(tokens, as_ids)
         offset = self.offsets.get(delta.index, 0)
         self.offsets[delta.index] = offset + sum(len(t.token) for t in tokens)
-        return completion_logprobs(tokens, offset)
+        return completion_logprobs(tokens, offset, as_ids)
 
     def answer_logprobs(self, request: LLMRequest, index: int) -> ChatLogprobs | CompletionLogprobs | None:
         if not request.body.wants_logprobs:
             return None
-        tokens = self.tokens.get(index, [])
-        return chat_logprobs(tokens) if request.kind == "chat" else completion_logprobs(tokens, 0)
+        tokens, as_ids = self.tokens.get(index, []), request.body.return_tokens_as_token_ids
+        return chat_logprobs(tokens, as_ids) if request.kind == "chat" else completion_logprobs(tokens, 0, as_ids)
 
     def complete(self, ctx: CalculatorContext, request: LLMRequest) -> None:
         usage = _usage(*self.usage())

@@ -90,6 +90,8 @@ class OpenAIRequestBase(_Request):
     #: Keep the stop string that ended the answer at its end.
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
+    #: vLLM's: name each token in ``logprobs`` ``token_id:N`` instead of by its text.
+    return_tokens_as_token_ids: bool = False
     #: OVMS's prompt lookup settings (a model served with ``plugin_config: {"prompt_lookup": true}``): how many
     #: tokens to propose from the prompt per step, and the longest n-gram matched to find them.
     num_assistant_tokens: Annotated[int, Field(ge=1, le=64)] | None = None

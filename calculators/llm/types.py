@@ -106,6 +106,12 @@ class TokenLogprob:
     #: The token's bytes (several tokens may make one character).
     bytes: bytes
     top: tuple[TokenLogprob, ...] = ()
+    #: The token's id in the model's vocabulary (shown instead of its text with ``return_tokens_as_token_ids``).
+    token_id: int | None = None
+
+    def name(self, as_id: bool) -> str:
+        """How the answer names the token: its text, or vLLM's ``token_id:N`` form."""
+        return f"token_id:{self.token_id}" if as_id else self.token
 
 
 @dataclass(frozen=True, slots=True)

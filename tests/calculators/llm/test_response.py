@@ -101,8 +101,8 @@ async def test_n_streamed_choices_each_get_a_role_and_a_finish_and_usage_sums_th
     assert chunks[-1]["usage"]["completion_tokens"] == 5 and done == "[DONE]"
 
 
-LOGPROB_TEXTS = [TextDelta("Hi", None, 4, 1, 0, (TokenLogprob("Hi", -0.5, b"Hi"),)),
-                 TextDelta(" there", "stop", 4, 2, 0, (TokenLogprob(" there", -1.25, b" there"),))]
+LOGPROB_TEXTS = [TextDelta("Hi", None, 4, 1, 0, (TokenLogprob("Hi", -0.5, b"Hi", token_id=17),)),
+                 TextDelta(" there", "stop", 4, 2, 0, (TokenLogprob(" there", -1.25, b" there", token_id=905),))]
 
 
 async def test_chat_logprobs_list_each_token_with_its_bytes():
@@ -120,3 +120,15 @@ async def test_streamed_completion_logprobs_carry_text_offsets_across_chunks():
     assert logprobs[0] == {"tokens": ["Hi"], "token_logprobs": [-0.5], "top_logprobs": [{"Hi": -0.5}],
                            "text_offset": [0]}
     assert logprobs[1]["text_offset"] == [2]
+
+
+async def test_tokens_are_named_by_id_when_asked_as_vllm_does():
+    (chat,) = await serialize(chat_request(logprobs=True, return_tokens_as_token_ids=True), LOGPROB_TEXTS)
+    content = json.loads(chat.body)["choices"][0]["logprobs"]["content"]
+    assert [(t["token"], t["bytes"]) for t in content] == [("token_id:17", [72, 105]), ("token_id:905", list(b" there"))]
+    *chunks, _ = events(await serialize(completion_request(logprobs=0, stream=True, return_tokens_as_token_ids=True),
+                                        LOGPROB_TEXTS))
+    second = json.loads(chunks[1])["choices"][0]["logprobs"]
+    # the offsets still count the text, which the ids do not show
+    assert second == {"tokens": ["token_id:905"], "token_logprobs": [-1.25], "top_logprobs": [{"token_id:905": -1.25}],
+                      "text_offset": [2]}
