@@ -7,7 +7,12 @@ kind is read from the CPU flags (``/proc/cpuinfo``). The kind decides two sets o
 - the **batch-invariant** settings (:data:`BATCH_INVARIANT`): those under which a request's greedy
   output does not depend on which other requests share its engine steps.
 
-The tables, and why each value is what it is, are in the README ("CPU settings").
+The tables, and why each value is what it is, are in the README ("CPU settings"). The project's machines and
+CI are of three kinds, and every test must hold on each:
+
+- AMD EPYC with AVX2 only: :attr:`CPUKind.AVX2`, f32 inference;
+- AMD EPYC with AVX-512 and BF16: :attr:`CPUKind.AVX512_BF16`, bf16 inference;
+- Intel Xeon with AVX-512 and VNNI, without BF16: :attr:`CPUKind.AVX512`, f32 inference.
 """
 
 from __future__ import annotations
