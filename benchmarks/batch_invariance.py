@@ -94,13 +94,18 @@ class Engine:
         return outputs[len(first):]
 
 
-def check(settings: Any, max_tokens: int) -> dict[str, list[int]]:
-    """Run every scenario; return, per scenario, which of its prompts' outputs differ from alone
-    (indexes into the scenario's prompts; empty when all are the same)."""
+SCENARIOS = ("together", "staggered", "split", "prefix_cache")
+
+
+def check(settings: Any, max_tokens: int, scenarios: Sequence[str] = SCENARIOS) -> dict[str, list[int]]:
+    """Run the ``scenarios`` (``prefix_cache`` only where the settings enable the cache); return, per scenario,
+    which of its prompts' outputs differ from alone (indexes into the scenario's prompts; empty when all are the
+    same)."""
     reference_engine = Engine(replace(settings, enable_prefix_caching=False))
     short = [reference_engine.encode(q) for q in SHORT_QUESTIONS]
     long = [reference_engine.encode(q, LONG_CONTEXT) for q in LONG_QUESTIONS]
-    alone = {id(p): reference_engine.generate([p], max_tokens)[0] for p in (*short, *long)}
+    wanted = (*short, *long) if {"split", "prefix_cache"} & set(scenarios) else short
+    alone = {id(p): reference_engine.generate([p], max_tokens)[0] for p in wanted}
     del reference_engine
 
     engine = Engine(settings)
@@ -109,10 +114,13 @@ def check(settings: Any, max_tokens: int) -> dict[str, list[int]]:
     def score(name: str, prompts: Sequence[Any], outputs: list[list[int]]) -> None:
         differ[name] = [i for i, (p, out) in enumerate(zip(prompts, outputs, strict=True)) if alone[id(p)] != out]
 
-    score("together", short, engine.generate(short, max_tokens))
-    score("staggered", short, engine.generate(short, max_tokens, every=3))
-    score("split", long, engine.generate(long, max_tokens, every=5, first=short[:8]))
-    if settings.enable_prefix_caching:
+    if "together" in scenarios:
+        score("together", short, engine.generate(short, max_tokens))
+    if "staggered" in scenarios:
+        score("staggered", short, engine.generate(short, max_tokens, every=3))
+    if "split" in scenarios:
+        score("split", long, engine.generate(long, max_tokens, every=5, first=short[:8]))
+    if "prefix_cache" in scenarios and settings.enable_prefix_caching:
         again = [*long, *short[:8]]  # every one of them ran above, so its beginning is in the cache
         score("prefix_cache", again, engine.generate(again, max_tokens, every=2, first=short[8:]))
     return differ

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -123,8 +124,25 @@ def start_server(args: list[str], tmp: Path, cwd: Path | None = None,
 
 @pytest.fixture(scope="session")
 def server(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server on the default model, shared by the end-to-end tests that do not disturb it."""
-    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME],
-                          tmp_path_factory.mktemp("server"))
+    """One server on the default model, shared by the end-to-end tests that do not disturb it.
+
+    Without the prefix cache, so that the same request sent twice, one at a time, is computed in the same shapes
+    and gives the same answer on any CPU: a test may compare a stream with its unary answer. A prompt whose
+    beginning came from the cache would be computed in other shapes, and could be answered otherwise."""
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--enable-prefix-caching",
+                           "false"], tmp_path_factory.mktemp("server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def f32_server(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server whose engine computes as the scoring pass does (f32, no dynamic quantization, an f32 KV cache), on
+    every CPU kind: for tests that hold the engine's log-probabilities against the scorer's."""
+    from ovserve.engine.cpu import BATCH_INVARIANT, CPUKind
+
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--enable-prefix-caching",
+                           "false", "--plugin_config", json.dumps(BATCH_INVARIANT[CPUKind.AVX2])],
+                          tmp_path_factory.mktemp("f32-server"))
     yield server
     server.stop()

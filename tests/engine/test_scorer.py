@@ -78,4 +78,5 @@ def test_more_sequences_than_threads_and_long_prompts_scored_in_chunks(default_m
     for each in chunked:
         assert [s.token_id for s in each] == prompt
         assert [s.logprob for s in each[1:]] == pytest.approx([s.logprob for s in whole[1:]], abs=1e-3)
-    assert len({round(a[0].logprob, 3) for a in after}) == 1  # the same next-token score after either way
+    next_scores = [a[0].logprob for a in after]
+    assert max(next_scores) - min(next_scores) < 1e-3  # the same next-token score after either way

@@ -62,12 +62,19 @@ def test_float_and_base64_are_the_same_numbers(embedder):
     assert as_float["object"] == "list" and as_float["data"][0]["object"] == "embedding"
 
 
+def same_direction(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two unit vectors that differ by rounding only: a batch computes in other shapes, and in bf16 on some CPUs
+    (measured: 1.0 between bf16 and f32; the different sentences of these tests are at most 0.982 alike)."""
+    return float(np.dot(a, b)) > 0.9999
+
+
 def test_token_ids_embed_as_the_text_they_spell(embedder):
     tokens = httpx.post(f"{embedder.base_url}/v3/tokenize", json={"model": NAME, "prompt": BREAD}).json()["tokens"]
     client = embedder.openai()
     by_text = vectors(client.embeddings.create(model=NAME, input=BREAD, encoding_format="float"))
     by_ids = client.embeddings.create(model=NAME, input=[tokens, tokens[:4]], encoding_format="float")
-    assert np.allclose(vectors(by_ids)[0], by_text[0], atol=1e-5)
+    # the ids are batched with a shorter input (padded): the same vector, up to the CPU's arithmetic
+    assert same_direction(vectors(by_ids)[0], by_text[0])
     assert by_ids.usage.prompt_tokens == len(tokens) + 4
 
 
@@ -84,7 +91,7 @@ def test_concurrent_requests_each_get_their_own_answer(embedder):
         together = list(pool.map(embed, texts))
     for text, vector in zip(texts, together, strict=True):
         if text in alone:
-            assert np.allclose(vector, alone[text], atol=1e-4)  # batched with others: the same vector
+            assert same_direction(vector, alone[text])  # batched with others: the same vector
 
 
 def test_langchain_openai_embeddings(embedder):

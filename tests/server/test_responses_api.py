@@ -65,7 +65,9 @@ def test_the_stream_ends_after_the_last_event_without_done(server):
             "model": MODEL_NAME, "input": "Say hi.", "max_output_tokens": 4, "stream": True}) as response:
         raw = b"".join(response.iter_bytes())
     assert b"[DONE]" not in raw
-    assert raw.rstrip().split(b"\n")[-1].startswith(b'data: {"type": "response.incomplete"')
+    last = json.loads(raw.rstrip().split(b"\n")[-1].removeprefix(b"data: "))
+    # completed or cut at 4 tokens, as the CPU's arithmetic has it; the last event says which
+    assert last["type"] == f"response.{last['response']['status']}" in ("response.completed", "response.incomplete")
 
 
 def test_a_forced_function_call_is_an_output_item_and_its_output_continues_the_conversation(server):

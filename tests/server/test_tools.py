@@ -64,8 +64,10 @@ def test_auto_answers_with_a_call_or_with_content(server):
     choice = ask(server.openai(), tool_choice="auto").choices[0]
     if choice.finish_reason == "tool_calls":
         assert choice.message.tool_calls and choice.message.content is None
-    else:
-        assert choice.finish_reason == "stop" and choice.message.content and not choice.message.tool_calls
+    elif choice.finish_reason == "stop":
+        assert choice.message.content and not choice.message.tool_calls
+    else:  # cut by max_tokens: where the model ends depends on the CPU's arithmetic
+        assert choice.finish_reason == "length" and not choice.message.tool_calls
 
 
 def test_tool_choice_none_answers_in_text(server):
