@@ -164,8 +164,14 @@ class EngineClient:
         self.engine_running = 0
         #: KV cache in use, percent (reported by the engine).
         self.cache_usage = 0.0
-        #: Engine steps run by the current engine process (requests batched together share steps).
+        #: Engine steps run by this client's engine processes, the current one and those before it (requests
+        #: batched together share steps), and those of them that scheduled no request.
         self.engine_steps = 0
+        self.engine_idle_steps = 0
+        #: The same counts as the current engine process last reported them (they start at 0 in each process).
+        self._process_steps = (0, 0)
+        #: Request handles the engine process holds, aborted ones it has not let go of yet included.
+        self.engine_handles = 0
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -188,6 +194,8 @@ class EngineClient:
             "engine_starts": float(self.starts),
             "engine_hangs": float(self.hangs),
             "engine_steps": float(self.engine_steps),
+            "engine_idle_steps": float(self.engine_idle_steps),
+            "engine_handles": float(self.engine_handles) if self._ready else 0.0,
             "engine_batch_invariant": float(self.settings.batch_invariant),
         }
 
@@ -275,7 +283,8 @@ class EngineClient:
         self._last_message = time.monotonic()
         kind = message[0]
         if kind == "step":
-            self.engine_running, self.cache_usage, self.engine_steps = message[2], message[3], message[4]
+            self.engine_running, self.cache_usage, self.engine_handles = message[2], message[3], message[7]
+            self._count_steps(message[4], message[8])
             for waited in message[6]:
                 self.queue_time.observe(waited)
             logprobs = message[5]
@@ -293,11 +302,19 @@ class EngineClient:
             elif kind == "error":
                 self._loading.set_exception(EngineError(message[1]))
 
+    def _count_steps(self, steps: int, idle_steps: int) -> None:
+        """Add what the engine process stepped since its last report to the counters."""
+        before_steps, before_idle = self._process_steps
+        self.engine_steps += steps - before_steps
+        self.engine_idle_steps += idle_steps - before_idle
+        self._process_steps = (steps, idle_steps)
+
     def _on_connection_lost(self) -> None:
         was_ready = self._ready
         self._ready = False
         self.engine_running = 0
-        self.engine_steps = 0
+        self.engine_handles = 0
+        self._process_steps = (0, 0)
         self._transport = None
         code = self._process.returncode if self._process is not None else None
         if self._loading is not None and not self._loading.done():

@@ -37,6 +37,12 @@ HEARTBEAT_SECONDS = 0.5
 #: (``$OVSERVE_REPLACEMENT_WAIT_MS`` sets it, for measuring what it buys: benchmarks/README.md).
 REPLACEMENT_WAIT_S = float(os.environ.get("OVSERVE_REPLACEMENT_WAIT_MS", "20")) / 1000
 
+#: Steps after which a cancelled request's handle is let go. OpenVINO GenAI frees a cancelled request within
+#: its next two steps, but leaves its status at CANCEL whenever other requests are scheduled (measured on
+#: 2026.4: ``tests/engine/test_engine_client.py``), so waiting for the status to change would hold the handle,
+#: and keep the loop stepping, forever.
+RELEASE_STEPS = 2
+
 
 def check_device(device: str, available: list[str]) -> None:
     """Raise ``ValueError`` naming the devices that exist if ``device`` (or one it lists) does not."""
@@ -87,16 +93,20 @@ class StepLoop:
         #: The chosen tokens' log-probabilities of this step's outputs, for the requests that asked.
         self.logprobs: dict[int, list[float]] = {}
         self.wants_logprobs: set[int] = set()
-        self.aborted: set[int] = set()
+        #: Cancelled requests whose handles are kept until the pipeline has let them go: id → steps at the abort.
+        self.aborted: dict[int, int] = {}
         self.stopping = False
         #: Why a step failed: after that the pipeline is in an unknown state (OpenVINO GenAI cannot step
         #: again), so the loop reports the failure to the requests in flight and ends.
         self.failed: str | None = None
         self.added = 0
         self.completed = 0
-        #: Engine steps run since the process started (batched requests share steps).
+        #: Engine steps run since the process started (batched requests share steps), and those of them that
+        #: scheduled no request (a loop stepping with nothing to do: never expected, so worth an alert).
         self.steps = 0
-        self.reported_running = 0
+        self.idle_steps = 0
+        #: The (running, held) request counts last reported.
+        self.reported = (0, 0)
         self.last_report = time.monotonic()
         #: Requests added and not yet seen scheduled: id → when added (in order), and the waits measured.
         self.unscheduled: dict[int, float] = {}
@@ -115,9 +125,12 @@ class StepLoop:
         try:
             metrics = self.pipeline.get_metrics()
             self.cache_percent = float(metrics.cache_usage)
-            waiting = max(0, int(metrics.requests) - int(metrics.scheduled_requests))
+            scheduled = int(metrics.scheduled_requests)
+            waiting = max(0, int(metrics.requests) - scheduled)
         except Exception:  # metrics must never stop the engine
             return
+        if scheduled == 0:
+            self.idle_steps += 1
         for _ in range(len(self.unscheduled) - waiting):
             request_id = next(iter(self.unscheduled))
             self.queued.append(max(0.0, step_started - self.unscheduled.pop(request_id)))
@@ -172,8 +185,20 @@ class StepLoop:
         handle = self.handles.get(request_id)
         if handle is not None and request_id not in self.aborted:
             handle.cancel()
-            self.aborted.add(request_id)
+            self.aborted[request_id] = self.steps
             self.unscheduled.pop(request_id, None)
+
+    def release(self, request_id: int) -> None:
+        """Let go of a request's handle and what the loop keeps about it."""
+        del self.handles[request_id]
+        self.aborted.pop(request_id, None)
+        self.unscheduled.pop(request_id, None)
+        self.wants_logprobs.discard(request_id)
+
+    @property
+    def live(self) -> int:
+        """Requests still generating for a client (held and not aborted)."""
+        return len(self.handles) - len(self.aborted)
 
     def add(self, request_id: int, token_ids: bytes, params: SamplingParams) -> None:
         ids = self.numpy.frombuffer(token_ids, dtype=self.numpy.int64).reshape(1, -1)
@@ -203,16 +228,13 @@ class StepLoop:
                     elif output.finish_reason == self.reason_length:
                         finish = FINISH_LENGTH
             status = handle.get_status()
-            if request_id in self.aborted:
-                if status not in (self.running, self.cancelled):
-                    del self.handles[request_id]
-                    self.aborted.discard(request_id)
-                    self.wants_logprobs.discard(request_id)
+            aborted_at = self.aborted.get(request_id)
+            if aborted_at is not None:
+                if status not in (self.running, self.cancelled) or self.steps - aborted_at >= RELEASE_STEPS:
+                    self.release(request_id)
                 continue  # the client already ended it
             if status != self.running:
-                del self.handles[request_id]
-                self.unscheduled.pop(request_id, None)
-                self.wants_logprobs.discard(request_id)
+                self.release(request_id)
                 self.completed += 1
                 if finish is None:
                     finish = FINISH_STOP if status == self.finished else f"error: the engine ended it ({status.name})"
@@ -236,7 +258,10 @@ class StepLoop:
                 print(f"ovserve engine: a step failed ({self.failed}); the pipeline cannot go on, so this "
                       f"process exits and the server starts a new one", file=sys.stderr, flush=True)
                 return
-            busy = bool(self.handles) or self.pipeline.has_non_finished_requests()
+            busy = self.live > 0 or self.pipeline.has_non_finished_requests()
+            if not busy:
+                for request_id in list(self.aborted):  # the pipeline holds nothing: none of them is running
+                    self.release(request_id)
             if self.stopping and not busy:
                 return
             if connected and not self.receive(None if not busy and not self.outputs else 0):
@@ -254,20 +279,21 @@ class StepLoop:
                     for request_id in list(self.handles):
                         self.outputs.append((request_id, (), f"error: engine step failed: {reason}"))
                     self.handles.clear()
+                    self.aborted.clear()
                     self.failed = reason
                 else:
                     self.after_step(step_started)
                     self.collect()
-            running = len(self.handles) - len(self.aborted)
+            running, held = self.live, len(self.handles)
             heartbeat = busy and time.monotonic() - self.last_report > HEARTBEAT_SECONDS
-            if self.outputs or running != self.reported_running or heartbeat or self.queued:
+            if self.outputs or (running, held) != self.reported or heartbeat or self.queued:
                 if connected:
                     self.send(("step", self.outputs, running, self.cache_percent, self.steps, self.logprobs,
-                               self.queued))
+                               self.queued, held, self.idle_steps))
                 self.outputs = []
                 self.logprobs = {}
                 self.queued = []
-                self.reported_running = running
+                self.reported = (running, held)
                 self.last_report = time.monotonic()
             if connected and self.handles and self.completed > completed_before and not self.stopping:
                 connected = self.wait_for_replacements(self.completed - completed_before)

@@ -1,6 +1,8 @@
 """The engine process seen from the server: load errors, streaming, aborts (real model)."""
 
 import asyncio
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +48,44 @@ async def test_tokens_stream_and_an_abort_stops_the_engine_working_on_it(default
     assert not client.ready
     with pytest.raises(ModelNotReadyError, match="not ready"):
         client.submit(PROMPT, SamplingParams(max_new_tokens=1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_requests_aborted_while_another_runs_are_let_go_and_the_engine_goes_idle(default_model):
+    client = EngineClient(EngineSettings(find_model_files(default_model)))
+    await client.start()
+    try:
+        running = client.submit(PROMPT, SamplingParams(max_new_tokens=40, temperature=0, ignore_eos=True))
+        aborted = [client.submit(PROMPT, SamplingParams(max_new_tokens=5000, temperature=0, ignore_eos=True))
+                   for _ in range(3)]
+        for request in aborted:
+            async for _ in request:  # each has begun generating
+                break
+        for request in aborted:
+            request.abort()
+        steps_at_abort = client.engine_steps
+        tokens = []
+        async for delta in running:
+            tokens.extend(delta.token_ids)
+            if client.engine_steps >= steps_at_abort + 5:
+                # the engine let the aborted requests go within a few steps, while this one still runs
+                assert client.engine_handles == 1 and not running.done
+                break
+        tokens += [t async for delta in running for t in delta.token_ids]
+        assert running.finish == "length"
+
+        for _ in range(100):  # the engine's last report comes after its last step
+            if client.engine_handles == 0:
+                break
+            await asyncio.sleep(0.05)
+        steps, cpu = client.engine_steps, cpu_seconds(client.info.pid)
+        await asyncio.sleep(1.0)
+        assert client.engine_handles == 0 and client.engine_steps == steps
+        assert cpu_seconds(client.info.pid) - cpu < 0.1  # idle, not stepping with nothing to do
+    finally:
+        await client.stop()

@@ -25,18 +25,18 @@ def is_readable(text: str) -> bool:
 
 
 async def test_sixteen_streams_share_engine_steps_and_each_answer_is_complete(server):
-    steps_before = server.metric("ovserve_engine_steps")
+    steps_before = server.metric("ovserve_engine_steps_total")
     started = time.monotonic()
     client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v3", api_key="unused", max_retries=0)
     one_at_a_time = [await stream_one(client, q) for q in QUESTIONS]
     sequential_seconds = time.monotonic() - started
-    sequential_steps = server.metric("ovserve_engine_steps") - steps_before
+    sequential_steps = server.metric("ovserve_engine_steps_total") - steps_before
 
-    steps_before = server.metric("ovserve_engine_steps")
+    steps_before = server.metric("ovserve_engine_steps_total")
     started = time.monotonic()
     together = await asyncio.gather(*(stream_one(client, q) for q in QUESTIONS))
     concurrent_seconds = time.monotonic() - started
-    concurrent_steps = server.metric("ovserve_engine_steps") - steps_before
+    concurrent_steps = server.metric("ovserve_engine_steps_total") - steps_before
 
     # Batched: the 16 streams took about the steps of one (48 tokens each), not 16 times as many.
     assert sequential_steps >= len(QUESTIONS) * MAX_TOKENS

@@ -31,6 +31,8 @@ def test_engine_death_fails_in_flight_requests_then_the_engine_restarts(fault_se
     with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=60) as response:
         lines = response.iter_lines()
         assert next(lines).startswith("data: ")
+        steps_before = server.metric("ovserve_engine_steps_total")
+        assert steps_before > 0
         os.kill(engine_pid, signal.SIGKILL)
         rest = [line for line in lines if line]
     assert any('"error"' in line and "engine process stopped" in line for line in rest), rest[-3:]
@@ -48,6 +50,7 @@ def test_engine_death_fails_in_flight_requests_then_the_engine_restarts(fault_se
         time.sleep(0.2)
     assert server.engine_pids() != [engine_pid]
     assert server.metric("ovserve_engine_starts_total") == 2
+    assert server.metric("ovserve_engine_steps_total") >= steps_before  # a counter: the new engine adds to it
     response = httpx.post(f"{server.base_url}/v3/chat/completions", timeout=60, json={
         "model": "victim", "messages": [{"role": "user", "content": "What is the capital of France?"}],
         "temperature": 0})

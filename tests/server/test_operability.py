@@ -1,6 +1,7 @@
 """What operators read and set, on the real server: /v1/config, /metrics, CORS, JSON logs."""
 
 import json
+import time
 
 import httpx
 import pytest
@@ -27,13 +28,21 @@ def test_metrics_have_counters_and_token_latency_and_no_created_series(server):
     assert any(c.choices and c.choices[0].delta.content for c in chunks)
     text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
     assert "_created" not in text
-    assert "# TYPE ovserve_engine_starts_total counter" in text and "ovserve_engine_starts_total{" in text
+    for counter in ("engine_starts", "engine_steps", "engine_idle_steps"):
+        assert f"# TYPE ovserve_{counter}_total counter" in text and f"ovserve_{counter}_total{{" in text
+    assert server.metric("ovserve_engine_steps_total") >= 8
     # the gaps between this stream's chunks were observed (several tokens may share a chunk)
     assert server.metric("ovserve_inter_token_latency_seconds_count") > observed_before
     assert server.metric("ovserve_engine_queue_time_seconds_count") >= 1  # this request, at least
     assert server.metric("ovserve_requests_in_flight") == 0
     assert server.metric("ovserve_engine_requests_running") == 0
     assert server.metric("ovserve_engine_kv_cache_usage_percent") == 0  # not the last step's figure
+    assert server.metric("ovserve_engine_handles") == 0
+    # idle: no step at all, let alone one that scheduled nothing (a step that lets an aborted request go may)
+    steps, idle_steps = server.metric("ovserve_engine_steps_total"), server.metric("ovserve_engine_idle_steps_total")
+    time.sleep(0.5)
+    assert server.metric("ovserve_engine_steps_total") == steps
+    assert server.metric("ovserve_engine_idle_steps_total") == idle_steps
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,9 @@ def stream_copy(server, **fields):
 
 
 def test_the_engine_accepts_several_proposed_tokens_per_step(looked_up):
-    steps_before = looked_up.metric("ovserve_engine_steps")
+    steps_before = looked_up.metric("ovserve_engine_steps_total")
     text, tokens, chunks = stream_copy(looked_up)
-    steps = looked_up.metric("ovserve_engine_steps") - steps_before
+    steps = looked_up.metric("ovserve_engine_steps_total") - steps_before
     assert "quick brown fox" in text
     # one token a step without prompt lookup (and one more step for the prompt); copying goes faster
     assert tokens > steps, (tokens, steps)
@@ -53,9 +53,9 @@ def test_the_engine_accepts_several_proposed_tokens_per_step(looked_up):
 
 
 def test_a_request_sets_its_own_prompt_lookup_settings(looked_up):
-    steps_before = looked_up.metric("ovserve_engine_steps")
+    steps_before = looked_up.metric("ovserve_engine_steps_total")
     text, tokens, _ = stream_copy(looked_up, extra_body={"num_assistant_tokens": 1, "max_ngram_size": 2})
-    steps = looked_up.metric("ovserve_engine_steps") - steps_before
+    steps = looked_up.metric("ovserve_engine_steps_total") - steps_before
     assert "quick brown fox" in text
     assert tokens <= 2 * steps, (tokens, steps)  # one proposed token a step, and the one the model adds
 
@@ -63,11 +63,11 @@ def test_a_request_sets_its_own_prompt_lookup_settings(looked_up):
 def test_each_accepted_token_carries_the_models_own_logprob(looked_up):
     prompt = httpx.post(f"{looked_up.base_url}/v3/tokenize", json={"model": MODEL_NAME, "messages": COPY},
                         timeout=30).json()["tokens"]
-    steps_before = looked_up.metric("ovserve_engine_steps")
+    steps_before = looked_up.metric("ovserve_engine_steps_total")
     answer = looked_up.openai().completions.create(
         model=MODEL_NAME, prompt=prompt, max_tokens=24, temperature=0, logprobs=0,
         extra_body={"return_tokens_as_token_ids": True})
-    steps = looked_up.metric("ovserve_engine_steps") - steps_before
+    steps = looked_up.metric("ovserve_engine_steps_total") - steps_before
     logprobs = answer.choices[0].logprobs
     generated = token_ids(logprobs.tokens)
     assert len(generated) == answer.usage.completion_tokens > steps  # several tokens came from one step
