@@ -13,8 +13,10 @@ Usage::
 
 At 40% of the run the graph of ``chat`` is edited (a node renamed: the graph is swapped, its engine kept) and a
 second model, ``chat-b``, is added to config.json; at 70% ``chat-b`` is removed again. Anything else than the
-expected answer counts as an unexpected error. The resident memory of the server, its engines and the whole
-process tree is sampled every ``--sample-every`` seconds; "start" is the first sample after the warm-up.
+expected answer counts as an unexpected error. When the time is up, a last phase
+(:mod:`benchmarks.disconnect_phase`, ``--disconnect-rounds``) drops streams while another one runs, then checks
+that the engine goes idle: no CPU, no steps, no handles held. The resident memory of the server, its engines
+and the whole process tree is sampled every ``--sample-every`` seconds; "start" is the first sample after the warm-up.
 Writes ``soak-<stamp>.json`` and ``.md`` into ``--out``.
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 import httpx
 
 from benchmarks import peers
+from benchmarks.disconnect_phase import describe, disconnects_under_load, idle
 from benchmarks.tables import markdown
 from benchmarks.workload import MODEL_PATH
 
@@ -212,7 +215,9 @@ async def soak(args: argparse.Namespace, base_url: str, pid: int, folder: Config
     events.append({"t_s": round(time.monotonic() - started), "what": "chat-b removed", "status": serving(status)})
     await asyncio.gather(*clients)
     await memory
-    return {"tally": tally, "samples": samples, "events": events, "seconds": time.monotonic() - started}
+    seconds = time.monotonic() - started
+    phase = await disconnects_under_load(base_url, pid, rounds=args.disconnect_rounds)
+    return {"tally": tally, "samples": samples, "events": events, "seconds": seconds, "disconnect_phase": phase}
 
 
 async def health(base_url: str) -> dict[str, Any]:
@@ -248,6 +253,7 @@ def report(args: argparse.Namespace, result: dict[str, Any], after: dict[str, An
         f"Unexpected errors: {tally.outcomes['unexpected']}; tokens streamed in completed chats: {tally.tokens}.", "",
         markdown(["memory (MiB)", f"start (t={warm['t_s']} s)", f"end (t={end['t_s']} s)", "max"], rows), "",
         *[f"- t={e['t_s']} s: {e['what']}: {e['status']}" for e in result["events"]], "",
+        describe(result["disconnect_phase"]), "",
         f"After: readiness {after['ready']}, a chat {after['chat_after']}, counters {after['counters']}.",
     ]
     if tally.unexpected:
@@ -261,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--disconnect-share", type=float, default=0.10)
     parser.add_argument("--malformed-share", type=float, default=0.05)
+    parser.add_argument("--disconnect-rounds", type=int, default=10,
+                        help="rounds of the last phase: one long stream while three others drop (0: skip it)")
     parser.add_argument("--sample-every", type=float, default=15, help="seconds between memory samples")
     parser.add_argument("--warmup", type=float, default=30, help="seconds before the 'start' memory sample")
     parser.add_argument("--prefix-caching", choices=("true", "false"), default="true",
@@ -286,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"soak-{stamp}.md").write_text(text + "\n")
     (args.out / f"soak-{stamp}.json").write_text(json.dumps({
         "outcomes": result["tally"].outcomes, "unexpected": result["tally"].unexpected, "samples": result["samples"],
-        "events": result["events"], "after": after}, indent=1))
-    return 1 if result["tally"].outcomes["unexpected"] else 0
+        "events": result["events"], "after": after, "disconnect_phase": result["disconnect_phase"]}, indent=1))
+    return 1 if result["tally"].outcomes["unexpected"] or not idle(result["disconnect_phase"]) else 0
 
 
 if __name__ == "__main__":
