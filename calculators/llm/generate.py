@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.types import GenerationDelta, Prompt
 from ovserve.engine.client import EngineClient, EngineRequest, TokenDelta
+from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.scorer import TokenScore
 
 
@@ -36,9 +37,7 @@ class LLMCalculator(Calculator):
             return
         ranked = prompt.best_of > prompt.n
         for index in range(max(prompt.n, prompt.best_of)):
-            seed = params.seed + index if params.seed is not None and index else params.seed
-            self.requests.append(engine.submit(prompt.token_ids, replace(params, seed=seed, logprobs=params.logprobs
-                                                                                                   or ranked)))
+            self.requests.append(engine.submit(prompt.token_ids, answer_params(prompt, index)))
         if ranked:
             await self._best(ctx, prompt.n, keep_logprobs=params.logprobs)
         elif prompt.n == 1:
@@ -125,3 +124,11 @@ async def _collect(request: EngineRequest) -> _Answer:
         logprobs.extend(delta.logprobs or ())
         finish = delta.finish
     return _Answer(TokenDelta(tuple(token_ids), finish, None, tuple(logprobs)), request.prompt_tokens)
+
+
+def answer_params(prompt: Prompt, index: int) -> SamplingParams:
+    """The engine settings of a request's answer ``index``: seeds ``seed``, ``seed + 1``, ... when the request
+    gives one; log-probabilities kept when the answers are ranked (``best_of``)."""
+    params = prompt.params
+    seed = params.seed + index if params.seed is not None and index else params.seed
+    return replace(params, seed=seed, logprobs=params.logprobs or prompt.best_of > prompt.n)

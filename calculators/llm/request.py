@@ -63,6 +63,17 @@ def parse_body(schema: type[ModelT], data: object) -> ModelT:
         raise validation_error(error) from None
 
 
+def completion_body(schema: type[ChatCompletionRequest] | type[CompletionRequest],
+                    data: object) -> ChatCompletionRequest | CompletionRequest:
+    """A chat or text completion request's JSON body, validated: a 400 naming the field for a value the schema
+    does not take, or for a field that asks for what ovserve does not do."""
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object", code="invalid_json")
+    body = parse_body(schema, data)
+    refuse_unsupported(body)
+    return body
+
+
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
 
@@ -93,13 +104,7 @@ class OpenAIRequestCalculator(Calculator):
             raise RequestError(f"the model '{payload.model}' is a text generation model: it serves /chat/completions, "
                                f"/completions, /responses and /tokenize, not {payload.uri}", param="model",
                                code="unsupported_model")
-        if not isinstance(payload.json, dict):
-            raise RequestError("the request body must be a JSON object", code="invalid_json")
-        try:
-            body = schema.model_validate(payload.json)
-        except ValidationError as error:
-            raise validation_error(error) from None
-        refuse_unsupported(body)
+        body = completion_body(schema, payload.json)
         log_ignored(body)
         ctx.send(self.REQUEST, LLMRequest(kind, body, payload.model, prefix + uuid.uuid4().hex, int(time.time())))
 

@@ -56,6 +56,12 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+#: The most tokens prompt lookup may propose per step. Above it, OpenVINO GenAI 2026.4 failed engine steps (a sampler
+#: assertion, which restarts the engine for every request) or overshot max_tokens once several sequences ran:
+#: 16 with n 20, 48 with n 8 (``tests/engine/engine_fuzz.py``); up to 10 held with 60 sequences at once.
+MAX_ASSISTANT_TOKENS = 10
+
+
 class OpenAIRequestBase(_Request):
     """The parameters chat and text completions share."""
 
@@ -93,8 +99,9 @@ class OpenAIRequestBase(_Request):
     #: vLLM's: name each token in ``logprobs`` ``token_id:N`` instead of by its text.
     return_tokens_as_token_ids: bool = False
     #: OVMS's prompt lookup settings (a model served with ``plugin_config: {"prompt_lookup": true}``): how many
-    #: tokens to propose from the prompt per step, and the longest n-gram matched to find them.
-    num_assistant_tokens: Annotated[int, Field(ge=1, le=64)] | None = None
+    #: tokens to propose from the prompt per step, and the longest n-gram matched to find them. At most
+    #: :data:`MAX_ASSISTANT_TOKENS` are proposed.
+    num_assistant_tokens: Annotated[int, Field(ge=1, le=MAX_ASSISTANT_TOKENS)] | None = None
     max_ngram_size: Annotated[int, Field(ge=1, le=64)] | None = None
 
     @field_validator("stop")

@@ -10,6 +10,7 @@ Anything else is refused with a 400 naming the keyword and where it is; never an
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -99,6 +100,16 @@ def check_schema(schema: dict[str, Any], param: str = f"{PARAM}.json_schema.sche
                            code="invalid_value") from None
     for path, sub in _subschemas(schema, "#"):
         _check_bounds(sub, path, param)
+        _check_no_false(sub, path, param)
+        if len(sub.get("allOf") or ()) > 1:  # measured: answered as any JSON value, with a warning in the log
+            raise RequestError(f"'{param}' has an allOf of {len(sub['allOf'])} schemas at {path}; constrained "
+                               f"decoding enforces an allOf of one schema only: merge them into one",
+                               param=param, code="unsupported_parameter")
+        ignored = [keyword for keyword in ("minLength", "maxLength", "format") if keyword in sub]
+        if "pattern" in sub and ignored:  # the engine would drop them with a warning in its log
+            raise RequestError(f"'{param}' has a pattern and {', '.join(ignored)} at {path}; constrained decoding "
+                               f"enforces the pattern alone and would ignore {ignored[0]}: write the length or "
+                               f"format into the pattern", param=param, code="unsupported_parameter")
         for keyword, value in sub.items():
             if keyword not in SUPPORTED_KEYWORDS:
                 raise RequestError(f"'{param}' uses '{keyword}' at {path}, which constrained decoding does not "
@@ -137,6 +148,63 @@ def _check_bounds(sub: dict[str, Any], path: str, param: str) -> None:
         if isinstance(sub.get(keyword), int | float) and sub[keyword] > MAX_BOUND:
             raise RequestError(f"'{param}' has {keyword} {sub[keyword]} at {path}; constrained decoding takes at "
                                f"most {MAX_BOUND}", param=param, code="unsupported_parameter")
+    types = sub.get("type")
+    integer = types == "integer" or (isinstance(types, list) and "integer" in types)
+    if integer:
+        _check_integer_bounds(sub, path, param)
+    if _empty_range(sub, integer):
+        bounds = ", ".join(f"{k} {sub[k]!r}" for k in INT64_RANGE if _is_number(sub.get(k)))
+        raise RequestError(f"'{param}' leaves no {'integer' if integer else 'number'} between its bounds at {path} "
+                           f"({bounds}): no answer can satisfy it", param=param, code="invalid_value")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _empty_range(sub: dict[str, Any], integer: bool) -> bool:
+    """Whether no value lies within the schema's bounds, exclusive ones included (the engine's grammar compiler
+    fails its step on such a range)."""
+    lows = [(sub[k], k == "exclusiveMinimum") for k in ("minimum", "exclusiveMinimum") if _is_number(sub.get(k))]
+    highs = [(sub[k], k == "exclusiveMaximum") for k in ("maximum", "exclusiveMaximum") if _is_number(sub.get(k))]
+    if not lows or not highs:
+        return False
+    if integer:  # the whole numbers within: an exclusive bound excludes itself, a fraction rounds inwards
+        low = max(math.floor(v) + 1 if exclusive else math.ceil(v) for v, exclusive in lows)
+        high = min(math.ceil(v) - 1 if exclusive else math.floor(v) for v, exclusive in highs)
+        return low > high
+    (low, low_open), (high, high_open) = max(lows), min(highs, key=lambda b: (b[0], not b[1]))
+    return low > high or (low == high and (low_open or high_open))
+
+
+#: The range of an integer schema's bounds: the engine's grammar compiler holds them as 64-bit integers, and a
+#: bound outside it, or one with a fraction, fails the engine step (measured with openvino-genai 2026.4).
+INT64_RANGE = {"minimum": (-(2**63), 2**63 - 1), "maximum": (-(2**63), 2**63 - 1),
+               "exclusiveMinimum": (-(2**63), 2**63 - 2), "exclusiveMaximum": (-(2**63) + 1, 2**63 - 1)}
+
+
+def _check_integer_bounds(sub: dict[str, Any], path: str, param: str) -> None:
+    for keyword, (low, high) in INT64_RANGE.items():
+        value = sub.get(keyword)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        whole = isinstance(value, int) or value.is_integer()
+        if not whole or not low <= int(value) <= high:
+            raise RequestError(f"'{param}' has {keyword} {value!r} on an integer at {path}; constrained decoding takes "
+                               f"a whole number from {low} to {high} there", param=param, code="unsupported_parameter")
+
+
+def _check_no_false(sub: dict[str, Any], path: str, param: str) -> None:
+    """Refuse the schema ``false`` (no value) where the engine's grammar compiler fails its step on it: as a
+    property, a definition or a member of a combination (it takes it as ``items`` or ``additionalProperties``)."""
+    places = [*(f"{keyword}/{name}" for keyword in _SCHEMA_MAPS for name, value in (sub.get(keyword) or {}).items()
+                if value is False),
+              *(f"{keyword}/{index}" for keyword in _SCHEMA_LISTS for index, value in enumerate(sub.get(keyword) or ())
+                if value is False)]
+    if places:
+        raise RequestError(f"'{param}' has the schema false (no value) at {path}/{places[0]}, which constrained "
+                           f"decoding does not support there; leave the property out, or use "
+                           f"\"additionalProperties\": false", param=param, code="unsupported_parameter")
 
 
 def _subschemas(schema: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -72,8 +72,10 @@ def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, para
             raise RequestError("'min_tokens' is not supported on a model served with prompt lookup: its engine does "
                                "not hold back end-of-sequence while it checks proposed tokens",
                                param="min_tokens", code="unsupported_parameter")
+        # Stop strings are cut by the detokenizer alone: with prompt lookup, the engine's own stop-string check
+        # failed its step ("Cannot remove more tokens than has been generated", found by tests/engine/engine_fuzz.py)
         return replace(params, num_assistant_tokens=body.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS,
-                       max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE)
+                       max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE, stop=())
     for name in ("num_assistant_tokens", "max_ngram_size"):
         if getattr(body, name) is not None:
             raise RequestError(f"'{name}' is a prompt lookup setting, and this model's engine does not decode with "
@@ -97,34 +99,8 @@ class TokenizerCalculator(Calculator):
 
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest = ctx.value(self.REQUEST)
-        tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
-        limits: GenerationLimits = ctx.side["LIMITS"]
-        parsers: ModelParsers = ctx.side.get("PARSERS") or ModelParsers()
-        body = request.body
-        check_token_ids(tokenizer, body.stop_token_ids or [], "stop_token_ids")
-        if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) and isinstance(body.prompt[0], int):
-            check_token_ids(tokenizer, body.prompt, "prompt")
-            token_ids = np.asarray(body.prompt, dtype=np.int64)
-            prompt_tokens = int(token_ids.size)
-        else:
-            text, add_special_tokens = self.prompt_text(tokenizer, body, parsers)
-            token_ids = tokenizer.encode_whole(text, add_special_tokens=add_special_tokens)
-            prompt_tokens = int(token_ids.size)
-        params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit, limits.sampling)
-        tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
-        if tools:
-            params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
-        params = prompt_lookup_settings(body, params, limits.prompt_lookup)
-        try:
-            params.check()
-        except ValueError as error:
-            raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
-        best_of = max(body.n, getattr(body, "best_of", None) or 1)
-        if best_of > limits.best_of_limit:
-            param = "best_of" if best_of > body.n else "n"
-            raise RequestError(f"'{param}' is {best_of}, above this server's limit of {limits.best_of_limit} answers "
-                               f"per request", param=param, code="invalid_value")
-        ctx.send(self.PROMPT, Prompt(token_ids, params, body.n, best_of))
+        ctx.send(self.PROMPT, engine_prompt(request.body, ctx.side["TOKENIZER"], ctx.side["LIMITS"],
+                                            ctx.side.get("PARSERS") or ModelParsers()))
 
     @staticmethod
     def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest,
@@ -144,3 +120,34 @@ class TokenizerCalculator(Calculator):
         except Exception as error:  # template errors are the request's fault (roles, order)
             raise RequestError(f"the model's chat template rejected the messages: {error}",
                                param="messages", code="invalid_value") from None
+
+
+def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: TextTokenizer,
+                  limits: GenerationLimits, parsers: ModelParsers) -> Prompt:
+    """What the engine is given for a validated request: its prompt's token ids and its engine settings.
+
+    Raises :class:`RequestError` (a 400 naming the field) for anything the engine must not see: a prompt or
+    limits that do not fit the model, settings the engine refuses, more answers than the server allows."""
+    check_token_ids(tokenizer, body.stop_token_ids or [], "stop_token_ids")
+    if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) and isinstance(body.prompt[0], int):
+        check_token_ids(tokenizer, body.prompt, "prompt")
+        token_ids = np.asarray(body.prompt, dtype=np.int64)
+    else:
+        text, add_special_tokens = TokenizerCalculator.prompt_text(tokenizer, body, parsers)
+        token_ids = tokenizer.encode_whole(text, add_special_tokens=add_special_tokens)
+    params = body.sampling_params(int(token_ids.size), limits.context_length, limits.max_tokens_limit,
+                                  limits.sampling)
+    tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
+    if tools:
+        params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
+    params = prompt_lookup_settings(body, params, limits.prompt_lookup)
+    try:
+        params.check()
+    except ValueError as error:
+        raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
+    best_of = max(body.n, getattr(body, "best_of", None) or 1)
+    if best_of > limits.best_of_limit:
+        param = "best_of" if best_of > body.n else "n"
+        raise RequestError(f"'{param}' is {best_of}, above this server's limit of {limits.best_of_limit} answers "
+                           f"per request", param=param, code="invalid_value")
+    return Prompt(token_ids, params, body.n, best_of)

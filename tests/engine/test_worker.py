@@ -86,3 +86,54 @@ def test_a_histogram_counts_in_buckets_and_cumulates_for_prometheus():
         histogram.observe(value)
     assert histogram.cumulative() == [("0.1", 2.0), ("1.0", 3.0), ("+Inf", 4.0)]
     assert histogram.total == pytest.approx(3.65)
+
+
+class OvershootingPipeline(CountingPipeline):
+    """Gives a request more tokens in one step than it may have, as prompt lookup in OpenVINO GenAI 2026.4 can."""
+
+    class Handle:
+        def __init__(self):
+            import openvino_genai
+
+            self.status, self.unread, self.cancelled = openvino_genai.GenerationStatus.RUNNING, True, False
+
+        def can_read(self):
+            return self.unread
+
+        def read(self):
+            class Output:
+                generated_ids, generated_log_probs, finish_reason = [5, 6, 7, 8, 9], [-0.1] * 5, None
+
+            self.unread = False
+            return {0: Output}
+
+        def get_status(self):
+            return self.status
+
+        def cancel(self):
+            self.cancelled = True
+
+    def __init__(self):
+        super().__init__()
+        self.handle = self.Handle()
+
+    def add_request(self, request_id, ids, config):
+        return self.handle
+
+    def step(self):
+        self.requests = self.scheduled = 1
+
+
+def test_tokens_past_max_tokens_are_cut_and_the_request_ends_there():
+    import socket
+
+    from ovserve.engine.protocol import SamplingParams
+    from ovserve.engine.worker import StepLoop
+
+    pipeline = OvershootingPipeline()
+    loop = StepLoop(pipeline, socket.socketpair()[1])
+    loop.add(3, (1).to_bytes(8, "little"), SamplingParams(max_new_tokens=3, logprobs=True))
+    pipeline.step()
+    loop.collect()
+    assert loop.outputs == [(3, [5, 6, 7], "length")] and loop.logprobs == {3: [-0.1] * 3}
+    assert pipeline.handle.cancelled and loop.live == 0  # the engine is told to let the rest go

@@ -43,11 +43,17 @@ def assert_openai_error(response, status, param=None, words=""):
         ({**GOOD, "stop": [""]}, 400, "stop", "must not be empty"),
         ({**GOOD, "stream": "yes please"}, 400, "stream", "Invalid value"),
         ({**GOOD, "max_tokens": 9000}, 400, "max_tokens", "maximum context length is 8192 tokens"),
+        # restarted the engine (a failed step) before it was refused
+        ({**GOOD, "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+            "type": "integer", "minimum": -1e40, "maximum": 1e40}}}}, 400, "response_format.json_schema.schema",
+         "minimum -1e+40 on an integer"),
     ],
 )
 def test_bad_chat_requests_are_refused_and_the_next_request_works(server, body, status, param, words):
+    starts = server.metric("ovserve_engine_starts_total")
     assert_openai_error(post(server, body), status, param, words)
     assert post(server, GOOD).status_code == 200
+    assert server.metric("ovserve_engine_starts_total") == starts  # the engine never stopped
 
 
 def test_malformed_json_is_a_400(server):

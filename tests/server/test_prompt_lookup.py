@@ -4,6 +4,7 @@ settings (``num_assistant_tokens``, ``max_ngram_size``), on the real engine."""
 import json
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -98,11 +99,14 @@ def test_min_tokens_is_refused_where_the_engine_would_not_hold_it(looked_up):
 
 
 @pytest.mark.parametrize(("fields", "param"), [({"num_assistant_tokens": 0}, "num_assistant_tokens"),
-                                               ({"max_ngram_size": "x"}, "max_ngram_size")])
+                                               ({"max_ngram_size": "x"}, "max_ngram_size"),
+                                               # failed an engine step, which restarted the engine
+                                               ({"num_assistant_tokens": 64, "n": 20}, "num_assistant_tokens")])
 def test_bad_prompt_lookup_settings_are_refused_by_name(looked_up, fields, param):
     response = httpx.post(f"{looked_up.base_url}/v3/chat/completions", timeout=30,
-                          json={"model": MODEL_NAME, "messages": COPY, "max_tokens": 4, **fields})
+                          json={"model": MODEL_NAME, "messages": COPY, "max_tokens": 64, **fields})
     assert_openai_error(response, 400, param)
+    assert looked_up.metric("ovserve_engine_starts_total") == 1
 
 
 @pytest.mark.parametrize("param", ["num_assistant_tokens", "max_ngram_size"])
@@ -119,3 +123,26 @@ def test_a_prompt_lookup_that_is_not_a_bool_stops_the_start_naming_it(default_mo
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert "'prompt_lookup' must be true or false (got 'yes')" in result.stderr
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stop_string_ends_the_answer_and_the_engine_s_work_on_it(looked_up, stream):
+    """The detokenizer alone cuts at stop strings here (the engine's own check failed its steps with prompt
+    lookup); the answer ends there, and so does the engine's work on it."""
+    steps_before = looked_up.metric("ovserve_engine_steps_total")
+    answer = looked_up.openai().chat.completions.create(model=MODEL_NAME, messages=COPY, max_tokens=2000,
+                                                        temperature=0, stop=["lazy"], stream=stream,
+                                                        extra_body={"ignore_eos": True})
+    if stream:
+        chunks = list(answer)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        text, finish = answer.choices[0].message.content, [answer.choices[0].finish_reason]
+    assert "quick brown fox" in text and "lazy" not in text and finish == ["stop"]
+    for _ in range(50):  # the engine lets the request go within a few steps of the answer's end
+        if looked_up.metric("ovserve_engine_handles") == 0:
+            break
+        time.sleep(0.1)
+    assert looked_up.metric("ovserve_engine_handles") == 0
+    assert looked_up.metric("ovserve_engine_steps_total") - steps_before < 100  # not 2,000 tokens' worth
