@@ -127,7 +127,7 @@ def sampling_fields(rng: random.Random, prompt_lookup: bool) -> dict[str, Any]:
         "n": lambda: rng.choice([1, 2, 3, 8, 20, 21]),
     }
     if prompt_lookup or maybe(rng, 0.05):  # refused without prompt lookup: now and then, to see that they are
-        choices["num_assistant_tokens"] = lambda: rng.choice([1, 2, 5, 32, 63, 64])
+        choices["num_assistant_tokens"] = lambda: rng.choice([1, 2, 5, 8, 10, 10, 11, 64])
         choices["max_ngram_size"] = lambda: rng.choice([1, 2, 3, 32, 64])
     return {name: make() for name, make in choices.items() if maybe(rng, 0.25)}
 
