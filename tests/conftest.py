@@ -146,3 +146,25 @@ def f32_server(default_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
                           tmp_path_factory.mktemp("f32-server"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ir_folder(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model as an OpenVINO IR folder, made by ``ovserve export`` (OpenVINO GenAI's GGUF reader)."""
+    output = tmp_path_factory.mktemp("ir") / "smollm2-openvino"
+    result = subprocess.run([sys.executable, "-m", "ovserve.cli", "export", str(default_model), "--output",
+                             str(output)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == str(output), result.stderr
+    names = {p.name for p in output.iterdir()}
+    assert {"openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml",
+            "generation_config.json"} <= names, names
+    assert not any(name.endswith(".gguf") for name in names)  # a pure IR folder
+    return output
+
+
+@pytest.fixture(scope="session")
+def broken_models(default_model: Path, ir_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Broken copies of the default model, by what is wrong with them (``tests/broken_models.py``)."""
+    from tests.broken_models import make_broken_models
+
+    return make_broken_models(default_model, ir_folder, tmp_path_factory.mktemp("broken"))

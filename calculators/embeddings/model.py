@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.engine.embedder import BatchingEncoder, SentenceEncoder, encoder_settings
+from ovserve.engine.trial_load import load_in_child_first
 from ovserve.model_catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
@@ -61,6 +62,7 @@ class EmbeddingsModel(Resource):
             settings = replace(settings, pooling=options.pooling)
         if options.normalize_embeddings is not None:
             settings = replace(settings, normalize=options.normalize_embeddings)
+        await asyncio.to_thread(load_in_child_first, "encoder", folder)  # a broken file must not crash the server
         encoder = await asyncio.to_thread(SentenceEncoder, folder, options.target_device,
                                           options.plugin_config, settings)  # type: ignore[arg-type]
         log.info("%s: %d dimensions, %s pooling%s, at most %d tokens an input", folder.name, encoder.dimensions,

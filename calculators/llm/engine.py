@@ -17,7 +17,7 @@ from ovserve.calculators.llm.reasoning import THINK_PARSERS, choose_reasoning
 from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
 from ovserve.calculators.llm.tool_parsers import special_markers
-from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
+from ovserve.calculators.llm.types import DEFAULT_MAX_SCORED_TOKENS, GenerationLimits, ModelParsers
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
@@ -79,6 +79,10 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
     dynamic_split_fuse: bool = True
     max_tokens_limit: int | None = Field(None, ge=1, description="the most tokens one request may ask for")
     best_of_limit: int = Field(20, ge=1, description="the most answers one request may have generated (n, best_of)")
+    max_scored_tokens: int = Field(
+        DEFAULT_MAX_SCORED_TOKENS, ge=1,
+        description="ovserve's own: the most tokens the scoring pass may compute for one request (top_logprobs, "
+                    "completions' logprobs above 0, echo with logprobs): choices x (prompt + max_tokens)")
     reasoning_parser: str | None = Field(
         None, description="how the model marks its reasoning: qwen3 (<think>...</think>), or none (default: "
                           "qwen3 when the chat template mentions <think>)")
@@ -166,7 +170,7 @@ class LLMEngine(Resource):
             batch_invariant=options.batch_invariant,
         )
         self.engine = EngineClient(settings, step_timeout=options.engine_step_timeout or None)
-        self.scorer = LogitScorer(model)
+        self.scorer = LogitScorer(model, budget=2 * options.max_scored_tokens)
         ctx.set(self.SCORER, self.scorer)
         tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
         try:
@@ -205,7 +209,7 @@ class LLMEngine(Resource):
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit,
-                                              options.prompt_lookup))
+                                              options.prompt_lookup, options.max_scored_tokens))
 
     async def close(self) -> None:
         self.scorer.close()

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, Prompt
-from ovserve.engine.scorer import LogitScorer, ScorerUnavailable, ScoringSession
+from ovserve.engine.scorer import LogitScorer, ScorerUnavailable, ScoringSession, TokenScore
 from ovserve.errors import RequestError
 
 
@@ -32,6 +32,10 @@ class TokenScorerCalculator(Calculator):
         self.sessions: dict[int, ScoringSession] = {}
         #: How many alternatives, and whether the prompt is scored (set with the request).
         self.top, self.scores_prompt = 0, False
+        #: The prompt's scores, computed with the first choice's sequence and given to every choice.
+        self.prompt_scores: tuple[TokenScore, ...] | None = None
+        #: The tokens reserved with the scorer for this request (its share of the scorer's memory).
+        self.reserved = 0
 
     async def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest | None = ctx.value(self.REQUEST)
@@ -46,13 +50,20 @@ class TokenScorerCalculator(Calculator):
             await ctx.send(self.SCORED, delta)
             return
         top, last = self.top, delta.finish is not None
+        if not self.reserved:
+            assert self.prompt is not None, "the prompt comes before its tokens"
+            self.reserved = await self.scorer.reserve(
+                self.prompt.n * (int(self.prompt.token_ids.size) + self.prompt.params.max_new_tokens))
         session = self.sessions.get(delta.index)
         prompt_logprobs = None
         if session is None:
             session = self.sessions[delta.index] = await self._session(top)
             assert self.prompt is not None, "the prompt comes before its tokens"
-            scored = await session.prompt(self.prompt.token_ids.tolist(), top=top, all_positions=self.scores_prompt)
-            prompt_logprobs = tuple(scored) if self.scores_prompt else None
+            first = self.scores_prompt and self.prompt_scores is None  # the prompt's scores are the same for all
+            scored = await session.prompt(self.prompt.token_ids.tolist(), top=top, all_positions=first)
+            if first:
+                self.prompt_scores = tuple(scored)
+            prompt_logprobs = self.prompt_scores if self.scores_prompt else None
         logprobs = tuple(await session.tokens(delta.token_ids, top=top, last=last))
         if last:
             self.sessions.pop(delta.index).close()
@@ -69,3 +80,5 @@ class TokenScorerCalculator(Calculator):
     def close(self, ctx: CalculatorContext) -> None:
         for session in self.sessions.values():
             session.close()
+        if self.reserved:
+            self.scorer.unreserve(self.reserved)

@@ -150,4 +150,19 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
         param = "best_of" if best_of > body.n else "n"
         raise RequestError(f"'{param}' is {best_of}, above this server's limit of {limits.best_of_limit} answers "
                            f"per request", param=param, code="invalid_value")
+    check_scoring_cost(body, int(token_ids.size), params.max_new_tokens, limits.max_scored_tokens)
     return Prompt(token_ids, params, body.n, best_of)
+
+
+def check_scoring_cost(body: ChatCompletionRequest | CompletionRequest, prompt_tokens: int, max_new_tokens: int,
+                       limit: int) -> None:
+    """Refuse a request whose scoring pass (alternatives, or the prompt's log-probabilities) would compute more
+    than ``limit`` tokens: each returned choice feeds the prompt and its answer through the scoring model."""
+    if not (body.alternatives or body.scores_prompt):
+        return
+    cost = body.n * (prompt_tokens + max_new_tokens)
+    if cost > limit:
+        param = "top_logprobs" if isinstance(body, ChatCompletionRequest) else "logprobs"
+        raise RequestError(f"'{param}' would have {cost} tokens scored ({body.n} choices x ({prompt_tokens} prompt + "
+                           f"{max_new_tokens} max_tokens)), above this server's limit of {limit} per request: ask "
+                           f"for fewer choices or tokens", param=param, code="invalid_value")

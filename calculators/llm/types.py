@@ -114,6 +114,11 @@ class TokenLogprob:
         return f"token_id:{self.token_id}" if as_id else self.token
 
 
+#: The default of :attr:`GenerationLimits.max_scored_tokens`: a whole 8k context scored once (``echo`` with
+#: ``logprobs``, as lm-evaluation-harness asks), or 20 choices of 400 tokens each.
+DEFAULT_MAX_SCORED_TOKENS = 8192
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationLimits:
     """What the model can take and how it samples by default (``LIMITS``): its context, the server's cap
@@ -126,6 +131,8 @@ class GenerationLimits:
     best_of_limit: int = 20
     #: The engine decodes with prompt lookup (``plugin_config: {"prompt_lookup": true}``, as in OVMS).
     prompt_lookup: bool = False
+    #: The most tokens the scoring pass may compute for one request (its choices x (prompt + max_tokens)).
+    max_scored_tokens: int = DEFAULT_MAX_SCORED_TOKENS
 
 
 @dataclass(frozen=True, slots=True)

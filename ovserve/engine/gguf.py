@@ -92,30 +92,73 @@ def read_gguf_metadata(path: str | Path, arrays: tuple[str, ...] = ()) -> dict[s
     """Every scalar and string metadata value of a GGUF (v2 or v3) file, plus the arrays named in
     ``arrays`` (others are skipped without decoding). Raises :class:`GGUFError` for a file that is not
     GGUF, or whose header is corrupt or cut short."""
-    metadata: dict[str, Any] = {}
     with open(path, "rb") as file:
-        if file.read(4) != b"GGUF":
-            raise GGUFError(f"{path} is not a GGUF file (no GGUF magic number)")
-        reader = _Reader(file, path)
-        file.seek(4)
-        version = reader.scalar("<I")
-        if version < 2:
-            raise GGUFError(f"{path}: GGUF version {version} is too old (2 or newer is needed)")
-        reader.scalar("<Q")  # tensor count
-        entries = reader.scalar("<Q")
-        reader.room(entries, 12, "the metadata")  # a key's length and a value type at least
-        for _ in range(entries):
-            key = reader.string()
-            value_type = reader.scalar("<I")
-            if value_type in _SCALARS:
-                metadata[key] = reader.scalar(_SCALARS[value_type])
-            elif value_type == _STRING:
-                metadata[key] = reader.string()
-            elif value_type == _ARRAY and key in arrays:
-                metadata[key] = reader.array()
-            else:
-                reader.skip(value_type)
-    return metadata
+        return _read_header(file, path, arrays)[1]
+
+
+def _read_header(file: BinaryIO, path: str | Path, arrays: tuple[str, ...]) -> tuple[_Reader, dict[str, Any], int]:
+    """(the reader, left just after the metadata; the metadata; how many tensors the file says it has)."""
+    metadata: dict[str, Any] = {}
+    if file.read(4) != b"GGUF":
+        raise GGUFError(f"{path} is not a GGUF file (no GGUF magic number)")
+    reader = _Reader(file, path)
+    file.seek(4)
+    version = reader.scalar("<I")
+    if version < 2:
+        raise GGUFError(f"{path}: GGUF version {version} is too old (2 or newer is needed)")
+    tensors = reader.scalar("<Q")
+    entries = reader.scalar("<Q")
+    reader.room(entries, 12, "the metadata")  # a key's length and a value type at least
+    for _ in range(entries):
+        key = reader.string()
+        value_type = reader.scalar("<I")
+        if value_type in _SCALARS:
+            metadata[key] = reader.scalar(_SCALARS[value_type])
+        elif value_type == _STRING:
+            metadata[key] = reader.string()
+        elif value_type == _ARRAY and key in arrays:
+            metadata[key] = reader.array()
+        else:
+            reader.skip(value_type)
+    return reader, metadata, tensors
+
+
+#: Bytes per block and values per block of the tensor types GGUF files hold (ggml's type numbers); a tensor of
+#: another type is checked for where it starts only.
+_TENSOR_BLOCKS = {
+    0: (4, 1), 1: (2, 1), 2: (18, 32), 3: (20, 32), 6: (22, 32), 7: (24, 32), 8: (34, 32), 9: (36, 32),
+    10: (84, 256), 11: (110, 256), 12: (144, 256), 13: (176, 256), 14: (210, 256), 15: (292, 256),
+    24: (1, 1), 25: (2, 1), 26: (4, 1), 27: (8, 1), 28: (8, 1), 30: (2, 1),
+}  # fmt: skip
+MAX_TENSOR_DIMS = 8
+
+
+def check_gguf_tensors(path: str | Path) -> int:
+    """Check that every tensor the GGUF file lists lies within the file: a truncated file fails here with a
+    clear message instead of crashing the native code that reads it. Returns how many tensors it has."""
+    with open(path, "rb") as file:
+        reader, metadata, tensors = _read_header(file, path, ())
+        reader.room(tensors, 24, "the tensor table")  # a name's length, a dimension count, a type, an offset
+        table = []
+        for _ in range(tensors):
+            name = reader.string()
+            dims = reader.scalar("<I")
+            if dims > MAX_TENSOR_DIMS:
+                raise reader.fail(f"tensor '{name}' has {dims} dimensions")
+            shape = [reader.scalar("<Q") for _ in range(dims)]
+            table.append((name, shape, reader.scalar("<I"), reader.scalar("<Q")))
+        alignment = int(metadata.get("general.alignment") or 32)
+        data = -(-file.tell() // alignment) * alignment
+    for name, shape, kind, offset in table:
+        values = 1
+        for extent in shape:
+            values *= extent
+        block_bytes, block_values = _TENSOR_BLOCKS.get(kind, (0, 1))
+        end = data + offset + -(-values // block_values) * block_bytes
+        if end > reader.size:
+            raise GGUFError(f"{path} is truncated or corrupt: tensor '{name}' ({'x'.join(map(str, shape))}, type "
+                            f"{kind}) ends at byte {end}, beyond the file's {reader.size} bytes")
+    return tensors
 
 
 def gguf_context_length(metadata: dict[str, Any]) -> int | None:

@@ -14,7 +14,10 @@ ask and on no others; the model loads on the first such request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +38,11 @@ REQUIRED_INPUTS = ("input_ids", "attention_mask")
 #: The prompt's logits for every position are computed this many tokens at a time: a whole long prompt's
 #: at once would take gigabytes (positions x vocabulary x 4 bytes).
 PROMPT_CHUNK = 256
+#: At most this many model states of ended sequences are kept for the next ones; the rest are let go at once.
+#: Each holds its last sequence's KV state and its last pass's buffers (tens of MB after a scored prompt).
+KEEP_IDLE = 2
+#: The kept ones are let go too after this long without a new sequence, and the memory goes back to the system.
+IDLE_SECONDS = 30.0
 
 
 class ScorerUnavailable(RuntimeError):
@@ -145,17 +153,57 @@ class ScoringSession:
 
 class LogitScorer:
     """The model's IR, compiled on first use. Any number of sequences may be open (each holds its own model
-    state); ``threads`` passes run at once, in the scorer's own threads."""
+    state); ``threads`` passes run at once, in the scorer's own threads. Requests :meth:`reserve` the tokens they
+    will have scored first: at most ``budget`` are reserved at once, so that the scorer's memory stays bounded
+    however many requests ask; the others wait their turn, first come first served."""
 
-    def __init__(self, model: ModelFiles, *, threads: int = 4) -> None:
+    def __init__(self, model: ModelFiles, *, threads: int = 4, budget: int = 16384) -> None:
         self.model = model
+        self.budget = budget
+        #: Tokens reserved by the requests being scored, and the requests waiting for theirs.
+        self.reserved = 0
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
         self.inputs: frozenset[str] = frozenset()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ovserve-scorer")
         self._loading: asyncio.Future[Any] | None = None
         self._compiled: Any = None
-        #: Model states of closed sequences, kept for the next ones.
+        #: Model states of closed sequences, kept for the next ones (at most KEEP_IDLE, for IDLE_SECONDS).
         self._idle: list[Any] = []
+        self._expiry: asyncio.TimerHandle | None = None
         self._unavailable: str | None = None
+        #: Sequences open now.
+        self.open_sessions = 0
+
+    async def reserve(self, tokens: int) -> int:
+        """Wait until ``tokens`` (at most the whole budget) can be scored; return what was reserved, for
+        :meth:`unreserve` when the request ends. Called in the event loop's thread."""
+        tokens = min(tokens, self.budget)
+        if not self._waiting and self.reserved + tokens <= self.budget:
+            self.reserved += tokens
+            return tokens
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append((tokens, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # granted just as the request was cancelled
+                self.unreserve(tokens)
+            else:
+                self._waiting.remove((tokens, turn))
+                self._grant()
+            raise
+        return tokens
+
+    def unreserve(self, tokens: int) -> None:
+        """Give back what :meth:`reserve` returned; the requests waiting get their turn, in order."""
+        self.reserved -= tokens
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting and self.reserved + self._waiting[0][0] <= self.budget:
+            tokens, turn = self._waiting.popleft()
+            self.reserved += tokens
+            turn.set_result(None)
 
     def submit(self, function: Any, *args: Any) -> Future[Any]:
         """Run ``function(*args)`` in one of the scorer's threads."""
@@ -166,10 +214,28 @@ class LogitScorer:
         model cannot be scored."""
         compiled = await self._loaded()
         request = self._idle.pop() if self._idle else compiled.create_infer_request()
+        self.open_sessions += 1
         return ScoringSession(self, request)
 
     def _release(self, request: Any) -> None:
-        self._idle.append(request)  # its state is reset when the next session feeds its prompt
+        """A sequence ended: keep its model state for the next one (its state is reset when that one feeds its
+        prompt), or let it go if enough are kept. Called in the event loop's thread."""
+        self.open_sessions -= 1
+        if len(self._idle) < KEEP_IDLE:
+            self._idle.append(request)
+        else:
+            del request
+            self.submit(_give_memory_back)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._let_idle_go)
+
+    def _let_idle_go(self) -> None:
+        """No sequence began for IDLE_SECONDS: let the kept model states go."""
+        self._expiry = None
+        if self._idle:
+            self._idle.clear()
+            self.submit(_give_memory_back)
 
     async def _loaded(self) -> Any:
         if self._compiled is not None:
@@ -212,7 +278,16 @@ class LogitScorer:
         return compiled
 
     def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._idle.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _give_memory_back() -> None:
+    """Return freed heap memory to the system (glibc keeps it for reuse otherwise); no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _compute_logits_from(model: Any) -> None:

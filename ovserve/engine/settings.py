@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ovserve.engine.cpu import BATCH_INVARIANT, DEFAULTS, CPUInfo, detect_cpu
-from ovserve.engine.gguf import GGUFError, gguf_context_length, read_gguf_metadata
+from ovserve.engine.gguf import GGUFError, check_gguf_tensors, gguf_context_length, read_gguf_metadata
 
 #: OpenVINO IR files that make a model folder servable (as written by optimum-intel).
 IR_MODEL = "openvino_model.xml"
@@ -62,6 +62,7 @@ def find_model_files(models_path: str | Path) -> ModelFiles:
 def _gguf_files(path: Path) -> ModelFiles:
     try:
         metadata = read_gguf_metadata(path)
+        check_gguf_tensors(path)  # a truncated file crashed the native code that reads it
     except GGUFError as error:
         raise ValueError(str(error)) from None
     # The file name says which model and quantization; GGUF general.name is often a converter's run label.

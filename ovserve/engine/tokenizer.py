@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ovserve.engine.settings import ModelFiles
+from ovserve.engine.trial_load import ModelLoadError, load_in_child_first
 from ovserve.engine.vocabulary import ByteTableDetokenizer, verified_byte_table, vocabulary_bytes
 
 log = logging.getLogger("ovserve.engine")
@@ -48,13 +49,21 @@ class TextTokenizer:
         return self._byte_table is not None
 
     @classmethod
-    def load(cls, model: ModelFiles) -> TextTokenizer:
-        """Load from a ``.gguf`` or an IR folder. Blocking (seconds): call it in a thread."""
+    def load(cls, model: ModelFiles, *, trial: bool = True) -> TextTokenizer:
+        """Load from a ``.gguf`` or an IR folder. Blocking (seconds): call it in a thread. With ``trial``, files
+        this process has not loaded before are loaded in a child process first, so that a broken file fails the
+        load (:class:`~ovserve.engine.trial_load.ModelLoadError`) instead of crashing the server."""
         import openvino_genai
+
+        if trial:
+            load_in_child_first("tokenizer", model.path)
 
         # One thread: OpenVINO's worker threads otherwise spin for milliseconds after each call, taking
         # CPU from the engine process. A pathlib.Path is needed: a str is taken for model XML.
         tokenizer = openvino_genai.Tokenizer(Path(model.tokenizer_path), INFERENCE_NUM_THREADS=1)
+        if int(tokenizer.get_eos_token_id()) < 0:  # the engine then refuses every request
+            raise ModelLoadError(f"{model.path}: its tokenizer has no end-of-sequence token, which text generation "
+                                 f"needs; is it the tokenizer of another kind of model?")
         vocabulary = vocabulary_bytes(model)
         table = verified_byte_table(tokenizer, vocabulary) if vocabulary else None
         log.info("tokenizer for %s: %s detokenizer", model.display_name,

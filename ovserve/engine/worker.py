@@ -345,8 +345,9 @@ def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
     started = time.monotonic()
     try:
         pipeline = load_pipeline(settings)
-    except Exception as error:  # reported to the server, which fails the model load
-        sock.sendall(encode_frame(("error", f"{type(error).__name__}: {error}")))
+    except Exception as error:  # reported to the server, which fails the model load, in one line
+        reason = f"{settings.model.path} cannot be loaded: {type(error).__name__}: {' '.join(str(error).split())}"
+        sock.sendall(encode_frame(("error", reason)))
         return
     loop = StepLoop(pipeline, sock)
     loop.send(("ready", EngineInfo(settings.device, time.monotonic() - started, os.getpid())))

@@ -93,6 +93,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "graph's enable_prefix_caching defaults to false, as in OVMS)")
     engine.add_argument("--max-tokens-limit", "--max_tokens_limit", dest="max_tokens_limit", type=int,
                         help="the most tokens one request may ask for (default: the model's context)")
+    engine.add_argument("--max-scored-tokens", dest="max_scored_tokens", type=int,
+                        help="the most tokens the scoring pass may compute for one request (top_logprobs, "
+                             "completions' logprobs above 0, echo with logprobs): choices x (prompt + max_tokens); "
+                             "default 8192")
     engine.add_argument("--tool-parser", "--tool_parser", dest="tool_parser", metavar="NAME",
                         help="the model's tool-call format: generic, hermes3, llama3, mistral, pythonic, phi4, or "
                              "none (default: from the chat template)")
@@ -154,7 +158,7 @@ def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
 ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
-                "enable_prefix_caching", "max_tokens_limit", "tool_parser", "reasoning_parser",
+                "enable_prefix_caching", "max_tokens_limit", "max_scored_tokens", "tool_parser", "reasoning_parser",
                 "batch_invariant", "engine_step_timeout")
 
 

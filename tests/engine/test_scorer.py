@@ -80,3 +80,40 @@ def test_more_sequences_than_threads_and_long_prompts_scored_in_chunks(default_m
         assert [s.logprob for s in each[1:]] == pytest.approx([s.logprob for s in whole[1:]], abs=1e-3)
     next_scores = [a[0].logprob for a in after]
     assert max(next_scores) - min(next_scores) < 1e-3  # the same next-token score after either way
+
+
+async def test_the_scorer_s_budget_makes_requests_wait_their_turn_and_a_cancelled_one_holds_nothing(default_model):
+    scorer = LogitScorer(find_model_files(default_model), budget=10)
+    try:
+        assert await scorer.reserve(6) == 6
+        second = asyncio.ensure_future(scorer.reserve(6))
+        third = asyncio.ensure_future(scorer.reserve(3))
+        await asyncio.sleep(0.01)
+        assert not second.done() and not third.done()  # first come, first served: the third waits behind
+        third.cancel()
+        await asyncio.sleep(0.01)
+        scorer.unreserve(6)
+        assert await second == 6 and scorer.reserved == 6  # the cancelled third holds nothing
+        scorer.unreserve(6)
+        assert await scorer.reserve(100) == 10  # a request larger than the budget has it all, alone
+    finally:
+        scorer.close()
+
+
+async def test_ended_sequences_model_states_are_let_go_beyond_a_few_and_all_when_idle(default_model, monkeypatch):
+    from ovserve.engine import scorer as scoring
+
+    monkeypatch.setattr(scoring, "IDLE_SECONDS", 0.2)
+    scorer = LogitScorer(find_model_files(default_model))
+    try:
+        sessions = [await scorer.session() for _ in range(6)]
+        for session in sessions:
+            await session.prompt([1, 2, 3], top=1, all_positions=False)
+        assert scorer.open_sessions == 6
+        for session in sessions:
+            session.close()
+        assert scorer.open_sessions == 0 and len(scorer._idle) == scoring.KEEP_IDLE  # not all six
+        await asyncio.sleep(0.5)
+        assert scorer._idle == []  # idle: every model state let go
+    finally:
+        scorer.close()

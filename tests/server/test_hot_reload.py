@@ -99,10 +99,10 @@ class ReloadableServer:
     def url(self) -> str:
         return self.server.base_url
 
-    def write_graph(self, name: str, graph: str | None = None, **engine: object) -> Path:
-        """The LLM graph for ``name``, its engine on the test model, with ``engine`` options added."""
+    def write_graph(self, name: str, graph: str | None = None, model: Path | None = None, **engine: object) -> Path:
+        """The LLM graph for ``name``, its engine on ``model`` (the test model), with ``engine`` options added."""
         graph = graph or self.base
-        options = f'models_path: "{self.model}"\n      cache_size: 1\n' + "".join(
+        options = f'models_path: "{model or self.model}"\n      cache_size: 1\n' + "".join(
             f"      {key}: {json.dumps(value)}\n" for key, value in engine.items())
         graph = re.sub(r'models_path: "smollm2".*\n', options, graph)
         path = self.root / name / "graph.pbtxt"
@@ -230,6 +230,26 @@ def test_a_broken_edit_keeps_the_old_version_serving_and_says_where(base):
     base.write_graph("chat")  # undone: the files say what serves again, and the failure is cleared
     status = base.wait_for("the undone edit", lambda s: all(v["state"] != "LOADING" for v in s["chat"].values()))
     assert status["chat"][before]["state"] == "AVAILABLE" and max(status["chat"]) == before
+
+
+@pytest.mark.parametrize("name", ["gguf_cut_5mb", "gguf_garbage_metadata", "ir_garbage_xml", "ir_wrong_tokenizer"])
+def test_an_edit_to_a_broken_model_file_keeps_the_old_version_serving_and_its_stream(base, broken_models, name):
+    """A model file that crashed the server's native code (a cut .gguf: a segfault in the tokenizer) fails its new
+    version with a message naming it, while the old version serves on and its stream completes."""
+    before = base.serving("chat")
+    failures = _failures(base, "chat")
+    stream = base.stream("chat", QUICK_S)
+    base.write_graph("chat", model=broken_models[name])
+    status = base.wait_for("the failed reload", lambda s: s["chat"].get(before + 1, {}).get("state") == "LOADING"
+                           and s["chat"][before + 1]["status"]["error_code"] != "OK")
+    assert str(broken_models[name]) in status["chat"][before + 1]["status"]["error_message"]
+    assert status["chat"][before]["state"] == "AVAILABLE" and _failures(base, "chat") == failures + 1
+    assert base.chat("chat").status_code == 200
+    stream.finish()
+
+    base.write_graph("chat")
+    status = base.wait_for("the undone edit", lambda s: all(v["state"] != "LOADING" for v in s["chat"].values()))
+    assert status["chat"][before]["state"] == "AVAILABLE"
 
 
 def test_a_broken_config_json_changes_nothing_and_a_forced_reload_names_the_line(base):

@@ -13,19 +13,6 @@ from tests.conftest import MODEL_NAME, start_server
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
-def ir_folder(default_model, tmp_path_factory):
-    output = tmp_path_factory.mktemp("ir") / "smollm2-openvino"
-    result = subprocess.run([sys.executable, "-m", "ovserve.cli", "export", str(default_model), "--output",
-                             str(output)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout.strip() == str(output), result.stderr
-    names = {p.name for p in output.iterdir()}
-    assert {"openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml",
-            "generation_config.json"} <= names, names
-    assert not any(name.endswith(".gguf") for name in names)  # a pure IR folder
-    return output
-
-
-@pytest.fixture(scope="module")
 def ir_server(ir_folder, tmp_path_factory):
     # without the prefix cache, as the shared server on the .gguf: each computes a prompt in the same shapes
     server = start_server(["--model", str(ir_folder), "--model-name", "smollm2-ir", "--enable-prefix-caching",

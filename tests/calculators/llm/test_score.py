@@ -43,6 +43,13 @@ class FakeScorer:
             raise ScorerUnavailable(self.unavailable)
         return FakeSession(self.log)
 
+    async def reserve(self, tokens):
+        self.log.append(("reserve", tokens))
+        return tokens
+
+    def unreserve(self, tokens):
+        self.log.append(("unreserve", tokens))
+
 
 def deltas(*chunks, logprobs=True):
     out = []
@@ -70,8 +77,9 @@ async def test_top_logprobs_replace_the_engine_s_numbers_and_feed_tokens_as_they
     scored = await score(chat_request(logprobs=True, top_logprobs=2), deltas((1, 2), (3,)), scorer)
     assert [s.logprob for d in scored for s in d.logprobs] == [-0.5, -0.5, -0.5]
     assert scored[0].logprobs[0].top == ((99, -0.1), (1, -0.5))
-    assert scorer.log == [("prompt", (5, 6, 7), 2, False), ("tokens", (1, 2), 2, False), ("tokens", (3,), 2, True),
-                          ("close",)]
+    # the request reserves its share of the scorer first (1 choice x (3 prompt + 4 max tokens)), gives it back last
+    assert scorer.log == [("reserve", 7), ("prompt", (5, 6, 7), 2, False), ("tokens", (1, 2), 2, False),
+                          ("tokens", (3,), 2, True), ("close",), ("unreserve", 7)]
 
 
 async def test_echo_with_logprobs_scores_the_prompt_on_the_first_delta():

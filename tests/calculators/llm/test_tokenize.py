@@ -13,8 +13,10 @@ from ovserve.testing import run_calculator
 from tests.calculators.llm.fakes import chat_request, completion_request, fake_tokenizer
 
 
-async def tokenize(request, context_length=100, max_tokens_limit=None, sampling=OPENAI_SAMPLING, prompt_lookup=False):
-    limits = GenerationLimits(context_length, max_tokens_limit, sampling, prompt_lookup=prompt_lookup)
+async def tokenize(request, context_length=100, max_tokens_limit=None, sampling=OPENAI_SAMPLING, prompt_lookup=False,
+                   max_scored_tokens=8192):
+    limits = GenerationLimits(context_length, max_tokens_limit, sampling, prompt_lookup=prompt_lookup,
+                              max_scored_tokens=max_scored_tokens)
     side = {"TOKENIZER": fake_tokenizer(), "LIMITS": limits}
     (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [request]}, side_packets=side))["PROMPT"]
     return prompt
@@ -182,3 +184,22 @@ async def test_prompt_lookup_settings_are_refused_by_an_engine_without_it(field)
     error = await refused(completion_request(prompt="hi", **{field: 3}))
     assert (error.status, error.param) == (400, field)
     assert '"prompt_lookup": true' in error.message
+
+
+async def test_with_prompt_lookup_stop_strings_are_left_to_the_detokenizer():
+    params = (await tokenize(chat_request(stop=["END"]), prompt_lookup=True)).params
+    assert params.stop == ()  # the engine's own check failed its steps with prompt lookup
+
+
+async def test_a_request_scoring_more_tokens_than_the_limit_is_refused_stating_it():
+    # 3 choices x (5 prompt tokens + 10): 45 tokens through the scoring model
+    assert (await tokenize(completion_request(prompt="hello", n=3, max_tokens=10, logprobs=2), max_scored_tokens=45))
+    error = await refused(completion_request(prompt="hello", n=3, max_tokens=10, logprobs=2), max_scored_tokens=44)
+    assert (error.status, error.param) == (400, "logprobs")
+    assert "45 tokens scored (3 choices x (5 prompt + 10 max_tokens)), above this server's limit of 44" in error.message
+    echo = await refused(completion_request(prompt="hello", max_tokens=0, echo=True, logprobs=0), max_scored_tokens=4)
+    assert echo.param == "logprobs"
+    chat = await refused(chat_request(logprobs=True, top_logprobs=1, max_tokens=40), max_scored_tokens=30)
+    assert chat.param == "top_logprobs"
+    # the engine's own log-probabilities cost the scorer nothing
+    assert await tokenize(chat_request(logprobs=True, max_tokens=40), max_scored_tokens=30)
