@@ -7,13 +7,15 @@ HTTP process → engine: ``("add", request_id, token_ids, SamplingParams)``, ``(
 
 engine → HTTP process: ``("ready", EngineInfo)`` once the model is loaded, or ``("error", message)``;
 then, after each engine step that produced tokens or changed how many requests run,
-``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage, steps, logprobs, queued)``:
+``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage, steps, logprobs, queued, held,
+idle_steps)``:
 ``finish`` is ``None`` while the request runs, else how it ended (``FINISH_*`` or ``error: <message>``);
 ``running`` counts the requests in the engine, ``cache_usage`` is the KV cache in use (percent),
 ``steps`` counts the engine steps run since the process started, ``logprobs`` maps the requests
 that asked for them to their new tokens' log-probabilities, and ``queued`` lists, for the requests the
 engine began on in this step, how long each waited for it (seconds, an estimate: see the worker's
-``StepLoop.after_step``).
+``StepLoop.after_step``), ``held`` counts the request handles the engine holds (aborted ones it has not let go
+of yet included), and ``idle_steps`` the steps since the process started that scheduled no request.
 """
 
 from __future__ import annotations

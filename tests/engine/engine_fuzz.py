@@ -271,7 +271,7 @@ class EngineUnderFuzz:
         return len(results), sum(tokens for tokens, _ in results), problems[0] if problems else None
 
 
-async def fuzz(target: EngineUnderFuzz, cases: int, seed: int, group: int = 4, case_timeout: float = 120,
+async def fuzz(target: EngineUnderFuzz, cases: int, seed: int, group: int = 4, case_timeout: float = 600,
                log: Callable[[str], None] = lambda _: None) -> Report:
     """Run ``cases`` seeded cases against ``target``, ``group`` at a time."""
     rng = random.Random(seed)
