@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ovserve.calculators.llm.schema import Metadata
 from ovserve.errors import RequestError
 
 
@@ -54,7 +55,7 @@ class ResponsesRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     store: bool = True
     previous_response_id: str | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None

@@ -56,6 +56,11 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+#: ``metadata`` with OpenAI's limits: at most 16 pairs, keys of up to 64 characters, values of up to 512.
+Metadata = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+                     Field(max_length=16)]
+
+
 #: The most tokens prompt lookup may propose per step. Above it, OpenVINO GenAI 2026.4 failed engine steps (a sampler
 #: assertion, which restarts the engine for every request) or overshot max_tokens once several sequences ran:
 #: 16 with n 20, 48 with n 8 (``tests/engine/engine_fuzz.py``); up to 10 held with 60 sequences at once.
@@ -213,7 +218,7 @@ class ChatCompletionRequest(OpenAIRequestBase):
     prediction: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
     store: bool | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None

@@ -104,7 +104,7 @@ class StepLoop:
         self.added = 0
         self.completed = 0
         #: Engine steps run since the process started (batched requests share steps), and those of them that
-        #: scheduled no request (a loop stepping with nothing to do: never expected, so worth an alert).
+        #: scheduled no request (a step that frees an aborted request may; hundreds a second mean a spinning loop).
         self.steps = 0
         self.idle_steps = 0
         #: The (running, held) request counts last reported.

@@ -119,7 +119,7 @@ class OpenAIRoutes:
             self._release()
 
         try:
-            capture = self._capture(request, data)
+            capture = await self._capture(request, data)
         except RequestError as error:
             release()
             self.recorder.record(request_id, model, error.status, started, {"error": error.message})
@@ -130,7 +130,7 @@ class OpenAIRoutes:
                              keepalive=self.settings.keepalive, deadline=self.settings.request_timeout,
                              tags=servable.tags, capture=capture)
 
-    def _capture(self, request: Request, data: dict[str, Any]) -> Capture | None:
+    async def _capture(self, request: Request, data: dict[str, Any]) -> Capture | None:
         """What keeps the answer: a chat completion with ``store: true``, a Responses answer unless ``store`` is
         false (continuing from ``previous_response_id``); refused where nothing can keep it. ``stream`` is set
         to the bool the request schema reads it as, for the keep-alive and the capture."""
@@ -143,14 +143,14 @@ class OpenAIRoutes:
             data["stream"] = fields.stream
         store = self.settings.store
         if isinstance(fields, ConversationFields):
-            own = continue_conversation(store, request_owner(request), data, fields)
+            own = await continue_conversation(store, request_owner(request), data, fields)
             if store is None and fields.store is not True:
                 data["store"] = False  # OpenAI's default is true; with no store the answer says it was not kept
             elif fields.store is not False:
                 if store is None:
                     raise RequestError("'store' is true, but this server keeps no responses (started with "
                                        "--store-path none)", param="store", code="unsupported_parameter")
-                return ResponseCapture(store, request_owner(request), data, own)
+                return ResponseCapture(store, request_owner(request), data, own, fields.previous_response_id)
             return None
         if fields.store is not True or not path.endswith("/chat/completions"):
             return None

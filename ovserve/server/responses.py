@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -19,21 +19,55 @@ from ovserve.framework.runtime import Graph
 from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG, HttpRequestPayload, HttpResponsePayload
 from ovserve.server.metrics import ServerMetrics
 
+if TYPE_CHECKING:
+    from ovserve.server.completion_store import CompletionStore
+
 log = logging.getLogger("ovserve.requests")
 
 
 class Capture(Protocol):
     """Sees a response's body as it is sent, and keeps the answer once it ended well (``store: true``)."""
 
+    #: Where the answer is kept: ``finish`` runs on its thread.
+    store: CompletionStore
+
     def add(self, chunk: bytes) -> None: ...
 
     def finish(self) -> None: ...
+
 
 #: Seconds of silence after which a stream gets an SSE comment line (``ovserve serve --sse-keepalive``).
 DEFAULT_KEEPALIVE_SECONDS = 15.0
 
 #: What a client that went away is logged as (nginx's convention).
 CLIENT_CLOSED = 499
+
+
+class ResponsesEvents:
+    """What a Responses API stream has sent: how many events (the next ``sequence_number``) and the response
+    ``response.created`` carried, so that a failure ends it with ``response.failed`` (or ``error`` before it)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.created: dict[str, Any] | None = None
+
+    def saw(self, body: bytes) -> None:
+        for line in body.split(b"\n"):
+            if not line.startswith(b"data: "):
+                continue
+            self.events += 1
+            if self.created is None and b'"response.created"' in line:
+                self.created = json.loads(line[6:]).get("response")
+
+    def failure(self, failure: RequestError) -> bytes:
+        code = failure.code or ("server_error" if failure.status >= 500 else "invalid_request")
+        if self.created is None:
+            event: dict[str, Any] = {"type": "error", "sequence_number": self.events, "code": code,
+                                     "message": failure.message, "param": failure.param}
+        else:
+            response = {**self.created, "status": "failed", "error": {"code": code, "message": failure.message}}
+            event = {"type": "response.failed", "sequence_number": self.events, "response": response}
+        return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
 def error_response(error: RequestError) -> JSONResponse:
@@ -114,6 +148,9 @@ class GraphResponse:
         #: Seconds the whole response may take (None: no limit); past it the run is cancelled.
         self.deadline = deadline
         self.expired = False
+        #: A Responses API stream's events so far, for an error that ends it the Responses API's way.
+        streamed_responses = payload.json.get("stream") is True and payload.uri.endswith("/responses")
+        self.responses_events = ResponsesEvents() if streamed_responses else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         run = self.graph.run()
@@ -145,25 +182,29 @@ class GraphResponse:
         except asyncio.CancelledError:  # uvicorn's shutdown timeout passed: tell the client, end this task quietly
             await self._cut_off(scope, receive, send)
         finally:
+            if self.capture is not None and self.status == 200 and self.completed and not self.expired:
+                self._keep()  # asked before any await: a read the client asks after its answer sees it
             if timer is not None:
                 timer.cancel()
             if keeper is not None:
                 keeper.cancel()
             watcher.cancel()
             await run.aclose()
-            if self.capture is not None and self.status == 200 and self.completed and not self.expired:
-                self._keep()
             self.recorder.record(self.payload.request_id, self.payload.model, self.status, self.started,
                                  self.facts, self.first_chunk)
             if self.on_done is not None:
                 self.on_done()
 
     def _keep(self) -> None:
-        assert self.capture is not None
-        try:
-            self.capture.finish()
-        except Exception:  # the client has its answer; a failure to keep it is logged, not sent
-            log.exception("%s: the completion could not be stored", self.payload.request_id)
+        """Keep the answer, on the store's thread (never on the event loop)."""
+        capture, request_id = self.capture, self.payload.request_id
+        assert capture is not None
+
+        def kept(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:  # the client has its answer: logged, not sent
+                log.error("%s: the answer could not be stored: %r", request_id, done.exception())
+
+        capture.store.run(capture.finish).add_done_callback(kept)
 
     def _expire(self, run: Any) -> None:
         self.expired = True
@@ -211,6 +252,8 @@ class GraphResponse:
             if message["type"] == "http.response.body":
                 if self.capture is not None:
                     self.capture.add(message.get("body", b""))
+                if self.responses_events is not None:
+                    self.responses_events.saw(message.get("body", b""))
                 if not message.get("more_body", False):
                     self.completed = True
             await send(message)
@@ -267,11 +310,15 @@ class GraphResponse:
         await error_response(failure)(scope, receive, send)
 
     async def _send_in_band(self, send: Send, failure: RequestError, cause: BaseException | None) -> None:
-        """End a begun stream with the failure as an error event, then ``data: [DONE]``."""
+        """End a begun stream with the failure: as the Responses API's ``response.failed`` (or ``error`` before
+        ``response.created``) on a Responses stream; else as a chat-style error event, then ``data: [DONE]``."""
         self.facts["error"] = failure.message
         self.status = failure.status  # for the log line and the metrics: the HTTP status went out as 200
         self._log_failure(failure, cause)
-        body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
+        if self.responses_events is not None:
+            body = self.responses_events.failure(failure)
+        else:
+            body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
         await self._send(send, {"type": "http.response.body", "body": body, "more_body": False})
 
     @staticmethod

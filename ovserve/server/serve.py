@@ -20,7 +20,7 @@ from ovserve.graphs import graph_path
 from ovserve.model_catalog import model_task, resolve_model
 from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
 from ovserve.server.app import OpenAIRoutes, ServerSettings, build_app
-from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, CompletionStore
+from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOTAL, CompletionStore
 from ovserve.server.config_reload import DEFAULT_POLL_SECONDS, ConfigReloader
 from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.log_format import configure_logging
@@ -130,7 +130,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the SQLite file that keeps them across restarts (default: $OVSERVE_HOME/store.sqlite3, "
                             "in the user's data folder); 'none' keeps nothing and refuses store: true")
     store.add_argument("--store-max-items", type=int, default=DEFAULT_MAX_ITEMS, metavar="N",
-                       help="keep at most N, dropping the oldest (default: %(default)s)")
+                       help="keep at most N per API key, dropping the key's oldest (default: %(default)s)")
+    store.add_argument("--store-max-total-items", type=int, default=DEFAULT_MAX_TOTAL, metavar="N",
+                       help="keep at most N of all keys, dropping the oldest (default: %(default)s)")
     store.add_argument("--store-max-age-days", type=float, default=DEFAULT_MAX_AGE / 86400, metavar="D",
                        help="drop those older than D days (default: %(default)g)")
     access = parser.add_argument_group("access")
@@ -276,11 +278,13 @@ def completion_store(args: argparse.Namespace) -> CompletionStore | None:
     """The store of ``store: true`` chat completions the flags ask for (None: ``--store-path none``)."""
     if args.store_path == "none":
         return None
-    if args.store_max_items < 1 or args.store_max_age_days <= 0:
-        raise ValueError("--store-max-items must be at least 1 and --store-max-age-days above 0")
+    if args.store_max_items < 1 or args.store_max_total_items < 1 or args.store_max_age_days <= 0:
+        raise ValueError("--store-max-items and --store-max-total-items must be at least 1 and --store-max-age-days "
+                         "above 0")
     path = Path(args.store_path).expanduser() if args.store_path else ovserve_home() / "store.sqlite3"
     try:
-        return CompletionStore(path, args.store_max_items, args.store_max_age_days * 86400)
+        return CompletionStore(path, args.store_max_items, args.store_max_age_days * 86400,
+                               args.store_max_total_items)
     except (OSError, sqlite3.Error) as error:
         raise ValueError(f"cannot keep stored completions at {path} ({error}); give a writable --store-path, or "
                          f"--store-path none") from None

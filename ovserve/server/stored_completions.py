@@ -14,9 +14,12 @@ import logging
 import re
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ovserve.calculators.llm.request import parse_body
+from ovserve.calculators.llm.schema import Metadata
 from ovserve.errors import RequestError
 from ovserve.server.completion_store import CompletionStore, owner_of
 from ovserve.server.responses import error_response
@@ -32,9 +35,11 @@ def request_owner(request: Request) -> str:
 
 
 class BodyCapture:
-    """Collects a response's body as it is sent; ``finish`` (once it ended well) keeps what it says."""
+    """Collects a response's body as it is sent; ``finish`` (once it ended well) keeps what it says in ``store``.
+    ``finish`` is blocking: the server calls it on the store's thread (:meth:`CompletionStore.run`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: CompletionStore) -> None:
+        self.store = store
         self.parts: list[bytes] = []
 
     def add(self, chunk: bytes) -> None:
@@ -48,8 +53,7 @@ class StoreCapture(BodyCapture):
     """Keeps a ``store: true`` chat completion, unary or streamed."""
 
     def __init__(self, store: CompletionStore, owner: str, body: dict[str, Any]) -> None:
-        super().__init__()
-        self.store = store
+        super().__init__(store)
         self.owner = owner
         self.body = body
 
@@ -139,11 +143,12 @@ class StoredCompletionRoutes:
         try:
             params = request.query_params
             limit, order = _limit(params.get("limit")), _order(params.get("order"))
-            metadata = {m.group(1): value for key, value in params.multi_items()
-                        if (m := _METADATA_PARAM.match(key)) is not None}
+            metadata = _metadata({m.group(1): value for key, value in params.multi_items()
+                                  if (m := _METADATA_PARAM.match(key)) is not None})
+            store = self._store()
             try:
-                page = self._store().list(request_owner(request), after=params.get("after"), limit=limit,
-                                          order=order, model=params.get("model"), metadata=metadata)
+                page = await store.run(store.list, request_owner(request), after=params.get("after"), limit=limit,
+                                       order=order, model=params.get("model"), metadata=metadata)
             except KeyError:
                 raise self._missing(str(params.get("after"))) from None
         except RequestError as error:
@@ -153,7 +158,7 @@ class StoredCompletionRoutes:
     async def get(self, request: Request) -> Response:
         completion_id = request.path_params["completion_id"]
         try:
-            completion = self._store().get(request_owner(request), completion_id)
+            completion = await self._store().run(self._store().get, request_owner(request), completion_id)
             if completion is None:
                 raise self._missing(completion_id)
         except RequestError as error:
@@ -163,7 +168,7 @@ class StoredCompletionRoutes:
     async def messages(self, request: Request) -> Response:
         completion_id = request.path_params["completion_id"]
         try:
-            messages = self._store().messages(request_owner(request), completion_id)
+            messages = await self._store().run(self._store().messages, request_owner(request), completion_id)
             if messages is None:
                 raise self._missing(completion_id)
             params = request.query_params
@@ -182,15 +187,16 @@ class StoredCompletionRoutes:
         try:
             body = json.loads(await request.body() or b"{}")
             metadata = body.get("metadata") if isinstance(body, dict) else None
-            if not isinstance(metadata, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            if not isinstance(metadata, dict):
                 raise RequestError("give 'metadata': an object of string keys and string values", param="metadata",
                                    code="invalid_value")
-            completion = self._store().update_metadata(request_owner(request), completion_id, metadata)
+            metadata = _metadata(metadata)
+            completion = await self._store().run(self._store().update_metadata, request_owner(request), completion_id,
+                                                 metadata)
             if completion is None:
                 raise self._missing(completion_id)
-        except json.JSONDecodeError:
-            return error_response(RequestError("the body is not valid JSON", code="invalid_json"))
+        except ValueError:  # not JSON, or not UTF-8
+            return error_response(RequestError("the body is not valid JSON (in UTF-8)", code="invalid_json"))
         except RequestError as error:
             return error_response(error)
         return JSONResponse(completion)
@@ -198,11 +204,21 @@ class StoredCompletionRoutes:
     async def delete(self, request: Request) -> Response:
         completion_id = request.path_params["completion_id"]
         try:
-            if not self._store().delete(request_owner(request), completion_id):
+            if not await self._store().run(self._store().delete, request_owner(request), completion_id):
                 raise self._missing(completion_id)
         except RequestError as error:
             return error_response(error)
         return JSONResponse({"id": completion_id, "object": "chat.completion.deleted", "deleted": True})
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, str]:
+    """``metadata`` within OpenAI's limits (16 pairs, keys of up to 64 characters, values of up to 512), or a 400
+    naming the field."""
+    return parse_body(_MetadataField, {"metadata": value}).metadata or {}
+
+
+class _MetadataField(BaseModel):
+    metadata: Metadata | None = None
 
 
 def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

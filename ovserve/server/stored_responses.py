@@ -52,22 +52,25 @@ def _input_of_output(item: dict[str, Any]) -> dict[str, Any] | None:
     return None  # reasoning is not carried over
 
 
-def continue_conversation(store: CompletionStore | None, owner: str, data: dict[str, Any],
-                          fields: ConversationFields) -> list[dict[str, Any]]:
+async def continue_conversation(store: CompletionStore | None, owner: str, data: dict[str, Any],
+                                fields: ConversationFields) -> list[dict[str, Any]]:
     """The request's own input items; ``data["input"]`` becomes the whole conversation when it continues from
-    ``previous_response_id`` (that response's conversation, its output, then this input)."""
+    ``previous_response_id`` (each response of the chain that led there: its input, then its output; then this
+    input). Reads the store on its thread."""
     own = _as_items(fields.input)
     previous_id = fields.previous_response_id
     if previous_id is None:
         data["input"] = own
         return own
-    found = store.get_response(owner, previous_id) if store is not None else None
-    if found is None:
+    chain = await store.run(store.chain, owner, previous_id) if store is not None else None
+    if chain is None:
         raise RequestError(f"Previous response with id '{previous_id}' not found", status=404,
                            param="previous_response_id", code="previous_response_not_found")
-    previous, _, conversation = found
-    carried = [item for item in map(_input_of_output, previous.get("output", [])) if item is not None]
-    data["input"] = [*conversation, *carried, *own]
+    conversation: list[dict[str, Any]] = []
+    for response, items in chain:
+        conversation += items
+        conversation += [item for item in map(_input_of_output, response.get("output", [])) if item is not None]
+    data["input"] = [*conversation, *own]
     return own
 
 
@@ -75,9 +78,10 @@ class ResponseCapture(BodyCapture):
     """Keeps a response with ``store`` (the default) once it finished: the ``response`` object, or the one the
     stream's last event (``response.completed`` or ``.incomplete``) carries."""
 
-    def __init__(self, store: CompletionStore, owner: str, data: dict[str, Any], own: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.store, self.owner, self.data, self.own = store, owner, data, own
+    def __init__(self, store: CompletionStore, owner: str, data: dict[str, Any], own: list[dict[str, Any]],
+                 previous_id: str | None) -> None:
+        super().__init__(store)
+        self.owner, self.data, self.own, self.previous_id = owner, data, own, previous_id
 
     def finish(self) -> None:
         raw = b"".join(self.parts)
@@ -92,7 +96,7 @@ class ResponseCapture(BodyCapture):
             response = json.loads(raw)
         if response is None or response.get("object") != "response":
             return
-        self.store.put_response(self.owner, response, self.own, self.data["input"])
+        self.store.put_response(self.owner, response, self.own, self.previous_id)
 
 
 class StoredResponseRoutes:
@@ -101,9 +105,10 @@ class StoredResponseRoutes:
     def __init__(self, store: CompletionStore | None) -> None:
         self.store = store
 
-    def _find(self, request: Request) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    async def _find(self, request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         response_id = request.path_params["response_id"]
-        found = self.store.get_response(request_owner(request), response_id) if self.store is not None else None
+        store = self.store
+        found = await store.run(store.get_response, request_owner(request), response_id) if store else None
         if found is None:
             raise RequestError(f"Response with id '{response_id}' not found", status=404, param="response_id",
                                code="not_found")
@@ -111,13 +116,13 @@ class StoredResponseRoutes:
 
     async def get(self, request: Request) -> Response:
         try:
-            return JSONResponse(self._find(request)[0])
+            return JSONResponse((await self._find(request))[0])
         except RequestError as error:
             return error_response(error)
 
     async def input_items(self, request: Request) -> Response:
         try:
-            items = self._find(request)[1]
+            items = (await self._find(request))[1]
         except RequestError as error:
             return error_response(error)
         listed = [_listed_item(item) for item in items]
@@ -128,11 +133,11 @@ class StoredResponseRoutes:
 
     async def delete(self, request: Request) -> Response:
         try:
-            self._find(request)
+            await self._find(request)
         except RequestError as error:
             return error_response(error)
         assert self.store is not None
-        self.store.delete_response(request_owner(request), request.path_params["response_id"])
+        await self.store.run(self.store.delete_response, request_owner(request), request.path_params["response_id"])
         return JSONResponse({"id": request.path_params["response_id"], "object": "response", "deleted": True})
 
 

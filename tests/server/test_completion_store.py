@@ -78,3 +78,63 @@ def test_a_stream_adds_up_to_the_completion_with_its_tool_calls_and_usage():
 def test_a_stream_that_ended_in_an_error_is_not_kept():
     raw = sse(chunk([{"index": 0, "delta": {"content": "Hi"}}]), {"error": {"message": "cut off"}})
     assert completion_from_stream(raw) is None
+
+
+def test_a_key_s_writes_never_evict_another_key_s_items_and_all_keys_together_are_bounded(tmp_path):
+    alice, bob, carol = owner_of("alice"), owner_of("bob"), owner_of("carol")
+    store = CompletionStore(tmp_path / "s.sqlite3", max_items=3, max_total=5)
+    store.put(alice, completion(1), [], None)
+    for n in (2, 3, 4, 5):
+        store.put(bob, completion(n), [], None)
+    assert [c["id"] for c in store.list(alice).items] == ["chatcmpl-1"]  # bob's writes left it
+    assert [c["id"] for c in store.list(bob).items] == ["chatcmpl-3", "chatcmpl-4", "chatcmpl-5"]
+    for n in (6, 7):
+        store.put(carol, completion(n), [], None)
+    # six kept by the keys' own bounds, five of all: the oldest of all goes, whoever stored it
+    assert store.list(alice).items == [] and len(store.list(bob).items) == 3 and len(store.list(carol).items) == 2
+
+
+def test_metadata_filters_take_any_key_as_a_value(tmp_path):
+    store = CompletionStore(tmp_path / "s.sqlite3")
+    store.put("", completion(1), [], {'a"b': "x", "$.c": "y"})
+    store.put("", completion(2), [], {"a": "x"})
+    assert [c["id"] for c in store.list("", metadata={'a"b': "x"}).items] == ["chatcmpl-1"]
+    assert [c["id"] for c in store.list("", metadata={"$.c": "y"}).items] == ["chatcmpl-1"]
+    assert store.list("", metadata={'a"b': "y"}).items == []
+
+
+def response(n: int, text: str) -> dict:
+    return {"id": f"resp_{n}", "object": "response", "created_at": int(time.time()), "output": [
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
+
+
+def test_a_chain_of_responses_takes_room_in_proportion_to_its_length(tmp_path):
+    store = CompletionStore(tmp_path / "s.sqlite3", max_items=100)
+    previous = None
+    for n in range(50):
+        store.put_response("", response(n, f"answer {n}"), [{"role": "user", "content": f"question {n}"}], previous)
+        previous = f"resp_{n}"
+    sizes = [len(row[0]) + len(row[1]) for row in store._db.execute(
+        "select input_items, conversation from responses order by seq")]
+    assert max(sizes) - min(sizes) <= 1  # each row holds its own turn only ("question 9" vs "question 10")
+    chain = store.chain("", "resp_49")
+    assert [r["id"] for r, _ in chain] == [f"resp_{n}" for n in range(50)]
+    assert [items[0]["content"] for _, items in chain[:2]] == ["question 0", "question 1"]
+    store.delete_response("", "resp_10")  # its beginning gone: the chain starts after it
+    assert store.chain("", "resp_49")[0][0]["id"] == "resp_11"
+    assert store.chain("", "resp_10") is None and store.chain("someone else", "resp_49") is None
+
+
+async def test_the_store_works_on_its_own_thread_in_the_order_asked(tmp_path):
+    import threading
+
+    store = CompletionStore(tmp_path / "s.sqlite3")
+    try:
+        written = store.run(store.put, "", completion(1), [], None)
+        read = store.run(store.get, "", "chatcmpl-1")  # asked after the write, before it ran: it sees it
+        thread = await store.run(lambda: threading.current_thread().name)
+        await written
+        assert (await read)["id"] == "chatcmpl-1"
+        assert thread.startswith("ovserve-store") and thread != threading.current_thread().name
+    finally:
+        store.close()

@@ -87,6 +87,30 @@ def test_a_hung_engine_is_killed_its_stream_ends_with_an_error_and_a_new_engine_
         server.stop()
 
 
+def test_a_responses_stream_cut_by_a_hung_engine_ends_with_response_failed(default_model, tmp_path):
+    server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--engine-step-timeout", "3"],
+                          tmp_path)
+    try:
+        (engine,) = server.engine_pids()
+        body = {"model": MODEL_NAME, "input": "Tell me a long story about dragons and knights.", "stream": True,
+                "max_output_tokens": 500, "temperature": 0}
+        events = []
+        with httpx.stream("POST", f"{server.base_url}/v3/responses", json=body, timeout=60) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if events[-1]["type"] == "response.output_text.delta" and len(events) == 5:
+                        os.kill(engine, signal.SIGSTOP)  # an engine step that never returns
+        kinds = [event["type"] for event in events]
+        assert kinds[0] == "response.created" and kinds[-1] == "response.failed", kinds[-3:]
+        assert [event["sequence_number"] for event in events] == list(range(len(events)))
+        failed = events[-1]["response"]
+        assert failed["id"] == events[0]["response"]["id"] and failed["status"] == "failed"
+        assert failed["error"]["code"] == "model_not_ready" and "stopped responding" in failed["error"]["message"]
+    finally:
+        server.stop()
+
+
 def test_a_stream_waiting_on_a_paused_engine_is_kept_alive_with_comments(default_model, tmp_path):
     server = start_server(["--model", str(default_model), "--model-name", MODEL_NAME, "--sse-keepalive", "0.5"],
                           tmp_path)

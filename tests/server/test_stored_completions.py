@@ -120,6 +120,35 @@ def test_bad_listing_parameters_are_refused_by_name(stored, path, param):
     assert_openai_error(response, 404 if param == "completion_id" else 400, param)
 
 
+def test_a_metadata_filter_takes_any_key_and_at_most_sixteen(stored):
+    headers = {"authorization": f"Bearer {KEYS[0]}"}
+    quoted = httpx.get(f"{stored.base_url}/v3/chat/completions", params={'metadata[a"b]': "v"}, headers=headers)
+    assert quoted.status_code == 200 and quoted.json()["data"] == []  # a quote in a key was a 500 (JSON path)
+    many = {f"metadata[k{i}]": "v" for i in range(17)}  # 1,000 of them were a 500 (expression tree too large)
+    assert_openai_error(httpx.get(f"{stored.base_url}/v3/chat/completions", params=many, headers=headers), 400,
+                        "metadata")
+
+
+@pytest.mark.parametrize("metadata", [{f"k{i}": "v" for i in range(17)}, {"k" * 65: "v"}, {"k": "v" * 513}])
+def test_metadata_beyond_openai_s_limits_is_refused_on_create_and_on_update(stored, metadata):
+    headers = {"authorization": f"Bearer {KEYS[0]}"}
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "store": True}
+    created = httpx.post(f"{stored.base_url}/v3/chat/completions", json={**body, "metadata": metadata},
+                         headers=headers, timeout=60)
+    assert assert_openai_error(created, 400)["param"].startswith("metadata")  # metadata, or metadata.KEY
+    kept = ask(stored, "Kept.", store=True)
+    updated = httpx.post(f"{stored.base_url}/v3/chat/completions/{kept.id}", json={"metadata": metadata},
+                         headers=headers)
+    assert assert_openai_error(updated, 400)["param"].startswith("metadata")
+
+
+def test_an_update_that_is_not_utf8_is_refused(stored):
+    kept = ask(stored, "Kept.", store=True)
+    response = httpx.post(f"{stored.base_url}/v3/chat/completions/{kept.id}", content=b'{"metadata": {"a": "\xff"}}',
+                          headers={"authorization": f"Bearer {KEYS[0]}", "content-type": "application/json"})
+    assert_openai_error(response, 400, words="not valid JSON")
+
+
 def test_the_store_outlives_a_restart(stored, default_model, store_path, tmp_path):
     kept = ask(stored, "Remember me.", store=True).id
     restarted = serve(default_model, store_path, tmp_path)
