@@ -8,6 +8,7 @@ alone with :func:`ovserve.testing.run_calculator`. The formats are in
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
@@ -15,6 +16,8 @@ from ovserve.calculators.llm.markers import split_before_partial_marker
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tool_parsers import PARSERS, ToolParser
 from ovserve.calculators.llm.types import LLMRequest, ModelParsers, TextDelta, TokenLogprob, ToolCall
+
+log = logging.getLogger("ovserve.llm")
 
 
 class ToolCallSplitter:
@@ -57,7 +60,12 @@ class ToolCallSplitter:
         """(the rest of the content, the calls) once the answer has ended."""
         if self.held is None:
             return self.rest(), ()
-        content, calls = self.parser.parse(self.held)
+        try:
+            content, calls = self.parser.parse(self.held)
+        except Exception as error:  # model output must never fail a request: it goes back as content, as in vLLM
+            log.warning("the %s tool parser could not parse an answer (%s: %s); it is returned as content",
+                        self.parser.name, type(error).__name__, str(error)[:200])
+            return self.rest(), ()
         return content or "", calls
 
     def rest(self) -> str:

@@ -121,3 +121,15 @@ def test_llama3_calls_before_one_cut_off_are_kept():
     _, calls = PARSERS["llama3"].parse('{"name": "a", "parameters": {"x": 1}}; {"name": "b", "param')
     assert [(c.name, c.arguments) for c in calls] == [("a", '{"x": 1}')]
     assert PARSERS["llama3"].parse('{"name": "b", "param') == ('{"name": "b", "param', ())
+
+
+@pytest.mark.parametrize(("parser", "text"), [
+    ("pythonic", "[get_weather(city={[1]: 2})]"),  # TypeError in the parser
+    ("hermes3", "<tool_call>" + "[" * 100_000 + "]" * 100_000 + "</tool_call>"),  # RecursionError
+    ("llama3", '{"name": "get_weather", "parameters": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+])
+async def test_an_answer_a_parser_fails_on_goes_back_as_content_and_the_request_succeeds(parser, text, caplog):
+    parsed = await stream(parser, text, size=5000)
+    assert "".join(d.text for d in parsed) == text and parsed[-1].finish_reason == "stop"
+    assert not parsed[-1].tool_calls
+    assert sum("could not parse an answer" in record.message for record in caplog.records) == 1
