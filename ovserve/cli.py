@@ -108,6 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from ovserve.engine.scoring_model import prepare_scoring
     from ovserve.model_catalog import import_local, model_task, resolve_model
     from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
 
@@ -122,7 +123,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 path, _ = resolve_model(reference, args.models_dir, gguf_filename=args.gguf_filename,
                                         weight_format=args.weight_format)
             if model_task(path) == "text_generation":
-                _prepare_scoring(path)
+                prepare_scoring(path)
         except (ModelFetchError, ValueError, OSError) as error:
             if imported is not None:  # a copy that cannot be served is not kept
                 shutil.rmtree(imported, ignore_errors=True)
@@ -130,20 +131,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
             return 1
         print(path)
     return 0
-
-
-def _prepare_scoring(path: Path) -> None:
-    """For a .gguf, the IR that top_logprobs and prompt log-probabilities use (made on first use otherwise)."""
-    from ovserve.engine.scoring_model import ScoringModelError, scoring_model_path
-    from ovserve.engine.settings import find_model_files
-
-    model = find_model_files(path)
-    if model.kind != "gguf":
-        return
-    try:
-        scoring_model_path(model)
-    except ScoringModelError as error:
-        print(f"warning: {error}; it will be made when a request first asks for token alternatives", file=sys.stderr)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -42,6 +42,13 @@ def error_type(status: int) -> str:
     return "invalid_request_error"
 
 
+class ServerShuttingDownError(RequestError):
+    """The server is stopping and ends what it could not finish: HTTP 503 (retry on another replica)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503, code="server_shutting_down")
+
+
 class ModelNotReadyError(RequestError):
     """The model exists but cannot serve right now (loading, or its engine is restarting): HTTP 503."""
 

@@ -12,9 +12,12 @@ each download.
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
 from ovserve.model_store import ModelFetchError, fill_folder
@@ -46,10 +49,26 @@ def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | Non
                               f"(config.json); found: {', '.join(sorted(files)[:10]) or 'nothing'}")
 
 
+def check_reachable(timeout: float = 3.0) -> None:
+    """Fail at once, in one line, when the hub cannot be reached (huggingface_hub retries for half a minute,
+    logging each try). Through a proxy (``https_proxy``), or with ``HF_HUB_OFFLINE``, the hub client decides."""
+    if any(os.environ.get(name) for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                             "HF_HUB_OFFLINE")):
+        return
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise ModelFetchError(f"cannot reach {host}:{port} ({error.strerror or error}); this machine may be offline: "
+                              f"set HF_ENDPOINT for a mirror or https_proxy, or give a model on disk") from None
+
+
 def _repo_files(repo_id: str) -> set[str]:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
+    check_reachable()
     try:
         return set(HfApi().list_repo_files(repo_id))
     except RepositoryNotFoundError:

@@ -10,6 +10,8 @@ import httpx
 import platformdirs
 import pytest
 
+from ovserve.engine.scoring_model import scoring_model_path
+from ovserve.engine.settings import find_model_files
 from ovserve.model_store import default_models_dir
 from tests.conftest import REPO, start_server
 from tests.fake_hub import fake_hub
@@ -98,6 +100,9 @@ def test_ovms_source_model_pulls_then_serves_under_the_hugging_face_id(hub, tmp_
                       "--model_repository_path", store, "--pull", env=hub)
     assert fetched.returncode == 0, fetched.stderr
     assert Path(fetched.stdout.strip()) == tmp_path / "store" / "someone" / "SmolLM2-GGUF"
+    # as 'ovserve pull' does, the IR the scoring pass uses is made now, not on the first top_logprobs request
+    gguf = find_model_files(tmp_path / "store" / "someone" / "SmolLM2-GGUF")
+    assert scoring_model_path(gguf, convert=False).is_file()
 
     server = start_server(["--source_model", "someone/SmolLM2-GGUF", "--model_repository_path", store], tmp_path)
     try:  # already in the store: served with no hub at all

@@ -31,7 +31,12 @@ VLLM_UNSUPPORTED = ("guided_json", "guided_regex", "guided_choice", "guided_gram
 OVMS_UNSUPPORTED = {"assistant_confidence_threshold": "(OVMS's speculative decoding with a draft model) is not "
                                                       "supported"}
 
+#: The most field names logged in all, and named in one log line.
+MAX_LOGGED = 1000
+MAX_NAMES_A_LINE = 10
+
 _logged: set[str] = set()
+_logged_full: list[bool] = []
 _logged_lock = threading.Lock()
 
 
@@ -89,12 +94,22 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
 
 
 def log_ignored(body: ChatCompletionRequest | CompletionRequest) -> None:
-    """Log, once per name, the request's fields that ovserve accepts without acting on them."""
+    """Log, once per name, the request's fields that ovserve accepts without acting on them: in one line per
+    request, naming at most :data:`MAX_NAMES_A_LINE` of them; and no more than :data:`MAX_LOGGED` names in all
+    (a client that invents field names must not grow the server's memory or its log without end)."""
     by_design = IGNORED_BY_DESIGN & body.model_fields_set
     unknown = set(body.model_extra or ())
     with _logged_lock:
-        new = (by_design | unknown) - _logged
+        room = MAX_LOGGED - len(_logged)
+        new = sorted((by_design | unknown) - _logged)[:max(room, 0)]
         _logged.update(new)
-    for name in sorted(new):
-        why = "it does not change the answer" if name in by_design else "ovserve does not know it"
-        log.warning("request field '%s' is accepted and ignored: %s (logged once)", name, why)
+        if not new and room <= 0 and unknown - _logged and not _logged_full:
+            _logged_full.append(True)
+            log.warning("more unknown request fields are accepted and ignored; %d names were logged, and no more "
+                        "will be", MAX_LOGGED)
+    if not new:
+        return
+    named = ", ".join(f"'{name}' ({'does not change the answer' if name in by_design else 'unknown'})"
+                      for name in new[:MAX_NAMES_A_LINE])
+    more = f" and {len(new) - MAX_NAMES_A_LINE} more" if len(new) > MAX_NAMES_A_LINE else ""
+    log.warning("request fields accepted and ignored (each logged once): %s%s", named, more)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ovserve.engine.protocol import FINISH_ABORT, EngineInfo, SamplingParams, decode_frames, encode_frame
 from ovserve.engine.settings import EngineSettings
-from ovserve.errors import ModelNotReadyError
+from ovserve.errors import ModelNotReadyError, ServerShuttingDownError
 from ovserve.framework.metrics import Histogram
 
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -240,7 +240,7 @@ class EngineClient:
         if self._restart_task is not None:
             self._restart_task.cancel()
         await self._kill()
-        self._fail_all(EngineError("the server is shutting down"))
+        self._fail_all(ServerShuttingDownError("the server is shutting down and could not finish this request; retry"))
 
     async def _kill(self) -> None:
         transport, self._transport = self._transport, None

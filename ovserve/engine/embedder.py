@@ -142,8 +142,6 @@ class BatchingEncoder:
         self._pending: list[_Pending] = []
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
-        #: How many inputs each model run took (for tests and metrics).
-        self.batch_sizes: list[int] = []
 
     async def embed(self, token_lists: list[list[int]]) -> np.ndarray:
         """The embeddings of ``token_lists``, batched with whatever else is waiting."""
@@ -187,7 +185,6 @@ class BatchingEncoder:
         if not taken:
             return
         rows = [tokens for request, start, end in taken for tokens in request.rows[start:end]]
-        self.batch_sizes.append(len(rows))
         try:
             vectors = await asyncio.to_thread(self.encoder.embed, rows)
         except Exception as error:  # every request in this run gets the failure; the worker goes on

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from ovserve.engine.gguf_export import IR_WEIGHTS, GGUFExportError, export_gguf
@@ -35,6 +36,20 @@ def _candidates(gguf: Path) -> list[Path]:
 
 def _complete(folder: Path) -> bool:
     return (folder / IR_MODEL).is_file() and (folder / IR_WEIGHTS).is_file()
+
+
+def prepare_scoring(path: Path) -> None:
+    """When pulling a .gguf: make the IR that top_logprobs and prompt log-probabilities use now (it is made on
+    the first such request otherwise), or print on stderr why it could not be."""
+    from ovserve.engine.settings import find_model_files
+
+    model = find_model_files(path)
+    if model.kind != "gguf":
+        return
+    try:
+        scoring_model_path(model)
+    except ScoringModelError as error:
+        print(f"warning: {error}; it will be made when a request first asks for token alternatives", file=sys.stderr)
 
 
 def scoring_model_path(model: ModelFiles, *, convert: bool = True) -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 
 from ovserve.framework.calculator import Calculator
 from ovserve.framework.config import port_key
+from ovserve.framework.ports import type_name
 from ovserve.framework.runtime import Graph, GraphRun
 from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, InputSpec, NodeSpec, OutputSpec
 
@@ -91,6 +93,7 @@ class CalculatorRunner:
         port_counts: Mapping[str, int] | None = None,
         queue_size: int = 64,
     ) -> None:
+        self.calculator = calculator
         self.side_packets = dict(side_packets or {})
         self.spec = calculator_spec(calculator, options, side_inputs=self.side_packets,
                                     port_counts=port_counts, queue_size=queue_size)
@@ -115,6 +118,13 @@ class CalculatorRunner:
             await self._graph.stop()
 
     async def send(self, port: str, value: Any, timestamp: int | None = None) -> None:
+        """Send ``value`` into the input ``port``; a value of another type than the port declares is refused here,
+        naming the port and both types, as ``graph check`` names them for a graph."""
+        declared = self.calculator.contract.inputs.get(port.split(":")[0])
+        if (declared is not None and isinstance(declared.type, type) and not typing.get_args(declared.type)
+                and not isinstance(value, declared.type)):
+            raise TypeError(f"{self.calculator.name}: input '{port}' takes {declared.type_name}, not "
+                            f"{type_name(type(value))} ({value!r:.80})")
         await self.run.send(port, value, timestamp)
 
     def close_inputs(self) -> None:

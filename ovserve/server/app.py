@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -28,11 +28,13 @@ from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.openapi import openapi_document
 from ovserve.server.responses import (
+    CLIENT_CLOSED,
     DEFAULT_KEEPALIVE_SECONDS,
     Capture,
     GraphResponse,
     RequestRecorder,
     error_response,
+    request_error_of,
 )
 from ovserve.server.schema import ModelCard, ModelList
 from ovserve.server.servables import Servable, Servables
@@ -96,7 +98,17 @@ class OpenAIRoutes:
         ``/rerank``, ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
-        body = await request.body()
+        try:
+            body = await asyncio.wait_for(request.body(), self.settings.body_timeout)
+        except ClientDisconnect:  # gone while sending its body: one line, no traceback
+            self.recorder.record(request_id, "-", CLIENT_CLOSED, started, {"error": "the client went away while "
+                                                                                    "sending its body"})
+            return Response(status_code=CLIENT_CLOSED)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
+            error = RequestError(f"the request body did not arrive within {self.settings.body_timeout:g} s "
+                                 f"(--body-timeout)", status=408, code="request_timeout")
+            self.recorder.record(request_id, "-", error.status, started, {"error": error.message})
+            return error_response(error)
         model = "-"
         try:
             # a big body takes milliseconds to parse and check: off the event loop then
@@ -120,10 +132,13 @@ class OpenAIRoutes:
 
         try:
             capture = await self._capture(request, data)
-        except RequestError as error:
+        except Exception as error:  # whatever it is, the request leaves: its counts go with it
             release()
-            self.recorder.record(request_id, model, error.status, started, {"error": error.message})
-            return error_response(error)
+            failure = request_error_of(error)
+            if not isinstance(error, RequestError):
+                log.error("%s: the store could not be read: %r", request_id, error)
+            self.recorder.record(request_id, model, failure.status, started, {"error": failure.message})
+            return error_response(failure)
         payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
                                      method=request.method, headers=dict(request.headers), request_id=request_id)
         return GraphResponse(servable.graph, payload, started, self.recorder, on_done=release,
@@ -259,6 +274,8 @@ class ServerSettings:
     allowed_origins: tuple[str, ...] = ()
     #: Where ``store: true`` chat completions are kept (None: not kept, and such requests are refused).
     store: CompletionStore | None = None
+    #: A request whose body has not all arrived after this many seconds gets 408 (None: no limit).
+    body_timeout: float | None = 30.0
 
 
 def build_app(servables: Servables, settings: ServerSettings | None = None) -> Starlette:

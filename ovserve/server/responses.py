@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from ovserve.errors import RequestError
+from ovserve.errors import RequestError, ServerShuttingDownError
 from ovserve.framework.errors import CalculatorError, RunCancelledError
 from ovserve.framework.runtime import Graph
 from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG, HttpRequestPayload, HttpResponsePayload
@@ -217,8 +217,8 @@ class GraphResponse:
     async def _cut_off(self, scope: Scope, receive: Receive, send: Send) -> None:
         """End a response the server can no longer finish: an error event and ``[DONE]`` once streaming,
         else a 503. Best effort: the client may be gone."""
-        failure = RequestError("the server is shutting down and could not finish this request in time; retry",
-                               status=503, code="server_shutting_down")
+        failure = ServerShuttingDownError("the server is shutting down and could not finish this request in time; "
+                                          "retry")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._send_error(scope, receive, send, failure, None), 2)
 
@@ -323,7 +323,8 @@ class GraphResponse:
 
     @staticmethod
     def _log_failure(failure: RequestError, cause: BaseException | None) -> None:
-        if failure.status >= 500 and cause is not None:
+        expected = isinstance(cause.cause if isinstance(cause, CalculatorError) else cause, RequestError)
+        if failure.status >= 500 and cause is not None and not expected:  # a traceback for what was not foreseen
             log.error("request failed: %s", failure.message, exc_info=cause)
 
     @staticmethod

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ovserve.engine.scoring_model import prepare_scoring
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import Registry, build_registry
 from ovserve.graphs import graph_path
@@ -122,6 +123,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, metavar="S",
                         help="end a completion request that takes longer than S seconds: 504, or an error event "
                              "and data: [DONE] once streaming (default: no limit)")
+    parser.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                        help="a client that has not sent its whole request body within S seconds gets 408 (default "
+                             "30; 0: no limit)")
     parser.add_argument("--sse-keepalive", type=float, default=15.0, metavar="S",
                         help="send a stream silent for S seconds (queued, in prefill) an SSE comment line, so that "
                              "proxies keep it open (default 15; 0: never)")
@@ -251,7 +255,7 @@ def guard_settings(args: argparse.Namespace) -> GuardSettings:
         raise ValueError("--max-request-bytes must be at least 1")
     if args.max_concurrent_requests is not None and args.max_concurrent_requests < 1:
         raise ValueError("--max-concurrent-requests must be at least 1")
-    for flag in ("sse_keepalive", "request_timeout", "shutdown_timeout", "engine_step_timeout"):
+    for flag in ("sse_keepalive", "request_timeout", "shutdown_timeout", "engine_step_timeout", "body_timeout"):
         value = getattr(args, flag, None)
         if value is not None and value < 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be 0 or more seconds, not {value:g}")
@@ -338,10 +342,12 @@ async def serve(args: argparse.Namespace) -> int:
             servables.load_in_background([later], lambda: background_specs(args, later), registry)
         watcher: asyncio.Future[None] | None = None
         try:
-            limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * len(specs)
+            models = len(specs) + (1 if later else 0)  # the same models admit the same, however they are started
+            limit = args.max_concurrent_requests or ADMISSION_PER_SEQUENCE * (args.max_num_seqs or 256) * models
             log.info("admitting up to %d concurrent completion requests", limit)
             app = build_app(servables, ServerSettings(guard, limit, args.sse_keepalive or None,
-                                                      args.request_timeout or None, origins, completion_store(args)))
+                                                      args.request_timeout or None, origins, completion_store(args),
+                                                      args.body_timeout or None))
             config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False, log_config=None,
                                     lifespan="on", timeout_graceful_shutdown=args.shutdown_timeout)
             server = uvicorn.Server(config)
@@ -401,6 +407,8 @@ def pull_only(args: argparse.Namespace) -> int:
         return 2
     try:
         path, _ = model_to_serve(args)
+        if model_task(path) == "text_generation":
+            prepare_scoring(path)  # as 'ovserve pull' does: the first top_logprobs request need not wait for it
     except (ModelFetchError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

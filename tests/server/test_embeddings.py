@@ -213,6 +213,8 @@ def test_plain_serve_adds_the_embedding_model_beside_the_chat_model_without_wait
         loaded = next(i for i, line in enumerate(server.lines) if f"{NAME}: loaded" in line)
         assert loaded > ready  # the chat model was ready first: the encoder loaded in the background
         assert len(vectors(client.embeddings.create(model=NAME, input=FOOD, encoding_format="float"))[0]) == 384
+        # both models count toward the admission limit, as when a --config names them (it was 1,024 here, 2,048 there)
+        assert any("admitting up to 2048 concurrent" in line for line in server.lines)
     finally:
         server.stop()
 

@@ -110,9 +110,21 @@ async def test_fields_ignored_by_design_and_unknown_fields_are_logged_once_each(
         await deserialize("/v3/chat/completions", {**CHAT, "user": "u1", "service_tier": "auto",
                                                    "made_up_field_for_this_test": 1})
     logged = [r.getMessage() for r in caplog.records]
-    assert sum("'user' is accepted and ignored: it does not change the answer" in m for m in logged) <= 1
-    assert sum("'made_up_field_for_this_test' is accepted and ignored: ovserve does not know it" in m
-               for m in logged) == 1
+    assert sum("'user' (does not change the answer)" in m for m in logged) <= 1
+    assert sum("'made_up_field_for_this_test' (unknown)" in m for m in logged) == 1
+
+
+async def test_a_client_that_invents_field_names_grows_neither_the_log_nor_the_memory(caplog, monkeypatch):
+    from ovserve.calculators.llm import request_fields
+
+    monkeypatch.setattr(request_fields, "_logged", set())
+    monkeypatch.setattr(request_fields, "_logged_full", [])
+    caplog.set_level("WARNING", logger="ovserve.llm")
+    for batch in range(5):
+        await deserialize("/v3/chat/completions", {**CHAT, **{f"invented_{batch}_{i}": 1 for i in range(2000)}})
+    assert len(request_fields._logged) == request_fields.MAX_LOGGED
+    assert len(caplog.records) <= 2 + 1  # a line per request that had new names to log, and one that says no more
+    assert all(len(record.getMessage()) < 1000 for record in caplog.records)
 
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
