@@ -273,8 +273,21 @@ class StepLoop:
         away or asks to stop (after releasing every request)."""
         try:
             self._run()
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the server went away: nothing is left to report to
+        except (BrokenPipeError, ConnectionResetError):  # the server went away: nothing is left to report to
+            self.apply(("stop",))
+            self.drain()
+
+    def drain(self) -> None:
+        """Step until the pipeline has let every (cancelled) request go, and once more: a cancelled request keeps
+        its KV blocks until the step after, and the pipeline logs what it still holds as leaked when it goes."""
+        for _ in range(1000):
+            if not self.pipeline.has_non_finished_requests():
+                break
+            self.pipeline.step()
+        if self.added:
+            self.pipeline.step()
+        self.handles.clear()
+        self.aborted.clear()
 
     def _run(self) -> None:
         connected = True
@@ -288,6 +301,7 @@ class StepLoop:
                 for request_id in list(self.aborted):  # the pipeline holds nothing: none of them is running
                     self.release(request_id)
             if self.stopping and not busy:
+                self.drain()
                 return
             if connected and not self.receive(None if not busy and not self.outputs else 0):
                 connected = False

@@ -88,9 +88,11 @@ class RequestRecorder:
     def record(self, request_id: str, model: str, status: int, started: float, facts: dict[str, Any],
                first_chunk: float | None = None) -> None:
         elapsed = time.perf_counter() - started
-        log.info("%s model=%s status=%d prompt_tokens=%s completion_tokens=%s time=%.3fs%s",
-                 facts.get("id", request_id), model, status, facts.get("prompt_tokens", "-"),
-                 facts.get("completion_tokens", "-"), elapsed,
+        # a stream that began (200) and then failed: the status the client got, and what ended it
+        cut = f" ended_with={status} chunks={facts['chunks']}" if "chunks" in facts else ""
+        log.info("%s model=%s status=%d prompt_tokens=%s completion_tokens=%s time=%.3fs%s%s",
+                 facts.get("id", request_id), model, facts.get("sent_status", status), facts.get("prompt_tokens", "-"),
+                 facts.get("completion_tokens", "-"), elapsed, cut,
                  f" error={facts['error']!r}" if "error" in facts else "")
         self.metrics.observe(model, status, elapsed, first_chunk, facts.get("prompt_tokens"),
                              facts.get("completion_tokens"))
@@ -148,6 +150,8 @@ class GraphResponse:
         #: Seconds the whole response may take (None: no limit); past it the run is cancelled.
         self.deadline = deadline
         self.expired = False
+        #: Body chunks sent (keep-alive comments included).
+        self.chunks = 0
         #: A Responses API stream's events so far, for an error that ends it the Responses API's way.
         streamed_responses = payload.json.get("stream") is True and payload.uri.endswith("/responses")
         self.responses_events = ResponsesEvents() if streamed_responses else None
@@ -250,6 +254,7 @@ class GraphResponse:
             if self.completed:
                 return
             if message["type"] == "http.response.body":
+                self.chunks += 1
                 if self.capture is not None:
                     self.capture.add(message.get("body", b""))
                 if self.responses_events is not None:
@@ -313,7 +318,9 @@ class GraphResponse:
         """End a begun stream with the failure: as the Responses API's ``response.failed`` (or ``error`` before
         ``response.created``) on a Responses stream; else as a chat-style error event, then ``data: [DONE]``."""
         self.facts["error"] = failure.message
-        self.status = failure.status  # for the log line and the metrics: the HTTP status went out as 200
+        # the metrics count the failure; the log line says the client got a 200 and how many chunks before it
+        self.facts.update(sent_status=self.status, chunks=self.chunks)
+        self.status = failure.status
         self._log_failure(failure, cause)
         if self.responses_events is not None:
             body = self.responses_events.failure(failure)

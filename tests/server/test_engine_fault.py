@@ -3,6 +3,7 @@ engine comes back."""
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -37,6 +38,15 @@ def test_engine_death_fails_in_flight_requests_then_the_engine_restarts(fault_se
         rest = [line for line in lines if line]
     assert any('"error"' in line and "engine process stopped" in line for line in rest), rest[-3:]
     assert rest[-1] == "data: [DONE]"
+    # the log says what the client got (a 200 and its chunks) and what ended it
+    def cut_lines() -> list[str]:  # logged just after the last byte went out
+        return [line for line in server.lines if "model=victim status=200" in line and "ended_with=503" in line]
+
+    deadline = time.monotonic() + 10
+    while not cut_lines() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (logged,) = cut_lines()
+    assert int(re.search(r"chunks=(\d+)", logged).group(1)) >= 1 and "engine process stopped" in logged
 
     not_ready = httpx.post(f"{server.base_url}/v3/chat/completions", timeout=30, json={
         "model": "victim", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
