@@ -193,7 +193,8 @@ class GraphResponse:
             if keeper is not None:
                 keeper.cancel()
             watcher.cancel()
-            await run.aclose()
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled again while closing (a second Ctrl-C)
+                await run.aclose()
             self.recorder.record(self.payload.request_id, self.payload.model, self.status, self.started,
                                  self.facts, self.first_chunk)
             if self.on_done is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -362,6 +363,11 @@ async def serve(args: argparse.Namespace) -> int:
                 print(f"ovserve ready: {client_url(args.host, args.port)}/v3 serving {', '.join(servables.names())}",
                       flush=True)
             await serving
+            lifespan = getattr(server, "lifespan", None)
+            if server.force_exit and lifespan is not None and not lifespan.shutdown_event.is_set():
+                # a second Ctrl-C skips the app's shutdown; end it here, or its cancellation logs a traceback
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(lifespan.shutdown(), 2)
             return 0 if server.started else 1
         finally:
             if watcher is not None:
@@ -392,10 +398,10 @@ def watch_config(args: argparse.Namespace, loaded: tuple[list[ServableSpec], lis
     return asyncio.ensure_future(routes.reloader.watch(args.poll_seconds))
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM outside uvicorn's own handling. While models load it stops the server as Ctrl-C does; uvicorn,
-    once it has drained on SIGTERM, raises the signal again with this handler: then it returns, so that a
-    drained server exits 0 (docker stop, systemd, Kubernetes)."""
+def _on_stop_signal(signum: int, frame: object) -> None:
+    """SIGTERM and SIGINT outside uvicorn's own handling. While models load they stop the server; uvicorn, once it
+    has drained, raises the signal again with this handler: then it returns, so that a drained server exits 0
+    (docker stop, systemd, Kubernetes, Ctrl-C) without a traceback from the interrupted event loop."""
     if not _uvicorn_started:
         raise KeyboardInterrupt
 
@@ -419,7 +425,8 @@ def pull_only(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     if args.pull:
         return pull_only(args)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
     configure_logging(args.log_level, args.log_format)
     try:
         import uvloop

@@ -125,3 +125,21 @@ def test_sigterm_to_the_whole_process_group_drains_too(default_model, tmp_path):
     assert rest[-1] == "data: [DONE]" and completion_tokens(rest) == 40
     output = "".join(server.lines)
     assert "unexpectedly" not in output and "restarting" not in output, output
+
+
+def test_a_second_ctrl_c_ends_a_stream_with_server_shutting_down_and_logs_no_traceback(default_model, tmp_path):
+    server = start(default_model, tmp_path)
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 4000,
+            "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", f"{server.base_url}/v3/chat/completions", json=body, timeout=120) as stream:
+        lines = stream.iter_lines()
+        next(lines)
+        server.process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGINT)  # no more waiting: exit at once
+        rest = [line for line in lines if line]
+    assert server.process.wait(60) == 0
+    error = json.loads(rest[-2].removeprefix("data: "))["error"]
+    assert rest[-1] == "data: [DONE]" and error["code"] == "server_shutting_down", rest[-3:]
+    output = "".join(server.lines)
+    assert "Traceback" not in output and "Exception in ASGI" not in output and "leaked" not in output, output[-3000:]
