@@ -173,6 +173,7 @@ class LogitScorer:
         self._unavailable: str | None = None
         #: Sequences open now.
         self.open_sessions = 0
+        self._closed = False
 
     async def reserve(self, tokens: int) -> int:
         """Wait until ``tokens`` (at most the whole budget) can be scored; return what was reserved, for
@@ -189,7 +190,8 @@ class LogitScorer:
             if turn.done() and not turn.cancelled():  # granted just as the request was cancelled
                 self.unreserve(tokens)
             else:
-                self._waiting.remove((tokens, turn))
+                with contextlib.suppress(ValueError):  # _grant may have dropped it already
+                    self._waiting.remove((tokens, turn))
                 self._grant()
             raise
         return tokens
@@ -202,6 +204,8 @@ class LogitScorer:
     def _grant(self) -> None:
         while self._waiting and self.reserved + self._waiting[0][0] <= self.budget:
             tokens, turn = self._waiting.popleft()
+            if turn.done():  # cancelled while it waited: it reserves nothing
+                continue
             self.reserved += tokens
             turn.set_result(None)
 
@@ -221,6 +225,8 @@ class LogitScorer:
         """A sequence ended: keep its model state for the next one (its state is reset when that one feeds its
         prompt), or let it go if enough are kept. Called in the event loop's thread."""
         self.open_sessions -= 1
+        if self._closed:  # a pass that ended after the scorer was closed: nothing is kept, nothing submitted
+            return
         if len(self._idle) < KEEP_IDLE:
             self._idle.append(request)
         else:
@@ -278,6 +284,7 @@ class LogitScorer:
         return compiled
 
     def close(self) -> None:
+        self._closed = True
         if self._expiry is not None:
             self._expiry.cancel()
         self._idle.clear()

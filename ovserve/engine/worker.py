@@ -239,9 +239,12 @@ class StepLoop:
                     self.abort(request_id)  # the client has its answer; the engine lets the rest go
                 else:
                     self.release(request_id)
-            elif status != self.running:
-                self.release(request_id)
+            elif status != self.running or finish is not None:  # ended: once, whichever the engine said first
                 self.completed += 1
+                if status == self.running:
+                    self.abort(request_id)  # the pipeline lets it go at its next steps
+                else:
+                    self.release(request_id)
                 if finish is None:
                     finish = FINISH_STOP if status == self.finished else f"error: the engine ended it ({status.name})"
             else:

@@ -132,8 +132,10 @@ class OpenAIRoutes:
 
         try:
             capture = await self._capture(request, data)
-        except Exception as error:  # whatever it is, the request leaves: its counts go with it
+        except BaseException as error:  # whatever it is, the request leaves: its counts go with it
             release()
+            if not isinstance(error, Exception):
+                raise  # cancelled (a forced shutdown)
             failure = request_error_of(error)
             if not isinstance(error, RequestError):
                 log.error("%s: the store could not be read: %r", request_id, error)

@@ -95,7 +95,11 @@ class CompletionStore:
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("pragma table_info(responses)")}
         if "previous_id" not in columns:  # files written before chains were kept as links
-            self._db.execute("alter table responses add column previous_id text")
+            try:
+                self._db.execute("alter table responses add column previous_id text")
+            except sqlite3.OperationalError:  # another process added it meanwhile
+                if "previous_id" not in {row[1] for row in self._db.execute("pragma table_info(responses)")}:
+                    raise
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ovserve-store")
 
     def run(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
@@ -193,9 +197,9 @@ class CompletionStore:
                                        "where owner = ? and id = ?", (owner, current)).fetchone()
                 if row is None:
                     break
-                # a file written before chains were links holds the conversation before it whole
+                # a file written before chains were links holds the whole input that led to it, its own included
                 before = json.loads(row[2])
-                links.append((json.loads(row[0]), [*before, *json.loads(row[1])]))
+                links.append((json.loads(row[0]), before or json.loads(row[1])))
                 current = None if before else row[3]
         return links[::-1] if links else None
 

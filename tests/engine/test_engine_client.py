@@ -60,7 +60,7 @@ async def test_requests_aborted_while_another_runs_are_let_go_and_the_engine_goe
     client = EngineClient(EngineSettings(find_model_files(default_model)))
     await client.start()
     try:
-        running = client.submit(PROMPT, SamplingParams(max_new_tokens=40, temperature=0, ignore_eos=True))
+        running = client.submit(PROMPT, SamplingParams(max_new_tokens=300, temperature=0, ignore_eos=True))
         aborted = [client.submit(PROMPT, SamplingParams(max_new_tokens=5000, temperature=0, ignore_eos=True))
                    for _ in range(3)]
         for request in aborted:
@@ -72,10 +72,11 @@ async def test_requests_aborted_while_another_runs_are_let_go_and_the_engine_goe
         tokens = []
         async for delta in running:
             tokens.extend(delta.token_ids)
-            if client.engine_steps >= steps_at_abort + 5:
-                # the engine let the aborted requests go within a few steps, while this one still runs
-                assert client.engine_handles == 1 and not running.done
+            if client.engine_handles == 1:
                 break
+            # the aborts reach the engine a step or two late, and it lets them go within two steps more
+            assert client.engine_steps < steps_at_abort + 20, "aborted requests still held"
+        assert not running.done  # let go while the other one still runs
         tokens += [t async for delta in running for t in delta.token_ids]
         assert running.finish == "length"
 

@@ -94,7 +94,13 @@ async def test_the_scorer_s_budget_makes_requests_wait_their_turn_and_a_cancelle
         await asyncio.sleep(0.01)
         scorer.unreserve(6)
         assert await second == 6 and scorer.reserved == 6  # the cancelled third holds nothing
-        scorer.unreserve(6)
+        fourth = asyncio.ensure_future(scorer.reserve(5))
+        await asyncio.sleep(0.01)
+        fourth.cancel()
+        scorer.unreserve(6)  # in the same pass as the cancel, before the cancelled one learns of it
+        with pytest.raises(asyncio.CancelledError):
+            await fourth
+        assert scorer.reserved == 0  # the cancelled one was not granted, and nothing is lost
         assert await scorer.reserve(100) == 10  # a request larger than the budget has it all, alone
     finally:
         scorer.close()

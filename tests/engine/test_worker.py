@@ -137,3 +137,31 @@ def test_tokens_past_max_tokens_are_cut_and_the_request_ends_there():
     loop.collect()
     assert loop.outputs == [(3, [5, 6, 7], "length")] and loop.logprobs == {3: [-0.1] * 3}
     assert pipeline.handle.cancelled and loop.live == 0  # the engine is told to let the rest go
+
+
+def test_a_request_the_engine_says_finished_while_its_status_still_runs_ends_once():
+    import socket
+
+    import openvino_genai
+
+    from ovserve.engine.protocol import SamplingParams
+    from ovserve.engine.worker import StepLoop
+
+    class FinishedOutput:
+        generated_ids, generated_log_probs = [5, 6], [-0.1, -0.2]
+        finish_reason = openvino_genai.GenerationFinishReason.STOP
+
+    pipeline = OvershootingPipeline()
+
+    def read():  # finished, though get_status still says RUNNING
+        pipeline.handle.unread = False
+        return {0: FinishedOutput}
+
+    pipeline.handle.read = read
+    loop = StepLoop(pipeline, socket.socketpair()[1])
+    loop.add(3, (1).to_bytes(8, "little"), SamplingParams(max_new_tokens=10))
+    pipeline.step()
+    loop.collect()
+    pipeline.handle.unread = True
+    loop.collect()  # read again, as the next step would
+    assert loop.outputs == [(3, [5, 6], "stop")] and loop.completed == 1 and loop.live == 0

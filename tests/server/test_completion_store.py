@@ -125,6 +125,20 @@ def test_a_chain_of_responses_takes_room_in_proportion_to_its_length(tmp_path):
     assert store.chain("", "resp_10") is None and store.chain("someone else", "resp_49") is None
 
 
+def test_a_response_kept_by_an_earlier_version_continues_without_repeating_its_input(tmp_path):
+    store = CompletionStore(tmp_path / "s.sqlite3")
+    whole = [{"role": "user", "content": "question 0"}, {"role": "assistant", "content": "answer 0"},
+             {"role": "user", "content": "question 1"}]
+    store._db.execute(  # as files written before chains were links hold it: the whole input, previous_id null
+        "insert into responses (id, owner, created, response, input_items, conversation) values (?, ?, ?, ?, ?, ?)",
+        ("resp_old", "", int(time.time()), json.dumps(response(1, "answer 1")), json.dumps(whole[2:]),
+         json.dumps(whole)))
+    store.put_response("", response(2, "answer 2"), [{"role": "user", "content": "question 2"}], "resp_old")
+    chain = store.chain("", "resp_2")
+    assert [item["content"] for _, items in chain for item in items] == [
+        "question 0", "answer 0", "question 1", "question 2"]
+
+
 async def test_the_store_works_on_its_own_thread_in_the_order_asked(tmp_path):
     import threading
 
