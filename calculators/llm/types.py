@@ -80,8 +80,11 @@ class TextDelta:
     index: int = 0
     #: The tokens that arrived with this text and their log-probabilities, when the request asked for them.
     logprobs: tuple[TokenLogprob, ...] | None = None
-    #: Tool calls the answer makes (set by the tool-call parser, on the choice's last delta).
+    #: Tool calls the answer makes, whole (set by the tool-call parser, on the choice's last delta).
     tool_calls: tuple[ToolCall, ...] = ()
+    #: The tool calls as they stream (set by the tool-call parser): each call's first piece has its id and name;
+    #: a call's pieces' ``arguments`` concatenate to its ``arguments`` in the last delta's :attr:`tool_calls`.
+    tool_call_pieces: tuple[ToolCallPiece, ...] = ()
     #: The model's reasoning that came with this delta (set by the reasoning parser).
     reasoning: str = ""
 
@@ -93,6 +96,18 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPiece:
+    """A piece of a tool call as it streams (OpenAI's ``delta.tool_calls[]``): the call's first piece carries its
+    ``id`` and ``name``; every piece may carry more of its arguments' JSON text."""
+
+    #: Which call of the answer (0 for the first).
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
