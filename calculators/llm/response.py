@@ -24,7 +24,7 @@ from ovserve.calculators.llm.schema import (
     ToolCallOut,
     Usage,
 )
-from ovserve.calculators.llm.types import LLMRequest, TextDelta, TokenLogprob, ToolCall
+from ovserve.calculators.llm.types import LLMRequest, TextDelta, TokenLogprob, ToolCallPiece
 from ovserve.payloads import HttpResponsePayload
 
 EVENT_STREAM = "text/event-stream"
@@ -87,16 +87,20 @@ class ChunkWriter:
             template = self._templates[index] = (b"data: " + before, after + b"\n\n")
         return template[0] + json.dumps(text, ensure_ascii=False).encode() + template[1]
 
-    def tool_calls(self, calls: tuple[ToolCall, ...], index: int) -> bytes:
-        """Each call in two chunks, as OpenAI and vLLM stream them: id, type and name; then the arguments."""
+    def tool_call_pieces(self, pieces: tuple[ToolCallPiece, ...], index: int) -> bytes:
+        """A chunk per piece, as OpenAI and vLLM stream calls: the call's ``index``, ``id``, ``type`` and name
+        (with empty arguments) first, then its arguments in pieces."""
         body = b""
-        for number, call in enumerate(calls):
-            for piece in (ToolCallDelta.model_construct(index=number, id=call.id, type="function",
-                                                        function=FunctionCallDelta.model_construct(
-                                                            name=call.name, arguments="")),
-                          ToolCallDelta.model_construct(index=number, function=FunctionCallDelta.model_construct(
-                              arguments=call.arguments))):
-                body += self._delta_event(ChatDelta.model_construct(tool_calls=[piece]), index)
+        for piece in pieces:
+            if piece.id is not None:
+                first = ToolCallDelta.model_construct(index=piece.index, id=piece.id, type="function",
+                                                      function=FunctionCallDelta.model_construct(name=piece.name,
+                                                                                                 arguments=""))
+                body += self._delta_event(ChatDelta.model_construct(tool_calls=[first]), index)
+            if piece.arguments:
+                more = ToolCallDelta.model_construct(index=piece.index, function=FunctionCallDelta.model_construct(
+                    arguments=piece.arguments))
+                body += self._delta_event(ChatDelta.model_construct(tool_calls=[more]), index)
         return body
 
     def reasoning(self, text: str, index: int) -> bytes:
@@ -118,6 +122,17 @@ class ChunkWriter:
                                       object=model.model_fields["object"].default, choices=[],
                                       usage=_usage(prompt_tokens, completion_tokens))
         return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+
+
+def stream_pieces(delta: TextDelta, piecewise: set[int]) -> tuple[ToolCallPiece, ...]:
+    """The call pieces to stream for ``delta``: its own, or, from a parser node that sends calls whole only,
+    each call of its last delta as one piece. ``piecewise`` remembers the choices that sent pieces."""
+    if delta.tool_call_pieces:
+        piecewise.add(delta.index)
+        return delta.tool_call_pieces
+    if delta.tool_calls and delta.index not in piecewise:
+        return tuple(ToolCallPiece(i, c.arguments, c.id, c.name) for i, c in enumerate(delta.tool_calls))
+    return ()
 
 
 class OpenAIResponseCalculator(Calculator):
@@ -143,6 +158,8 @@ class OpenAIResponseCalculator(Calculator):
         self.reasoning: dict[int, list[str]] = {}
         self.offsets: dict[int, int] = {}
         self.responses: ResponsesWriter | None = None
+        #: The choices whose calls came in pieces (of a parser node that streams them).
+        self.piecewise: set[int] = set()
 
     def process(self, ctx: CalculatorContext) -> None:
         direct = ctx.value(self.DIRECT)
@@ -188,9 +205,9 @@ class OpenAIResponseCalculator(Calculator):
                 ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(response).encode(),
                                                                          log=self.log_fields(request)))
             return
-        body = writer.text_delta(delta.text)
+        body = writer.text_delta(delta.text) + writer.call_pieces(stream_pieces(delta, self.piecewise))
         if done:
-            body += writer.finish(delta.tool_calls, delta.finish_reason, usage or {})
+            body += writer.finish(delta.finish_reason, usage or {})
         if body or done:
             ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
                 body, content_type=EVENT_STREAM, last=done, log=self.log_fields(request) if done else None))
@@ -214,8 +231,7 @@ class OpenAIResponseCalculator(Calculator):
             body += writer.content(delta.text, delta.index, self.stream_logprobs(request, delta))
         elif delta.text:
             body += writer.content(delta.text, delta.index)
-        if delta.tool_calls:
-            body += writer.tool_calls(delta.tool_calls, delta.index)
+        body += writer.tool_call_pieces(stream_pieces(delta, self.piecewise), delta.index)
         if delta.finish_reason is not None:
             body += writer.finish(delta.finish_reason, delta.index)
         last = len(self.finished) == request.body.n

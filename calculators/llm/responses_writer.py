@@ -3,8 +3,8 @@
 Streaming follows OpenAI's sequence, each event with a ``sequence_number``: ``response.created``,
 ``response.in_progress``; for the text, ``response.output_item.added`` (a message), ``response.content_part.added``,
 the ``response.output_text.delta`` events, then ``response.output_text.done``, ``response.content_part.done``,
-``response.output_item.done``; for each function call, ``response.output_item.added``,
-``response.function_call_arguments.delta`` and ``.done``, ``response.output_item.done``; last
+``response.output_item.done``; for each function call as it streams, ``response.output_item.added``,
+``response.function_call_arguments.delta`` per piece and ``.done``, ``response.output_item.done``; last
 ``response.completed`` (or ``response.incomplete`` when ``max_output_tokens`` cut the answer). As OpenAI does,
 the stream ends after the last event, with no ``data: [DONE]``.
 """
@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from ovserve.calculators.llm.responses_api import ResponsesRequest
-from ovserve.calculators.llm.types import LLMRequest, ToolCall
+from ovserve.calculators.llm.types import LLMRequest, ToolCall, ToolCallPiece
 
 
 def _new_id(prefix: str) -> str:
@@ -35,6 +35,11 @@ class ResponsesWriter:
         self.message_id: str | None = None
         self.text: list[str] = []
         self.reasoning: list[str] = []
+        self.message_closed = False
+        #: The items a stream has closed, in order.
+        self.streamed: list[dict[str, Any]] = []
+        #: The call whose arguments stream now: (the call, its item id, its output index, its arguments so far).
+        self.open_call: tuple[ToolCall, str, int, list[str]] | None = None
 
     # --- the response object ----------------------------------------------------------------------------
 
@@ -120,32 +125,57 @@ class ResponsesWriter:
         return body + self._open_message() + self._event("response.output_text.delta", item_id=self.message_id,
                                                          output_index=0, content_index=0, delta=text, logprobs=[])
 
-    def finish(self, calls: tuple[ToolCall, ...], finish_reason: str | None, usage: dict[str, Any]) -> bytes:
-        """The closing events of every item, then ``response.completed`` or ``response.incomplete``."""
+    def _close_message(self, status: str) -> bytes:
+        """The message item's closing events (its text is whole: a call began, or the answer ended)."""
+        if self.message_id is None or self.message_closed:
+            return b""
+        self.message_closed = True
+        text = "".join(self.text)
+        item = self.message_item(text, status)
+        index = len(self.streamed)
+        body = self._event("response.output_text.done", item_id=self.message_id, output_index=index,
+                           content_index=0, text=text, logprobs=[])
+        body += self._event("response.content_part.done", item_id=self.message_id, output_index=index,
+                            content_index=0, part=self._text_part(text))
+        self.streamed.append(item)
+        return body + self._event("response.output_item.done", output_index=index, item=item)
+
+    def call_pieces(self, pieces: tuple[ToolCallPiece, ...]) -> bytes:
+        """A call's item opens with its first piece (the message before it closes); its arguments stream as
+        ``response.function_call_arguments.delta`` events."""
+        body = self.start()
+        for piece in pieces:
+            if piece.id is not None:
+                body += self._close_message("completed") + self._close_call("completed")
+                call = ToolCall(piece.id, piece.name or "", "")
+                self.open_call = (call, _new_id("fc"), len(self.streamed), [])
+                body += self._event("response.output_item.added", output_index=self.open_call[2],
+                                    item={**self.call_item(call, self.open_call[1], ""), "status": "in_progress"})
+            if piece.arguments and self.open_call is not None:
+                _, item_id, index, arguments = self.open_call
+                arguments.append(piece.arguments)
+                body += self._event("response.function_call_arguments.delta", item_id=item_id, output_index=index,
+                                    delta=piece.arguments)
+        return body
+
+    def _close_call(self, status: str) -> bytes:
+        if self.open_call is None:
+            return b""
+        call, item_id, index, arguments = self.open_call
+        self.open_call = None
+        text = "".join(arguments)
+        body = self._event("response.function_call_arguments.done", item_id=item_id, output_index=index,
+                           name=call.name, arguments=text)
+        item = {**self.call_item(call, item_id, text), "status": status}
+        self.streamed.append(item)
+        return body + self._event("response.output_item.done", output_index=index, item=item)
+
+    def finish(self, finish_reason: str | None, usage: dict[str, Any]) -> bytes:
+        """The closing events of the items still open, then ``response.completed`` or ``response.incomplete``."""
         body = self.start()
         status = self.status(finish_reason)
-        text = "".join(self.text)
-        output: list[dict[str, Any]] = []
-        if self.message_id is not None or not calls:
+        if not self.streamed and self.open_call is None:
             body += self._open_message()  # an empty answer's message opens and closes here
-            item = self.message_item(text, status)
-            index = len(output)
-            body += self._event("response.output_text.done", item_id=self.message_id, output_index=index,
-                                content_index=0, text=text, logprobs=[])
-            body += self._event("response.content_part.done", item_id=self.message_id, output_index=index,
-                                content_index=0, part=self._text_part(text))
-            body += self._event("response.output_item.done", output_index=index, item=item)
-            output.append(item)
-        for call in calls:
-            index, item_id = len(output), _new_id("fc")
-            body += self._event("response.output_item.added", output_index=index,
-                                item={**self.call_item(call, item_id, ""), "status": "in_progress"})
-            body += self._event("response.function_call_arguments.delta", item_id=item_id, output_index=index,
-                                delta=call.arguments)
-            body += self._event("response.function_call_arguments.done", item_id=item_id, output_index=index,
-                                name=call.name, arguments=call.arguments)
-            item = self.call_item(call, item_id)
-            body += self._event("response.output_item.done", output_index=index, item=item)
-            output.append(item)
-        final = self.response(status, output, usage)
+        body += self._close_message(status) + self._close_call(status)
+        final = self.response(status, self.streamed, usage)
         return body + self._event(f"response.{status}", response=final)

@@ -84,11 +84,18 @@ def test_a_forced_function_call_is_an_output_item_and_its_output_continues_the_c
 def test_a_streamed_function_call_has_its_argument_events(server):
     events = list(create(server, input="Weather in Rome?", tools=[WEATHER], tool_choice="required", stream=True))
     kinds = [event.type for event in events]
-    assert "response.function_call_arguments.delta" in kinds
+    deltas = [event for event in events if event.type == "response.function_call_arguments.delta"]
+    assert len(deltas) > 3  # the arguments stream in pieces, as the model writes them
+    added = kinds.index("response.output_item.added")
+    assert added < kinds.index("response.function_call_arguments.delta") < kinds.index(
+        "response.function_call_arguments.done")
     done = next(event for event in events if event.type == "response.function_call_arguments.done")
-    assert json.loads(done.arguments)["city"]
+    assert "".join(d.delta for d in deltas) == done.arguments and json.loads(done.arguments)["city"]
+    assert all(d.item_id == done.item_id == events[added].item.id for d in deltas)
     assert events[-1].type == "response.completed"
-    assert events[-1].response.output[-1].type == "function_call"
+    (call,) = events[-1].response.output
+    assert call.type == "function_call" and call.arguments == done.arguments and call.id == done.item_id
+    assert [e.sequence_number for e in events] == list(range(len(events)))
 
 
 def test_text_format_json_schema_holds_the_answer_to_the_schema(server):

@@ -61,9 +61,42 @@ async def test_the_parser_turns_a_whole_answer_into_tool_calls():
     assert [c.name for c in parsed.tool_calls] == ["get_weather"]
 
 
-async def test_a_cut_answer_stays_text_with_finish_length():
+async def test_an_answer_cut_inside_the_call_syntax_before_a_call_is_no_content():
     (parsed,) = await parse(chat_request(tools=[WEATHER]), [TextDelta('{"tool_calls": [', "length", 3, 4)])
-    assert (parsed.text, parsed.finish_reason, parsed.tool_calls) == ('{"tool_calls": [', "length", ())
+    assert (parsed.text, parsed.finish_reason, parsed.tool_calls) == ("", "length", ())
+
+
+async def test_a_call_cut_by_max_tokens_keeps_the_arguments_written_as_openai_does():
+    cut = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Par'
+    texts = [TextDelta(cut[:30], None, 3, 5), TextDelta(cut[30:], "length", 3, 10)]
+    parsed = await parse(chat_request(tools=[WEATHER], tool_choice="required"), texts)
+    assert "".join(d.text for d in parsed) == "" and parsed[-1].finish_reason == "length"
+    (call,) = parsed[-1].tool_calls
+    assert (call.name, call.arguments) == ("get_weather", '{"city": "Par')
+    assert "".join(p.arguments for d in parsed for p in d.tool_call_pieces) == call.arguments
+
+
+async def test_a_call_cut_after_its_name_is_a_call_with_no_arguments_yet():
+    texts = [TextDelta('{"tool_calls": [{"name": "get_weather", "argu', "length", 3, 10)]
+    (parsed,) = await parse(chat_request(tools=[WEATHER], tool_choice="required"), texts)
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("get_weather", "")]
+    assert [(p.index, p.name) for p in parsed.tool_call_pieces] == [(0, "get_weather")]
+
+
+async def test_generic_content_streams_as_text_as_it_is_written():
+    answer = json.dumps({"content": "Caf\u00e9 \"ok\"\n\ud83d\ude00 done"}, ensure_ascii=True)
+    texts = [TextDelta(c, "stop" if i == len(answer) - 1 else None, 3, i + 1) for i, c in enumerate(answer)]
+    parsed = await parse(chat_request(tools=[WEATHER]), texts)
+    assert "".join(d.text for d in parsed) == 'Café "ok"\n😀 done'
+    assert sum(bool(d.text) for d in parsed if d.finish_reason is None) > 10  # it streamed, not at the end
+    assert parsed[-1].finish_reason == "stop" and not parsed[-1].tool_calls
+
+
+async def test_deeply_nested_arguments_stream_without_recursion():
+    nested = '{"a": ' * 50_000 + "1" + "}" * 50_000
+    answer = '{"tool_calls": [{"name": "get_weather", "arguments": ' + nested + "}]}"
+    parsed = await parse(chat_request(tools=[WEATHER]), [TextDelta(answer, "stop", 3, 9)])
+    assert parsed[-1].tool_calls[0].arguments == nested
 
 
 async def serialized_calls(stream):

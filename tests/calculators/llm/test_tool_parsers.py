@@ -64,6 +64,21 @@ async def test_streamed_in_pieces_content_goes_out_before_the_calls(parser, text
     assert all(not d.tool_calls for d in parsed[:-1])
 
 
+@pytest.mark.parametrize(("parser", "text", "content", "calls"), RECORDED)
+@pytest.mark.parametrize("size", [1, 4])
+async def test_each_call_streams_in_pieces_that_join_to_its_arguments(parser, text, content, calls, size):
+    parsed = await stream(parser, text, size)
+    final = parsed[-1].tool_calls
+    for index, call in enumerate(final):
+        pieces = [(d, p) for d in parsed for p in d.tool_call_pieces if p.index == index]
+        assert (pieces[0][1].id, pieces[0][1].name) == (call.id, call.name)  # the first piece names the call
+        assert all(p.id is None and p.name is None for _, p in pieces[1:])
+        assert "".join(p.arguments for _, p in pieces) == call.arguments
+    first_piece_at = next(i for i, d in enumerate(parsed) if d.tool_call_pieces)
+    assert parsed[first_piece_at].finish_reason is None  # the first call began before the answer ended
+    assert calls_of(final) == calls
+
+
 async def test_content_streams_as_it_comes_when_no_call_starts():
     parsed = await stream("hermes3", "Sunny and warm, with a light breeze from the west.")
     assert len(parsed) > 3 and "".join(d.text for d in parsed) == "Sunny and warm, with a light breeze from the west."
@@ -130,6 +145,7 @@ def test_llama3_calls_before_one_cut_off_are_kept():
 ])
 async def test_an_answer_a_parser_fails_on_goes_back_as_content_and_the_request_succeeds(parser, text, caplog):
     parsed = await stream(parser, text, size=5000)
+    assert not any(d.tool_call_pieces for d in parsed)
     assert "".join(d.text for d in parsed) == text and parsed[-1].finish_reason == "stop"
     assert not parsed[-1].tool_calls
     assert sum("could not parse an answer" in record.message for record in caplog.records) == 1
