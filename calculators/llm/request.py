@@ -17,27 +17,44 @@ from ovserve.calculators.llm.types import LLMRequest
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload
 
+_UNKNOWN = object()
 
-def _param(loc: tuple[str | int, ...]) -> tuple[str | None, str | None]:
-    """(OpenAI's ``param`` like ``messages[0].role``, the union member the error is about)."""
+
+def _param(loc: tuple[str | int, ...], data: object = _UNKNOWN, missing: bool = False) -> tuple[str | None, str | None]:
+    """(OpenAI's ``param`` like ``messages[0].role``, the union member the error is about).
+
+    Pydantic's location also names union members (``str``, or a tagged union's tag, such as ``json_schema``);
+    with the request's ``data`` at hand, a part is a field where the data has it (or, for a ``missing`` error,
+    the last part), and a member otherwise; without it, by the look of its name."""
     param, member = "", None
-    for part in loc:
+    node = data
+    for position, part in enumerate(loc):
         if isinstance(part, int):
             param += f"[{part}]"
-        elif _FIELD.match(part) and part not in _TYPE_NAMES:
-            param += f".{part}" if param else part
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else _UNKNOWN
+            continue
+        if node is not _UNKNOWN:
+            last = position == len(loc) - 1
+            is_field = isinstance(node, dict) and (part in node or (missing and last))
+            node = node.get(part, _UNKNOWN) if is_field and isinstance(node, dict) else node
+        else:
+            is_field = bool(_FIELD.match(part)) and part not in _TYPE_NAMES
+        if is_field:
+            if _FIELD.match(part):  # a key such as logit_bias's "50256" is no field name: its map is the param
+                param += f".{part}" if param else part
         else:
             member = part
     return param or None, member
 
 
-def validation_error(error: ValidationError) -> RequestError:
-    """The most telling problem of a pydantic error as an OpenAI ``invalid_request_error``."""
+def validation_error(error: ValidationError, data: object = _UNKNOWN) -> RequestError:
+    """The most telling problem of a pydantic error as an OpenAI ``invalid_request_error``; ``data`` is the input
+    that was validated, to tell its fields from the union members in an error's location."""
     problems = error.errors()
     # With a union, every member reports; a member's own complaint beats "not of this type".
     first = next((p for p in problems if not p["type"].endswith("_type")), problems[0])
-    param, member = _param(tuple(first["loc"]))
-    members = [_param(tuple(p["loc"])) for p in problems]
+    param, member = _param(tuple(first["loc"]), data, first["type"] == "missing")
+    members = [_param(tuple(p["loc"]), data, p["type"] == "missing") for p in problems]
     if len(members) > 1 and all(p["type"].endswith("_type") for p in problems) and {m[0] for m in members} == {param}:
         expected = " or ".join(m[1] or "?" for m in members)
         return RequestError(f"Invalid value for '{param}': expected {expected} (got {first.get('input')!r})",
@@ -60,7 +77,7 @@ def parse_body(schema: type[ModelT], data: object) -> ModelT:
     try:
         return schema.model_validate(data)
     except ValidationError as error:
-        raise validation_error(error) from None
+        raise validation_error(error, data) from None
 
 
 def completion_body(schema: type[ChatCompletionRequest] | type[CompletionRequest],
@@ -113,10 +130,7 @@ class OpenAIRequestCalculator(Calculator):
         """A Responses API request, as the chat request it means (with the original kept for the answer)."""
         if not isinstance(payload.json, dict):
             raise RequestError("the request body must be a JSON object", code="invalid_json")
-        try:
-            responses = ResponsesRequest.model_validate(payload.json)
-            body = ChatCompletionRequest.model_validate(chat_body(responses))
-        except ValidationError as error:
-            raise validation_error(error) from None
+        responses = parse_body(ResponsesRequest, payload.json)
+        body = parse_body(ChatCompletionRequest, chat_body(responses))
         refuse_unsupported(body)
         return LLMRequest("chat", body, payload.model, f"resp_{uuid.uuid4().hex}", int(time.time()), responses)

@@ -51,6 +51,18 @@ async def test_a_prompt_of_the_wrong_type_lists_what_is_accepted():
     assert error.param == "prompt" and "expected str or list[str] or list[int]" in error.message
 
 
+@pytest.mark.parametrize(("response_format", "param"), [
+    ({"type": "json_schema", "json_schema": {"schema": {}}}, "response_format.json_schema.name"),
+    ({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}, "response_format.json_schema.name"),
+    ({"type": "json_object", "strict": 1}, "response_format.strict"),
+])
+async def test_a_param_path_names_fields_only_as_openai_writes_it(response_format, param):
+    """Not ``response_format.json_schema.json_schema.name``: a tagged union's tag is no field."""
+    error = await refused("/v3/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                                   "response_format": response_format})
+    assert error.param == param
+
+
 async def test_an_endpoint_of_another_kind_of_model_is_a_400_naming_the_model():
     error = await refused("/v3/embeddings", {"model": "m"})
     assert (error.status, error.param, error.code) == (400, "model", "unsupported_model")
