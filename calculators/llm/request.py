@@ -10,6 +10,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output
+from ovserve.calculators.llm.grammars import LEGACY_FIELDS, legacy_structured_outputs, output_constraint
 from ovserve.calculators.llm.request_fields import log_ignored, refuse_unsupported
 from ovserve.calculators.llm.responses_api import ResponsesRequest, chat_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
@@ -86,9 +87,30 @@ def completion_body(schema: type[ChatCompletionRequest] | type[CompletionRequest
     does not take, or for a field that asks for what ovserve does not do."""
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object", code="invalid_json")
-    body = parse_body(schema, data)
+    legacy = legacy_structured_outputs(data)
+    if legacy is None:
+        body = parse_body(schema, data)
+    else:  # vLLM's guided_* fields, read as the structured_outputs they mean, and named in errors as sent
+        name, constraint = legacy
+        if data.get("structured_outputs") is not None:
+            raise RequestError(f"'{name}' cannot be combined with 'structured_outputs': set one", param=name,
+                               code="invalid_value")
+        data = {**{k: v for k, v in data.items() if k not in LEGACY_FIELDS}, "structured_outputs": constraint}
+        try:
+            body = parse_body(schema, data)
+            output_constraint(body.response_format, body.structured_outputs)
+        except RequestError as error:
+            raise _renamed(error, f"structured_outputs.{LEGACY_FIELDS[name]}", name) from None
     refuse_unsupported(body)
     return body
+
+
+def _renamed(error: RequestError, sent_as: str, name: str) -> RequestError:
+    """``error`` naming the legacy field ``name`` where it named ``sent_as``, the field it was read as."""
+    if not (error.param or "").startswith(sent_as):
+        return error
+    param = name + (error.param or "")[len(sent_as):]
+    return RequestError(error.message.replace(sent_as, name), status=error.status, param=param, code=error.code)
 
 
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")

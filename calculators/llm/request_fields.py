@@ -18,14 +18,14 @@ from ovserve.errors import RequestError
 log = logging.getLogger("ovserve.llm")
 
 #: Accepted and ignored by design: they do not change the answer.
-IGNORED_BY_DESIGN = frozenset({"user", "service_tier", "prompt_cache_key", "safety_identifier"})
+IGNORED_BY_DESIGN = frozenset({"user", "service_tier", "prompt_cache_key", "safety_identifier",
+                               "guided_decoding_backend"})
 
 #: vLLM's request extensions that change the answer and that ovserve does not implement: refused by name
 #: rather than logged as unknown, since a vLLM client sends them expecting an effect.
-VLLM_UNSUPPORTED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs",
-                    "bad_words", "allowed_token_ids", "prompt_logprobs", "continue_final_message",
-                    "add_generation_prompt", "truncate_prompt_tokens", "use_beam_search", "length_penalty",
-                    "spaces_between_special_tokens", "echo", "documents", "mm_processor_kwargs")
+VLLM_UNSUPPORTED = ("guided_whitespace_pattern", "bad_words", "allowed_token_ids", "prompt_logprobs",
+                    "continue_final_message", "add_generation_prompt", "truncate_prompt_tokens", "use_beam_search",
+                    "length_penalty", "spaces_between_special_tokens", "echo", "documents", "mm_processor_kwargs")
 
 #: OVMS's request extensions that change the answer and that ovserve does not implement, with why.
 OVMS_UNSUPPORTED = {"assistant_confidence_threshold": "(OVMS's speculative decoding with a draft model) is not "
@@ -81,6 +81,8 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
         *common,
         ("response_format", body.response_format is not None and body.response_format.type != "text"
          and bool(body.callable_tools()), "cannot be combined with tools the answer may call"),
+        ("structured_outputs", body.structured_outputs is not None and bool(body.callable_tools()),
+         "cannot be combined with tools the answer may call"),
         ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),
         ("function_call", body.function_call not in (None, "none"), "is not supported (deprecated by OpenAI)"),
         ("verbosity", body.verbosity is not None, "is not supported"),

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
-from ovserve.calculators.llm.structured_output import ResponseFormat, engine_json_schema
+from ovserve.calculators.llm.grammars import ChatResponseFormat, StructuredOutputs, output_constraint
 from ovserve.calculators.llm.tools import Tool, ToolCallRequest, ToolChoice, active_tools
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
@@ -82,7 +82,10 @@ class OpenAIRequestBase(_Request):
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     #: Token id (as a string, as JSON keys are) to a bias from -100 to 100.
-    response_format: ResponseFormat | None = None
+    response_format: ChatResponseFormat | None = None
+    #: vLLM's constraints beyond JSON (json, regex, choice, grammar, json_object, structural_tag); its legacy
+    #: ``guided_*`` fields are read as these (:func:`~ovserve.calculators.llm.request.completion_body`).
+    structured_outputs: StructuredOutputs | None = None
     logit_bias: dict[Annotated[str, Field(pattern=r"^\d+$")], Annotated[float, Field(ge=-100, le=100)]] | None = None
     user: str | None = None
     # Extensions of vLLM and OVMS, sent at the top level (the openai client's extra_body):
@@ -160,6 +163,7 @@ class OpenAIRequestBase(_Request):
         if self.min_tokens > limit:
             raise RequestError(f"min_tokens ({self.min_tokens}) is more than max_tokens ({limit})",
                                param="min_tokens", code="invalid_value")
+        json_schema, grammar = output_constraint(self.response_format, self.structured_outputs)
         return SamplingParams(
             max_new_tokens=limit,
             temperature=defaults.temperature if self.temperature is None else self.temperature,
@@ -174,7 +178,8 @@ class OpenAIRequestBase(_Request):
             frequency_penalty=self.frequency_penalty or 0.0,
             min_new_tokens=self.min_tokens,
             stop_token_ids=tuple(self.stop_token_ids or ()),
-            json_schema=engine_json_schema(self.response_format),
+            json_schema=json_schema,
+            grammar=grammar,
             logprobs=self.wants_logprobs,
         )
 

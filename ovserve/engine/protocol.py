@@ -56,6 +56,31 @@ class TaggedCalls:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputGrammar:
+    """Text the answer must match, enforced by constrained decoding: a ``regex``, an ``ebnf`` grammar (XGrammar's
+    EBNF), a ``structural_tag`` (XGrammar's JSON form) or a ``choice`` of strings (``value``: a JSON list)."""
+
+    kind: Literal["regex", "ebnf", "structural_tag", "choice"]
+    value: str
+
+    def config(self) -> Any:
+        """The engine's ``StructuredOutputConfig`` (built in the engine process)."""
+        import json
+
+        import openvino_genai
+
+        config = openvino_genai.StructuredOutputConfig
+        if self.kind == "regex":
+            return config(regex=self.value)
+        if self.kind == "ebnf":
+            return config(grammar=self.value)
+        if self.kind == "structural_tag":
+            return config(structural_tags_config=self.value)
+        choices = [config.ConstString(choice) for choice in json.loads(self.value)]
+        return config(compound_grammar=config.Union(choices) if len(choices) > 1 else choices[0])
+
+
+@dataclass(frozen=True, slots=True)
 class SamplingParams:
     """Generation settings of one request, in engine terms."""
 
@@ -78,6 +103,8 @@ class SamplingParams:
     json_schema: str | None = None
     #: Tool calls in a model family's format the output must be, enforced by constrained decoding.
     tool_calls: TaggedCalls | None = None
+    #: A grammar the output must match (a regex, EBNF, a structural tag or a choice), by constrained decoding.
+    grammar: OutputGrammar | None = None
     #: Report each generated token's log-probability.
     logprobs: bool = False
     #: Prompt lookup decoding (an engine loaded with ``prompt_lookup``): tokens proposed from the prompt per step
@@ -124,6 +151,8 @@ class SamplingParams:
             config.structured_output_config = openvino_genai.StructuredOutputConfig(json_schema=self.json_schema)
         elif self.tool_calls is not None:
             config.structured_output_config = self.tool_calls.grammar()
+        elif self.grammar is not None:
+            config.structured_output_config = self.grammar.config()
         if self.num_assistant_tokens:
             config.num_assistant_tokens = self.num_assistant_tokens
             config.max_ngram_size = self.max_ngram_size

@@ -2,7 +2,8 @@
 
 Each case is a random chat or text completion body whose fields take extreme and boundary values, alone and in
 combination: sampling, stop strings and token ids, lengths, ``n`` and ``best_of``, log-probabilities, structured
-output (random JSON Schemas), tools, and prompt lookup settings. A case goes through the server's own validation
+output (random JSON Schemas; regexes, EBNF grammars, choices and structural tags, valid and not), tools, and
+prompt lookup settings. A case goes through the server's own validation
 (:func:`~ovserve.calculators.llm.request.completion_body` and
 :func:`~ovserve.calculators.llm.tokenize.engine_prompt`); what it refuses is counted by the field it names, and
 what it lets through is submitted to a real engine process, answer by answer as the server submits them. An
@@ -146,6 +147,9 @@ def random_body(rng: random.Random, context_length: int, prompt_lookup: bool) ->
             body["logprobs"] = True
         if maybe(rng, 0.3):
             body["response_format"] = random_response_format(rng)
+        elif maybe(rng, 0.3):
+            name, value = random_constraint(rng)
+            body[name] = value
         elif maybe(rng, 0.25):
             body["tools"] = [{"type": "function", "function": {"name": f"f{i}", "parameters": random_schema(rng)}}
                              for i in range(rng.randint(1, 3))]
@@ -165,7 +169,44 @@ def random_body(rng: random.Random, context_length: int, prompt_lookup: bool) ->
         body["best_of"] = rng.choice([1, 2, 5, 20, 21])
     if maybe(rng, 0.3):
         body["response_format"] = random_response_format(rng)
+    elif maybe(rng, 0.3):
+        name, value = random_constraint(rng)
+        body[name] = value
     return kind, body
+
+
+GRAMMARS = ['root ::= "yes" | "no"', 'root ::= [a-z]+ "." ', 'root ::= item ("," item){0,3}\nitem ::= [0-9]+',
+            'root ::= ( "a" | "b" )* "c"', 'root ::= "\\u00e9" [\\x41-\\x5a]{2}', 'root ::= ""', 'root ::= ()',
+            'root ::= []', 'root ::= [z-a]', 'root ::= foo', 'root ::= "a" |', "root ::= 'a'", 'x ::= "a"',
+            'root ::= "a"{3,2}', 'root ::= "a"{,3}', 'root ::= "\\/"', 'root ::= [\\d]', 'root ::= "a" (= "b")',
+            'root ::= "a"{20000}', "root ::= " + "(" * 70 + '"a"' + ")" * 70, 'root ::= "a"\nroot ::= "b"']
+
+
+def random_constraint(rng: random.Random) -> tuple[str, Any]:
+    """A vLLM ``structured_outputs`` (or legacy ``guided_*``) field and value, valid or not."""
+    kind = rng.choice(["regex", "grammar", "choice", "structural_tag", "json"])
+    if kind == "regex":
+        value: Any = rng.choice([*PATTERNS, "\\bword\\b", "a{,3}", "a|", "|a", "[]a]", "(a)\\1", "\\p{L}"])
+    elif kind == "grammar":
+        value = rng.choice(GRAMMARS)
+    elif kind == "choice":
+        value = rng.choice([["yes", "no"], ["✓"], ["a" * 200, "b"], ['"quoted"\n', "\\"], [""], []])
+    elif kind == "structural_tag":
+        content = rng.choice([{"type": "regex", "pattern": rng.choice(PATTERNS)},
+                              {"type": "grammar", "grammar": rng.choice(GRAMMARS)},
+                              {"type": "json_schema", "json_schema": random_schema(rng)},
+                              {"type": "const_string", "value": "ok"}, {"type": "any_text"}])
+        value = rng.choice([
+            {"type": "structural_tag", "format": content},
+            {"type": "structural_tag", "format": {"type": "triggered_tags", "triggers": ["<a"], "tags": [
+                {"begin": rng.choice(["<a>", "<b>"]), "content": content, "end": "</a>"}]}},
+            {"type": "structural_tag", "structures": [{"begin": "<f>", "schema": random_schema(rng), "end": "</f>"}],
+             "triggers": ["<f"]}])
+    else:
+        value = random_schema(rng)
+    if maybe(rng, 0.3) and kind in ("regex", "grammar", "choice", "json"):
+        return f"guided_{kind}", value
+    return "structured_outputs", {kind: value}
 
 
 def random_response_format(rng: random.Random) -> dict[str, Any]:

@@ -80,7 +80,7 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         ("/v3/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
         ("/v3/chat/completions", {"skip_special_tokens": False}, "skip_special_tokens"),
         ("/v3/completions", {"best_of": 3, "n": 2, "stream": True}, "best_of"),
-        ("/v3/chat/completions", {"guided_json": {"type": "object"}}, "guided_json"),
+        ("/v3/chat/completions", {"guided_whitespace_pattern": " "}, "guided_whitespace_pattern"),
         ("/v3/chat/completions", {"add_generation_prompt": False}, "add_generation_prompt"),
         ("/v3/chat/completions", {"echo": True}, "echo"),
         ("/v3/completions", {"suffix": "end"}, "suffix"),
