@@ -2,10 +2,11 @@
 
 The answer's content blocks come in the order the model wrote them: ``thinking`` (the model's reasoning, for models
 with a reasoning parser), ``text``, then a ``tool_use`` block per call. ``stop_reason`` is ``end_turn``,
-``max_tokens``, ``tool_use`` or ``stop_sequence``; for the last, ``stop_sequence`` is the one that matched. The
-request asks the pipeline to keep a stop sequence at the end of the text (``include_stop_str_in_output``): the
-detokenizer ends the text exactly after the first one found, so the one the text ends with (the longest, when
-several do) is the one that stopped it, and it is taken off here.
+``max_tokens``, ``tool_use`` or ``stop_sequence``; for the last, ``stop_sequence`` is the one that matched. Stop
+sequences are looked for by the detokenizer alone, in the text (the tokenize node gives the engine none: it drops the
+token holding one in some cases), and the request asks it to keep the one it finds at the end of the text
+(``include_stop_str_in_output``): it ends the text exactly after the first one found, so the one the text ends with
+(the longest, when several do) is the one that stopped it, and it is taken off here.
 
 A stream is ``message_start`` and a ``ping``; per block, ``content_block_start``, its ``content_block_delta``
 events (``thinking_delta`` then one ``signature_delta``, ``text_delta``, ``input_json_delta``) and

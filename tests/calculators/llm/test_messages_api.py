@@ -7,10 +7,13 @@ import pytest
 from ovserve.calculators.llm.messages_api import MessagesCountRequest, MessagesRequest, chat_body
 from ovserve.calculators.llm.request import OpenAIRequestCalculator, parse_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest
+from ovserve.calculators.llm.tokenize import TokenizerCalculator
+from ovserve.calculators.llm.types import GenerationLimits, LLMRequest
 from ovserve.errors import RequestError
 from ovserve.framework.errors import CalculatorError
 from ovserve.payloads import HttpRequestPayload
 from ovserve.testing import run_calculator
+from tests.calculators.llm.fakes import chat_request, fake_tokenizer
 
 WEATHER = {"name": "get_weather", "description": "Get the weather", "cache_control": {"type": "ephemeral"},
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -149,3 +152,14 @@ async def test_a_chat_level_refusal_still_comes_back_as_a_400():
         await run_calculator(OpenAIRequestCalculator, {"HTTP_REQUEST_PAYLOAD": [payload]})
     assert isinstance(caught.value.cause, RequestError) and "twice" in caught.value.cause.message
     assert json.dumps(caught.value.cause.to_dict())  # a plain error the server renders in Anthropic's shape
+
+
+async def test_the_engine_gets_no_stop_sequences_the_detokenizer_finds_them():
+    spec = request(stop_sequences=["END"])
+    body = ChatCompletionRequest.model_validate(chat_body(spec))
+    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": GenerationLimits(200)}
+    for llm_request, engine_stops in ((LLMRequest("chat", body, "m", "msg_1", 0, messages=spec), ()),
+                                      (chat_request(stop=["END"]), ("END",))):
+        (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [llm_request]}, side_packets=side))["PROMPT"]
+        assert prompt.params.stop == engine_stops
+    assert body.stop_strings == ("END",) and body.include_stop_str_in_output  # what the detokenizer looks for
