@@ -189,6 +189,21 @@ class OutputConfig(_Block):
     effort: Literal["high"] | None = None
 
 
+class ClearThinking(_Block):
+    """A context edit that drops earlier turns' thinking: thinking from earlier turns never reaches the prompt here,
+    whatever it keeps."""
+
+    type: Literal["clear_thinking_20251015"]
+    keep: Any = None
+
+
+class ContextManagement(_Block):
+    """The context-management beta (Claude Code sends it). Only thinking edits are taken; an edit that clears earlier
+    tool results (``clear_tool_uses_...``) would change the prompt and is not served."""
+
+    edits: list[_by_type("context edits served", ClearThinking)] = []  # type: ignore[valid-type]
+
+
 class Metadata(_Block):
     user_id: str | None = None
 
@@ -207,6 +222,7 @@ class MessagesCountRequest(_Block):
     output_config: OutputConfig | None = None
     cache_control: CacheControl | None = None
     speed: Literal["standard", "fast"] | None = None
+    context_management: ContextManagement | None = None
     #: Code execution containers (with skills) go with server tools: not served.
     container: None = None
 

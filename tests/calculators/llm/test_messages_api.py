@@ -99,7 +99,8 @@ def test_sampling_stop_sequences_thinking_and_output_format_are_carried_over():
 
 def test_fields_that_change_nothing_here_are_accepted():
     body = converted(metadata={"user_id": "u1"}, service_tier="auto", speed="fast", inference_geo="us",
-                     cache_control={"type": "ephemeral"}, diagnostics={"previous_message_id": "msg_1"})
+                     cache_control={"type": "ephemeral"}, diagnostics={"previous_message_id": "msg_1"},
+                     context_management={"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]})
     assert set(body) == {"model", "messages", "stream", "max_completion_tokens"}
 
 
@@ -122,6 +123,8 @@ def test_fields_that_change_nothing_here_are_accepted():
     ({"stop_sequences": [""]}, "stop_sequences[0]", "at least 1"),
     ({"stream": "yes"}, "stream", "boolean"),
     ({"container": "c1"}, "container", "None"),
+    ({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}, "context_management.edits[0]",
+     "'clear_thinking_20251015'"),
 ])
 def test_what_is_not_served_is_refused_naming_the_field(fields, param, words):
     error = refused(**fields)
