@@ -1,5 +1,7 @@
-"""Without a model: Anthropic's error shape on the Messages API's paths (OpenAI's elsewhere), ``x-api-key``, and
-model aliases."""
+"""Without a model: Anthropic's error shape on the Messages API's paths (OpenAI's elsewhere, and an ``error`` event
+when a stream fails), ``x-api-key``, and model aliases."""
+
+import time
 
 import httpx
 import pytest
@@ -10,9 +12,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ovserve.errors import RequestError
+from ovserve.framework.packet import Packet
+from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 from ovserve.server.app import model_alias
 from ovserve.server.guard import GuardSettings, RequestGuard
-from ovserve.server.responses import anthropic_error_event, error_response
+from ovserve.server.metrics import ServerMetrics
+from ovserve.server.responses import GraphResponse, RequestRecorder, anthropic_error_event, error_response
+from ovserve.server.servables import Servables
 from ovserve.server.serve import model_aliases
 
 
@@ -86,3 +92,48 @@ def test_claude_names_reach_the_only_text_generation_model_unless_aliases_are_gi
     assert model_aliases([]) is None
     with pytest.raises(ValueError, match="PATTERN=NAME"):
         model_aliases(["claude-*"])
+
+
+class FailingRun:
+    """A graph run that sends one event of a Messages stream, then fails as an engine that went away does."""
+
+    def __init__(self, first: bytes) -> None:
+        self.packets = [Packet(HttpResponsePayload(first, content_type="text/event-stream", last=False), 0)]
+
+    async def send(self, tag, value) -> None:
+        pass
+
+    def close_inputs(self) -> None:
+        pass
+
+    async def get(self, tag):
+        if self.packets:
+            return self.packets.pop(0)
+        raise RequestError("the engine stopped; retry shortly", status=503, code="model_not_ready")
+
+    def cancel(self, reason) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class OneRunGraph:
+    def __init__(self, run: FailingRun) -> None:
+        self._run = run
+
+    def run(self) -> FailingRun:
+        return self._run
+
+
+async def test_a_messages_stream_that_fails_after_it_began_ends_with_an_error_event():
+    started = b'event: message_start\ndata: {"type": "message_start"}\n\n'
+    payload = HttpRequestPayload(uri="/v1/messages", body=b"", json={"stream": True}, model="m", request_id="r1")
+    response = GraphResponse(OneRunGraph(FailingRun(started)), payload, time.perf_counter(),
+                             RequestRecorder(ServerMetrics(Servables([]))), keepalive=None)
+    app = Starlette(routes=[Route("/v1/messages", lambda request: response, methods=["POST"])])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        answer = await http.post("/v1/messages")
+    assert answer.status_code == 200 and answer.text.startswith(started.decode())
+    assert answer.text[len(started):] == ('event: error\ndata: {"type": "error", "error": {"type": '
+                                          '"overloaded_error", "message": "the engine stopped; retry shortly"}}\n\n')
