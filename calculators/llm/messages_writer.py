@@ -189,7 +189,8 @@ class MessagesWriter:
         return body + self.event("content_block_delta", index=index, delta={"type": "text_delta", "text": text})
 
     def _piece(self, piece: ToolCallPiece) -> bytes:
-        """A piece of a streaming call: its block opens at its first piece, then its JSON text streams."""
+        """A piece of a streaming call: its block opens at its first piece, then its JSON text streams. (A piece of a
+        call whose block another block has closed still goes out, at its block's index, where clients add it up.)"""
         body = b""
         index = self.call_blocks.get(piece.index)
         if index is None:
@@ -214,13 +215,12 @@ class MessagesWriter:
                                                         "input": {}})
                 body += opened
                 rest = call.arguments
-            else:  # the pieces should have given it all: only what is missing at the end of the open block goes
+            else:  # the pieces should have given it all; what they left out at the end goes now
                 streamed = self.call_arguments[number]
                 rest = call.arguments[len(streamed):] if call.arguments.startswith(streamed) else ""
-                if call.arguments != streamed and (not rest or self.open != ("tool_use", index)):
+                if call.arguments != streamed and not rest:
                     log.warning("tool call %s streamed arguments %.200r, not its final arguments %.200r", call.id,
                                 streamed, call.arguments)
-                    rest = ""
             if rest:
                 body += self.event("content_block_delta", index=index,
                                    delta={"type": "input_json_delta", "partial_json": rest})
