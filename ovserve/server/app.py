@@ -85,10 +85,17 @@ class OpenAIRoutes:
         servable = self.servables.get(name) if isinstance(name, str) else None
         if servable is not None:
             return servable
+        served = ", ".join(self.servables.names())
         target = model_alias(name, self.settings.model_aliases, self.servables) if isinstance(name, str) else None
         if target is not None:
-            return self._servable(target)
-        served = ", ".join(self.servables.names())
+            servable = self.servables.get(target)
+            if servable is not None:
+                return servable
+            if target not in self.servables.loading:
+                raise RequestError(f"The model '{name}' is another name for '{target}' (--model-alias), which is not "
+                                   f"served; served models: {served}", status=404, param="model",
+                                   code="model_not_found")
+            name = target
         if isinstance(name, str) and name in self.servables.loading:
             raise ModelNotReadyError(f"the model '{name}' is still loading; retry shortly")
         if not isinstance(name, str) or not name:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from ovserve.errors import RequestError
 from ovserve.framework.packet import Packet
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
-from ovserve.server.app import model_alias
+from ovserve.server.app import OpenAIRoutes, ServerSettings, model_alias
 from ovserve.server.guard import GuardSettings, RequestGuard
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.responses import GraphResponse, RequestRecorder, anthropic_error_event, error_response
@@ -137,3 +137,10 @@ async def test_a_messages_stream_that_fails_after_it_began_ends_with_an_error_ev
     assert answer.status_code == 200 and answer.text.startswith(started.decode())
     assert answer.text[len(started):] == ('event: error\ndata: {"type": "error", "error": {"type": '
                                           '"overloaded_error", "message": "the engine stopped; retry shortly"}}\n\n')
+
+
+def test_an_alias_to_a_model_that_is_not_served_is_a_404_naming_both():
+    routes = OpenAIRoutes(Servables([]), ServerSettings(model_aliases=(("claude-*", "claude-x"),)))
+    with pytest.raises(RequestError) as caught:
+        routes._servable("claude-opus-4")  # the target matches the pattern too: looked up once, not again
+    assert caught.value.status == 404 and "'claude-opus-4' is another name for 'claude-x'" in caught.value.message
