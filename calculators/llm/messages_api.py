@@ -7,8 +7,10 @@ Anthropic's message object and events for it (:mod:`ovserve.calculators.llm.mess
 ``/messages/count_tokens`` takes the same request without ``max_tokens`` and counts the prompt it would make.
 
 What is not served and would change the answer is refused by name (images, documents, server tools, prefill, an
-``output_config.effort`` other than the default); what changes nothing here (``cache_control``, ``metadata``,
-``service_tier``, ``speed``, ``inference_geo``, ``diagnostics``) is accepted and logged once.
+``output_config.effort`` other than the default, context edits other than clearing earlier thinking); what changes
+nothing here (``cache_control``, ``metadata``, ``service_tier``, ``speed``, ``inference_geo``, ``diagnostics``) is
+accepted and logged once. ``thinking`` turns the chat template's ``enable_thinking`` on or off: a model without a
+reasoning parser has no thinking to give, and answers without thinking blocks.
 """
 
 from __future__ import annotations
