@@ -69,13 +69,12 @@ def test_the_stream_follows_anthropics_event_sequence_and_adds_up_to_the_final_m
 
 def test_a_forced_tool_use_and_its_result(server):
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
-    message = create(server, max_tokens=60, tools=[WEATHER], messages=messages,
+    message = create(server, max_tokens=200, tools=[WEATHER], messages=messages,
                      tool_choice={"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True})
-    assert message.stop_reason in ("tool_use", "max_tokens")
     calls = [block for block in message.content if block.type == "tool_use"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].id
     jsonschema.validate(calls[0].input, WEATHER["input_schema"])
-    assert message.stop_reason == "tool_use"  # a call held to its schema ends within 60 tokens
+    assert message.stop_reason == "tool_use"  # a call held to its schema ends well within 200 tokens
     # the call and its result go back; the answer is a message of its own (a call again, or text)
     messages += [{"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content]},
                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": calls[0].id,
@@ -85,7 +84,7 @@ def test_a_forced_tool_use_and_its_result(server):
 
 
 def test_a_streamed_tool_use_gives_its_input_as_json_deltas(server):
-    with client(server).messages.stream(model=CLAUDE, max_tokens=60, tools=[WEATHER], tool_choice={"type": "any"},
+    with client(server).messages.stream(model=CLAUDE, max_tokens=200, tools=[WEATHER], tool_choice={"type": "any"},
                                         messages=[{"role": "user", "content": "Weather in Rome?"}]) as stream:
         events = list(stream)
         final = stream.get_final_message()
@@ -125,7 +124,7 @@ def test_a_stop_sequence_ends_the_answer_and_is_named(server):
 
 
 def test_output_config_holds_the_answer_to_a_json_schema(server):
-    message = create(server, max_tokens=60, output_config={"format": {"type": "json_schema", "schema": CITY}},
+    message = create(server, max_tokens=200, output_config={"format": {"type": "json_schema", "schema": CITY}},
                      messages=[{"role": "user", "content": "Name a city and its country."}])
     assert message.stop_reason == "end_turn"
     jsonschema.validate(json.loads(message.content[0].text), CITY)
