@@ -29,6 +29,22 @@ class RequestError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+#: Anthropic's error ``type`` for an HTTP status (the Messages API); any other 4xx is ``invalid_request_error``, any
+#: other 5xx ``api_error``.
+ANTHROPIC_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                         413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error",
+                         504: "timeout_error", 529: "overloaded_error"}
+
+
+def anthropic_error(error: RequestError, request_id: str | None = None) -> dict[str, object]:
+    """The error in Anthropic's shape: ``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+    kind = ANTHROPIC_ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
+    body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": error.message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
+
+
 def error_type(status: int) -> str:
     """OpenAI's ``type`` for an HTTP status."""
     if status == 401:

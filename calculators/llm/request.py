@@ -11,6 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.grammars import LEGACY_FIELDS, legacy_structured_outputs, output_constraint
+from ovserve.calculators.llm.messages_api import IGNORED_FIELDS, MessagesRequest
+from ovserve.calculators.llm.messages_api import chat_body as messages_chat_body
 from ovserve.calculators.llm.request_fields import log_ignored, refuse_unsupported
 from ovserve.calculators.llm.responses_api import ResponsesRequest, chat_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
@@ -69,7 +71,7 @@ def validation_error(error: ValidationError, data: object = _UNKNOWN) -> Request
 
 
 #: The endpoints the tokenize node answers.
-TOKENIZE_SUFFIXES = ("/tokenize", "/detokenize")
+TOKENIZE_SUFFIXES = ("/tokenize", "/detokenize", "/messages/count_tokens")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -135,13 +137,16 @@ class OpenAIRequestCalculator(Calculator):
         if payload.uri.endswith("/responses"):
             ctx.send(self.REQUEST, self.responses_request(payload))
             return
+        if payload.uri.endswith("/messages"):
+            ctx.send(self.REQUEST, self.messages_request(payload))
+            return
         if payload.uri.endswith("/chat/completions"):
             kind, schema, prefix = "chat", ChatCompletionRequest, "chatcmpl-"
         elif payload.uri.endswith("/completions"):
             kind, schema, prefix = "completion", CompletionRequest, "cmpl-"
         else:
             raise RequestError(f"the model '{payload.model}' is a text generation model: it serves /chat/completions, "
-                               f"/completions, /responses and /tokenize, not {payload.uri}", param="model",
+                               f"/completions, /responses, /messages and /tokenize, not {payload.uri}", param="model",
                                code="unsupported_model")
         body = completion_body(schema, payload.json)
         log_ignored(body)
@@ -156,3 +161,15 @@ class OpenAIRequestCalculator(Calculator):
         body = parse_body(ChatCompletionRequest, chat_body(responses))
         refuse_unsupported(body)
         return LLMRequest("chat", body, payload.model, f"resp_{uuid.uuid4().hex}", int(time.time()), responses)
+
+    @staticmethod
+    def messages_request(payload: HttpRequestPayload) -> LLMRequest:
+        """An Anthropic Messages API request, as the chat request it means (with the original kept for the
+        answer); its fields that change nothing here are logged once."""
+        if not isinstance(payload.json, dict):
+            raise RequestError("the request body must be a JSON object", code="invalid_json")
+        messages = parse_body(MessagesRequest, payload.json)
+        body = parse_body(ChatCompletionRequest, messages_chat_body(messages))
+        refuse_unsupported(body)
+        log_ignored(messages, IGNORED_FIELDS)
+        return LLMRequest("chat", body, payload.model, f"msg_{uuid.uuid4().hex}", int(time.time()), messages=messages)

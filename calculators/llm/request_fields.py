@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from pydantic import BaseModel
+
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tools import check_tool_names
 from ovserve.errors import RequestError
@@ -95,11 +97,11 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
     ]
 
 
-def log_ignored(body: ChatCompletionRequest | CompletionRequest) -> None:
+def log_ignored(body: BaseModel, ignored_by_design: frozenset[str] = IGNORED_BY_DESIGN) -> None:
     """Log, once per name, the request's fields that ovserve accepts without acting on them: in one line per
     request, naming at most :data:`MAX_NAMES_A_LINE` of them; and no more than :data:`MAX_LOGGED` names in all
     (a client that invents field names must not grow the server's memory or its log without end)."""
-    by_design = IGNORED_BY_DESIGN & body.model_fields_set
+    by_design = ignored_by_design & body.model_fields_set
     unknown = set(body.model_extra or ())
     with _logged_lock:
         room = MAX_LOGGED - len(_logged)

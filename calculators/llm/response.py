@@ -6,6 +6,7 @@ import json
 
 from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.logprobs import chat_logprobs, completion_logprobs
+from ovserve.calculators.llm.messages_writer import MessagesWriter
 from ovserve.calculators.llm.responses_writer import ResponsesWriter
 from ovserve.calculators.llm.schema import (
     AssistantMessage,
@@ -160,6 +161,7 @@ class OpenAIResponseCalculator(Calculator):
         self.responses: ResponsesWriter | None = None
         #: The choices whose calls came in pieces (of a parser node that streams them).
         self.piecewise: set[int] = set()
+        self.messages: MessagesWriter | None = None
 
     def process(self, ctx: CalculatorContext) -> None:
         direct = ctx.value(self.DIRECT)
@@ -174,7 +176,9 @@ class OpenAIResponseCalculator(Calculator):
             return
         if delta.finish_reason is not None:
             self.finished[delta.index] = delta
-        if self.request.responses is not None:
+        if self.request.messages is not None:
+            self.write_messages(ctx, self.request, delta)
+        elif self.request.responses is not None:
             self.write_responses(ctx, self.request, delta)
         elif self.request.stream:
             self.stream(ctx, self.request, delta)
@@ -211,6 +215,22 @@ class OpenAIResponseCalculator(Calculator):
         if body or done:
             ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
                 body, content_type=EVENT_STREAM, last=done, log=self.log_fields(request) if done else None))
+
+    def write_messages(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
+        """The Anthropic Messages API's events (streaming) or its ``message`` object (:mod:`.messages_writer`)."""
+        if self.messages is None:
+            self.messages = MessagesWriter(request)
+        done = delta.finish_reason is not None
+        log = self.log_fields(request) if done else None
+        if request.stream:
+            body = self.messages.stream(delta)
+            if body or done:
+                ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(body, content_type=EVENT_STREAM, last=done,
+                                                                         log=log))
+            return
+        message = self.messages.add(delta)
+        if message is not None:
+            ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(message).encode(), log=log))
 
     def usage(self) -> tuple[int, int]:
         """(prompt tokens, completion tokens of every finished choice)."""

@@ -99,8 +99,15 @@ class TokenizerCalculator(Calculator):
 
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest = ctx.value(self.REQUEST)
-        ctx.send(self.PROMPT, engine_prompt(request.body, ctx.side["TOKENIZER"], ctx.side["LIMITS"],
-                                            ctx.side.get("PARSERS") or ModelParsers()))
+        prompt = engine_prompt(request.body, ctx.side["TOKENIZER"], ctx.side["LIMITS"],
+                               ctx.side.get("PARSERS") or ModelParsers())
+        if request.messages is not None and prompt.params.stop:
+            # A Messages answer names the stop sequence that ended it, so the detokenizer alone looks for them, in the
+            # text: the engine (GenAI 2026.4) drops the token that holds a stop string in some cases (a stop " " and
+            # the token " sea"), include_stop_str_in_output or not, and the answer would end without one. The run's
+            # end aborts the engine's request once the detokenizer finds one.
+            prompt = replace(prompt, params=replace(prompt.params, stop=()))
+        ctx.send(self.PROMPT, prompt)
 
     @staticmethod
     def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest,

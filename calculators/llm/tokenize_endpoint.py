@@ -7,6 +7,7 @@ Shapes are vLLM's, with OVMS's forms accepted too:
   ``tools``, ``chat_template_kwargs``; special tokens not added again by default). The answer has
   ``tokens`` (OVMS's field too), ``count``, ``max_model_len`` and, with ``return_token_strs``, ``token_strs``.
 - detokenize ``tokens`` into ``prompt``.
+- Anthropic's ``/messages/count_tokens``: a Messages request's prompt, counted as its answer's usage counts it.
 
 The LLM graph's deserialize node hands these requests to :class:`TokenizeEndpointCalculator`, whose answer
 the serialize node sends as it is; the embeddings graph answers them in its own node (:func:`encoder_tokens`).
@@ -20,6 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.messages_api import MessagesCountRequest
+from ovserve.calculators.llm.messages_api import chat_body as messages_chat_body
 from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tokenize import TokenizerCalculator, check_token_ids
@@ -118,6 +121,15 @@ def _chat_text(tokenizer: TextTokenizer, parsers: ModelParsers, request: Tokeniz
     return text
 
 
+def count_tokens(tokenizer: TextTokenizer, parsers: ModelParsers, data: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's ``/messages/count_tokens``: the ``input_tokens`` a Messages request with this prompt (system,
+    messages, tools, tool choice, thinking) would be charged, from the prompt the chat template makes of it."""
+    request = parse_body(MessagesCountRequest, data)
+    body = parse_body(ChatCompletionRequest, messages_chat_body(request))
+    text, special = TokenizerCalculator.prompt_text(tokenizer, body, parsers)
+    return {"input_tokens": int(tokenizer.encode_whole(text, add_special_tokens=special).size)}
+
+
 def detokenize(tokenizer: TextTokenizer, data: dict[str, Any]) -> dict[str, Any]:
     """The answer to a detokenize request."""
     request: DetokenizeRequest = parse_body(DetokenizeRequest, data)
@@ -144,6 +156,8 @@ class TokenizeEndpointCalculator(Calculator):
         tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
         if payload.uri.endswith("/detokenize"):
             answer = detokenize(tokenizer, payload.json)
+        elif payload.uri.endswith("/count_tokens"):
+            answer = count_tokens(tokenizer, ctx.side.get("PARSERS") or ModelParsers(), payload.json)
         else:
             answer = tokenize(tokenizer, ctx.side.get("LIMITS"), ctx.side.get("PARSERS") or ModelParsers(),
                               payload.json)

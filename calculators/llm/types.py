@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from ovserve.calculators.llm.messages_api import MessagesRequest
 from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
@@ -28,6 +29,8 @@ class LLMRequest:
     created: int
     #: The Responses API request this chat request was made from (``/responses``), if it was.
     responses: ResponsesRequest | None = None
+    #: The Anthropic Messages API request this chat request was made from (``/messages``), if it was.
+    messages: MessagesRequest | None = None
 
     @property
     def stream(self) -> bool:

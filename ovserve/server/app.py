@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -85,6 +86,16 @@ class OpenAIRoutes:
         if servable is not None:
             return servable
         served = ", ".join(self.servables.names())
+        target = model_alias(name, self.settings.model_aliases, self.servables) if isinstance(name, str) else None
+        if target is not None:
+            servable = self.servables.get(target)
+            if servable is not None:
+                return servable
+            if target not in self.servables.loading:
+                raise RequestError(f"The model '{name}' is another name for '{target}' (--model-alias), which is not "
+                                   f"served; served models: {served}", status=404, param="model",
+                                   code="model_not_found")
+            name = target
         if isinstance(name, str) and name in self.servables.loading:
             raise ModelNotReadyError(f"the model '{name}' is still loading; retry shortly")
         if not isinstance(name, str) or not name:
@@ -248,7 +259,7 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     failure = RequestError(f"internal error ({type(error).__name__}); request id {request_id}", status=500,
                            code="internal_error")
     # answered by Starlette's outermost error middleware, outside the guard: the id header is set here
-    return JSONResponse(failure.to_dict(), status_code=500, headers={"x-request-id": request_id})
+    return error_response(failure, {"x-request-id": request_id})
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -257,7 +268,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
         message = f"no route for {request.method} {request.url.path}; the API is under /v3 (or /v1)"
     else:
         message = f"{error.detail} ({request.method} {request.url.path})"
-    return JSONResponse(RequestError(message, status=error.status_code).to_dict(), status_code=error.status_code)
+    return error_response(RequestError(message, status=error.status_code))
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,24 @@ class ServerSettings:
     store: CompletionStore | None = None
     #: A request whose body has not all arrived after this many seconds gets 408 (None: no limit).
     body_timeout: float | None = 30.0
+    #: Other names for served models, as (fnmatch pattern, served name), first match wins (``--model-alias``);
+    #: None: :data:`DEFAULT_ALIAS` (``claude-*`` names reach the only text generation model, if one is the only).
+    model_aliases: tuple[tuple[str, str], ...] | None = None
+
+
+#: The alias pattern that reaches the only text generation model when no --model-alias is given (Anthropic clients
+#: such as Claude Code ask for models by Claude names).
+DEFAULT_ALIAS = "claude-*"
+
+
+def model_alias(name: str, aliases: tuple[tuple[str, str], ...] | None, servables: Servables) -> str | None:
+    """The served name ``name`` is another name for, or ``None``."""
+    if aliases is not None:
+        return next((target for pattern, target in aliases if fnmatch.fnmatchcase(name, pattern)), None)
+    if not fnmatch.fnmatchcase(name, DEFAULT_ALIAS):
+        return None
+    generators = [servable.name for servable in servables if servable.kind == "text_generation"]
+    return generators[0] if len(generators) == 1 else None
 
 
 def build_app(servables: Servables, settings: ServerSettings | None = None) -> Starlette:
@@ -309,6 +338,8 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/embeddings", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/rerank", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/responses", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/messages", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/messages/count_tokens", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/responses/{{response_id}}", stored_responses.get, methods=["GET"]),
             Route(f"{prefix}/responses/{{response_id}}", stored_responses.delete, methods=["DELETE"]),
             Route(f"{prefix}/responses/{{response_id}}/input_items", stored_responses.input_items, methods=["GET"]),

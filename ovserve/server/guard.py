@@ -37,8 +37,9 @@ class GuardSettings:
 
 class RequestGuard:
     """ASGI middleware: gives each request an id (the client's ``x-request-id``, else a new one, returned
-    in the response's ``x-request-id``), answers 401 to API requests without a valid key when keys are
-    set, and 413 to bodies above the cap before reading them (or, sent in chunks, as soon as they pass it).
+    in the response's ``x-request-id``), answers 401 to API requests without a valid key (``Authorization:
+    Bearer``, or ``x-api-key``) when keys are set, and 413 to bodies above the cap before reading them (or, sent in
+    chunks, as soon as they pass it).
     """
 
     def __init__(self, app: ASGIApp, settings: GuardSettings) -> None:
@@ -60,10 +61,11 @@ class RequestGuard:
                 message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
-        if self._keys and self._protected(scope["path"]) and not self._authorized(headers.get(b"authorization")):
+        if self._keys and self._protected(scope["path"]) and not self._authorized(headers.get(b"authorization"),
+                                                                                    headers.get(b"x-api-key")):
             await error_response(RequestError(
-                "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'", status=401,
-                code="invalid_api_key"))(scope, receive, send_with_id)
+                "Incorrect or missing API key: send it as 'Authorization: Bearer <key>' (or, as Anthropic clients do, "
+                "'x-api-key: <key>')", status=401, code="invalid_api_key"))(scope, receive, send_with_id)
             return
         cap = self.settings.max_request_bytes
         length = headers.get(b"content-length")
@@ -86,14 +88,16 @@ class RequestGuard:
     def _protected(self, path: str) -> bool:
         return path.startswith(API_PREFIXES) or (self.settings.protect_metrics and path == "/metrics")
 
-    def _authorized(self, header: bytes | None) -> bool:
-        scheme, _, given = (header or b"").partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        given = given.strip()
+    def _authorized(self, header: bytes | None, api_key: bytes | None = None) -> bool:
+        """Whether ``Authorization: Bearer KEY`` or (Anthropic's) ``x-api-key: KEY`` holds a key of the server."""
+        scheme, _, bearer = (header or b"").partition(b" ")
+        given = [bearer.strip()] if scheme.lower() == b"bearer" else []
+        if api_key is not None:
+            given.append(api_key.strip())
         matched = False
-        for key in self._keys:  # every key is compared, in constant time each
-            matched |= hmac.compare_digest(given, key)
+        for candidate in given:
+            for key in self._keys:  # every key is compared, in constant time each
+                matched |= hmac.compare_digest(candidate, key)
         return matched
 
 

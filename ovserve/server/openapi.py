@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from ovserve.calculators.embeddings.rerank import RerankRequest
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
+from ovserve.calculators.llm.messages_api import MessagesCountRequest, MessagesRequest
 from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tokenize_endpoint import DetokenizeRequest, TokenizeRequest
@@ -18,6 +19,8 @@ MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("/chat/completions", ChatCompletionRequest, "text_generation"),
     ("/completions", CompletionRequest, "text_generation"),
     ("/responses", ResponsesRequest, "text_generation"),
+    ("/messages", MessagesRequest, "text_generation"),
+    ("/messages/count_tokens", MessagesCountRequest, "text_generation"),
     ("/embeddings", EmbeddingRequest, "embeddings"),
     ("/rerank", RerankRequest, "embeddings"),
     ("/tokenize", TokenizeRequest, "any"),
@@ -30,14 +33,23 @@ _ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error"
                    "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): {"description": "an OpenAI-shaped error",
-                          "content": {"application/json": {"schema": _ERROR}}} for status in statuses}
+#: Errors on the Anthropic Messages API's paths.
+_ANTHROPIC_ERROR = {"$ref": "#/components/schemas/AnthropicError"}
+_ANTHROPIC_ERROR_SCHEMA = {"type": "object", "required": ["type", "error"], "properties": {
+    "type": {"const": "error"}, "request_id": {"type": "string"}, "error": {
+        "type": "object", "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
+
+
+def _errors(*statuses: int, anthropic: bool = False) -> dict[str, Any]:
+    shape, schema = ("an Anthropic-shaped error", _ANTHROPIC_ERROR) if anthropic else ("an OpenAI-shaped error", _ERROR)
+    return {str(status): {"description": shape, "content": {"application/json": {"schema": schema}}}
+            for status in statuses}
 
 
 def openapi_document(models: dict[str, list[str]]) -> dict[str, Any]:
     """The document; ``models`` gives the served names by kind (``text_generation``, ``embeddings``)."""
-    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, "AnthropicError": _ANTHROPIC_ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     everyone = sorted(name for names in models.values() for name in names)
     for path, schema, kind in MODEL_ENDPOINTS:
@@ -53,12 +65,13 @@ def openapi_document(models: dict[str, list[str]]) -> dict[str, Any]:
                 "schema": {"$ref": f"#/components/schemas/{schema.__name__}"}}}},
             "responses": {"200": {"description": "the answer (JSON, or server-sent events when streaming)",
                                   "content": {"application/json": {}, "text/event-stream": {}}},
-                          **_errors(400, 404, 413, 429, 503)},
+                          **_errors(400, 404, 413, 429, 503, anthropic=path.startswith("/messages"))},
         }}
     paths["/v3/models"] = {"get": {"operationId": "list_models", "responses": {"200": {"description": "models"}}}}
     paths["/v2/health/ready"] = {"get": {"operationId": "ready", "responses": {
         "200": {"description": "every model is ready"}, "503": {"description": "not yet, or shutting down"}}}}
     return {"openapi": "3.1.0",
             "info": {"title": "ovserve", "version": "0.1.0",
-                     "description": "OpenAI-compatible endpoints under /v3 (and the same under /v1)."},
+                     "description": "OpenAI-compatible endpoints under /v3 (and the same under /v1), and "
+                                    "Anthropic's Messages API at /v1/messages (and /v3/messages)."},
             "paths": paths, "components": {"schemas": schemas}}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from ovserve.errors import RequestError, ServerShuttingDownError
+from ovserve.errors import RequestError, ServerShuttingDownError, anthropic_error
 from ovserve.framework.errors import CalculatorError, RunCancelledError
 from ovserve.framework.runtime import Graph
 from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG, HttpRequestPayload, HttpResponsePayload
@@ -70,13 +70,42 @@ class ResponsesEvents:
         return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
-def error_response(error: RequestError) -> JSONResponse:
-    """The OpenAI error body (an ASGI app); refusals a client should retry (429, 503) say when, in
-    ``Retry-After``, and a 401 says how to authenticate."""
-    headers = {"retry-after": "1"} if error.status in (429, 503) else {}
+#: The Anthropic Messages API's paths: their errors take Anthropic's shape.
+MESSAGES_PATHS = frozenset(f"{prefix}/messages{end}" for prefix in ("/v1", "/v3") for end in ("", "/count_tokens"))
+
+
+class ErrorResponse(JSONResponse):
+    """An error body in the shape of the API its path belongs to: Anthropic's on the Messages API's paths (known
+    only when it is sent, from the ASGI scope), OpenAI's everywhere else."""
+
+    def __init__(self, error: RequestError, headers: dict[str, str]) -> None:
+        super().__init__(error.to_dict(), status_code=error.status, headers=headers)
+        self.error = error
+        self.extra_headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path") in MESSAGES_PATHS:
+            request_id = scope.get("state", {}).get("request_id")
+            answer = JSONResponse(anthropic_error(self.error, request_id), self.status_code, self.extra_headers)
+            await answer(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def anthropic_error_event(error: RequestError) -> bytes:
+    """A failure that ends a begun Messages API stream: Anthropic's ``error`` event."""
+    return b"event: error\ndata: " + json.dumps(anthropic_error(error), ensure_ascii=False).encode() + b"\n\n"
+
+
+def error_response(error: RequestError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error body (an ASGI app; see :class:`ErrorResponse`); refusals a client should retry (429, 503) say
+    when, in ``Retry-After``, and a 401 says how to authenticate."""
+    headers = dict(headers or {})
+    if error.status in (429, 503):
+        headers["retry-after"] = "1"
     if error.status == 401:
         headers["www-authenticate"] = "Bearer"
-    return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
+    return ErrorResponse(error, headers)
 
 
 class RequestRecorder:
@@ -155,6 +184,8 @@ class GraphResponse:
         #: A Responses API stream's events so far, for an error that ends it the Responses API's way.
         streamed_responses = payload.json.get("stream") is True and payload.uri.endswith("/responses")
         self.responses_events = ResponsesEvents() if streamed_responses else None
+        #: An Anthropic Messages API stream: a failure ends it with an ``error`` event.
+        self.messages_stream = payload.json.get("stream") is True and payload.uri in MESSAGES_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         run = self.graph.run()
@@ -317,7 +348,8 @@ class GraphResponse:
 
     async def _send_in_band(self, send: Send, failure: RequestError, cause: BaseException | None) -> None:
         """End a begun stream with the failure: as the Responses API's ``response.failed`` (or ``error`` before
-        ``response.created``) on a Responses stream; else as a chat-style error event, then ``data: [DONE]``."""
+        ``response.created``) on a Responses stream; Anthropic's ``error`` event on a Messages stream; else as a
+        chat-style error event, then ``data: [DONE]``."""
         self.facts["error"] = failure.message
         # the metrics count the failure; the log line says the client got a 200 and how many chunks before it
         self.facts.update(sent_status=self.status, chunks=self.chunks)
@@ -325,6 +357,8 @@ class GraphResponse:
         self._log_failure(failure, cause)
         if self.responses_events is not None:
             body = self.responses_events.failure(failure)
+        elif self.messages_stream:
+            body = anthropic_error_event(failure)
         else:
             body = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
         await self._send(send, {"type": "http.response.body", "body": body, "more_body": False})

@@ -140,6 +140,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                        help="keep at most N of all keys, dropping the oldest (default: %(default)s)")
     store.add_argument("--store-max-age-days", type=float, default=DEFAULT_MAX_AGE / 86400, metavar="D",
                        help="drop those older than D days (default: %(default)g)")
+    parser.add_argument("--model-alias", action="append", default=[], metavar="PATTERN=NAME",
+                        help="serve the model NAME under the names PATTERN matches (fnmatch: 'claude-*'), for "
+                             "clients that ask for their own model names; repeatable, first match wins; 'none': no "
+                             "aliases (default: 'claude-*' names reach the only text generation model, when one is "
+                             "the only)")
     access = parser.add_argument_group("access")
     access.add_argument("--api-key", action="append", default=[], metavar="KEY",
                         help="require 'Authorization: Bearer KEY' on /v3 and /v1; repeatable (also "
@@ -264,6 +269,22 @@ def guard_settings(args: argparse.Namespace) -> GuardSettings:
                          args.max_request_bytes)
 
 
+def model_aliases(values: list[str]) -> tuple[tuple[str, str], ...] | None:
+    """``--model-alias PATTERN=NAME`` flags as (pattern, name) pairs; ``None`` without any (the default alias), ``()``
+    for ``none``."""
+    if not values:
+        return None
+    if values == ["none"]:
+        return ()
+    aliases = []
+    for value in values:
+        pattern, _, name = value.partition("=")
+        if not pattern.strip() or not name.strip():
+            raise ValueError(f"--model-alias {value!r}: expected PATTERN=NAME (e.g. 'claude-*=smollm2'), or 'none'")
+        aliases.append((pattern.strip(), name.strip()))
+    return tuple(aliases)
+
+
 def allowed_origins(value: str | None) -> tuple[str, ...]:
     """``--allowed-origins``: ``a,b``, ``["a", "b"]`` (vLLM's form) or ``*``."""
     if not value:
@@ -327,6 +348,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     guard = guard_settings(args)
     origins = allowed_origins(args.allowed_origins)
+    aliases = model_aliases(args.model_alias)
     if args.poll_seconds < 0:
         raise ValueError("--file-system-poll-wait-seconds must be 0 (no polling) or more seconds")
     sock = listen(args.host, args.port)
@@ -348,7 +370,7 @@ async def serve(args: argparse.Namespace) -> int:
             log.info("admitting up to %d concurrent completion requests", limit)
             app = build_app(servables, ServerSettings(guard, limit, args.sse_keepalive or None,
                                                       args.request_timeout or None, origins, completion_store(args),
-                                                      args.body_timeout or None))
+                                                      args.body_timeout or None, aliases))
             config = uvicorn.Config(app, host=args.host, port=args.port, access_log=False, log_config=None,
                                     lifespan="on", timeout_graceful_shutdown=args.shutdown_timeout)
             server = uvicorn.Server(config)

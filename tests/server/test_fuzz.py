@@ -34,7 +34,7 @@ def test_the_openapi_document_lists_every_endpoint_with_the_served_models(fuzzed
         time.sleep(0.2)
     paths = document["paths"]
     assert {"/v3/chat/completions", "/v3/completions", "/v3/responses", "/v3/embeddings", "/v3/rerank",
-            "/v3/tokenize", "/v3/detokenize"} <= set(paths)
+            "/v3/tokenize", "/v3/detokenize", "/v3/messages", "/v3/messages/count_tokens"} <= set(paths)
     schemas = document["components"]["schemas"]
     assert schemas["ChatCompletionRequest"]["properties"]["model"]["enum"] == [MODEL_NAME]
     assert schemas["EmbeddingRequest"]["properties"]["model"]["enum"] == ["all-minilm-l6-v2"]
