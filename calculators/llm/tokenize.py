@@ -99,15 +99,8 @@ class TokenizerCalculator(Calculator):
 
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest = ctx.value(self.REQUEST)
-        prompt = engine_prompt(request.body, ctx.side["TOKENIZER"], ctx.side["LIMITS"],
-                               ctx.side.get("PARSERS") or ModelParsers())
-        if request.messages is not None and prompt.params.stop:
-            # A Messages answer names the stop sequence that ended it, so the detokenizer alone looks for them, in the
-            # text: the engine (GenAI 2026.4) drops the token that holds a stop string in some cases (a stop " " and
-            # the token " sea"), include_stop_str_in_output or not, and the answer would end without one. The run's
-            # end aborts the engine's request once the detokenizer finds one.
-            prompt = replace(prompt, params=replace(prompt.params, stop=()))
-        ctx.send(self.PROMPT, prompt)
+        ctx.send(self.PROMPT, engine_prompt(request.body, ctx.side["TOKENIZER"], ctx.side["LIMITS"],
+                                            ctx.side.get("PARSERS") or ModelParsers()))
 
     @staticmethod
     def prompt_text(tokenizer: TextTokenizer, body: ChatCompletionRequest | CompletionRequest,
@@ -148,6 +141,11 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
     if tools:
         params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
     params = prompt_lookup_settings(body, params, limits.prompt_lookup)
+    if body.include_stop_str_in_output:
+        # The detokenizer alone looks for the stop strings then (the run's end aborts the engine's request): the
+        # engine (GenAI 2026.4) drops a token that begins with a stop string (stop " ", token " capital"), and the
+        # answer would end without the stop it was asked to include (a Messages answer could not name it).
+        params = replace(params, stop=())
     try:
         params.check()
     except ValueError as error:

@@ -77,6 +77,10 @@ def test_include_stop_str_in_output_keeps_the_stop_string(client):
                                      extra_body={"include_stop_str_in_output": True})
     assert kept.choices[0].text == full[:full.index("aris") + len("aris")]
     assert kept.choices[0].finish_reason == "stop"
+    # a stop string that begins a token (" " of " Paris"): the engine drops such a token, the detokenizer does not
+    space = client.completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=8, temperature=0, stop=[" "],
+                                      extra_body={"include_stop_str_in_output": True}).choices[0]
+    assert " " in full and (space.text, space.finish_reason) == (full[:full.index(" ") + 1], "stop")
 
 
 @pytest.mark.parametrize("prefix", ["/v3", "/v1"])
