@@ -124,8 +124,8 @@ class OpenAIResponseCalculator(Calculator):
     """Writes OpenAI's exact shapes. Streaming: per choice, the role chunk, content chunks and a chunk with
     ``finish_reason``; once every choice has finished, a usage chunk with empty ``choices`` when
     ``stream_options.include_usage`` is set, then ``data: [DONE]``. Otherwise one ``chat.completion`` /
-    ``text_completion`` object with every choice, once all have finished. Usage counts the prompt once and
-    the tokens of every choice."""
+    ``text_completion`` object with every choice, once all have finished. Usage counts each prompt once (a
+    completions request may hold several) and the tokens of every choice."""
 
     REQUEST = Input(LLMRequest)
     TEXT = Input(TextDelta)
@@ -167,7 +167,7 @@ class OpenAIResponseCalculator(Calculator):
                 self.reasoning.setdefault(delta.index, []).append(delta.reasoning)
             if delta.logprobs:
                 self.tokens.setdefault(delta.index, []).extend(delta.logprobs)
-            if len(self.finished) == self.request.body.n:
+            if len(self.finished) == self.request.body.choice_count:
                 self.complete(ctx, self.request)
 
     def write_responses(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
@@ -196,9 +196,10 @@ class OpenAIResponseCalculator(Calculator):
                 body, content_type=EVENT_STREAM, last=done, log=self.log_fields(request) if done else None))
 
     def usage(self) -> tuple[int, int]:
-        """(prompt tokens, completion tokens of every finished choice)."""
-        finished = list(self.finished.values())
-        return finished[0].prompt_tokens, sum(d.completion_tokens for d in finished)
+        """(the tokens of every prompt, each counted once; completion tokens of every finished choice)."""
+        n = self.request.body.n if self.request is not None else 1
+        prompts = {index // n: delta.prompt_tokens for index, delta in self.finished.items()}
+        return sum(prompts.values()), sum(d.completion_tokens for d in self.finished.values())
 
     def stream(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
         body = b""
@@ -218,7 +219,7 @@ class OpenAIResponseCalculator(Calculator):
             body += writer.tool_calls(delta.tool_calls, delta.index)
         if delta.finish_reason is not None:
             body += writer.finish(delta.finish_reason, delta.index)
-        last = len(self.finished) == request.body.n
+        last = len(self.finished) == request.body.choice_count
         if last:
             if request.body.include_usage:
                 body += writer.usage(*self.usage())

@@ -198,6 +198,16 @@ class OpenAIRequestBase(_Request):
         """Whether the answer reports the prompt's log-probabilities (completions' ``echo`` with ``logprobs``)."""
         return False
 
+    @property
+    def prompt_count(self) -> int:
+        """How many prompts the request holds (completions may hold several), each answered with ``n`` choices."""
+        return 1
+
+    @property
+    def choice_count(self) -> int:
+        """How many choices the answer has: ``n`` per prompt, numbered prompt by prompt (prompt index x n + j)."""
+        return self.n * self.prompt_count
+
 
 class ChatCompletionRequest(OpenAIRequestBase):
     """``POST /v3/chat/completions``."""
@@ -241,10 +251,19 @@ class ChatCompletionRequest(OpenAIRequestBase):
         return active_tools(self.tools, self.tool_choice)
 
 
-class CompletionRequest(OpenAIRequestBase):
-    """``POST /v3/completions``: one prompt, as text or as token ids."""
+#: The most prompts one completions request may hold (an array of strings or of token arrays).
+MAX_PROMPTS = 128
 
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] | Annotated[list[int], Field(min_length=1)]
+#: One prompt as token ids.
+TokenPrompt = Annotated[list[int], Field(min_length=1)]
+
+
+class CompletionRequest(OpenAIRequestBase):
+    """``POST /v3/completions``: a prompt as text or token ids, or several (an array of either), each answered
+    with its own ``n`` choices, numbered in prompt order."""
+
+    prompt: (str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)] | TokenPrompt
+             | Annotated[list[TokenPrompt], Field(min_length=1, max_length=MAX_PROMPTS)])
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
     echo: bool = False
     best_of: Annotated[int, Field(ge=1, le=128)] | None = None
@@ -269,9 +288,19 @@ class CompletionRequest(OpenAIRequestBase):
     @field_validator("prompt")
     @classmethod
     def _not_empty(cls, value: Any) -> Any:
-        if value == "" or value == [""]:
-            raise ValueError("the prompt must not be empty")
+        if value == "" or (isinstance(value, list) and "" in value):
+            raise ValueError("a prompt must not be empty")
         return value
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt, in order: a text or token ids."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return [self.prompt]  # type: ignore[list-item]
+        return list(self.prompt)  # type: ignore[arg-type]
+
+    @property
+    def prompt_count(self) -> int:
+        return len(self.prompts())
 
 
 # --- responses --------------------------------------------------------------------------------------
