@@ -285,6 +285,17 @@ class CompletionRequest(OpenAIRequestBase):
     def scores_prompt(self) -> bool:
         return self.echo and self.logprobs is not None
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_shape(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            shapes = {"a string" if isinstance(item, str) else "a token array" if isinstance(item, list) else
+                      "a token id" if isinstance(item, int) else type(item).__name__ for item in value}
+            if len(shapes) > 1:
+                raise ValueError(f"an array prompt holds strings, token ids or token arrays, one kind only (got "
+                                 f"{' and '.join(sorted(shapes))})")
+        return value
+
     @field_validator("prompt")
     @classmethod
     def _not_empty(cls, value: Any) -> Any:

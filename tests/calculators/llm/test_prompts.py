@@ -45,6 +45,8 @@ async def test_several_prompts_each_get_their_own_token_ids_and_room_for_new_tok
     (["a", ""], "must not be empty"),
     ([[1], []], "at least 1 item"),
     ([[1], ["a"]], "valid integer"),
+    (["a", [1]], "one kind only (got a string and a token array)"),
+    ([1, [1]], "one kind only (got a token array and a token id)"),
 ])
 async def test_prompt_arrays_out_of_bounds_are_refused_naming_prompt(prompt, words):
     error = await refused_body("/v3/completions", {"model": "m", "prompt": prompt})
