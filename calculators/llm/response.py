@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ovserve import Calculator, CalculatorContext, Input, Output
+from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.logprobs import chat_logprobs, completion_logprobs
 from ovserve.calculators.llm.responses_writer import ResponsesWriter
 from ovserve.calculators.llm.schema import (
@@ -24,7 +24,7 @@ from ovserve.calculators.llm.schema import (
     ToolCallOut,
     Usage,
 )
-from ovserve.calculators.llm.types import LLMRequest, TextDelta, TokenLogprob, ToolCall
+from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, TextDelta, TokenLogprob, ToolCall
 from ovserve.payloads import HttpResponsePayload
 
 EVENT_STREAM = "text/event-stream"
@@ -47,8 +47,10 @@ class ChunkWriter:
     rendered once with a placeholder and split around it, so that each token costs one ``json.dumps``
     of its text rather than building and serializing three models."""
 
-    def __init__(self, request: LLMRequest) -> None:
+    def __init__(self, request: LLMRequest, fingerprint: str | None = None) -> None:
         self.request = request
+        #: OpenAI's ``system_fingerprint``, in every chunk (left out when not known).
+        self.fingerprint = fingerprint
         self.chat = request.kind == "chat"
         self._templates: dict[int, tuple[bytes, bytes]] = {}
 
@@ -56,6 +58,8 @@ class ChunkWriter:
                logprobs: ChatLogprobs | CompletionLogprobs | None = None) -> ChatCompletionChunk | Completion:
         request = self.request
         fields: dict[str, object] = {"id": request.id, "created": request.created, "model": request.model}
+        if self.fingerprint is not None:
+            fields["system_fingerprint"] = self.fingerprint
         if request.body.include_usage:
             fields["usage"] = None
         if self.chat:
@@ -117,6 +121,8 @@ class ChunkWriter:
         chunk = model.model_construct(id=request.id, created=request.created, model=request.model,
                                       object=model.model_fields["object"].default, choices=[],
                                       usage=_usage(prompt_tokens, completion_tokens))
+        if self.fingerprint is not None:
+            chunk.system_fingerprint = self.fingerprint
         return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
 
 
@@ -131,9 +137,12 @@ class OpenAIResponseCalculator(Calculator):
     TEXT = Input(TextDelta)
     DIRECT = Input(HttpResponsePayload, optional=True,
                    doc="an answer another node made whole (tokenize), sent as it is")
+    LIMITS = SideInput(GenerationLimits, optional=True, doc="the model's system_fingerprint")
     HTTP_RESPONSE_PAYLOAD = Output(HttpResponsePayload)
 
     def open(self, ctx: CalculatorContext) -> None:
+        limits: GenerationLimits | None = ctx.side.get("LIMITS")
+        self.fingerprint = limits.system_fingerprint if limits is not None else None
         self.request: LLMRequest | None = None
         self.writer: ChunkWriter | None = None
         self.parts: dict[int, list[str]] = {}
@@ -204,7 +213,7 @@ class OpenAIResponseCalculator(Calculator):
     def stream(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
         body = b""
         if self.writer is None:
-            self.writer = ChunkWriter(request)
+            self.writer = ChunkWriter(request, self.fingerprint)
         writer = self.writer
         if delta.index not in self.parts:
             self.parts[delta.index] = []
@@ -248,6 +257,7 @@ class OpenAIResponseCalculator(Calculator):
         if request.kind == "chat":
             response: ChatCompletion | Completion = ChatCompletion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
+                system_fingerprint=self.fingerprint,
                 choices=[ChatChoice(index=i, message=self.message(texts[i], self.finished[i],
                                                                   "".join(self.reasoning.get(i, ())) or None),
                                     logprobs=self.answer_logprobs(request, i),  # type: ignore[arg-type]
@@ -255,6 +265,7 @@ class OpenAIResponseCalculator(Calculator):
         else:
             response = Completion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
+                system_fingerprint=self.fingerprint,
                 choices=[CompletionChoice(index=i, text=texts[i], finish_reason=self.finished[i].finish_reason,
                                           logprobs=self.answer_logprobs(request, i))  # type: ignore[arg-type]
                          for i in indexes])

@@ -163,6 +163,9 @@ class GenerationLimits:
     prompt_lookup: bool = False
     #: The most tokens the scoring pass may compute for one request (its choices x (prompt + max_tokens)).
     max_scored_tokens: int = DEFAULT_MAX_SCORED_TOKENS
+    #: OpenAI's ``system_fingerprint`` of the loaded model and the settings that change its answers
+    #: (:mod:`ovserve.engine.fingerprint`), in every completion answer and chunk; ``None``: not known.
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
