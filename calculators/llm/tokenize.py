@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
-from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.schema import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tools import Tool, family_calls, template_message, template_tools, tool_call_schema
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt
 from ovserve.engine.protocol import SamplingParams
@@ -194,7 +194,13 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, token_ids: 
 
 def check_prompts_size(sizes: list[tuple[int, int]], best_of: int, limits: GenerationLimits) -> None:
     """Refuse several prompts that would hold more of the engine than the largest one-prompt request can:
-    ``best_of_limit`` answers, each of a whole context. Each prompt's answers hold its tokens and their new ones."""
+    ``best_of_limit`` answers, each of a whole context (each prompt's answers hold its tokens and their new ones),
+    or more answers in all than :data:`MAX_PROMPTS` (or ``best_of_limit`` if more)."""
+    answers, most = best_of * len(sizes), max(MAX_PROMPTS, limits.best_of_limit)
+    if answers > most:
+        raise RequestError(f"these {len(sizes)} prompts ask for {answers} answers ({best_of} each), above this "
+                           f"server's limit of {most} per request: send fewer prompts, or ask for fewer answers "
+                           f"each", param="prompt", code="invalid_value")
     tokens = best_of * sum(prompt + new for prompt, new in sizes)
     limit = limits.best_of_limit * limits.context_length
     if tokens > limit:

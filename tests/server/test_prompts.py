@@ -87,6 +87,7 @@ def test_a_stream_of_two_prompts_numbers_each_choice_and_ends_once_with_one_usag
     (["hello", "hello " * 9000], {"max_tokens": 5}, "prompt[1]", "maximum context length is 8192 tokens"),
     ([[1, 2], [1, 10**9]], {}, "prompt[1]", "outside this model's vocabulary"),
     (["hello"] * 21, {}, "prompt", "above this server's limit of 163840 per request"),
+    (["hello"] * 65, {"n": 2, "max_tokens": 1}, "prompt", "130 answers (2 each)"),
 ])
 def test_prompts_out_of_bounds_get_a_400_naming_prompt_and_the_server_keeps_serving(server, prompt, fields, param,
                                                                                       words):

@@ -69,6 +69,14 @@ async def test_several_prompts_may_hold_no_more_of_the_engine_than_the_largest_s
     assert error.param == "prompt" and "3000 tokens" in error.message
 
 
+async def test_several_prompts_may_ask_for_no_more_answers_in_all_than_the_most_prompts():
+    assert await tokenize(completion_request(prompt=["x"] * 64, n=2, max_tokens=1))
+    error = await refused(completion_request(prompt=["x"] * 43, n=3, max_tokens=1))
+    assert error.param == "prompt" and "129 answers (3 each)" in error.message and "limit of 128" in error.message
+    error = await refused(completion_request(prompt=["x"] * 10, n=2, best_of=13, max_tokens=1))
+    assert error.param == "prompt" and "130 answers (13 each)" in error.message
+
+
 async def test_the_scoring_budget_counts_every_prompt():
     request = completion_request(prompt=["abc", "de"], max_tokens=1, logprobs=1, echo=True)
     assert await tokenize(request, max_scored_tokens=7)  # (3 + 1) + (2 + 1)
