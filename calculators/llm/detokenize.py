@@ -67,7 +67,7 @@ class DetokenizerCalculator(Calculator):
                 StopStringFilter(()))
             choice = self.choices[delta.index] = _ChoiceText(self.tokenizer.detokenizer(), stops)
             if body is not None and body.echoes_prompt:
-                choice.echo = self.prompt_text(body)  # type: ignore[arg-type]
+                choice.echo = self.prompt_text(body, delta.index // body.n)  # type: ignore[arg-type]
         if choice.finished:
             return
         text, stopped = choice.stops.push(self.decode(choice, delta.token_ids))
@@ -104,12 +104,10 @@ class DetokenizerCalculator(Calculator):
                     for i, alternative, logprob in ((i, self.tokenizer.token_bytes(i), lp) for i, lp in score.top))
         return TokenLogprob(raw.decode(errors="replace"), score.logprob, raw, top, score.token_id)
 
-    def prompt_text(self, body: CompletionRequest) -> str:
-        """The prompt as the client sent it (token ids decoded)."""
-        prompt = body.prompt[0] if isinstance(body.prompt, list) and isinstance(body.prompt[0], str) else body.prompt
-        if isinstance(prompt, list):
-            return self.tokenizer.decode(prompt)  # type: ignore[arg-type]
-        return prompt
+    def prompt_text(self, body: CompletionRequest, number: int = 0) -> str:
+        """Prompt ``number`` as the client sent it (token ids decoded)."""
+        prompt = body.prompts()[number]
+        return prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)
 
 
 class _ChoiceText:

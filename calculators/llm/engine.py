@@ -20,6 +20,7 @@ from ovserve.calculators.llm.tool_parsers import special_markers
 from ovserve.calculators.llm.types import DEFAULT_MAX_SCORED_TOKENS, GenerationLimits, ModelParsers
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
+from ovserve.engine.fingerprint import model_identity, system_fingerprint
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
 from ovserve.engine.scorer import LogitScorer
 from ovserve.engine.settings import (
@@ -147,6 +148,7 @@ class LLMEngine(Resource):
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
+        self.model_digest = await asyncio.to_thread(model_identity, model)
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
         else:
@@ -169,6 +171,7 @@ class LLMEngine(Resource):
             dynamic_split_fuse=options.dynamic_split_fuse,
             batch_invariant=options.batch_invariant,
         )
+        self.settings, self.cpu = settings, cpu
         self.engine = EngineClient(settings, step_timeout=options.engine_step_timeout or None)
         self.scorer = LogitScorer(model, budget=2 * options.max_scored_tokens)
         ctx.set(self.SCORER, self.scorer)
@@ -208,8 +211,11 @@ class LLMEngine(Resource):
             log.info("%s: tool calls in the %s format", name, parsers.tool_parser or "no")
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
+        fingerprint = system_fingerprint(self.model_digest, self.settings, self.cpu, {
+            "sampling": sampling, "tool_parser": parsers.tool_parser, "reasoning_parser": parsers.reasoning_parser})
+        log.info("%s: system_fingerprint %s", name, fingerprint)
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit,
-                                              options.prompt_lookup, options.max_scored_tokens))
+                                              options.prompt_lookup, options.max_scored_tokens, fingerprint))
 
     async def close(self) -> None:
         self.scorer.close()

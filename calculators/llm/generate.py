@@ -17,8 +17,9 @@ class LLMCalculator(Calculator):
 
     Requests from all connections are batched together by the engine. ``n`` choices are ``n`` engine
     requests (seeds ``seed``, ``seed + 1``, ... when the request gives one), batched together too; their
-    deltas go out as they come, each with its choice ``index``. If the run ends early (the client went
-    away), ``close`` aborts every request so the engine stops spending steps on them."""
+    deltas go out as they come, each with its choice ``index``. A request with several prompts submits each
+    prompt's choices in turn: prompt ``p``'s choice ``j`` is choice ``p x n + j``. If the run ends early (the
+    client went away), ``close`` aborts every request so the engine stops spending steps on them."""
 
     PROMPT = Input(Prompt)
     ENGINE = SideInput(EngineClient)
@@ -30,17 +31,19 @@ class LLMCalculator(Calculator):
     async def process(self, ctx: CalculatorContext) -> None:
         prompt: Prompt = ctx.value(self.PROMPT)
         engine: EngineClient = ctx.side["ENGINE"]
-        params = prompt.params
-        if params.max_new_tokens == 0:  # echo alone: the answer is the prompt, nothing to generate
-            for index in range(prompt.n):
-                await ctx.send(self.DELTAS, GenerationDelta((), "length", int(prompt.token_ids.size), 0, index))
+        parts = prompt.parts()
+        if prompt.params.max_new_tokens == 0:  # echo alone: the answer is the prompt, nothing to generate
+            for index in range(prompt.n * len(parts)):
+                size = int(prompt.prompt_of(index)[0].size)
+                await ctx.send(self.DELTAS, GenerationDelta((), "length", size, 0, index))
             return
-        ranked = prompt.best_of > prompt.n
-        for index in range(max(prompt.n, prompt.best_of)):
-            self.requests.append(engine.submit(prompt.token_ids, answer_params(prompt, index)))
-        if ranked:
-            await self._best(ctx, prompt.n, keep_logprobs=params.logprobs)
-        elif prompt.n == 1:
+        answers = max(prompt.n, prompt.best_of)
+        for token_ids, params in parts:  # without best_of, request k is choice k
+            for index in range(answers):
+                self.requests.append(engine.submit(token_ids, answer_params(prompt, index, params)))
+        if prompt.best_of > prompt.n:
+            await self._best(ctx, prompt.n, answers, keep_logprobs=prompt.params.logprobs)
+        elif len(self.requests) == 1:
             completion_tokens = 0
             async for delta in self.requests[0]:
                 completion_tokens += len(delta.token_ids)
@@ -48,14 +51,15 @@ class LLMCalculator(Calculator):
         else:
             await self._merge(ctx)
 
-    async def _best(self, ctx: CalculatorContext, n: int, *, keep_logprobs: bool) -> None:
-        """Run every request to its end, then send the ``n`` answers with the highest mean log-probability
-        per token (OpenAI's ``best_of``), best first, each as one delta."""
-        answers = await asyncio.gather(*(_collect(request) for request in self.requests))
-        ranked = sorted(answers, key=lambda answer: -answer.mean_logprob)[:n]
-        for index, answer in enumerate(ranked):
-            await self._send(ctx, replace(answer.delta, logprobs=answer.delta.logprobs if keep_logprobs else None),
-                             answer.prompt_tokens, len(answer.delta.token_ids), index)
+    async def _best(self, ctx: CalculatorContext, n: int, answers: int, *, keep_logprobs: bool) -> None:
+        """Run every request to its end, then send, prompt by prompt, the ``n`` of its ``answers`` with the highest
+        mean log-probability per token (OpenAI's ``best_of``), best first, each as one delta."""
+        collected = await asyncio.gather(*(_collect(request) for request in self.requests))
+        for number, start in enumerate(range(0, len(collected), answers)):
+            ranked = sorted(collected[start:start + answers], key=lambda answer: -answer.mean_logprob)[:n]
+            for rank, answer in enumerate(ranked):
+                delta = replace(answer.delta, logprobs=answer.delta.logprobs if keep_logprobs else None)
+                await self._send(ctx, delta, answer.prompt_tokens, len(answer.delta.token_ids), number * n + rank)
 
     async def _merge(self, ctx: CalculatorContext) -> None:
         """Forward the deltas of several requests in the order they arrive, from this one task."""
@@ -126,9 +130,10 @@ async def _collect(request: EngineRequest) -> _Answer:
     return _Answer(TokenDelta(tuple(token_ids), finish, None, tuple(logprobs)), request.prompt_tokens)
 
 
-def answer_params(prompt: Prompt, index: int) -> SamplingParams:
-    """The engine settings of a request's answer ``index``: seeds ``seed``, ``seed + 1``, ... when the request
-    gives one; log-probabilities kept when the answers are ranked (``best_of``)."""
-    params = prompt.params
+def answer_params(prompt: Prompt, index: int, params: SamplingParams | None = None) -> SamplingParams:
+    """The engine settings of a prompt's answer ``index`` (the first prompt's, or ``params``'s prompt's): seeds
+    ``seed``, ``seed + 1``, ... when the request gives one, for every prompt alike; log-probabilities kept when
+    the answers are ranked (``best_of``)."""
+    params = params or prompt.params
     seed = params.seed + index if params.seed is not None and index else params.seed
     return replace(params, seed=seed, logprobs=params.logprobs or prompt.best_of > prompt.n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ovserve import Calculator, CalculatorContext, Input, Output
+from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.logprobs import chat_logprobs, completion_logprobs
 from ovserve.calculators.llm.messages_writer import MessagesWriter
 from ovserve.calculators.llm.responses_writer import ResponsesWriter
@@ -25,7 +25,7 @@ from ovserve.calculators.llm.schema import (
     ToolCallOut,
     Usage,
 )
-from ovserve.calculators.llm.types import LLMRequest, TextDelta, TokenLogprob, ToolCallPiece
+from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, TextDelta, TokenLogprob, ToolCallPiece
 from ovserve.payloads import HttpResponsePayload
 
 EVENT_STREAM = "text/event-stream"
@@ -48,8 +48,10 @@ class ChunkWriter:
     rendered once with a placeholder and split around it, so that each token costs one ``json.dumps``
     of its text rather than building and serializing three models."""
 
-    def __init__(self, request: LLMRequest) -> None:
+    def __init__(self, request: LLMRequest, fingerprint: str | None = None) -> None:
         self.request = request
+        #: OpenAI's ``system_fingerprint``, in every chunk (left out when not known).
+        self.fingerprint = fingerprint
         self.chat = request.kind == "chat"
         self._templates: dict[int, tuple[bytes, bytes]] = {}
 
@@ -57,6 +59,8 @@ class ChunkWriter:
                logprobs: ChatLogprobs | CompletionLogprobs | None = None) -> ChatCompletionChunk | Completion:
         request = self.request
         fields: dict[str, object] = {"id": request.id, "created": request.created, "model": request.model}
+        if self.fingerprint is not None:
+            fields["system_fingerprint"] = self.fingerprint
         if request.body.include_usage:
             fields["usage"] = None
         if self.chat:
@@ -122,6 +126,8 @@ class ChunkWriter:
         chunk = model.model_construct(id=request.id, created=request.created, model=request.model,
                                       object=model.model_fields["object"].default, choices=[],
                                       usage=_usage(prompt_tokens, completion_tokens))
+        if self.fingerprint is not None:
+            chunk.system_fingerprint = self.fingerprint
         return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
 
 
@@ -140,16 +146,19 @@ class OpenAIResponseCalculator(Calculator):
     """Writes OpenAI's exact shapes. Streaming: per choice, the role chunk, content chunks and a chunk with
     ``finish_reason``; once every choice has finished, a usage chunk with empty ``choices`` when
     ``stream_options.include_usage`` is set, then ``data: [DONE]``. Otherwise one ``chat.completion`` /
-    ``text_completion`` object with every choice, once all have finished. Usage counts the prompt once and
-    the tokens of every choice."""
+    ``text_completion`` object with every choice, once all have finished. Usage counts each prompt once (a
+    completions request may hold several) and the tokens of every choice."""
 
     REQUEST = Input(LLMRequest)
     TEXT = Input(TextDelta)
     DIRECT = Input(HttpResponsePayload, optional=True,
                    doc="an answer another node made whole (tokenize), sent as it is")
+    LIMITS = SideInput(GenerationLimits, optional=True, doc="the model's system_fingerprint")
     HTTP_RESPONSE_PAYLOAD = Output(HttpResponsePayload)
 
     def open(self, ctx: CalculatorContext) -> None:
+        limits: GenerationLimits | None = ctx.side.get("LIMITS")
+        self.fingerprint = limits.system_fingerprint if limits is not None else None
         self.request: LLMRequest | None = None
         self.writer: ChunkWriter | None = None
         self.parts: dict[int, list[str]] = {}
@@ -188,7 +197,7 @@ class OpenAIResponseCalculator(Calculator):
                 self.reasoning.setdefault(delta.index, []).append(delta.reasoning)
             if delta.logprobs:
                 self.tokens.setdefault(delta.index, []).extend(delta.logprobs)
-            if len(self.finished) == self.request.body.n:
+            if len(self.finished) == self.request.body.choice_count:
                 self.complete(ctx, self.request)
 
     def write_responses(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
@@ -233,14 +242,15 @@ class OpenAIResponseCalculator(Calculator):
             ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(message).encode(), log=log))
 
     def usage(self) -> tuple[int, int]:
-        """(prompt tokens, completion tokens of every finished choice)."""
-        finished = list(self.finished.values())
-        return finished[0].prompt_tokens, sum(d.completion_tokens for d in finished)
+        """(the tokens of every prompt, each counted once; completion tokens of every finished choice)."""
+        n = self.request.body.n if self.request is not None else 1
+        prompts = {index // n: delta.prompt_tokens for index, delta in self.finished.items()}
+        return sum(prompts.values()), sum(d.completion_tokens for d in self.finished.values())
 
     def stream(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
         body = b""
         if self.writer is None:
-            self.writer = ChunkWriter(request)
+            self.writer = ChunkWriter(request, self.fingerprint)
         writer = self.writer
         if delta.index not in self.parts:
             self.parts[delta.index] = []
@@ -254,7 +264,7 @@ class OpenAIResponseCalculator(Calculator):
         body += writer.tool_call_pieces(stream_pieces(delta, self.piecewise), delta.index)
         if delta.finish_reason is not None:
             body += writer.finish(delta.finish_reason, delta.index)
-        last = len(self.finished) == request.body.n
+        last = len(self.finished) == request.body.choice_count
         if last:
             if request.body.include_usage:
                 body += writer.usage(*self.usage())
@@ -283,6 +293,7 @@ class OpenAIResponseCalculator(Calculator):
         if request.kind == "chat":
             response: ChatCompletion | Completion = ChatCompletion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
+                system_fingerprint=self.fingerprint,
                 choices=[ChatChoice(index=i, message=self.message(texts[i], self.finished[i],
                                                                   "".join(self.reasoning.get(i, ())) or None),
                                     logprobs=self.answer_logprobs(request, i),  # type: ignore[arg-type]
@@ -290,6 +301,7 @@ class OpenAIResponseCalculator(Calculator):
         else:
             response = Completion(
                 id=request.id, created=request.created, model=request.model, usage=usage,
+                system_fingerprint=self.fingerprint,
                 choices=[CompletionChoice(index=i, text=texts[i], finish_reason=self.finished[i].finish_reason,
                                           logprobs=self.answer_logprobs(request, i))  # type: ignore[arg-type]
                          for i in indexes])

@@ -203,6 +203,16 @@ class OpenAIRequestBase(_Request):
         """Whether the answer reports the prompt's log-probabilities (completions' ``echo`` with ``logprobs``)."""
         return False
 
+    @property
+    def prompt_count(self) -> int:
+        """How many prompts the request holds (completions may hold several), each answered with ``n`` choices."""
+        return 1
+
+    @property
+    def choice_count(self) -> int:
+        """How many choices the answer has: ``n`` per prompt, numbered prompt by prompt (prompt index x n + j)."""
+        return self.n * self.prompt_count
+
 
 class ChatCompletionRequest(OpenAIRequestBase):
     """``POST /v3/chat/completions``."""
@@ -246,10 +256,19 @@ class ChatCompletionRequest(OpenAIRequestBase):
         return active_tools(self.tools, self.tool_choice)
 
 
-class CompletionRequest(OpenAIRequestBase):
-    """``POST /v3/completions``: one prompt, as text or as token ids."""
+#: The most prompts one completions request may hold (an array of strings or of token arrays).
+MAX_PROMPTS = 128
 
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] | Annotated[list[int], Field(min_length=1)]
+#: One prompt as token ids.
+TokenPrompt = Annotated[list[int], Field(min_length=1)]
+
+
+class CompletionRequest(OpenAIRequestBase):
+    """``POST /v3/completions``: a prompt as text or token ids, or several (an array of either), each answered
+    with its own ``n`` choices, numbered in prompt order."""
+
+    prompt: (str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)] | TokenPrompt
+             | Annotated[list[TokenPrompt], Field(min_length=1, max_length=MAX_PROMPTS)])
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
     echo: bool = False
     best_of: Annotated[int, Field(ge=1, le=128)] | None = None
@@ -271,12 +290,33 @@ class CompletionRequest(OpenAIRequestBase):
     def scores_prompt(self) -> bool:
         return self.echo and self.logprobs is not None
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_shape(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            shapes = {"a string" if isinstance(item, str) else "a token array" if isinstance(item, list) else
+                      "a token id" if isinstance(item, int) else type(item).__name__ for item in value}
+            if len(shapes) > 1:
+                raise ValueError(f"an array prompt holds strings, token ids or token arrays, one kind only (got "
+                                 f"{' and '.join(sorted(shapes))})")
+        return value
+
     @field_validator("prompt")
     @classmethod
     def _not_empty(cls, value: Any) -> Any:
-        if value == "" or value == [""]:
-            raise ValueError("the prompt must not be empty")
+        if value == "" or (isinstance(value, list) and "" in value):
+            raise ValueError("a prompt must not be empty")
         return value
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt, in order: a text or token ids."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return [self.prompt]  # type: ignore[list-item]
+        return list(self.prompt)  # type: ignore[arg-type]
+
+    @property
+    def prompt_count(self) -> int:
+        return len(self.prompts())
 
 
 # --- responses --------------------------------------------------------------------------------------
@@ -366,6 +406,8 @@ class ChatCompletion(BaseModel):
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
+    #: Which model, computed how (:mod:`ovserve.engine.fingerprint`).
+    system_fingerprint: str | None = None
     choices: list[ChatChoice]
     usage: Usage
 
@@ -389,6 +431,8 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
+    #: Which model, computed how (:mod:`ovserve.engine.fingerprint`).
+    system_fingerprint: str | None = None
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
 
@@ -407,6 +451,8 @@ class Completion(BaseModel):
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
+    #: Which model, computed how (:mod:`ovserve.engine.fingerprint`).
+    system_fingerprint: str | None = None
     choices: list[CompletionChoice]
     usage: Usage | None = None
 

@@ -32,8 +32,9 @@ class TokenScorerCalculator(Calculator):
         self.sessions: dict[int, ScoringSession] = {}
         #: How many alternatives, and whether the prompt is scored (set with the request).
         self.top, self.scores_prompt = 0, False
-        #: The prompt's scores, computed with the first choice's sequence and given to every choice.
-        self.prompt_scores: tuple[TokenScore, ...] | None = None
+        #: Each prompt's scores (by prompt number), computed with its first choice's sequence and given to each of
+        #: its choices.
+        self.prompt_scores: dict[int, tuple[TokenScore, ...]] = {}
         #: The tokens reserved with the scorer for this request (its share of the scorer's memory).
         self.reserved = 0
 
@@ -50,20 +51,22 @@ class TokenScorerCalculator(Calculator):
             await ctx.send(self.SCORED, delta)
             return
         top, last = self.top, delta.finish is not None
+        assert self.prompt is not None, "the prompt comes before its tokens"
         if not self.reserved:
-            assert self.prompt is not None, "the prompt comes before its tokens"
-            self.reserved = await self.scorer.reserve(
-                self.prompt.n * (int(self.prompt.token_ids.size) + self.prompt.params.max_new_tokens))
+            self.reserved = await self.scorer.reserve(self.prompt.n * sum(
+                int(token_ids.size) + params.max_new_tokens for token_ids, params in self.prompt.parts()))
         session = self.sessions.get(delta.index)
         prompt_logprobs = None
         if session is None:
             session = self.sessions[delta.index] = await self._session(top)
-            assert self.prompt is not None, "the prompt comes before its tokens"
-            first = self.scores_prompt and self.prompt_scores is None  # the prompt's scores are the same for all
-            scored = await session.prompt(self.prompt.token_ids.tolist(), top=top, all_positions=first)
+            number = delta.index // self.prompt.n
+            # a prompt's scores are the same for each of its choices: computed with the first
+            first = self.scores_prompt and number not in self.prompt_scores
+            scored = await session.prompt(self.prompt.prompt_of(delta.index)[0].tolist(), top=top,
+                                          all_positions=first)
             if first:
-                self.prompt_scores = tuple(scored)
-            prompt_logprobs = self.prompt_scores if self.scores_prompt else None
+                self.prompt_scores[number] = tuple(scored)
+            prompt_logprobs = self.prompt_scores[number] if self.scores_prompt else None
         logprobs = tuple(await session.tokens(delta.token_ids, top=top, last=last))
         if last:
             self.sessions.pop(delta.index).close()

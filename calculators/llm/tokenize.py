@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
-from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.schema import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tools import Tool, family_calls, template_message, template_tools, tool_call_schema
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt
 from ovserve.engine.protocol import SamplingParams
@@ -124,19 +124,63 @@ class TokenizerCalculator(Calculator):
 
 def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: TextTokenizer,
                   limits: GenerationLimits, parsers: ModelParsers) -> Prompt:
-    """What the engine is given for a validated request: its prompt's token ids and its engine settings.
+    """What the engine is given for a validated request: each prompt's token ids and its engine settings.
 
     Raises :class:`RequestError` (a 400 naming the field) for anything the engine must not see: a prompt or
-    limits that do not fit the model, settings the engine refuses, more answers than the server allows."""
+    limits that do not fit the model, settings the engine refuses, more answers than the server allows, several
+    prompts that would hold more than one request may."""
     check_token_ids(tokenizer, body.stop_token_ids or [], "stop_token_ids")
-    if isinstance(body, CompletionRequest) and isinstance(body.prompt, list) and isinstance(body.prompt[0], int):
-        check_token_ids(tokenizer, body.prompt, "prompt")
-        token_ids = np.asarray(body.prompt, dtype=np.int64)
-    else:
+    prompts = prompt_token_ids(body, tokenizer, parsers)
+    parts = [(token_ids, engine_settings(body, token_ids, limits, parsers, _prompt_param(body, number)))
+             for number, token_ids in enumerate(prompts)]
+    best_of = max(body.n, getattr(body, "best_of", None) or 1)
+    if best_of > limits.best_of_limit:
+        param = "best_of" if best_of > body.n else "n"
+        raise RequestError(f"'{param}' is {best_of}, above this server's limit of {limits.best_of_limit} answers "
+                           f"per request", param=param, code="invalid_value")
+    sizes = [(int(token_ids.size), params.max_new_tokens) for token_ids, params in parts]
+    if len(parts) > 1:
+        check_prompts_size(sizes, best_of, limits)
+    check_scoring_cost(body, sizes, limits.max_scored_tokens)
+    (token_ids, params), *others = parts
+    return Prompt(token_ids, params, body.n, best_of, tuple(others))
+
+
+def _prompt_param(body: ChatCompletionRequest | CompletionRequest, number: int) -> str:
+    """How errors name a prompt: ``messages``, ``prompt``, or ``prompt[i]`` when the request holds several."""
+    if isinstance(body, ChatCompletionRequest):
+        return "messages"
+    return f"prompt[{number}]" if body.prompt_count > 1 else "prompt"
+
+
+def prompt_token_ids(body: ChatCompletionRequest | CompletionRequest, tokenizer: TextTokenizer,
+                     parsers: ModelParsers) -> list[np.ndarray]:
+    """Each prompt's token ids: the chat template's for chat; each text encoded, or token ids checked, for
+    completions."""
+    if isinstance(body, ChatCompletionRequest):
         text, add_special_tokens = TokenizerCalculator.prompt_text(tokenizer, body, parsers)
-        token_ids = tokenizer.encode_whole(text, add_special_tokens=add_special_tokens)
-    params = body.sampling_params(int(token_ids.size), limits.context_length, limits.max_tokens_limit,
-                                  limits.sampling)
+        return [tokenizer.encode_whole(text, add_special_tokens=add_special_tokens)]
+    token_lists = []
+    for number, prompt in enumerate(body.prompts()):
+        if isinstance(prompt, str):
+            token_lists.append(tokenizer.encode_whole(prompt, add_special_tokens=True))
+        else:
+            check_token_ids(tokenizer, prompt, _prompt_param(body, number))
+            token_lists.append(np.asarray(prompt, dtype=np.int64))
+    return token_lists
+
+
+def engine_settings(body: ChatCompletionRequest | CompletionRequest, token_ids: np.ndarray, limits: GenerationLimits,
+                    parsers: ModelParsers, param: str) -> SamplingParams:
+    """The engine settings for one prompt of the request; a refusal that is about the prompt names ``param``."""
+    try:
+        params = body.sampling_params(int(token_ids.size), limits.context_length, limits.max_tokens_limit,
+                                      limits.sampling)
+    except RequestError as error:
+        if error.param != "messages" or param == "messages":
+            raise
+        message = error.message if param == "prompt" else error.message.replace("the prompt has", f"'{param}' has")
+        raise RequestError(message, param=param, code=error.code) from None
     tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
     if tools:
         params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
@@ -150,24 +194,38 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
         params.check()
     except ValueError as error:
         raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
-    best_of = max(body.n, getattr(body, "best_of", None) or 1)
-    if best_of > limits.best_of_limit:
-        param = "best_of" if best_of > body.n else "n"
-        raise RequestError(f"'{param}' is {best_of}, above this server's limit of {limits.best_of_limit} answers "
-                           f"per request", param=param, code="invalid_value")
-    check_scoring_cost(body, int(token_ids.size), params.max_new_tokens, limits.max_scored_tokens)
-    return Prompt(token_ids, params, body.n, best_of)
+    return params
 
 
-def check_scoring_cost(body: ChatCompletionRequest | CompletionRequest, prompt_tokens: int, max_new_tokens: int,
+def check_prompts_size(sizes: list[tuple[int, int]], best_of: int, limits: GenerationLimits) -> None:
+    """Refuse several prompts that would hold more of the engine than the largest one-prompt request can:
+    ``best_of_limit`` answers, each of a whole context (each prompt's answers hold its tokens and their new ones),
+    or more answers in all than :data:`MAX_PROMPTS` (or ``best_of_limit`` if more)."""
+    answers, most = best_of * len(sizes), max(MAX_PROMPTS, limits.best_of_limit)
+    if answers > most:
+        raise RequestError(f"these {len(sizes)} prompts ask for {answers} answers ({best_of} each), above this "
+                           f"server's limit of {most} per request: send fewer prompts, or ask for fewer answers "
+                           f"each", param="prompt", code="invalid_value")
+    tokens = best_of * sum(prompt + new for prompt, new in sizes)
+    limit = limits.best_of_limit * limits.context_length
+    if tokens > limit:
+        raise RequestError(f"these {len(sizes)} prompts would hold {tokens} tokens in the engine ({best_of} answers "
+                           f"x (prompt + max_tokens) each), above this server's limit of {limit} per request (the "
+                           f"most answers a request may have x the context length): send fewer or shorter prompts, "
+                           f"or set a lower max_tokens", param="prompt", code="invalid_value")
+
+
+def check_scoring_cost(body: ChatCompletionRequest | CompletionRequest, sizes: list[tuple[int, int]],
                        limit: int) -> None:
     """Refuse a request whose scoring pass (alternatives, or the prompt's log-probabilities) would compute more
-    than ``limit`` tokens: each returned choice feeds the prompt and its answer through the scoring model."""
+    than ``limit`` tokens: each returned choice feeds its prompt and its answer through the scoring model.
+    ``sizes``: each prompt's (tokens, max new tokens)."""
     if not (body.alternatives or body.scores_prompt):
         return
-    cost = body.n * (prompt_tokens + max_new_tokens)
+    cost = body.n * sum(prompt + new for prompt, new in sizes)
     if cost > limit:
         param = "top_logprobs" if isinstance(body, ChatCompletionRequest) else "logprobs"
-        raise RequestError(f"'{param}' would have {cost} tokens scored ({body.n} choices x ({prompt_tokens} prompt + "
-                           f"{max_new_tokens} max_tokens)), above this server's limit of {limit} per request: ask "
-                           f"for fewer choices or tokens", param=param, code="invalid_value")
+        shape = (f"{body.n} choices x ({sizes[0][0]} prompt + {sizes[0][1]} max_tokens)" if len(sizes) == 1 else
+                 f"{body.n} choices x the {len(sizes)} prompts' tokens and max_tokens")
+        raise RequestError(f"'{param}' would have {cost} tokens scored ({shape}), above this server's limit of "
+                           f"{limit} per request: ask for fewer choices or tokens", param=param, code="invalid_value")

@@ -39,7 +39,11 @@ class LLMRequest:
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """A tokenized prompt and its sampling settings (``PROMPT``); ``n`` answers (choices) are wanted."""
+    """A tokenized prompt and its sampling settings (``PROMPT``); ``n`` answers (choices) are wanted.
+
+    A completions request may hold several prompts: the first is ``token_ids`` with ``params``, the others are in
+    ``others``, each with its own settings (its room for new tokens differs). Each prompt gets ``n`` choices, and
+    prompt ``p``'s choice ``j`` is the request's choice ``p x n + j``."""
 
     token_ids: np.ndarray
     params: SamplingParams
@@ -47,6 +51,17 @@ class Prompt:
     #: How many answers to generate, of which the ``n`` with the highest log-probability per token are
     #: returned (completions' ``best_of``); no more than ``n`` are generated when it is not above ``n``.
     best_of: int = 1
+    #: The request's further prompts, in order, with their engine settings (completions' array prompts).
+    others: tuple[tuple[np.ndarray, SamplingParams], ...] = ()
+
+    def parts(self) -> list[tuple[np.ndarray, SamplingParams]]:
+        """Every prompt of the request, in order, with its engine settings."""
+        return [(self.token_ids, self.params), *self.others]
+
+    def prompt_of(self, index: int) -> tuple[np.ndarray, SamplingParams]:
+        """The prompt (and its settings) that the request's choice ``index`` answers."""
+        number = index // self.n
+        return (self.token_ids, self.params) if number == 0 else self.others[number - 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +166,9 @@ class GenerationLimits:
     prompt_lookup: bool = False
     #: The most tokens the scoring pass may compute for one request (its choices x (prompt + max_tokens)).
     max_scored_tokens: int = DEFAULT_MAX_SCORED_TOKENS
+    #: OpenAI's ``system_fingerprint`` of the loaded model and the settings that change its answers
+    #: (:mod:`ovserve.engine.fingerprint`), in every completion answer and chunk; ``None``: not known.
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,15 @@ class TextTokenizer:
     def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
 
+    def special_tokens(self) -> dict[str, tuple[str, int] | None]:
+        """The model's ``bos``, ``eos`` and ``pad`` tokens as (text, id), each ``None`` where the model has none."""
+        tokens: dict[str, tuple[str, int] | None] = {}
+        for name in ("bos", "eos", "pad"):
+            token_id = int(getattr(self._tokenizer, f"get_{name}_token_id", lambda: -1)())
+            text = getattr(self._tokenizer, f"get_{name}_token", lambda: "")()
+            tokens[name] = (text, token_id) if token_id >= 0 and text else None
+        return tokens
+
     def detokenizer(self) -> IncrementalDetokenizer | ByteTableDetokenizer:
         """A fresh incremental decoder for one generated sequence."""
         if self._byte_table is not None:

@@ -47,6 +47,7 @@ from ovserve.server.stored_responses import (
     StoreField,
     continue_conversation,
 )
+from ovserve.server.tokenizer_info import tokenizer_info
 
 API_PREFIXES = ("/v3", "/v1")
 #: Request bodies from this size on are parsed and checked in a thread.
@@ -81,8 +82,8 @@ class OpenAIRoutes:
         self.in_flight -= 1
         self.metrics.in_flight.set(self.in_flight)
 
-    def _servable(self, name: object) -> Servable:
-        servable = self.servables.get(name) if isinstance(name, str) else None
+    def _servable(self, name: object, kind: str = "text_generation") -> Servable:
+        servable = self.servables.get(name) if isinstance(name, str) else self._only(name, kind)
         if servable is not None:
             return servable
         served = ", ".join(self.servables.names())
@@ -104,6 +105,13 @@ class OpenAIRoutes:
         raise RequestError(f"The model '{name}' does not exist; served models: {served}", status=404,
                            param="model", code="model_not_found")
 
+    def _only(self, name: object, kind: str) -> Servable | None:
+        """The model a request that leaves ``model`` out (or sends null) is for: the only one served of ``kind``."""
+        if name is not None:
+            return None
+        served = [servable for servable in self.servables if servable.kind == kind]
+        return served[0] if len(served) == 1 else None
+
     async def completions(self, request: Request) -> Response | GraphResponse:
         """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
         ``/rerank``, ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
@@ -124,8 +132,8 @@ class OpenAIRoutes:
         try:
             # a big body takes milliseconds to parse and check: off the event loop then
             data = parse_json_body(body) if len(body) < LARGE_BODY else await asyncio.to_thread(parse_json_body, body)
-            servable = self._servable(data.get("model"))
-            model = servable.name  # only served names become metric labels
+            servable = self._servable(data.get("model"), _kind_of(request.url.path))
+            data["model"] = model = servable.name  # only served names become metric labels
             if not servable.ready:
                 raise ModelNotReadyError(f"the model '{servable.name}' is not ready (its engine is restarting); "
                                          f"retry shortly")
@@ -187,6 +195,14 @@ class OpenAIRoutes:
                                "none)", param="store", code="unsupported_parameter")
         return StoreCapture(store, request_owner(request), data)
 
+    async def tokenizer_info(self, request: Request) -> Response:
+        """vLLM's ``GET /tokenizer_info`` (``?model=`` or the only text generation model)."""
+        try:
+            servable = self._servable(request.query_params.get("model"))
+            return JSONResponse(tokenizer_info(servable))
+        except RequestError as error:
+            return error_response(error)
+
     async def openapi(self, request: Request) -> Response:
         """``GET /openapi.json``, with the models served now."""
         kinds: dict[str, list[str]] = {}
@@ -245,6 +261,11 @@ class OpenAIRoutes:
         if servable is None:
             return Response(status_code=404)
         return Response(status_code=200 if servable.ready else 503)
+
+
+def _kind_of(path: str) -> str:
+    """The kind of model an endpoint is for (a request that leaves ``model`` out goes to the only one of it)."""
+    return "embeddings" if path.endswith(("/embeddings", "/rerank")) else "text_generation"
 
 
 def request_id_of(request: Request) -> str:
@@ -349,6 +370,9 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/models/{{model_id:path}}", routes_of.get_model, methods=["GET"]),
         ]
     routes += [
+        Route("/tokenize", routes_of.completions, methods=["POST"]),
+        Route("/detokenize", routes_of.completions, methods=["POST"]),
+        Route("/tokenizer_info", routes_of.tokenizer_info, methods=["GET"]),
         Route("/v1/config", routes_of.config_status, methods=["GET"]),
         Route("/v1/config/reload", routes_of.config_reload, methods=["POST"]),
         Route("/openapi.json", routes_of.openapi, methods=["GET"]),

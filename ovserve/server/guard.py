@@ -24,6 +24,8 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 #: How deep a request's JSON may nest (objects and arrays): far beyond any real request.
 MAX_JSON_DEPTH = 64
 API_PREFIXES = ("/v3/", "/v1/")
+#: vLLM's tokenizer endpoints at the server's root (lm-evaluation-harness asks for them there).
+ROOT_API_PATHS = ("/tokenize", "/detokenize", "/tokenizer_info")
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class RequestGuard:
         await self.app(scope, receive, send_with_id)
 
     def _protected(self, path: str) -> bool:
-        return path.startswith(API_PREFIXES) or (self.settings.protect_metrics and path == "/metrics")
+        return (path.startswith(API_PREFIXES) or path in ROOT_API_PATHS
+                or (self.settings.protect_metrics and path == "/metrics"))
 
     def _authorized(self, header: bytes | None, api_key: bytes | None = None) -> bool:
         """Whether ``Authorization: Bearer KEY`` or (Anthropic's) ``x-api-key: KEY`` holds a key of the server."""

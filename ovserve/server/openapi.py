@@ -67,6 +67,12 @@ def openapi_document(models: dict[str, list[str]]) -> dict[str, Any]:
                                   "content": {"application/json": {}, "text/event-stream": {}}},
                           **_errors(400, 404, 413, 429, 503, anthropic=path.startswith("/messages"))},
         }}
+    for path in ("/tokenize", "/detokenize"):  # vLLM's, at the root too (where lm-evaluation-harness asks)
+        if f"/v3{path}" in paths:
+            paths[path] = {"post": {**paths[f"/v3{path}"]["post"], "operationId": f"root_{path.strip('/')}"}}
+    paths["/tokenizer_info"] = {"get": {"operationId": "tokenizer_info", "responses": {
+        "200": {"description": "the text generation model's special tokens, context and chat template"},
+        **_errors(400, 404)}}}
     paths["/v3/models"] = {"get": {"operationId": "list_models", "responses": {"200": {"description": "models"}}}}
     paths["/v2/health/ready"] = {"get": {"operationId": "ready", "responses": {
         "200": {"description": "every model is ready"}, "503": {"description": "not yet, or shutting down"}}}}

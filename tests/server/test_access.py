@@ -40,10 +40,19 @@ def test_a_wrong_or_missing_key_gets_a_401_shaped_like_openai_s(locked_server, k
     assert caught.value.status_code == 401 and caught.value.body["code"] == "invalid_api_key"
     response = httpx.post(f"{locked_server.base_url}/v1/chat/completions", json=ASK, timeout=30)  # no key at all
     assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
+    # vLLM's tokenizer endpoints at the root are locked as the API is
+    for response in (httpx.get(f"{locked_server.base_url}/tokenizer_info", timeout=30),
+                     httpx.post(f"{locked_server.base_url}/tokenize", json={"prompt": "hi"}, timeout=30),
+                     httpx.post(f"{locked_server.base_url}/detokenize", json={"tokens": [1]},
+                                headers={"Authorization": f"Bearer {key}"}, timeout=30)):
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_every_given_key_opens_the_api_and_health_stays_open(locked_server):
     assert [m.id for m in client(locked_server, "first-key").models.list()] == [MODEL_NAME]
+    opened = httpx.post(f"{locked_server.base_url}/tokenize", json={"prompt": "hi"}, timeout=30,
+                        headers={"Authorization": "Bearer first-key"})
+    assert opened.status_code == 200 and opened.json()["tokens"]
     answer = client(locked_server, "from-a-file").chat.completions.create(**ASK)
     assert answer.choices[0].message.content
     assert httpx.get(f"{locked_server.base_url}/v2/health/ready", timeout=10).status_code == 200

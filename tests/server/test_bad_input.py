@@ -29,7 +29,7 @@ def assert_openai_error(response, status, param=None, words=""):
     ("body", "status", "param", "words"),
     [
         ({"model": "no-such-model", "messages": GOOD["messages"]}, 404, "model", "does not exist"),
-        ({"messages": GOOD["messages"]}, 400, "model", "you must provide a model parameter"),
+        ({"model": "", "messages": GOOD["messages"]}, 400, "model", "you must provide a model parameter"),
         ({"model": MODEL_NAME}, 400, "messages", "required"),
         ({**GOOD, "messages": []}, 400, "messages", "at least 1"),
         ({**GOOD, "messages": "hello"}, 400, "messages", "Invalid value"),
@@ -78,7 +78,8 @@ def test_bad_completion_requests(server):
     assert_openai_error(post(server, {"model": MODEL_NAME}, "/v3/completions"), 400, "prompt", "required")
     assert_openai_error(post(server, {"model": MODEL_NAME, "prompt": ""}, "/v3/completions"), 400, "prompt",
                         "must not be empty")
-    assert_openai_error(post(server, {"model": MODEL_NAME, "prompt": ["a", "b"]}, "/v3/completions"), 400, "prompt")
+    assert_openai_error(post(server, {"model": MODEL_NAME, "prompt": ["a", [1]]}, "/v3/completions"), 400, "prompt",
+                        "one kind only")
 
 
 def test_unknown_routes_and_methods_get_json_errors(server):

@@ -3,7 +3,7 @@
 import json
 
 from ovserve.calculators.llm.response import OpenAIResponseCalculator
-from ovserve.calculators.llm.types import TextDelta, TokenLogprob
+from ovserve.calculators.llm.types import GenerationLimits, TextDelta, TokenLogprob
 from ovserve.testing import run_calculator
 from tests.calculators.llm.fakes import chat_request, completion_request
 
@@ -22,10 +22,13 @@ def events(payloads):
 
 
 async def test_a_chat_completion_is_one_json_object():
-    (payload,) = await serialize(chat_request(), TEXTS)
+    out = await run_calculator(OpenAIResponseCalculator, {"REQUEST": [chat_request()], "TEXT": TEXTS},
+                               side_packets={"LIMITS": GenerationLimits(100, system_fingerprint="fp_0123456789")})
+    (payload,) = out["HTTP_RESPONSE_PAYLOAD"]
     assert payload.status == 200 and payload.content_type == "application/json" and payload.last
     assert json.loads(payload.body) == {
         "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": "served-name",
+        "system_fingerprint": "fp_0123456789",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello world"}, "logprobs": None,
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
