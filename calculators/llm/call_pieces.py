@@ -49,7 +49,9 @@ class CallPieces:
         return len(self._calls) - 1
 
     def name(self, number: int, name: str) -> None:
-        self._calls[number].name = name
+        """The call's name (a name written again once the call went out is not taken: its first piece named it)."""
+        if not self._calls[number].confirmed:
+            self._calls[number].name = name
 
     def arguments(self, number: int, text: str) -> None:
         """More of a call's arguments' JSON text: sent when the call is confirmed, held until then."""
@@ -79,12 +81,11 @@ class CallPieces:
         held, call.held = "".join(call.held), []
         self.arguments(number, held)
 
-    def confirm_named(self) -> None:
-        """Confirm every call that has its name (the answer was cut short: such calls are the answer's, with the
-        arguments written so far, as OpenAI returns them)."""
-        for number, call in enumerate(self._calls):
-            if call.name is not None:
-                self.confirm(number)
+    def confirm_cut(self) -> None:
+        """The answer was cut short inside its last call: that call, if it has its name, is the answer's, with the
+        arguments written so far (as OpenAI returns such a call). Earlier calls that never confirmed stay out."""
+        if self._calls and self._calls[-1].name is not None:
+            self.confirm(len(self._calls) - 1)
 
     def _confirmed(self) -> int:
         return sum(c.confirmed for c in self._calls)
@@ -104,7 +105,8 @@ class CallPieces:
 
     def calls(self) -> tuple[ToolCall, ...]:
         """The confirmed calls, each with the arguments its pieces sent."""
-        return tuple(ToolCall(c.id, c.name or "", "".join(c.sent)) for c in self._calls if c.confirmed)
+        confirmed = sorted((c for c in self._calls if c.confirmed), key=lambda c: c.index)
+        return tuple(ToolCall(c.id, c.name or "", "".join(c.sent)) for c in confirmed)
 
     @property
     def any_confirmed(self) -> bool:

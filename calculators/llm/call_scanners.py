@@ -102,9 +102,9 @@ class MistralCallScanner(_NoContent):
 
 
 class PythonicCallScanner(_NoContent):
-    """``[get_weather(city="Paris"), ...]``: each call confirmed with its first argument (or its end), then one
-    argument at a time, converted to JSON. An argument that is not a Python literal stops the reading; the
-    whole-answer parser decides about the answer then."""
+    """``[get_weather(city="Paris"), ...]``: each call goes out once its argument list has closed, its arguments
+    converted to JSON (so that what goes out is always a whole JSON object). An argument that is not a keyword
+    with a Python literal stops the reading; the whole-answer parser decides about the answer then."""
 
     def __init__(self, pieces: CallPieces) -> None:
         self.pieces = pieces
@@ -115,7 +115,7 @@ class PythonicCallScanner(_NoContent):
         self.quote: str | None = None
         self.escape = False
         self.call: int | None = None
-        self.arguments = 0
+        self.arguments: list[str] = []
 
     def feed(self, text: str) -> str:
         begin = len(self.text)
@@ -140,14 +140,13 @@ class PythonicCallScanner(_NoContent):
         elif self.state == "name":
             if char == "(":
                 self._open(self.text[self.start:position].strip())
-                self.state, self.start, self.depth, self.arguments = "arguments", position + 1, 0, 0
+                self.state, self.start, self.depth, self.arguments = "arguments", position + 1, 0, []
             elif not (char.isalnum() or char in "_."):
                 self.state = "done"
         else:
             self._read_argument(position, char)
 
     def _open(self, name: str) -> None:
-        self.saw_calls = True
         self.call = self.pieces.open()
         if self.call is not None:
             self.pieces.name(self.call, name)
@@ -166,6 +165,8 @@ class PythonicCallScanner(_NoContent):
             self.depth += 1
         elif char in ")]}" and self.depth:
             self.depth -= 1
+        elif char == "=" and not self.depth and self.text[self.start:position].strip().isidentifier():
+            self.saw_calls = True  # name(key=: surely a call
         elif char == "," and not self.depth:
             self._argument(self.text[self.start:position], last=False)
             self.start = position + 1
@@ -174,23 +175,20 @@ class PythonicCallScanner(_NoContent):
             self.state = "between" if self.state != "done" else "done"
 
     def _argument(self, source: str, last: bool) -> None:
-        """One ``key=value`` of the call (or the end of its list): its JSON goes out."""
+        """One ``key=value`` of the call read; at the end of its list, the call goes out whole, as JSON."""
         source = source.strip()
-        piece = ""
         if source:
             try:
-                keyword = ast.parse(f"f({source})", mode="eval").body.keywords  # type: ignore[attr-defined]
-                (only,) = keyword
-                value = json.dumps(ast.literal_eval(only.value), ensure_ascii=False)
+                (keyword,) = ast.parse(f"f({source})", mode="eval").body.keywords  # type: ignore[attr-defined]
+                if keyword.arg is None:
+                    raise ValueError("**kwargs")
+                value = json.dumps(ast.literal_eval(keyword.value), ensure_ascii=False, allow_nan=False)
             except Exception:  # not a literal, not one keyword, not JSON-able: the whole-answer parser decides
                 self.state = "done"
                 return
-            piece = ("{" if not self.arguments else ", ") + f"{json.dumps(only.arg)}: {value}"
-            self.arguments += 1
-        if last:
-            piece += "}" if self.arguments else "{}"
-        if self.call is not None and piece:
-            self.pieces.arguments(self.call, piece)
+            self.arguments.append(f"{json.dumps(keyword.arg)}: {value}")
+        if last and self.call is not None:
+            self.pieces.arguments(self.call, "{" + ", ".join(self.arguments) + "}")
             self.pieces.confirm(self.call)
 
 
@@ -214,7 +212,11 @@ class _AfterMarker:
         self.scanner = scanner
         self.marker = marker
         self.pending: str | None = ""
-        self.saw_calls = True
+
+    @property
+    def saw_calls(self) -> bool:
+        """A call's name was read (``functools`` alone is a word of prose as well)."""
+        return self.scanner.saw_calls
 
     def feed(self, text: str) -> str:
         if self.pending is None:

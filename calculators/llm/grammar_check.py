@@ -33,7 +33,7 @@ def _refuse(param: str, why: str) -> RequestError:
 
 # --- regular expressions -------------------------------------------------------------------------------------
 
-_REPEAT = re.compile(r"\{(\d*)(,?)(\d*)\}")
+_REPEAT = re.compile(r"\{(\d{1,6})(?:(,)(\d{0,6}))?\}")
 
 
 def check_regex(pattern: str, param: str) -> None:
@@ -46,7 +46,7 @@ def check_regex(pattern: str, param: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # re's FutureWarnings (a "[[" that may one day mean a nested set)
             re.compile(pattern)
-    except re.error as error:
+    except (re.error, OverflowError, RecursionError, ValueError) as error:
         raise _refuse(param, f"is not a valid regular expression: {error}") from None
     position, in_class = 0, False
     while position < len(pattern):
@@ -56,8 +56,8 @@ def check_regex(pattern: str, param: str) -> None:
             if not in_class and escaped in ("b", "B"):
                 raise _refuse(param, f"has a word boundary (\\{escaped}) at {position}, which constrained decoding "
                                      f"does not support")
-            if escaped in ("p", "P") or (escaped.isdigit() and escaped != "0"):
-                raise _refuse(param, f"has \\{escaped} at {position} (a Unicode property class or a backreference), "
+            if escaped in ("p", "P", "N") or (escaped.isdigit() and escaped != "0"):
+                raise _refuse(param, f"has \\{escaped} at {position} (a Unicode property or name, or a backreference), "
                                      f"which constrained decoding does not support")
             position += 2
             continue
@@ -100,17 +100,26 @@ def _check_regex_operator(pattern: str, position: int, param: str) -> None:
     if char == "|":
         before = pattern[position - 1:position] if position else ""
         after = pattern[position + 1:position + 2]
-        if before in ("", "(", "|") or after in ("", ")", "|") or pattern[max(position - 2, 0):position] == "(?:":
-            raise _refuse(param, f"has an empty alternative at {position}, which constrained decoding does not "
-                                 f"support; write (x)? for an optional x")
+        group_start = pattern[max(position - 3, 0):position] == "(?:"
+        if before in ("", "(", "|", "^") or after in ("", ")", "|", "$") or group_start:
+            raise _refuse(param, f"has an empty alternative (or an anchor alone) at {position}, which constrained "
+                                 f"decoding does not support; write (x)? for an optional x")
+    if char in "*+?" and pattern[position + 1:position + 2] == "+":
+        raise _refuse(param, f"has a possessive quantifier {char}+ at {position}, which constrained decoding does not "
+                             f"support")
+    if (char == "^" and position > 0) or (char == "$" and position < len(pattern) - 1):
+        raise _refuse(param, f"has {char} at {position}: constrained decoding takes ^ only at the start and $ only at "
+                             f"the end of the pattern")
     if char == "{":
         repeat = _REPEAT.match(pattern, position)
         if repeat is None:
-            return  # a literal brace, as re reads it
+            raise _refuse(param, f"has a '{{' at {position} that is no repetition {{m}}, {{m,}} or {{m,n}} (at most 6 "
+                                 f"digits, no spaces): write '\\{{' for the character")
         low, comma, high = repeat.groups()
-        if not low and comma:
-            raise _refuse(param, f"has a repetition {{,{high}}} at {position}; write {{0,{high}}}")
-        _check_counts(param, position, int(low or 0), int(high) if high else None)
+        if pattern[repeat.end():repeat.end() + 1] == "+":
+            raise _refuse(param, f"has a possessive quantifier at {repeat.end()}, which constrained decoding does not "
+                                 f"support")
+        _check_counts(param, position, int(low), int(high) if high else None if comma else int(low))
 
 
 def _check_counts(param: str, position: int, low: int, high: int | None) -> None:
@@ -128,7 +137,7 @@ _TOKEN = re.compile(r"""
   | (?P<name>[A-Za-z_][A-Za-z0-9_-]*)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
   | (?P<klass>\[(?:[^\]\\\n]|\\.)*\])
-  | (?P<repeat>\{\s*\d*\s*(?:,\s*\d*\s*)?\})
+  | (?P<repeat>\{\d{1,6}(?:,\d{0,6})?\})
   | (?P<op>[()|*+?])
 """, re.VERBOSE)
 _STRING_ESCAPES = re.compile(r'\\(?:[\\"nrt]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})')
@@ -176,6 +185,9 @@ class _EbnfReader:
         return (self.at + 1 < len(self.tokens) and self.tokens[self.at][0] == "name"
                 and self.tokens[self.at + 1][0] == "define")
 
+    def at_line_start(self, position: int) -> bool:
+        return not self.grammar[self.grammar.rfind("\n", 0, position) + 1:position].strip()
+
     def read(self) -> None:
         if not self.tokens:
             raise self.fail("it is empty")
@@ -183,6 +195,8 @@ class _EbnfReader:
             if not self.rule_starts():
                 raise self.fail("a rule 'name ::= ...' is expected")
             _, name, position = self.tokens[self.at]
+            if not self.at_line_start(position):
+                raise self.fail(f"the rule {name!r} must begin on a line of its own", position)
             if name in self.defined:
                 raise self.fail(f"the rule {name!r} is defined twice", position)
             self.defined[name] = position
@@ -239,9 +253,7 @@ class _EbnfReader:
             self.at += 1
         elif kind == "repeat":
             self.at += 1
-            low, comma, high = (part.strip() for part in text[1:-1].partition(","))
-            if not low:
-                raise self.fail("a repetition needs its lower bound ({0,n}, not {,n})", position)
+            low, comma, high = text[1:-1].partition(",")
             _check_counts(self.param, position, int(low), int(high) if high else None if comma else int(low))
 
     def escapes(self, body: str, allowed: re.Pattern[str], position: int) -> list[tuple[str, bool]]:

@@ -121,6 +121,9 @@ class StructuralTag(BaseModel):
         content = self.format
         if content is None:
             assert self.structures is not None
+            if not self.triggers:
+                raise RequestError(f"'{param}.triggers' is required with 'structures': the strings that start them",
+                                   param=f"{param}.triggers", code="invalid_value")
             tags = [Tag(begin=s.begin, content=JSONSchemaTagFormat(type="json_schema", json_schema=s.schema_),
                         end=s.end) for s in self.structures]
             content = TriggeredTags(type="triggered_tags", triggers=self.triggers or [], tags=tags)
@@ -193,7 +196,7 @@ def _json_schema(schema: dict[str, Any] | str, param: str) -> str:
     if isinstance(schema, str):
         try:
             schema = json.loads(schema)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise RequestError(f"'{param}' is not JSON: {error}", param=param, code="invalid_value") from None
     if not isinstance(schema, dict):
         raise RequestError(f"'{param}' must be a JSON Schema object", param=param, code="invalid_value")
@@ -207,8 +210,11 @@ def _structural_tag(value: Any, param: str) -> OutputGrammar:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise RequestError(f"'{param}' is not JSON: {error}", param=param, code="invalid_value") from None
+    if not isinstance(value, dict):
+        raise RequestError(f"'{param}' must be a structural tag object ({{\"type\": \"structural_tag\", \"format\": "
+                           f"...}})", param=param, code="invalid_value")
     try:
         tag = parse_body(StructuralTag, value)
     except RequestError as error:  # named from inside the tag: name it from the request's root

@@ -49,36 +49,65 @@ class _Frame:
     arguments_object: bool = False
 
 
-def decode_json_string(raw: str) -> str:
-    """The text of a JSON string's body (without its quotes); the raw text where it is not valid JSON."""
-    try:
-        return json.loads(f'"{raw}"', strict=False)
-    except ValueError:
-        return raw
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def decodable_prefix(raw: str, start: int = 0) -> int:
-    """How much of a JSON string's body (from ``start``, an escape boundary) decodes without an escape cut in two."""
-    position = start
+def decode_json_text(raw: str, final: bool = True) -> tuple[str, int]:
+    """A JSON string's body (without its quotes) decoded escape by escape: (the text, how much of ``raw`` it used).
+
+    The same text comes out however the body arrived in pieces: an escape JSON does not have stays as written, a
+    lone surrogate becomes U+FFFD (it has no UTF-8), and an escape cut at the end of ``raw`` waits for the rest
+    unless ``final``, when it stays as written."""
+    out: list[str] = []
+    position = 0
     while position < len(raw):
-        if raw[position] != "\\":
-            position += 1
-            continue
-        if position + 1 >= len(raw):
+        backslash = raw.find("\\", position)
+        if backslash < 0:
+            out.append(raw[position:])
+            position = len(raw)
             break
-        if raw[position + 1] != "u":
-            position += 2
-            continue
-        if position + 6 > len(raw):
+        out.append(raw[position:backslash])
+        position = backslash
+        used, text = _escape(raw, position)
+        if used == 0:  # cut: wait for more
             break
-        high = raw[position + 2:position + 6]
-        if high[:2].lower() == "d8" or high[:2].lower() in ("d9", "da", "db"):  # a surrogate pair: 12 characters
-            if position + 12 > len(raw):
-                break
-            position += 12 if raw[position + 6:position + 8] == "\\u" else 6
-            continue
-        position += 6
-    return position
+        out.append(text)
+        position += used
+    if final and position < len(raw):
+        out.append(raw[position:])
+        position = len(raw)
+    return "".join(out), position
+
+
+def _escape(raw: str, at: int) -> tuple[int, str]:
+    """(characters used, text) of the escape at ``at``; (0, "") when ``raw`` ends before it does."""
+    code = raw[at + 1:at + 2]
+    if not code:
+        return 0, ""
+    if code != "u":
+        return 2, _ESCAPES.get(code, raw[at:at + 2])
+    digits = raw[at + 2:at + 6]
+    if not all(c in _HEX for c in digits):
+        return 2, "\\u"
+    if len(digits) < 4:
+        return 0, ""
+    value = int(digits, 16)
+    if 0xDC00 <= value < 0xE000:
+        return 6, "\ufffd"
+    if not 0xD800 <= value < 0xDC00:
+        return 6, chr(value)
+    low = raw[at + 6:at + 12]
+    if len(low) < 6 and "\\u".startswith(low[:2]) and all(c in _HEX for c in low[2:]):
+        return 0, ""  # the low half may follow
+    if low[:2] == "\\u" and all(c in _HEX for c in low[2:]) and 0xDC00 <= int(low[2:], 16) < 0xE000:
+        return 12, chr(0x10000 + ((value - 0xD800) << 10) + (int(low[2:], 16) - 0xDC00))
+    return 6, "\ufffd"
+
+
+def decode_json_string(raw: str) -> str:
+    """The text of a whole JSON string's body (:func:`decode_json_text`)."""
+    return decode_json_text(raw)[0]
 
 
 class JsonCallScanner:
@@ -237,7 +266,7 @@ class JsonCallScanner:
                 self.saw_calls = True
             return
         if role == "content":
-            self._send_content(position)
+            self._send_content(position, final=True)
         elif role == "name" and frame is not None and frame.call is not None:
             self.pieces.name(frame.call, decode_json_string(raw))
             frame.named = self.saw_calls = True
@@ -257,13 +286,12 @@ class JsonCallScanner:
             frame.arguments_object = True
             self._confirm(frame)
 
-    def _send_content(self, end: int) -> None:
+    def _send_content(self, end: int, final: bool = False) -> None:
         assert self.content_from is not None
-        raw = self.text[self.content_from:end]
-        cut = decodable_prefix(raw)
-        if cut:
-            self.content.append(decode_json_string(raw[:cut]))
-            self.content_from += cut
+        text, used = decode_json_text(self.text[self.content_from:end], final)
+        if text:
+            self.content.append(text)
+        self.content_from += used
 
     def _close(self, position: int) -> None:
         self.stack.pop()

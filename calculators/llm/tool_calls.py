@@ -81,7 +81,7 @@ class ToolCallSplitter:
         if self.held is None or self.scanner is None:
             return self.rest(), ()
         if finish_reason == "length" and self.scanner.saw_calls:
-            self.calls.confirm_named()
+            self.calls.confirm_cut()
         if self.calls.any_confirmed:
             return "", self.calls.calls()
         if self.scanner.in_content:

@@ -41,7 +41,7 @@ class ToolParser:
 
 def new_call(name: object, arguments: object) -> ToolCall:
     text = arguments if isinstance(arguments, str) else json.dumps(arguments if arguments is not None else {},
-                                                                   ensure_ascii=False)
+                                                                   ensure_ascii=False, allow_nan=False)
     return ToolCall(f"call_{uuid.uuid4().hex[:24]}", str(name), text)
 
 

@@ -64,3 +64,19 @@ def test_hostile_grammars_are_refused_without_recursion(hostile):
 def test_hostile_regexes_are_refused(hostile):
     with pytest.raises(RequestError):
         check_regex(hostile, "r")
+
+
+@pytest.mark.parametrize("pattern", ["a{}", "a{1, 2}", "x{ 2}", "x{2 }", "{", "a{", "x{abc}", r"\N{DIGIT ONE}", "a*+",
+                                     "a++", "a?+", "a{2}+", "a{1,}+", "a|^", "^|a", "a|$", "(a|^)", "a{99999999999}",
+                                     "a{" + "1" * 5000 + "}", "{" + "1" * 65000])
+def test_what_a_review_found_the_engine_refuses_is_refused_too(pattern):
+    with pytest.raises(RequestError):
+        check_regex(pattern, "r")
+
+
+@pytest.mark.parametrize("grammar", ['root ::= "a" b ::= "c"', 'root ::= b c ::= "x"\nb ::= "y"',
+                                     'root ::= "a"{' + "1" * 5000 + "}", 'root ::= "a" {' + " " * 65000,
+                                     'root ::= "a"{ 2}'])
+def test_rules_begin_their_own_lines_and_repetitions_are_plain_numbers(grammar):
+    with pytest.raises(RequestError):
+        check_ebnf(grammar, "g")

@@ -149,3 +149,45 @@ async def test_an_answer_a_parser_fails_on_goes_back_as_content_and_the_request_
     assert "".join(d.text for d in parsed) == text and parsed[-1].finish_reason == "stop"
     assert not parsed[-1].tool_calls
     assert sum("could not parse an answer" in record.message for record in caplog.records) == 1
+
+
+async def whole_and_in_pieces(parser, text, finish="stop"):
+    """The answer streamed whole and one character at a time: (content, [(name, arguments)], finish) of each."""
+    results = []
+    for size in (len(text), 1, 3):
+        pieces = [text[i:i + size] for i in range(0, len(text), size)]
+        deltas = [TextDelta(p, finish if i == len(pieces) - 1 else None, 5, i + 1) for i, p in enumerate(pieces)]
+        out = (await run_calculator(ToolCallParserCalculator, {"REQUEST": [chat_request(tools=[WEATHER])],
+                                                                "TEXT": deltas},
+                                    side_packets={"PARSERS": ModelParsers(parser)}))["PARSED"]
+        calls = out[-1].tool_calls
+        streamed = {}
+        for delta in out:
+            for piece in delta.tool_call_pieces:
+                name, arguments = streamed.get(piece.index, (piece.name, ""))
+                streamed[piece.index] = (name, arguments + piece.arguments)
+        assert [streamed[i] for i in range(len(streamed))] == [(c.name, c.arguments) for c in calls]
+        results.append(("".join(d.text for d in out), [(c.name, c.arguments) for c in calls], out[-1].finish_reason))
+    assert results[0] == results[1] == results[2]  # however the text arrived
+    return results[0]
+
+
+@pytest.mark.parametrize(("parser", "text", "finish", "expected"), [
+    # a name written again after the call went out does not rename it
+    ("llama3", '{"name": "f", "parameters": {}, "name": "g"}', "stop", ("", [("f", "{}")], "tool_calls")),
+    # an object that never became a call stays out; the calls keep their order and indexes
+    ("generic", '{"tool_calls": [{"name": "g", "arguents": {}}, {"name": "f", "arguments": {}}]}', "length",
+     ("", [("f", "{}")], "length")),
+    # generic content: a lone surrogate is U+FFFD, an escape JSON lacks stays as written, nothing is lost
+    ("generic", '{"content": "ab\\ud83dcd \\u00e9\\q"}', "stop", ("ab\ufffdcd é\\q", [], "stop")),
+    # pythonic: a call whose arguments are not literals is no call; a finished call is whole JSON
+    ("pythonic", "[f(a=1, b=g(2))]", "stop", ("[f(a=1, b=g(2))]", [], "stop")),
+    ("pythonic", "[f(a=1e999)]", "stop", ("[f(a=1e999)]", [], "stop")),
+    ("pythonic", '[f(a=1, b="x,)"), g()]', "stop", ("", [("f", '{"a": 1, "b": "x,)"}'), ("g", "{}")], "tool_calls")),
+    # prose that merely looks like the start of a format's syntax is prose, even cut by max_tokens
+    ("phi4", "Use functools.partial to bind arguments", "length", ("Use functools.partial to bind arguments", [],
+                                                                   "length")),
+    ("pythonic", "[see(here)] is a link", "length", ("[see(here)] is a link", [], "length")),
+])
+async def test_malformed_and_lookalike_answers_stream_as_they_parse_whole(parser, text, finish, expected):
+    assert await whole_and_in_pieces(parser, text, finish) == expected
