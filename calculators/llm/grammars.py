@@ -192,14 +192,20 @@ class StructuredOutputs(_Strict):
         return None, _structural_tag(self.structural_tag, f"{param}.structural_tag")
 
 
-def _json_schema(schema: dict[str, Any] | str, param: str) -> str:
-    if isinstance(schema, str):
+def _object(value: Any, param: str, what: str) -> dict[str, Any]:
+    """``value`` as a JSON object (vLLM takes these as objects or as their JSON text); a 400 naming ``param``."""
+    if isinstance(value, str):
         try:
-            schema = json.loads(schema)
+            value = json.loads(value)
         except (ValueError, RecursionError) as error:
             raise RequestError(f"'{param}' is not JSON: {error}", param=param, code="invalid_value") from None
-    if not isinstance(schema, dict):
-        raise RequestError(f"'{param}' must be a JSON Schema object", param=param, code="invalid_value")
+    if not isinstance(value, dict):
+        raise RequestError(f"'{param}' must be {what}", param=param, code="invalid_value")
+    return value
+
+
+def _json_schema(schema: dict[str, Any] | str, param: str) -> str:
+    schema = _object(schema, param, "a JSON Schema object")
     check_schema(schema, param)
     return json.dumps(schema, allow_nan=False)
 
@@ -207,14 +213,7 @@ def _json_schema(schema: dict[str, Any] | str, param: str) -> str:
 def _structural_tag(value: Any, param: str) -> OutputGrammar:
     from ovserve.calculators.llm.request import parse_body  # the request module imports the schema, which imports this
 
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError) as error:
-            raise RequestError(f"'{param}' is not JSON: {error}", param=param, code="invalid_value") from None
-    if not isinstance(value, dict):
-        raise RequestError(f"'{param}' must be a structural tag object ({{\"type\": \"structural_tag\", \"format\": "
-                           f"...}})", param=param, code="invalid_value")
+    value = _object(value, param, 'a structural tag object ({"type": "structural_tag", "format": ...})')
     try:
         tag = parse_body(StructuralTag, value)
     except RequestError as error:  # named from inside the tag: name it from the request's root
