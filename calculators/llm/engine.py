@@ -22,6 +22,7 @@ from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.fingerprint import model_identity, system_fingerprint
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
+from ovserve.engine.interface import GenerationEngine
 from ovserve.engine.scorer import LogitScorer
 from ovserve.engine.settings import (
     PROMPT_LOOKUP,
@@ -133,7 +134,7 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
 class LLMEngine(Resource):
     """Starts the model's engine process and loads its tokenizer once per graph load."""
 
-    ENGINE = SideOutput(EngineClient, doc="the engine client every LLMCalculator submits to")
+    ENGINE = SideOutput(GenerationEngine, doc="the engine every LLMCalculator submits to")
     TOKENIZER = SideOutput(TextTokenizer, doc="the model's tokenizer (chat template, encode, decode)")
     LIMITS = SideOutput(GenerationLimits, doc="context length, max_tokens_limit and default sampling")
     PARSERS = SideOutput(ModelParsers, doc="the model's tool-call format")

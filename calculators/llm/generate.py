@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.types import GenerationDelta, Prompt
-from ovserve.engine.client import EngineClient, EngineRequest, TokenDelta
+from ovserve.engine.client import TokenDelta
+from ovserve.engine.interface import GenerationEngine, TokenStream
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.scorer import TokenScore
 
@@ -22,15 +23,15 @@ class LLMCalculator(Calculator):
     client went away), ``close`` aborts every request so the engine stops spending steps on them."""
 
     PROMPT = Input(Prompt)
-    ENGINE = SideInput(EngineClient)
+    ENGINE = SideInput(GenerationEngine, doc="the text generation engine of the model (the LLMEngine node's)")
     DELTAS = Output(GenerationDelta)
 
     def open(self, ctx: CalculatorContext) -> None:
-        self.requests: list[EngineRequest] = []
+        self.requests: list[TokenStream] = []
 
     async def process(self, ctx: CalculatorContext) -> None:
         prompt: Prompt = ctx.value(self.PROMPT)
-        engine: EngineClient = ctx.side["ENGINE"]
+        engine: GenerationEngine = ctx.side["ENGINE"]
         parts = prompt.parts()
         if prompt.params.max_new_tokens == 0:  # echo alone: the answer is the prompt, nothing to generate
             for index in range(prompt.n * len(parts)):
@@ -117,7 +118,7 @@ class _Answer:
         return sum(logprobs) / len(logprobs) if logprobs else float("-inf")  # nothing said is no best answer
 
 
-async def _collect(request: EngineRequest) -> _Answer:
+async def _collect(request: TokenStream) -> _Answer:
     token_ids: list[int] = []
     logprobs: list[float] = []
     finish = None

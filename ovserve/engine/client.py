@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -20,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from ovserve.engine.interface import GenerationEngine
+from ovserve.engine.messages import PROTOCOL_VERSION, Abort, Add, Hello, LoadFailed, Ready, Step, Stop
 from ovserve.engine.protocol import FINISH_ABORT, EngineInfo, SamplingParams, decode_frames, encode_frame
 from ovserve.engine.settings import EngineSettings
+from ovserve.engine.worker import serve_in_thread
 from ovserve.errors import ModelNotReadyError, ServerShuttingDownError
 from ovserve.framework.metrics import Histogram
 
@@ -132,12 +136,18 @@ class _EngineProtocol(asyncio.Protocol):
         self.client._on_connection_lost()
 
 
-class EngineClient:
-    """Runs one engine process and multiplexes requests over it."""
+class EngineClient(GenerationEngine):
+    """Runs one engine process and multiplexes requests over it.
+
+    With ``in_process``, the engine's loop runs in a thread of this process instead, over the same messages: for
+    fast tests and tools. Its steps then hold this process's GIL, and a hung step cannot be killed (the watchdog
+    fails the requests and starts another thread)."""
 
     def __init__(self, settings: EngineSettings, *, restart: bool = True, load_timeout: float = 600,
-                 step_timeout: float | None = DEFAULT_STEP_TIMEOUT) -> None:
+                 step_timeout: float | None = DEFAULT_STEP_TIMEOUT, in_process: bool = False) -> None:
         self.settings = settings
+        self.in_process = in_process
+        self._thread: threading.Thread | None = None
         self.restart = restart
         self.load_timeout = load_timeout
         #: Requests in flight and no word from the engine for this long: it is hung, and is restarted.
@@ -205,16 +215,21 @@ class EngineClient:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair()
         self._loading = loop.create_future()
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ovserve.engine.worker", str(child.fileno()), str(os.getpid()),
-                pass_fds=(child.fileno(),))
-        finally:
-            child.close()
+        if self.in_process:
+            self._thread = threading.Thread(target=serve_in_thread, args=(child,), daemon=True,
+                                            name=f"engine-{self.settings.model.display_name}")
+            self._thread.start()
+        else:
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "ovserve.engine.worker", str(child.fileno()), str(os.getpid()),
+                    pass_fds=(child.fileno(),))
+            finally:
+                child.close()
         self.starts += 1
         transport, _ = await loop.create_connection(lambda: _EngineProtocol(self), sock=parent)
         self._transport = transport  # type: ignore[assignment]
-        transport.write(encode_frame(("settings", self.settings)))
+        transport.write(encode_frame(Hello(PROTOCOL_VERSION, self.settings)))
         try:
             info = await asyncio.wait_for(asyncio.shield(self._loading), self.load_timeout)
         except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
@@ -245,8 +260,11 @@ class EngineClient:
     async def _kill(self) -> None:
         transport, self._transport = self._transport, None
         if transport is not None:
-            transport.write(encode_frame(("stop",)))  # the engine releases its requests, then exits
+            transport.write(encode_frame(Stop()))  # the engine releases its requests, then exits
             transport.close()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 5)
         process = self._process
         if process is None or process.returncode is not None:
             return
@@ -268,39 +286,44 @@ class EngineClient:
         ids = np.asarray(token_ids, dtype=np.int64)
         request = EngineRequest(self, self._next_id, int(ids.size))
         self._requests[request.id] = request
-        self._transport.write(encode_frame(("add", request.id, ids.tobytes(), params)))
+        self._transport.write(encode_frame(Add(request.id, ids.tobytes(), params)))
         return request
 
     def _abort(self, request: EngineRequest) -> None:
         if self._requests.pop(request.id, None) is not None:
             request._push((), FINISH_ABORT)
             if self._transport is not None:
-                self._transport.write(encode_frame(("abort", request.id)))
+                self._transport.write(encode_frame(Abort(request.id)))
 
     # --- messages from the engine -------------------------------------------------------------------
 
-    def _on_message(self, message: tuple[Any, ...]) -> None:
+    def _on_message(self, message: Ready | LoadFailed | Step) -> None:
         self._last_message = time.monotonic()
-        kind = message[0]
-        if kind == "step":
-            self.engine_running, self.cache_usage, self.engine_handles = message[2], message[3], message[7]
-            self._count_steps(message[4], message[8])
-            for waited in message[6]:
-                self.queue_time.observe(waited)
-            logprobs = message[5]
-            requests = self._requests
-            for request_id, token_ids, finish in message[1]:
-                request = requests.get(request_id)
-                if request is None:
-                    continue  # aborted meanwhile
-                if finish is not None:
-                    del requests[request_id]
-                request._push(token_ids, finish, logprobs.get(request_id) if logprobs else None)
+        if isinstance(message, Step):
+            self._on_step(message)
         elif self._loading is not None and not self._loading.done():
-            if kind == "ready":
-                self._loading.set_result(message[1])
-            elif kind == "error":
-                self._loading.set_exception(EngineError(message[1]))
+            if isinstance(message, Ready):
+                self._loading.set_result(message.info)
+            elif isinstance(message, LoadFailed):
+                self._loading.set_exception(EngineError(message.reason))
+            else:
+                self._loading.set_exception(EngineError(f"the engine answered with {type(message).__name__}, which "
+                                                        f"this server does not read (another ovserve install?)"))
+
+    def _on_step(self, step: Step) -> None:
+        self.engine_running, self.cache_usage, self.engine_handles = step.running, step.cache_usage, step.held
+        self._count_steps(step.steps, step.idle_steps)
+        for waited in step.queued:
+            self.queue_time.observe(waited)
+        logprobs = step.logprobs
+        requests = self._requests
+        for request_id, token_ids, finish in step.outputs:
+            request = requests.get(request_id)
+            if request is None:
+                continue  # aborted meanwhile
+            if finish is not None:
+                del requests[request_id]
+            request._push(token_ids, finish, logprobs.get(request_id) if logprobs else None)
 
     def _count_steps(self, steps: int, idle_steps: int) -> None:
         """Add what the engine process stepped since its last report to the counters."""

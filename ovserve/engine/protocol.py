@@ -1,21 +1,6 @@
-"""The messages between the HTTP process and an engine process, and how they are framed.
-
-Frames are a 4-byte little-endian length and a pickle (both ends are our own processes). Messages are
-tuples whose first item says what they are:
-
-HTTP process → engine: ``("add", request_id, token_ids, SamplingParams)``, ``("abort", request_id)``.
-
-engine → HTTP process: ``("ready", EngineInfo)`` once the model is loaded, or ``("error", message)``;
-then, after each engine step that produced tokens or changed how many requests run,
-``("step", [(request_id, new_token_ids, finish), ...], running, cache_usage, steps, logprobs, queued, held,
-idle_steps)``:
-``finish`` is ``None`` while the request runs, else how it ended (``FINISH_*`` or ``error: <message>``);
-``running`` counts the requests in the engine, ``cache_usage`` is the KV cache in use (percent),
-``steps`` counts the engine steps run since the process started, ``logprobs`` maps the requests
-that asked for them to their new tokens' log-probabilities, and ``queued`` lists, for the requests the
-engine began on in this step, how long each waited for it (seconds, an estimate: see the worker's
-``StepLoop.after_step``), ``held`` counts the request handles the engine holds (aborted ones it has not let go
-of yet included), and ``idle_steps`` the steps since the process started that scheduled no request.
+"""What crosses between the HTTP process and an engine process: the framing (a 4-byte little-endian length and a
+pickle; both ends are our own processes), the request settings (:class:`SamplingParams`) and what the engine
+reports about itself (:class:`EngineInfo`). The messages themselves are in :mod:`ovserve.engine.messages`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ of its own, never beside the HTTP event loop. Between steps it reads new request
 its socket; after each step it sends one message with every request's new tokens.
 
 Started by :class:`~ovserve.engine.client.EngineClient` as ``python -m ovserve.engine.worker FD PID``, where
-FD is its end of a socket pair and PID the server's; the first message on it is ``("settings", EngineSettings)``.
+FD is its end of a socket pair and PID the server's; the messages on it are those of :mod:`ovserve.engine.messages`,
+the first a :class:`~ovserve.engine.messages.Hello` with the protocol version and the engine's settings.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ import sys
 import time
 from typing import Any
 
+from ovserve.engine.messages import (
+    PROTOCOL_VERSION,
+    Abort,
+    Add,
+    Hello,
+    LoadFailed,
+    Ready,
+    Step,
+    Stop,
+    version_mismatch,
+)
 from ovserve.engine.protocol import (
     FINISH_LENGTH,
     FINISH_STOP,
@@ -137,7 +149,7 @@ class StepLoop:
             request_id = next(iter(self.unscheduled))
             self.queued.append(max(0.0, step_started - self.unscheduled.pop(request_id)))
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: Ready | Step) -> None:
         self.sock.sendall(encode_frame(message))
 
     def receive(self, timeout: float | None) -> bool:
@@ -170,17 +182,17 @@ class StepLoop:
                 return False
         return True
 
-    def apply(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "add":
-            _, request_id, token_ids, params = message
-            self.add(request_id, token_ids, params)
-        elif kind == "abort":
-            self.abort(message[1])
-        elif kind == "stop":
+    def apply(self, message: Add | Abort | Stop) -> None:
+        if isinstance(message, Add):
+            self.add(message.request_id, message.token_ids, message.params)
+        elif isinstance(message, Abort):
+            self.abort(message.request_id)
+        elif isinstance(message, Stop):
             for request_id in list(self.handles):
                 self.abort(request_id)
             self.stopping = True
+        else:
+            raise TypeError(f"the engine cannot take a {type(message).__name__} message")
 
     def abort(self, request_id: int) -> None:
         """Cancel a request. Its handle is kept until the pipeline has released it."""
@@ -308,7 +320,7 @@ class StepLoop:
                 return
             if connected and not self.receive(None if not busy and not self.outputs else 0):
                 connected = False
-                self.apply(("stop",))
+                self.apply(Stop())
                 continue
             completed_before = self.completed
             if busy:
@@ -330,8 +342,8 @@ class StepLoop:
             heartbeat = busy and time.monotonic() - self.last_report > HEARTBEAT_SECONDS
             if self.outputs or (running, held) != self.reported or heartbeat or self.queued:
                 if connected:
-                    self.send(("step", self.outputs, running, self.cache_percent, self.steps, self.logprobs,
-                               self.queued, held, self.idle_steps))
+                    self.send(Step(self.outputs, running, self.cache_percent, self.steps, self.logprobs,
+                                   self.queued, held, self.idle_steps))
                 self.outputs = []
                 self.logprobs = {}
                 self.queued = []
@@ -340,10 +352,12 @@ class StepLoop:
             if connected and self.handles and self.completed > completed_before and not self.stopping:
                 connected = self.wait_for_replacements(self.completed - completed_before)
                 if not connected:
-                    self.apply(("stop",))
+                    self.apply(Stop())
 
 
-def _read_settings(sock: socket.socket) -> EngineSettings:
+def _read_hello(sock: socket.socket) -> EngineSettings:
+    """The settings of the server's :class:`Hello`; a server of another protocol version is told so, and the
+    process exits."""
     buffer = bytearray()
     while True:
         chunk = sock.recv(1 << 16)
@@ -352,9 +366,12 @@ def _read_settings(sock: socket.socket) -> EngineSettings:
         buffer += chunk
         messages = decode_frames(buffer)
         if messages:
-            kind, settings = messages[0]
-            assert kind == "settings"
-            return settings
+            hello = messages[0]
+            if not isinstance(hello, Hello) or hello.version != PROTOCOL_VERSION:
+                theirs = hello.version if isinstance(hello, Hello) else f"before {PROTOCOL_VERSION} ({hello!r:.40})"
+                sock.sendall(encode_frame(version_mismatch(theirs)))
+                raise SystemExit(2)
+            return hello.settings
 
 
 def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
@@ -364,11 +381,23 @@ def engine_main(sock: socket.socket, settings: EngineSettings) -> None:
         pipeline = load_pipeline(settings)
     except Exception as error:  # reported to the server, which fails the model load, in one line
         reason = f"{settings.model.path} cannot be loaded: {type(error).__name__}: {' '.join(str(error).split())}"
-        sock.sendall(encode_frame(("error", reason)))
+        sock.sendall(encode_frame(LoadFailed(reason)))
         return
     loop = StepLoop(pipeline, sock)
-    loop.send(("ready", EngineInfo(settings.device, time.monotonic() - started, os.getpid())))
+    loop.send(Ready(EngineInfo(settings.device, time.monotonic() - started, os.getpid())))
     loop.run()
+
+
+def serve_in_thread(sock: socket.socket) -> None:
+    """The engine of an in-process :class:`~ovserve.engine.client.EngineClient`: what :func:`main` does, in a thread
+    of the server's process (no process of its own, so no parent to watch and no signals to leave)."""
+    try:
+        sock.setblocking(True)
+        engine_main(sock, _read_hello(sock))
+    except SystemExit:
+        pass
+    finally:
+        sock.close()
 
 
 PR_SET_PDEATHSIG = 1
@@ -392,7 +421,7 @@ def main() -> None:
     _die_with_parent(int(sys.argv[2]))
     sock = socket.socket(fileno=int(sys.argv[1]))
     sock.setblocking(True)
-    engine_main(sock, _read_settings(sock))
+    engine_main(sock, _read_hello(sock))
 
 
 if __name__ == "__main__":

@@ -17,16 +17,20 @@ pytestmark = pytest.mark.slow
 PROMPT = np.array([1, 9690, 198, 2683, 359, 253, 5356, 2, 198, 1, 4093, 198, 504, 2, 198, 1, 520, 9531, 198])
 
 
-async def test_a_device_that_is_not_there_fails_the_load_naming_the_devices_there_are(default_model):
-    client = EngineClient(EngineSettings(find_model_files(default_model), device="NPU"))
+@pytest.mark.parametrize("in_process", [False, True])
+async def test_a_device_that_is_not_there_fails_the_load_naming_the_devices_there_are(default_model, in_process):
+    client = EngineClient(EngineSettings(find_model_files(default_model), device="NPU"), in_process=in_process)
     with pytest.raises(EngineError, match="device 'NPU' is not available: NPU not found; this machine has CPU"):
         await client.start()
     assert not client.ready
 
 
-async def test_tokens_stream_and_an_abort_stops_the_engine_working_on_it(default_model):
-    client = EngineClient(EngineSettings(find_model_files(default_model)))
-    await client.start()
+@pytest.mark.parametrize("in_process", [False, True])
+async def test_tokens_stream_and_an_abort_stops_the_engine_working_on_it(default_model, in_process):
+    """The same, whether the engine runs in a process of its own or in a thread of this one."""
+    client = EngineClient(EngineSettings(find_model_files(default_model)), in_process=in_process)
+    info = await client.start()
+    assert (info.pid == os.getpid()) == in_process
     try:
         finished = client.submit(PROMPT, SamplingParams(max_new_tokens=6, temperature=0, ignore_eos=True))
         tokens = [t async for delta in finished for t in delta.token_ids]

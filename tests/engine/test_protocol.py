@@ -2,6 +2,7 @@
 
 import pytest
 
+from ovserve.engine.messages import Abort, Add, Step
 from ovserve.engine.protocol import SamplingParams, decode_frames, encode_frame
 
 
@@ -22,7 +23,7 @@ def test_any_integer_seed_is_accepted():
 
 
 def test_frames_split_at_any_byte_decode_to_the_same_messages():
-    messages = [("add", 1, b"\x01\x02", SamplingParams(max_new_tokens=3)), ("abort", 1)]
+    messages = [Add(1, b"\x01\x02", SamplingParams(max_new_tokens=3)), Abort(1), Step([(1, [5], None)], 1, 0.5, 3)]
     wire = b"".join(encode_frame(m) for m in messages)
     for cut in range(len(wire) + 1):
         buffer = bytearray(wire[:cut])

@@ -36,16 +36,17 @@ class FailingPipeline:
 def test_a_failed_step_fails_the_requests_in_flight_and_ends_the_loop():
     import socket
 
+    from ovserve.engine.messages import Add, Step
     from ovserve.engine.protocol import SamplingParams, decode_frames, encode_frame
     from ovserve.engine.worker import StepLoop
 
     server, engine = socket.socketpair()
     loop = StepLoop(FailingPipeline(), engine)
-    server.sendall(encode_frame(("add", 7, (1).to_bytes(8, "little"), SamplingParams(max_new_tokens=2))))
+    server.sendall(encode_frame(Add(7, (1).to_bytes(8, "little"), SamplingParams(max_new_tokens=2))))
     loop.run()  # returns: a broken pipeline is not stepped again
     buffer = bytearray(server.recv(1 << 16))
     (step,) = decode_frames(buffer)
-    assert step[0] == "step" and step[1] == [(7, (), 'error: engine step failed: Unsupported type "foo"')]
+    assert isinstance(step, Step) and step.outputs == [(7, (), 'error: engine step failed: Unsupported type "foo"')]
     assert loop.failed == 'Unsupported type "foo"'
 
 
@@ -165,3 +166,28 @@ def test_a_request_the_engine_says_finished_while_its_status_still_runs_ends_onc
     pipeline.handle.unread = True
     loop.collect()  # read again, as the next step would
     assert loop.outputs == [(3, [5, 6], "stop")] and loop.completed == 1 and loop.live == 0
+
+
+@pytest.mark.parametrize("hello", [("settings", None), "HELLO_OF_ANOTHER_VERSION"])
+def test_a_server_of_another_protocol_version_is_told_so_and_the_engine_exits(hello):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from ovserve.engine.messages import PROTOCOL_VERSION, Hello, LoadFailed
+    from ovserve.engine.protocol import decode_frames, encode_frame
+
+    if hello == "HELLO_OF_ANOTHER_VERSION":
+        hello = Hello(PROTOCOL_VERSION + 1, None)
+    server, engine = socket.socketpair()
+    worker = subprocess.Popen([sys.executable, "-m", "ovserve.engine.worker", str(engine.fileno()), str(os.getpid())],
+                              pass_fds=(engine.fileno(),))
+    engine.close()
+    server.sendall(encode_frame(hello))
+    assert worker.wait(timeout=60) == 2
+    buffer = bytearray()
+    while chunk := server.recv(1 << 16):
+        buffer += chunk
+    (answer,) = decode_frames(buffer)
+    assert isinstance(answer, LoadFailed) and f"protocol version {PROTOCOL_VERSION}" in answer.reason

@@ -10,7 +10,8 @@ import numpy as np
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.types import LLMRequest
 from ovserve.engine.client import TokenDelta
-from ovserve.engine.protocol import SamplingParams
+from ovserve.engine.interface import GenerationEngine
+from ovserve.engine.protocol import EngineInfo, SamplingParams
 from ovserve.engine.tokenizer import TextTokenizer
 
 
@@ -77,8 +78,18 @@ class FakeRequest:
         self.aborted = True
 
 
-class FakeEngine:
+class FakeEngine(GenerationEngine):
     """Answers every request with the given deltas; ``hold`` keeps the request open afterwards."""
+
+    async def start(self) -> EngineInfo:
+        return EngineInfo("FAKE", 0.0, 0)
+
+    async def stop(self) -> None:
+        pass
+
+    @property
+    def ready(self) -> bool:
+        return True
 
     def __init__(self, deltas: list[TokenDelta], hold: bool = False,
                  by_seed: dict[int, list[TokenDelta]] | None = None) -> None:
