@@ -14,3 +14,7 @@ WHISPER_SEGMENT_SECONDS = 1.0
 
 #: A BERT cross-encoder (``TextRerankPipeline``): all-MiniLM-L6-v2's vocabulary, random weights.
 RERANKER = TINY / "reranker"
+
+#: A Qwen3-Reranker-shaped causal LM (``TextRerankPipeline`` scores its last token's "yes" against "no"): SmolLM2's
+#: vocabulary, random weights. GenAI feeds it query + document concatenated: the caller writes the prompt template.
+QWEN3_RERANKER = TINY / "qwen3-reranker"

