@@ -1,0 +1,139 @@
+"""The committed tiny models load in OpenVINO GenAI and answer: plumbing only (the weights are random)."""
+
+import json
+import math
+
+import numpy as np
+import openvino_genai as ov_genai
+import pytest
+
+from tests.tiny_models import QWEN3_RERANKER, RERANKER, WHISPER, WHISPER_SEGMENT_SECONDS, WHISPER_TEXT
+
+RATE = 16_000
+
+
+def audio(seconds: float, seed: int = 0) -> np.ndarray:
+    """A 440 Hz tone under noise, 16 kHz mono float32, as WhisperPipeline takes it."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    noise = np.random.default_rng(seed).standard_normal(t.size)
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def whisper() -> ov_genai.WhisperPipeline:
+    return ov_genai.WhisperPipeline(WHISPER, "CPU")
+
+
+@pytest.fixture(scope="module")
+def reranker() -> ov_genai.TextRerankPipeline:
+    config = ov_genai.TextRerankPipeline.Config()
+    config.top_n = 100
+    return ov_genai.TextRerankPipeline(RERANKER, "CPU", config)
+
+
+def test_the_folders_hold_what_genai_reads_and_stay_small():
+    for folder, files in ((WHISPER, ["openvino_encoder_model", "openvino_decoder_model", "openvino_tokenizer",
+                                     "openvino_detokenizer"]),
+                          (RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"]),
+                          (QWEN3_RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"])):
+        for name in files:
+            assert (folder / f"{name}.xml").is_file() and (folder / f"{name}.bin").stat().st_size > 0
+        total = sum(path.stat().st_size for path in folder.iterdir())
+        assert total < 16_000_000, f"{folder} grew to {total:,} bytes"
+    generation = json.loads((WHISPER / "generation_config.json").read_text())
+    assert len(generation["lang_to_id"]) == 99 and generation["lang_to_id"]["<|en|>"] == 50259
+    assert generation["task_to_id"] == {"translate": 50358, "transcribe": 50359}
+    assert generation["no_timestamps_token_id"] == 50363 and generation["eos_token_id"] == 50257
+    assert json.loads((WHISPER / "preprocessor_config.json").read_text())["feature_size"] == 80
+
+
+@pytest.mark.parametrize(("seconds", "windows"), [(1, 1), (40, 2)])
+def test_whisper_transcribes_short_and_long_audio(whisper, seconds, windows):
+    result = whisper.generate(audio(seconds))
+    assert result.texts == [WHISPER_TEXT * windows]
+
+
+@pytest.mark.parametrize(("seconds", "starts"), [(1, [0.0]), (40, [0.0, 30.0])])
+def test_whisper_timestamps_give_one_chunk_per_window(whisper, seconds, starts):
+    result = whisper.generate(audio(seconds), return_timestamps=True)
+    assert result.texts == [WHISPER_TEXT * len(starts)]
+    chunks = [(chunk.start_ts, chunk.end_ts, chunk.text) for chunk in result.chunks]
+    assert chunks == [(pytest.approx(start), pytest.approx(start + WHISPER_SEGMENT_SECONDS), WHISPER_TEXT)
+                      for start in starts]
+
+
+def test_whisper_streams_its_text_piece_by_piece(whisper):
+    pieces: list[str] = []
+
+    def streamer(piece: str) -> ov_genai.StreamingStatus:
+        pieces.append(piece)
+        return ov_genai.StreamingStatus.RUNNING
+
+    result = whisper.generate(audio(1), streamer=streamer)
+    assert len(pieces) > 1 and "".join(pieces) == result.texts[0] == WHISPER_TEXT
+
+
+def test_whisper_takes_language_task_prompt_sampling_and_a_token_limit(whisper):
+    samples = audio(1)
+    assert whisper.generate(samples, language="<|fr|>", task="translate").texts == [WHISPER_TEXT]
+    assert whisper.generate(samples, initial_prompt="Some earlier words.").texts == [WHISPER_TEXT]
+    sampled = whisper.generate(samples, do_sample=True, temperature=1.0, rng_seed=7, return_timestamps=True)
+    assert sampled.texts == [WHISPER_TEXT]
+    assert WHISPER_TEXT.startswith(whisper.generate(samples, max_new_tokens=2).texts[0])
+
+
+def test_whisper_word_timestamps():
+    pipeline = ov_genai.WhisperPipeline(WHISPER, "CPU", word_timestamps=True)
+    result = pipeline.generate(audio(3), return_timestamps=True, word_timestamps=True)
+    words = [(word.word, word.start_ts, word.end_ts) for word in result.words]
+    assert "".join(word for word, _, _ in words) == WHISPER_TEXT
+    assert all(0.0 <= start <= end <= 3.0 for _, start, end in words)
+
+
+def test_reranker_scores_every_document_once_and_repeats_itself(reranker):
+    query = "what is the capital of france?"
+    documents = ["Paris is the capital of France.", "The cat sat on the mat.", "OpenVINO runs models on CPUs.",
+                 "", "word " * 1000]
+    first = reranker.rerank(query, documents)
+    assert sorted(index for index, _ in first) == list(range(len(documents)))
+    scores = [score for _, score in first]
+    assert all(math.isfinite(score) and 0.0 <= score <= 1.0 for score in scores)
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(scores)) > 1
+    assert reranker.rerank(query, documents) == first
+
+
+def test_reranker_top_n_keeps_the_best():
+    config = ov_genai.TextRerankPipeline.Config()
+    config.top_n = 2
+    pipeline = ov_genai.TextRerankPipeline(RERANKER, "CPU", config)
+    documents = ["one", "two", "three", "four"]
+    best = pipeline.rerank("a query", documents)
+    assert len(best) == 2 and best[0][1] >= best[1][1]
+
+
+def test_whisper_refuses_audio_of_200_samples_or_fewer(whisper):
+    """GenAI's feature extractor needs more than n_fft / 2 samples: a server must refuse or pad such uploads."""
+    with pytest.raises(RuntimeError, match="n_fft"):
+        whisper.generate(np.zeros(200, dtype=np.float32))
+    assert whisper.generate(np.zeros(201, dtype=np.float32)).texts == [WHISPER_TEXT]
+
+
+def test_qwen3_style_reranker_scores_each_document_as_if_alone():
+    """The causal-LM path: GenAI pads on the left and reads the last token's yes/no, so a document's score
+    does not depend on the others in the call."""
+    config = ov_genai.TextRerankPipeline.Config()
+    config.top_n = 100
+    pipeline = ov_genai.TextRerankPipeline(QWEN3_RERANKER, "CPU", config)
+    prefix = ("<|im_start|>system\nJudge whether the Document meets the requirements of the Query. "
+              'Answer only "yes" or "no".<|im_end|>\n<|im_start|>user\n<Query>: what is the capital of france?\n'
+              "<Document>: ")
+    suffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    documents = [text + suffix for text in ("Paris is the capital of France.", "The cat sat.",
+                                            "a much longer document " * 20)]
+    together = dict(pipeline.rerank(prefix, documents))
+    assert sorted(together) == [0, 1, 2]
+    assert all(math.isfinite(score) and 0.0 < score < 1.0 for score in together.values())
+    for index, document in enumerate(documents):
+        (alone,) = pipeline.rerank(prefix, [document])
+        assert alone[1] == pytest.approx(together[index], abs=0.02)

@@ -1,0 +1,20 @@
+"""The tiny random-weight models committed under ``models/tiny`` (built by ``models/tiny/build.py``), for tests of
+the speech-to-text and rerank kinds. They load in OpenVINO GenAI with no PyTorch."""
+
+from pathlib import Path
+
+TINY = Path(__file__).resolve().parent.parent / "models" / "tiny"
+
+#: Whisper (``WhisperPipeline``): multilingual vocabulary, random weights, a decoder rigged to say WHISPER_TEXT.
+WHISPER = TINY / "whisper"
+#: What the tiny Whisper answers for any audio, once per 30 s window, in any language or task.
+WHISPER_TEXT = " Hello from a tiny model."
+#: With timestamps, each 30 s window gives one segment from its start to this many seconds after it.
+WHISPER_SEGMENT_SECONDS = 1.0
+
+#: A BERT cross-encoder (``TextRerankPipeline``): all-MiniLM-L6-v2's vocabulary, random weights.
+RERANKER = TINY / "reranker"
+
+#: A Qwen3-Reranker-shaped causal LM (``TextRerankPipeline`` scores its last token's "yes" against "no"): SmolLM2's
+#: vocabulary, random weights. GenAI feeds it query + document concatenated: the caller writes the prompt template.
+QWEN3_RERANKER = TINY / "qwen3-reranker"
