@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.llm.reasoning import CLOSE as THINK_CLOSE
 from ovserve.calculators.llm.reasoning import OPEN as THINK_OPEN
-from ovserve.calculators.llm.reasoning import THINK_PARSERS, choose_reasoning
+from ovserve.calculators.llm.reasoning import THINK_PARSERS, choose_reasoning, opens_reasoning
 from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
 from ovserve.calculators.llm.tool_parsers import special_markers
@@ -199,7 +199,8 @@ class LLMEngine(Resource):
         reasoning, unknown_reasoning = choose_reasoning(options.reasoning_parser, tokenizer.chat_template)
         markers = [*(TOOL_PARSERS[parsers.tool_parser].markers if parsers.tool_parser else ()),
                    *((THINK_OPEN, THINK_CLOSE) if reasoning else ())]
-        parsers = replace(parsers, reasoning_parser=reasoning, marker_tokens=special_markers(tokenizer, markers))
+        parsers = replace(parsers, reasoning_parser=reasoning, marker_tokens=special_markers(tokenizer, markers),
+                          reasoning_opened_by_template=bool(reasoning) and opens_reasoning(tokenizer))
         if unknown_reasoning:
             log.warning("node '%s': reasoning_parser '%s' is not implemented (ovserve has %s); the reasoning "
                         "stays in the content", ctx.node, unknown_reasoning, ", ".join(sorted(THINK_PARSERS)))

@@ -13,6 +13,7 @@ from dataclasses import replace
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.markers import split_before_partial_marker
 from ovserve.calculators.llm.types import LLMRequest, ModelParsers, TextDelta
+from ovserve.engine.tokenizer import TextTokenizer
 
 OPEN, CLOSE = "<think>", "</think>"
 #: OVMS's reasoning parser names that mean this format.
@@ -28,15 +29,28 @@ def choose_reasoning(option: str | None, chat_template: str) -> tuple[str | None
     return (option, None) if option in THINK_PARSERS else (None, option)
 
 
+def opens_reasoning(tokenizer: TextTokenizer) -> bool:
+    """Whether the model's chat template ends its generation prompt with ``<think>`` (as DeepSeek-R1's does), so
+    that answers begin inside the reasoning; rendered once, at load. ``True`` when it cannot be told (the cautious
+    reading: answers are then held until ``</think>`` or their end)."""
+    try:
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+    except Exception:  # a template that needs more than one user message: keep the cautious reading
+        return True
+    return prompt.rstrip().endswith(OPEN)
+
+
 class ReasoningSplitter:
     """One choice's text as it streams → (reasoning, content) pieces.
 
-    An answer that opens with ``<think>`` streams its reasoning, then its content. One that does not
-    may still be reasoning (the template opened the tag in the prompt): it is held until ``</think>``
-    shows it was (the part before it is reasoning) or the answer ends without one (it is all content)."""
+    An answer that opens with ``<think>`` streams its reasoning, then its content. One that does not is content,
+    streamed as it comes, unless the template may have opened the tag in the prompt (``opened``): then it may
+    still be reasoning, and is held until ``</think>`` shows it was (the part before it is reasoning) or the
+    answer ends without one (it is all content)."""
 
-    def __init__(self) -> None:
-        self.state = "start"  # start → reasoning → content; start → undecided → content
+    def __init__(self, opened: bool = True) -> None:
+        self.state = "start"  # start → reasoning → content; start → undecided → content; start → content
+        self.opened = opened
         self.pending = ""
 
     def push(self, text: str) -> tuple[str, str]:
@@ -49,7 +63,7 @@ class ReasoningSplitter:
             if stripped.startswith(OPEN):
                 text, self.state = stripped[len(OPEN):], "reasoning"
             else:
-                self.state = "undecided"
+                self.state = "undecided" if self.opened else "content"
         if self.state == "content_start":  # drop the blank lines between </think> and the content
             text = text.lstrip("\n")
             if not text:
@@ -73,6 +87,13 @@ class ReasoningSplitter:
         return (rest, "") if self.state == "reasoning" else ("", rest)
 
 
+def thinking_asked(body: object) -> bool:
+    """Whether the request asked for thinking through the template (``enable_thinking: true``, or an effort)."""
+    kwargs = getattr(body, "chat_template_kwargs", None) or {}
+    effort = getattr(body, "reasoning_effort", None)
+    return kwargs.get("enable_thinking") is True or effort not in (None, "none")
+
+
 def thinking_off(body: object) -> bool:
     """Whether the request turned thinking off (then the answer is all content, streamed as it comes)."""
     kwargs = getattr(body, "chat_template_kwargs", None) or {}
@@ -91,19 +112,22 @@ class ReasoningParserCalculator(Calculator):
     def open(self, ctx: CalculatorContext) -> None:
         parsers: ModelParsers = ctx.side.get("PARSERS") or ModelParsers()
         self.active = parsers.reasoning_parser is not None
+        self.opened = parsers.reasoning_opened_by_template
         self.splitters: dict[int, ReasoningSplitter] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
         request: LLMRequest | None = ctx.value(self.REQUEST)
         if request is not None and (request.kind != "chat" or thinking_off(request.body)):
             self.active = False
+        if request is not None and thinking_asked(request.body):
+            self.opened = True  # a template may open the tag only when asked to think
         delta: TextDelta | None = ctx.value(self.TEXT)
         if delta is None:
             return
         if not self.active:
             ctx.send(self.PARSED, delta)
             return
-        splitter = self.splitters.setdefault(delta.index, ReasoningSplitter())
+        splitter = self.splitters.setdefault(delta.index, ReasoningSplitter(self.opened))
         reasoning, content = splitter.push(delta.text)
         if delta.finish_reason is not None:
             more_reasoning, more_content = splitter.finish()

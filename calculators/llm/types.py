@@ -182,6 +182,9 @@ class ModelParsers:
     unsupported: str | None = None
     #: How the model marks its reasoning (``qwen3``: ``<think>…</think>``), or ``None`` when it does not think.
     reasoning_parser: str | None = None
+    #: The chat template opens the reasoning tag in the prompt (the answer starts inside it, without ``<think>``):
+    #: then an answer that does not open it may still be reasoning, and is held until ``</think>`` or its end.
+    reasoning_opened_by_template: bool = True
     #: Markers the parsers look for that are special tokens of the model's vocabulary, which decoding drops
     #: (Mistral's ``[TOOL_CALLS]``): (token id, its text), for the detokenizer to put back.
     marker_tokens: tuple[tuple[int, str], ...] = ()

@@ -70,3 +70,41 @@ def test_the_format_comes_from_the_option_or_the_template():
 async def test_with_thinking_turned_off_the_answer_streams_as_content(fields):
     parsed = await parse(chat_request(**fields), "Four, as it comes.")
     assert len(parsed) > 1 and all(not d.reasoning for d in parsed)
+
+
+OPENS_NOTHING = ModelParsers(reasoning_parser="qwen3", reasoning_opened_by_template=False)
+
+
+async def test_an_answer_without_think_streams_at_once_when_the_template_did_not_open_the_tag():
+    parsed = await parse(chat_request(), "Four, without thinking, in several pieces.", parsers=OPENS_NOTHING)
+    assert sum(bool(d.text) for d in parsed if d.finish_reason is None) > 5  # not held to the end
+    assert "".join(d.text for d in parsed) == "Four, without thinking, in several pieces."
+    think = await parse(chat_request(), RECORDED[0][0], parsers=OPENS_NOTHING)  # one that opens it is still split
+    assert ("".join(d.reasoning for d in think), "".join(d.text for d in think)) == RECORDED[0][1:]
+
+
+async def test_asking_for_thinking_holds_an_answer_without_think_in_case_the_template_opened_it():
+    parsed = await parse(chat_request(chat_template_kwargs={"enable_thinking": True}), RECORDED[1][0],
+                         parsers=OPENS_NOTHING)
+    assert ("".join(d.reasoning for d in parsed), "".join(d.text for d in parsed)) == RECORDED[1][1:]
+
+
+class TemplateOf:
+    def __init__(self, generation_prompt):
+        self.generation_prompt = generation_prompt
+
+    def apply_chat_template(self, messages, add_generation_prompt=True):
+        if self.generation_prompt is None:
+            raise ValueError("this template needs a system message")
+        return "<|user|>Hi" + self.generation_prompt
+
+
+@pytest.mark.parametrize(("generation_prompt", "opened"), [
+    ("<|assistant|>\n<think>\n", True),  # DeepSeek-R1's
+    ("<|im_start|>assistant\n", False),  # Qwen3's: the model writes <think> itself
+    (None, True),  # cannot tell: the cautious reading
+])
+def test_whether_the_template_opens_the_tag_is_read_from_its_generation_prompt(generation_prompt, opened):
+    from ovserve.calculators.llm.reasoning import opens_reasoning
+
+    assert opens_reasoning(TemplateOf(generation_prompt)) is opened
