@@ -22,6 +22,15 @@ FOUND = [
      "response_format.json_schema.schema"),
     ("chat", {"messages": [{"role": "user", "content": "Tell me a story"}], "n": 20, "num_assistant_tokens": 64},
      "num_assistant_tokens"),
+    # grammars the engine's XGrammar fails to compile, inside the step (measured one by one)
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "structured_outputs": {"regex": "[a-"}},
+     "structured_outputs.regex"),
+    ("completion", {"prompt": "hi", "guided_regex": "\\bword\\b"}, "guided_regex"),
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "structured_outputs": {"grammar": "root ::= foo"}},
+     "structured_outputs.grammar"),
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "response_format": {
+        "type": "structural_tag", "format": {"type": "triggered_tags", "triggers": ["<a"], "tags": [
+            {"begin": "<b>", "content": {"type": "any_text"}, "end": "</b>"}]}}}, "response_format.format.tags[0].begin"),
 ]
 
 
