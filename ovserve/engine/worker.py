@@ -289,7 +289,7 @@ class StepLoop:
         try:
             self._run()
         except (BrokenPipeError, ConnectionResetError):  # the server went away: nothing is left to report to
-            self.apply(("stop",))
+            self.apply(Stop())
             self.drain()
 
     def drain(self) -> None:
