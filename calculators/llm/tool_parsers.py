@@ -45,10 +45,27 @@ def new_call(name: object, arguments: object) -> ToolCall:
     return ToolCall(f"call_{uuid.uuid4().hex[:24]}", str(name), text)
 
 
+def _is_object_or_none(arguments: Any) -> bool:
+    """Whether a call's arguments are an object: a JSON object, the text of one (some models write that), or left
+    out (no arguments). Anything else (``"arguments": 5``) makes the object no call: clients parse arguments as an
+    object."""
+    if arguments is None or isinstance(arguments, dict):
+        return True
+    if not isinstance(arguments, str):
+        return False
+    try:
+        return isinstance(json.loads(arguments), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def _calls_from_objects(objects: list[Any], arguments_key: str = "arguments") -> tuple[ToolCall, ...] | None:
     if not objects or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in objects):
         return None
-    return tuple(new_call(o["name"], o.get(arguments_key, o.get("arguments", o.get("parameters")))) for o in objects)
+    arguments = [o.get(arguments_key, o.get("arguments", o.get("parameters"))) for o in objects]
+    if not all(_is_object_or_none(a) for a in arguments):
+        return None
+    return tuple(new_call(o["name"], a) for o, a in zip(objects, arguments, strict=True))
 
 
 def _content(text: str) -> str | None:

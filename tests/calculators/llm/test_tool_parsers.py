@@ -188,6 +188,12 @@ async def whole_and_in_pieces(parser, text, finish="stop"):
     ("phi4", "Use functools.partial to bind arguments", "length", ("Use functools.partial to bind arguments", [],
                                                                    "length")),
     ("pythonic", "[see(here)] is a link", "length", ("[see(here)] is a link", [], "length")),
+    # arguments that are no object make no call (clients parse them as one)
+    ("hermes3", '<tool_call>{"name": "f", "arguments": "oops"}</tool_call>', "stop",
+     ('<tool_call>{"name": "f", "arguments": "oops"}</tool_call>', [], "stop")),
+    ("llama3", '{"name": "f", "parameters": 5}', "stop", ('{"name": "f", "parameters": 5}', [], "stop")),
+    ("hermes3", '<tool_call>{"name": "f", "arguments": "{\\"a\\": 1}"}</tool_call>', "stop",
+     ("", [("f", '{"a": 1}')], "tool_calls")),
 ])
 async def test_malformed_and_lookalike_answers_stream_as_they_parse_whole(parser, text, finish, expected):
     assert await whole_and_in_pieces(parser, text, finish) == expected
