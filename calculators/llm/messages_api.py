@@ -30,6 +30,12 @@ MAX_STOP_LENGTH = 1000
 MIN_THINKING_BUDGET = 1024
 #: Fields accepted and ignored: they do not change the answer on this server.
 IGNORED_FIELDS = frozenset({"cache_control", "metadata", "service_tier", "speed", "inference_geo", "diagnostics"})
+#: Beta fields the SDK sends that would change the answer, and that are not served: refused by name when set.
+UNSERVED_FIELDS = {
+    "mcp_servers": "(Anthropic's MCP connector) is not served: the model would have tools this server cannot call; "
+                   "declare them in 'tools' and run them in the client",
+    "compaction": "(server-side context compaction) is not served: the prompt would not be the one sent",
+}
 
 
 class _Block(BaseModel):
@@ -230,6 +236,10 @@ class MessagesCountRequest(_Block):
 
     @model_validator(mode="after")
     def _checks(self) -> MessagesCountRequest:
+        extra = self.model_extra or {}
+        for name, why in UNSERVED_FIELDS.items():
+            if extra.get(name):
+                raise RequestError(f"'{name}' {why}", param=name, code="unsupported_parameter")
         if self.messages[-1].role == "assistant":
             where = f"messages[{len(self.messages) - 1}]"
             raise RequestError(f"'{where}' is the assistant's: prefill (continuing an answer from a last assistant "

@@ -125,6 +125,8 @@ def test_fields_that_change_nothing_here_are_accepted():
     ({"container": "c1"}, "container", "None"),
     ({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}, "context_management.edits[0]",
      "'clear_thinking_20251015'"),
+    ({"mcp_servers": [{"type": "url", "url": "https://example.com/sse", "name": "x"}]}, "mcp_servers", "MCP"),
+    ({"compaction": {"type": "auto"}}, "compaction", "compaction"),
 ])
 def test_what_is_not_served_is_refused_naming_the_field(fields, param, words):
     error = refused(**fields)
