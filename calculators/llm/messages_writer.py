@@ -27,6 +27,8 @@ import json
 import logging
 from typing import Any
 
+import jiter
+
 from ovserve.calculators.llm.messages_api import MessagesRequest, ThinkingAdaptive, ThinkingEnabled
 from ovserve.calculators.llm.types import LLMRequest, TextDelta, ToolCall, ToolCallPiece
 
@@ -44,9 +46,9 @@ def signature(thinking: str) -> str:
 def tool_input(call: ToolCall) -> dict[str, Any]:
     """A call's arguments as the ``input`` object (the parsers give a JSON object; anything else is logged and
     given as an empty input, since model output must never fail a request)."""
-    try:
-        value = json.loads(call.arguments or "{}")
-    except (json.JSONDecodeError, RecursionError):  # cut by max_tokens, or nested deeper than Python reads
+    try:  # read as the SDK reads the streamed input_json_delta pieces: a cut-off object keeps what is whole
+        value = jiter.from_json((call.arguments or "{}").encode(), partial_mode=True)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the reader goes
         value = None
     if not isinstance(value, dict):
         log.warning("tool call %s has arguments that are not a JSON object: %.200r", call.id, call.arguments)
@@ -94,7 +96,7 @@ class MessagesWriter:
         """(this last delta's text and reasoning with the stop sequence taken off, the stop sequence)."""
         text, matched = self._strip_stop("".join(self.text), delta.text, delta.finish_reason)
         reasoning = delta.reasoning
-        if matched is None and not self.text and not delta.text:  # stopped while thinking
+        if matched is None and not "".join(self.text) and not delta.text:  # stopped while thinking
             reasoning, matched = self._strip_stop("".join(self.reasoning), delta.reasoning, delta.finish_reason)
         return text, reasoning, matched
 
@@ -232,11 +234,16 @@ class MessagesWriter:
         text, reasoning, matched = delta.text, delta.reasoning, None
         if delta.finish_reason is not None:
             text, reasoning, matched = self._finish(delta)
+        # more of a call whose block is open goes before new blocks: opening one closes the open block
+        going_on = [p for p in delta.tool_call_pieces if p.index in self.call_blocks]
+        new = [p for p in delta.tool_call_pieces if p.index not in self.call_blocks]
+        for piece in going_on:
+            body += self._piece(piece)
         if reasoning:
             body += self._thinking_delta(reasoning)
         if text:
             body += self._text_delta(text)
-        for piece in delta.tool_call_pieces:
+        for piece in new:
             body += self._piece(piece)
         if delta.finish_reason is None:
             return body

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_serializer
 
 from ovserve.calculators.llm.grammars import ChatResponseFormat, StructuredOutputs, output_constraint
 from ovserve.calculators.llm.tools import Tool, ToolCallRequest, ToolChoice, active_tools
@@ -260,7 +260,7 @@ class ChatCompletionRequest(OpenAIRequestBase):
 MAX_PROMPTS = 128
 
 #: One prompt as token ids.
-TokenPrompt = Annotated[list[int], Field(min_length=1)]
+TokenPrompt = Annotated[list[StrictInt], Field(min_length=1)]
 
 
 class CompletionRequest(OpenAIRequestBase):
@@ -299,6 +299,12 @@ class CompletionRequest(OpenAIRequestBase):
             if len(shapes) > 1:
                 raise ValueError(f"an array prompt holds strings, token ids or token arrays, one kind only (got "
                                  f"{' and '.join(sorted(shapes))})")
+            arrays = [value] if shapes == {"a token id"} else [item for item in value if isinstance(item, list)]
+            for array in arrays:
+                bad = next((t for t in array if isinstance(t, bool) or not isinstance(t, int)), None)
+                if bad is not None or any(isinstance(t, bool) for t in array):
+                    raise ValueError(f"token ids must be integers (got {bad!r}, a {type(bad).__name__}): a "
+                                     f"valid integer is expected")
         return value
 
     @field_validator("prompt")

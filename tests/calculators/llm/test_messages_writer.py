@@ -177,3 +177,40 @@ def test_pieces_that_fall_short_of_the_final_arguments_are_completed_from_them()
 def test_a_stream_of_an_empty_answer_is_still_a_whole_message():
     streamed = events(writer(), [delta("", "stop")])
     assert [e.type for e in streamed] == ["message_start", "message_delta", "message_stop"]
+
+
+def accumulated(streamed) -> Message:
+    """The message the anthropic SDK's stream accumulator builds from the events."""
+    from anthropic.lib.streaming._messages import accumulate_event
+
+    message, buffers = None, {}
+    for event in streamed:
+        message = accumulate_event(event=event, current_snapshot=message, json_bufs=buffers)
+    return message
+
+
+def test_a_call_cut_by_max_tokens_has_the_same_input_in_the_message_and_in_the_stream():
+    cut = ToolCall("call_0", "get_weather", '{"city": "Paris", "n": 12')
+    deltas = [delta(tool_call_pieces=(ToolCallPiece(0, cut.arguments, "call_0", "get_weather"),)),
+              delta("", "length", 9, tool_calls=(cut,))]
+    message = unary(writer(), deltas)
+    assert message.content[0].input == {"city": "Paris", "n": 12} and message.stop_reason == "max_tokens"
+    assert accumulated(events(writer(), deltas)).content[0].input == message.content[0].input
+
+
+def test_more_of_an_open_call_goes_to_its_block_before_text_opens_another():
+    deltas = [delta(tool_call_pieces=(ToolCallPiece(0, '{"city": ', "call_0", "get_weather"),)),
+              delta("Done now.", "tool_calls", 9, tool_call_pieces=(ToolCallPiece(0, '"Paris"}'),),
+                    tool_calls=(CALL_0,))]
+    streamed = events(writer(), deltas)
+    assert tool_blocks(streamed)[0] == ("call_0", "get_weather", CALL_0.arguments)  # no delta to a closed block
+
+
+def test_a_stop_sequence_met_while_thinking_is_taken_off_in_the_message_as_in_the_stream():
+    deltas = [delta(reasoning="Let me "), delta(reasoning="think END", finish="stop")]
+    message = unary(writer(stop_sequences=["END"]), deltas)
+    assert (message.content[0].thinking, message.stop_sequence, message.stop_reason) == (
+        "Let me think ", "END", "stop_sequence")
+    assert message.content[0].signature == hashlib.sha256(b"Let me think ").hexdigest()
+    streamed = events(writer(stop_sequences=["END"]), deltas)
+    assert streamed[-2].delta.stop_sequence == "END"

@@ -45,6 +45,10 @@ async def test_several_prompts_each_get_their_own_token_ids_and_room_for_new_tok
     (["a", ""], "must not be empty"),
     ([[1], []], "at least 1 item"),
     ([[1], ["a"]], "valid integer"),
+    ([True, False], "got True, a bool"),  # JSON booleans, numeric strings and floats are no token ids
+    ([[1], [True]], "got True, a bool"),
+    ([[1, "2"]], "got '2', a str"),
+    ([[1.0]], "got 1.0, a float"),
     (["a", [1]], "one kind only (got a string and a token array)"),
     ([1, [1]], "one kind only (got a token array and a token id)"),
 ])
