@@ -172,7 +172,8 @@ class PythonicCallScanner(_NoContent):
             self.start = position + 1
         elif char == ")":
             self._argument(self.text[self.start:position], last=True)
-            self.state = "between" if self.state != "done" else "done"
+            if self.state != "done":  # a bad argument ends the reading
+                self.state = "between"
 
     def _argument(self, source: str, last: bool) -> None:
         """One ``key=value`` of the call read; at the end of its list, the call goes out whole, as JSON."""
@@ -205,7 +206,7 @@ def scanner_for(parser: str, pieces: CallPieces) -> CallScanner:
     return scanner
 
 
-class _AfterMarker:
+class _AfterMarker(_NoContent):
     """A JSON reader fed what follows a marker that holds JSON's own brackets or none (phi4's ``functools``)."""
 
     def __init__(self, scanner: JsonCallScanner, marker: str) -> None:
@@ -227,10 +228,3 @@ class _AfterMarker:
             self.pending = None
             return self.scanner.feed(after)
         return ""
-
-    def take_content(self) -> str:
-        return ""
-
-    @property
-    def in_content(self) -> bool:
-        return False

@@ -72,10 +72,8 @@ def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, para
             raise RequestError("'min_tokens' is not supported on a model served with prompt lookup: its engine does "
                                "not hold back end-of-sequence while it checks proposed tokens",
                                param="min_tokens", code="unsupported_parameter")
-        # Stop strings are cut by the detokenizer alone: with prompt lookup, the engine's own stop-string check
-        # failed its step ("Cannot remove more tokens than has been generated", found by tests/engine/engine_fuzz.py)
         return replace(params, num_assistant_tokens=body.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS,
-                       max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE, stop=())
+                       max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE)
     for name in ("num_assistant_tokens", "max_ngram_size"):
         if getattr(body, name) is not None:
             raise RequestError(f"'{name}' is a prompt lookup setting, and this model's engine does not decode with "
@@ -185,10 +183,12 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, token_ids: 
     if tools:
         params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
     params = prompt_lookup_settings(body, params, limits.prompt_lookup)
-    if body.include_stop_str_in_output:
-        # The detokenizer alone looks for the stop strings then (the run's end aborts the engine's request): the
-        # engine (GenAI 2026.4) drops a token that begins with a stop string (stop " ", token " capital"), and the
-        # answer would end without the stop it was asked to include (a Messages answer could not name it).
+    if limits.prompt_lookup or body.include_stop_str_in_output:
+        # The detokenizer alone finds the stop strings then (it always cuts the text there; the run's end aborts the
+        # engine's request). With prompt lookup, the engine's own stop-string check failed its step ("Cannot remove
+        # more tokens than has been generated", found by tests/engine/engine_fuzz.py); with include_stop_str_in_output,
+        # the engine (GenAI 2026.4) dropped a token that begins with a stop string (stop " ", token " capital"), and the
+        # answer would end without the stop it was asked to include.
         params = replace(params, stop=())
     try:
         params.check()
