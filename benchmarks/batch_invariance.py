@@ -53,7 +53,7 @@ class Engine:
         import openvino as ov
         import openvino_genai as ov_genai
 
-        from ovserve.engine.worker import load_pipeline
+        from ovserve.engine.llm_core import load_pipeline
 
         self._ov, self._genai = ov, ov_genai
         self.pipe = load_pipeline(settings)

@@ -58,8 +58,8 @@ class Engine:
         import openvino as ov
         import openvino_genai as ov_genai
 
+        from ovserve.engine.llm_core import load_pipeline
         from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
-        from ovserve.engine.worker import load_pipeline
         from ovserve.server.serve import CLI_PREFIX_CACHING
 
         self._ov = ov

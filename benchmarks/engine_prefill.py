@@ -32,8 +32,8 @@ def first_token_seconds(model: Path, chunk: int, plugin_config: dict[str, str], 
     import openvino as ov
     import openvino_genai as genai
 
+    from ovserve.engine.llm_core import load_pipeline
     from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
-    from ovserve.engine.worker import load_pipeline
 
     settings = EngineSettings(find_model_files(model), plugin_config=plugin_config_for("CPU", plugin_config),
                               max_num_batched_tokens=chunk, enable_prefix_caching=False)

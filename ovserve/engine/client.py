@@ -1,8 +1,10 @@
-"""The HTTP process's side of an engine: start the engine process, submit requests, stream tokens back.
+"""The HTTP process's side of an engine: start the engine process, submit jobs, deliver what comes back.
 
-One :class:`EngineClient` per model. It speaks to its engine process over a socket pair driven by the
-event loop (never blocking it), delivers each step's tokens to the right :class:`EngineRequest`, and
-restarts the engine if the process dies: requests in flight then end with an error, never hang.
+:class:`EngineProcess` knows no kind of model. It starts the engine process for an
+:class:`~ovserve.engine.kinds.EngineSpec`, speaks to it over a socket pair driven by the event loop (never blocking
+it), delivers each step's news to the request it is for, and restarts the engine if the process dies or hangs:
+requests in flight then end with an error, never hang. Each kind has a front end on it: :class:`EngineClient` for
+text generation (here), :class:`~ovserve.engine.call_client.CallEngine` for the one-call kinds.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ovserve.engine.interface import GenerationEngine
-from ovserve.engine.messages import PROTOCOL_VERSION, Abort, Add, Hello, LoadFailed, Ready, Step, Stop
+from ovserve.engine.kinds import EngineSpec
+from ovserve.engine.llm_core import GenerateJob
+from ovserve.engine.messages import PROTOCOL_VERSION, Abort, Hello, LoadFailed, Ready, Step, Stop, Submit
 from ovserve.engine.protocol import FINISH_ABORT, EngineInfo, SamplingParams, decode_frames, encode_frame
 from ovserve.engine.settings import EngineSettings
 from ovserve.engine.worker import serve_in_thread
-from ovserve.errors import ModelNotReadyError, ServerShuttingDownError
+from ovserve.errors import ModelNotReadyError, RequestError, ServerShuttingDownError
 from ovserve.framework.metrics import Histogram
 
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -40,6 +44,23 @@ log = logging.getLogger("ovserve.engine")
 
 class EngineError(RuntimeError):
     """The engine could not load its model, or it failed while serving."""
+
+
+class EngineBusyError(RequestError):
+    """A one-call engine holds as many jobs as it may (running and queued): HTTP 503 with ``Retry-After``."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        super().__init__(f"the engine of {name} has {limit} requests running or queued, as many as it takes; "
+                         f"retry shortly", status=503, code="engine_queue_full")
+
+
+class RequestSink(Protocol):
+    """Where :class:`EngineProcess` delivers one request's news."""
+
+    def _push(self, payload: Any, finish: str | Exception | None) -> None:
+        """Called on the event loop with each payload the engine sent, and ``finish`` once it ended (an exception
+        when the engine died or the server stops)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +80,23 @@ class EngineRequest:
     """One request in the engine. ``async for delta in request`` yields :class:`TokenDelta` until it
     finishes; tokens that arrived meanwhile are merged into one delta. ``abort()`` cancels it."""
 
-    __slots__ = ("_client", "_pending", "_waiter", "finish", "id", "prompt_tokens")
+    __slots__ = ("_client", "_pending", "_waiter", "finish", "id", "prompt_tokens", "wants_logprobs")
 
-    def __init__(self, client: EngineClient, request_id: int, prompt_tokens: int) -> None:
+    def __init__(self, client: EngineProcess, request_id: int, prompt_tokens: int, wants_logprobs: bool) -> None:
         self._client = client
         self.id = request_id
         self.prompt_tokens = prompt_tokens
+        self.wants_logprobs = wants_logprobs
         self._pending: deque[tuple[Any, str | Exception | None, Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.finish: str | None = None
 
-    def _push(self, token_ids: Any, finish: str | Exception | None, logprobs: Any = None) -> None:
+    def _push(self, payload: Any, finish: str | Exception | None) -> None:
+        """The engine's payload is the new token ids, or (ids, log-probabilities) for a request that asked."""
+        if self.wants_logprobs and payload:
+            token_ids, logprobs = payload
+        else:
+            token_ids, logprobs = payload, None
         self._pending.append((token_ids, finish, logprobs))
         waiter = self._waiter
         if waiter is not None:
@@ -119,11 +146,11 @@ class EngineRequest:
     def abort(self) -> None:
         """Stop generating for this request (no-op once it has finished)."""
         if not self.done:
-            self._client._abort(self)
+            self._client._abort(self.id)
 
 
 class _EngineProtocol(asyncio.Protocol):
-    def __init__(self, client: EngineClient) -> None:
+    def __init__(self, client: EngineProcess) -> None:
         self.client = client
         self.buffer = bytearray()
 
@@ -136,16 +163,16 @@ class _EngineProtocol(asyncio.Protocol):
         self.client._on_connection_lost()
 
 
-class EngineClient(GenerationEngine):
-    """Runs one engine process and multiplexes requests over it.
+class EngineProcess:
+    """Runs one engine process, of any kind, and multiplexes requests over it.
 
     With ``in_process``, the engine's loop runs in a thread of this process instead, over the same messages: for
     fast tests and tools. Its steps then hold this process's GIL, and a hung step cannot be killed (the watchdog
     fails the requests and starts another thread)."""
 
-    def __init__(self, settings: EngineSettings, *, restart: bool = True, load_timeout: float = 600,
+    def __init__(self, spec: EngineSpec, *, restart: bool = True, load_timeout: float = 600,
                  step_timeout: float | None = DEFAULT_STEP_TIMEOUT, in_process: bool = False) -> None:
-        self.settings = settings
+        self.spec = spec
         self.in_process = in_process
         self._thread: threading.Thread | None = None
         self.restart = restart
@@ -162,7 +189,7 @@ class EngineClient(GenerationEngine):
         self.info: EngineInfo | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._transport: asyncio.Transport | None = None
-        self._requests: dict[int, EngineRequest] = {}
+        self._requests: dict[int, RequestSink] = {}
         self._next_id = 0
         self._ready = False
         self._loading: asyncio.Future[EngineInfo] | None = None
@@ -172,8 +199,8 @@ class EngineClient(GenerationEngine):
         self.starts = 0
         #: Requests the engine process itself is working on (it reports after each step).
         self.engine_running = 0
-        #: KV cache in use, percent (reported by the engine).
-        self.cache_usage = 0.0
+        #: The kind's own gauges, as the engine last reported them.
+        self.engine_stats: dict[str, float] = {}
         #: Engine steps run by this client's engine processes, the current one and those before it (requests
         #: batched together share steps), and those of them that scheduled no request.
         self.engine_steps = 0
@@ -199,14 +226,11 @@ class EngineClient(GenerationEngine):
             "engine_ready": float(self._ready),
             "engine_requests_running": float(self.engine_running),
             "engine_requests_waiting_for_tokens": float(len(self._requests)),
-            # The engine's figure is from its last step, while the last sequences still held their blocks.
-            "engine_kv_cache_usage_percent": self.cache_usage if self.engine_running else 0.0,
             "engine_starts": float(self.starts),
             "engine_hangs": float(self.hangs),
             "engine_steps": float(self.engine_steps),
             "engine_idle_steps": float(self.engine_idle_steps),
             "engine_handles": float(self.engine_handles) if self._ready else 0.0,
-            "engine_batch_invariant": float(self.settings.batch_invariant),
         }
 
     async def start(self) -> EngineInfo:
@@ -217,7 +241,7 @@ class EngineClient(GenerationEngine):
         self._loading = loop.create_future()
         if self.in_process:
             self._thread = threading.Thread(target=serve_in_thread, args=(child,), daemon=True,
-                                            name=f"engine-{self.settings.model.display_name}")
+                                            name=f"engine-{self.spec.name}")
             self._thread.start()
         else:
             try:
@@ -229,7 +253,7 @@ class EngineClient(GenerationEngine):
         self.starts += 1
         transport, _ = await loop.create_connection(lambda: _EngineProtocol(self), sock=parent)
         self._transport = transport  # type: ignore[assignment]
-        transport.write(encode_frame(Hello(PROTOCOL_VERSION, self.settings)))
+        transport.write(encode_frame(Hello(PROTOCOL_VERSION, self.spec)))
         try:
             info = await asyncio.wait_for(asyncio.shield(self._loading), self.load_timeout)
         except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
@@ -242,7 +266,7 @@ class EngineClient(GenerationEngine):
         self._ready = True
         if self.step_timeout and self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch_steps())
-        log.info("engine ready: %s on %s (pid %d, loaded in %.1f s)", self.settings.model.display_name,
+        log.info("engine ready: %s on %s (pid %d, loaded in %.1f s)", self.spec.name,
                  info.device, info.pid, info.load_seconds)
         return info
 
@@ -276,24 +300,31 @@ class EngineClient(GenerationEngine):
 
     # --- requests -----------------------------------------------------------------------------------
 
-    def submit(self, token_ids: Sequence[int] | np.ndarray, params: SamplingParams) -> EngineRequest:
-        """Queue a request; iterate the result for its tokens."""
+    def _new_id(self) -> int:
+        """The id of the next request; refuses at once when the engine cannot take it (not ready, or, for kinds with
+        a bound, holding as many as it may)."""
         if not self._ready or self._transport is None:
             raise ModelNotReadyError("the model's engine is not ready (starting or restarting); retry shortly")
+        limit = self.spec.max_in_flight
+        if limit is not None and len(self._requests) >= limit:
+            raise EngineBusyError(self.spec.name, limit)
         self._next_id += 1
+        return self._next_id
+
+    def _submit(self, request_id: int, job: Any, sink: RequestSink) -> None:
+        """Send a job; the engine's news about it goes to ``sink``."""
+        assert self._transport is not None
         if not self._requests:
             self._last_message = time.monotonic()  # an idle engine owes no word until it has work
-        ids = np.asarray(token_ids, dtype=np.int64)
-        request = EngineRequest(self, self._next_id, int(ids.size))
-        self._requests[request.id] = request
-        self._transport.write(encode_frame(Add(request.id, ids.tobytes(), params)))
-        return request
+        self._requests[request_id] = sink
+        self._transport.write(encode_frame(Submit(request_id, job)))
 
-    def _abort(self, request: EngineRequest) -> None:
-        if self._requests.pop(request.id, None) is not None:
-            request._push((), FINISH_ABORT)
+    def _abort(self, request_id: int) -> None:
+        sink = self._requests.pop(request_id, None)
+        if sink is not None:
+            sink._push((), FINISH_ABORT)
             if self._transport is not None:
-                self._transport.write(encode_frame(Abort(request.id)))
+                self._transport.write(encode_frame(Abort(request_id)))
 
     # --- messages from the engine -------------------------------------------------------------------
 
@@ -311,19 +342,18 @@ class EngineClient(GenerationEngine):
                                                         f"this server does not read (another ovserve install?)"))
 
     def _on_step(self, step: Step) -> None:
-        self.engine_running, self.cache_usage, self.engine_handles = step.running, step.cache_usage, step.held
+        self.engine_running, self.engine_handles, self.engine_stats = step.running, step.held, step.stats
         self._count_steps(step.steps, step.idle_steps)
         for waited in step.queued:
             self.queue_time.observe(waited)
-        logprobs = step.logprobs
         requests = self._requests
-        for request_id, token_ids, finish in step.outputs:
+        for request_id, payload, finish in step.outputs:
             request = requests.get(request_id)
             if request is None:
                 continue  # aborted meanwhile
             if finish is not None:
                 del requests[request_id]
-            request._push(token_ids, finish, logprobs.get(request_id) if logprobs else None)
+            request._push(payload, finish)
 
     def _count_steps(self, steps: int, idle_steps: int) -> None:
         """Add what the engine process stepped since its last report to the counters."""
@@ -347,7 +377,7 @@ class EngineClient(GenerationEngine):
             return
         self._fail_all(ModelNotReadyError("the engine process stopped unexpectedly; the request was not completed"))
         if was_ready and self.restart:
-            log.error("engine process for %s stopped unexpectedly; restarting", self.settings.model.display_name)
+            log.error("engine process for %s stopped unexpectedly; restarting", self.spec.name)
             self._restart_task = asyncio.get_running_loop().create_task(self._restart_loop())
 
     async def _watch_steps(self) -> None:
@@ -364,7 +394,7 @@ class EngineClient(GenerationEngine):
             self._ready = False
             pid = self._process.pid if self._process is not None else None
             log.error("engine process %s for %s sent nothing for %.0f s with %d requests in flight (an engine step "
-                      "hangs); killing it and starting a new one", pid, self.settings.model.display_name, silent,
+                      "hangs); killing it and starting a new one", pid, self.spec.name, silent,
                       len(self._requests))
             self._fail_all(ModelNotReadyError(f"the engine stopped responding (no step finished in "
                                               f"{self.step_timeout:g} s) and is being restarted; retry shortly"))
@@ -390,3 +420,38 @@ class EngineClient(GenerationEngine):
                 log.exception("engine restart failed unexpectedly; trying again in %.0f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+class EngineClient(EngineProcess, GenerationEngine):
+    """The text generation front end: submits prompts to a continuous-batching engine process and streams their
+    tokens back (:class:`EngineRequest`)."""
+
+    spec: EngineSettings
+
+    def __init__(self, settings: EngineSettings, **options: Any) -> None:
+        super().__init__(settings, **options)
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self.spec
+
+    @property
+    def cache_usage(self) -> float:
+        """KV cache in use, percent (reported by the engine)."""
+        return self.engine_stats.get("cache_usage", 0.0)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            **super().metrics(),
+            # The engine's figure is from its last step, while the last sequences still held their blocks.
+            "engine_kv_cache_usage_percent": self.cache_usage if self.engine_running else 0.0,
+            "engine_batch_invariant": float(self.settings.batch_invariant),
+        }
+
+    def submit(self, token_ids: Sequence[int] | np.ndarray, params: SamplingParams) -> EngineRequest:
+        """Queue a request; iterate the result for its tokens."""
+        request_id = self._new_id()
+        ids = np.asarray(token_ids, dtype=np.int64)
+        request = EngineRequest(self, request_id, int(ids.size), bool(params.logprobs))
+        self._submit(request_id, GenerateJob(ids.tobytes(), params), request)
+        return request

@@ -4,20 +4,24 @@ Each message is a frozen dataclass, framed by :func:`~ovserve.engine.protocol.en
 opens with :class:`Hello` (its protocol version and the engine's settings); an engine that speaks another version
 answers :class:`LoadFailed` saying both versions, and exits. Then:
 
-- HTTP process → engine: :class:`Add`, :class:`Abort`, :class:`Stop`;
+- HTTP process → engine: :class:`Submit`, :class:`Abort`, :class:`Stop`;
 - engine → HTTP process: :class:`Ready` once the model is loaded (or :class:`LoadFailed`), then a :class:`Step`
-  after each engine step that produced tokens or changed how many requests run, and twice a second while it works.
+  after each round of work that had news or changed how many requests run, and twice a second while it works.
+
+The messages know no kind of model: the spec in the ``Hello``, a submitted job and a step's payloads are the kind's
+own (:mod:`ovserve.engine.kinds`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from ovserve.engine.protocol import EngineInfo, SamplingParams
-from ovserve.engine.settings import EngineSettings
+from ovserve.engine.kinds import EngineSpec, RequestOutput
+from ovserve.engine.protocol import EngineInfo
 
 #: The version of these messages; both ends must speak the same one. Raise it when a message changes.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 # --- HTTP process → engine ---------------------------------------------------------------------------------
@@ -27,21 +31,20 @@ class Hello:
     """The first message: the version the HTTP process speaks and what the engine is to load."""
 
     version: int
-    settings: EngineSettings
+    spec: EngineSpec
 
 
 @dataclass(frozen=True, slots=True)
-class Add:
-    """A request to generate for: its id (the HTTP process's), its prompt as int64 token ids' bytes, its settings."""
+class Submit:
+    """A job for the engine: its id (the HTTP process's) and the job, of the engine's kind."""
 
     request_id: int
-    token_ids: bytes
-    params: SamplingParams
+    job: Any
 
 
 @dataclass(frozen=True, slots=True)
 class Abort:
-    """Stop generating for a request (its handle is let go once the pipeline has released it)."""
+    """Stop working on a request: dropped if it waits, cancelled if it runs (where its pipeline can)."""
 
     request_id: int
 
@@ -67,30 +70,23 @@ class LoadFailed:
     reason: str
 
 
-#: One request's news in a step: (request id, its new token ids, ``None`` while it runs or how it finished:
-#: ``stop``, ``length``, ``abort`` or ``error: <message>``).
-RequestOutput = tuple[int, tuple[int, ...] | list[int], str | None]
-
-
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What an engine step did, and how the engine stands after it."""
+    """What a round of the engine's work did, and how the engine stands after it."""
 
     outputs: list[RequestOutput]
     #: Requests the engine is working on (held and not aborted).
     running: int
-    #: KV cache in use, percent.
-    cache_usage: float
-    #: Engine steps since the process started.
+    #: Rounds of work (engine steps) since the process started.
     steps: int
-    #: The requests that asked for log-probabilities, to their new tokens' log-probabilities.
-    logprobs: dict[int, list[float]] = field(default_factory=dict)
-    #: For the requests the engine began on in this step: how long each waited for it (seconds, an estimate).
+    #: For the requests the engine began on since the last report: how long each waited (seconds, an estimate).
     queued: list[float] = field(default_factory=list)
-    #: Request handles the engine holds, aborted ones it has not let go of yet included.
+    #: Requests the engine holds, aborted ones it has not let go of yet included.
     held: int = 0
-    #: Steps since the process started that scheduled no request.
+    #: Rounds since the process started that did nothing (no request scheduled).
     idle_steps: int = 0
+    #: The kind's own gauges (the LLM's ``cache_usage``, percent).
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def version_mismatch(theirs: object) -> LoadFailed:

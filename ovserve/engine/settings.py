@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from ovserve.engine.cpu import BATCH_INVARIANT, DEFAULTS, CPUInfo, detect_cpu
 from ovserve.engine.gguf import GGUFError, check_gguf_tensors, gguf_context_length, read_gguf_metadata
+from ovserve.engine.kinds import EngineCore, EngineSpec
 
 #: OpenVINO IR files that make a model folder servable (as written by optimum-intel).
 IR_MODEL = "openvino_model.xml"
@@ -130,8 +131,8 @@ def plugin_config_for(device: str, plugin_config: Mapping[str, Any], *, batch_in
 
 
 @dataclass(frozen=True)
-class EngineSettings:
-    """Everything the engine process is started with (it is pickled across to it)."""
+class EngineSettings(EngineSpec):
+    """The text generation kind: everything its engine process is started with (it is pickled across to it)."""
 
     model: ModelFiles
     device: str = "CPU"
@@ -143,3 +144,16 @@ class EngineSettings:
     dynamic_split_fuse: bool = True
     #: Greedy output independent of the batch (the plugin config already holds what that needs).
     batch_invariant: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.model.display_name
+
+    @property
+    def location(self) -> str:
+        return str(self.model.path)
+
+    def load(self) -> EngineCore:
+        from ovserve.engine.llm_core import load_llm
+
+        return load_llm(self)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from ovserve.engine.messages import Abort, Add, Step
+from ovserve.engine.llm_core import GenerateJob
+from ovserve.engine.messages import Abort, Step, Submit
 from ovserve.engine.protocol import SamplingParams, decode_frames, encode_frame
 
 
@@ -23,7 +24,8 @@ def test_any_integer_seed_is_accepted():
 
 
 def test_frames_split_at_any_byte_decode_to_the_same_messages():
-    messages = [Add(1, b"\x01\x02", SamplingParams(max_new_tokens=3)), Abort(1), Step([(1, [5], None)], 1, 0.5, 3)]
+    messages = [Submit(1, GenerateJob(b"\x01\x02", SamplingParams(max_new_tokens=3))), Abort(1),
+                Step([(1, [5], None)], 1, 3, stats={"cache_usage": 0.5})]
     wire = b"".join(encode_frame(m) for m in messages)
     for cut in range(len(wire) + 1):
         buffer = bytearray(wire[:cut])

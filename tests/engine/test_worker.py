@@ -2,7 +2,7 @@
 
 import pytest
 
-from ovserve.engine.worker import check_device
+from ovserve.engine.llm_core import check_device
 
 
 @pytest.mark.parametrize("device", ["CPU", "AUTO", "AUTO:CPU", "HETERO:CPU", "GPU.0"])
@@ -36,18 +36,20 @@ class FailingPipeline:
 def test_a_failed_step_fails_the_requests_in_flight_and_ends_the_loop():
     import socket
 
-    from ovserve.engine.messages import Add, Step
+    from ovserve.engine.llm_core import GenerateJob, LLMCore
+    from ovserve.engine.messages import Step, Submit
     from ovserve.engine.protocol import SamplingParams, decode_frames, encode_frame
-    from ovserve.engine.worker import StepLoop
+    from ovserve.engine.worker import EngineLoop
 
     server, engine = socket.socketpair()
-    loop = StepLoop(FailingPipeline(), engine)
-    server.sendall(encode_frame(Add(7, (1).to_bytes(8, "little"), SamplingParams(max_new_tokens=2))))
+    core = LLMCore(FailingPipeline())
+    loop = EngineLoop(core, engine)
+    server.sendall(encode_frame(Submit(7, GenerateJob((1).to_bytes(8, "little"), SamplingParams(max_new_tokens=2)))))
     loop.run()  # returns: a broken pipeline is not stepped again
     buffer = bytearray(server.recv(1 << 16))
     (step,) = decode_frames(buffer)
     assert isinstance(step, Step) and step.outputs == [(7, (), 'error: engine step failed: Unsupported type "foo"')]
-    assert loop.failed == 'Unsupported type "foo"'
+    assert core.failed == 'Unsupported type "foo"'
 
 
 class CountingPipeline(FailingPipeline):
@@ -64,12 +66,11 @@ class CountingPipeline(FailingPipeline):
 
 
 def test_queue_time_is_taken_first_come_first_served_from_the_engine_s_counts():
-    import socket
 
-    from ovserve.engine.worker import StepLoop
+    from ovserve.engine.llm_core import LLMCore
 
     pipeline = CountingPipeline()
-    loop = StepLoop(pipeline, socket.socketpair()[1])
+    loop = LLMCore(pipeline)
     loop.unscheduled = {1: 10.0, 2: 10.5, 3: 11.0}
     pipeline.requests, pipeline.scheduled = 3, 1  # two still wait: the oldest began
     loop.after_step(step_started=12.0)
@@ -126,27 +127,25 @@ class OvershootingPipeline(CountingPipeline):
 
 
 def test_tokens_past_max_tokens_are_cut_and_the_request_ends_there():
-    import socket
 
+    from ovserve.engine.llm_core import GenerateJob, LLMCore
     from ovserve.engine.protocol import SamplingParams
-    from ovserve.engine.worker import StepLoop
 
     pipeline = OvershootingPipeline()
-    loop = StepLoop(pipeline, socket.socketpair()[1])
-    loop.add(3, (1).to_bytes(8, "little"), SamplingParams(max_new_tokens=3, logprobs=True))
+    loop = LLMCore(pipeline)
+    loop.add(3, GenerateJob((1).to_bytes(8, "little"), SamplingParams(max_new_tokens=3, logprobs=True)))
     pipeline.step()
     loop.collect()
-    assert loop.outputs == [(3, [5, 6, 7], "length")] and loop.logprobs == {3: [-0.1] * 3}
+    assert loop.outputs == [(3, ([5, 6, 7], [-0.1] * 3), "length")]
     assert pipeline.handle.cancelled and loop.live == 0  # the engine is told to let the rest go
 
 
 def test_a_request_the_engine_says_finished_while_its_status_still_runs_ends_once():
-    import socket
 
     import openvino_genai
 
+    from ovserve.engine.llm_core import GenerateJob, LLMCore
     from ovserve.engine.protocol import SamplingParams
-    from ovserve.engine.worker import StepLoop
 
     class FinishedOutput:
         generated_ids, generated_log_probs = [5, 6], [-0.1, -0.2]
@@ -159,8 +158,8 @@ def test_a_request_the_engine_says_finished_while_its_status_still_runs_ends_onc
         return {0: FinishedOutput}
 
     pipeline.handle.read = read
-    loop = StepLoop(pipeline, socket.socketpair()[1])
-    loop.add(3, (1).to_bytes(8, "little"), SamplingParams(max_new_tokens=10))
+    loop = LLMCore(pipeline)
+    loop.add(3, GenerateJob((1).to_bytes(8, "little"), SamplingParams(max_new_tokens=10)))
     pipeline.step()
     loop.collect()
     pipeline.handle.unread = True
