@@ -13,7 +13,7 @@ from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
 from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.tokenize_endpoint import encoder_tokens
-from ovserve.engine.embedder import BatchingEncoder
+from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 
@@ -32,7 +32,7 @@ class EmbeddingsCalculator(Calculator):
         payload: HttpRequestPayload = ctx.value(self.REQUEST_PAYLOAD)
         batcher: BatchingEncoder = ctx.side["ENCODER"]
         if payload.uri.endswith("/tokenize"):
-            answer = await asyncio.to_thread(encoder_tokens, batcher.encoder, payload.json)
+            answer = await asyncio.to_thread(encoder_tokens, tokenizer_of(batcher), payload.json)
             ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(answer).encode()))
         elif payload.uri.endswith("/rerank"):
             await self.rerank(ctx, payload, batcher)
@@ -44,12 +44,13 @@ class EmbeddingsCalculator(Calculator):
 
     async def rerank(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
         request = parse_body(RerankRequest, payload.json)
-        token_lists = await asyncio.to_thread(batcher.encoder.tokenize, [request.query, *request.texts()])
+        tokenizer = tokenizer_of(batcher)
+        token_lists = await asyncio.to_thread(tokenizer.tokenize, [request.query, *request.texts()])
         within_budget(token_lists)
-        token_lists = self.within_limit(token_lists, batcher.encoder.settings.max_length, batcher.truncate,
+        token_lists = self.within_limit(token_lists, tokenizer.settings.max_length, batcher.truncate,
                                         ["query", *(f"documents[{i}]" for i in range(len(request.documents)))])
         vectors = await batcher.embed(token_lists)
-        if not batcher.encoder.settings.normalize:  # cosine: scores of vectors of length 1
+        if not tokenizer.settings.normalize:  # cosine: scores of vectors of length 1
             vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         tokens = sum(len(t) for t in token_lists)
         body = rerank_response(request, vectors, tokens)
@@ -57,18 +58,18 @@ class EmbeddingsCalculator(Calculator):
 
     async def embeddings(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
         request = parse_body(EmbeddingRequest, payload.json)
-        encoder = batcher.encoder
-        if request.dimensions is not None and request.dimensions != encoder.dimensions:
-            raise RequestError(f"this model's embeddings have {encoder.dimensions} dimensions and cannot be shortened "
-                               f"(it was not trained for it); leave 'dimensions' out or set it to {encoder.dimensions}",
+        tokenizer, dimensions = tokenizer_of(batcher), batcher.dimensions
+        if request.dimensions is not None and request.dimensions != dimensions:
+            raise RequestError(f"this model's embeddings have {dimensions} dimensions and cannot be shortened "
+                               f"(it was not trained for it); leave 'dimensions' out or set it to {dimensions}",
                                param="dimensions", code="invalid_value")
         texts, token_lists = request.texts_and_ids()
         if texts:
-            token_lists = await asyncio.to_thread(encoder.tokenize, texts)
+            token_lists = await asyncio.to_thread(tokenizer.tokenize, texts)
         else:
-            check_vocabulary(token_lists, encoder.settings.vocab_size)
+            check_vocabulary(token_lists, tokenizer.settings.vocab_size)
         within_budget(token_lists)
-        token_lists = self.within_limit(token_lists, encoder.settings.max_length, batcher.truncate,
+        token_lists = self.within_limit(token_lists, tokenizer.settings.max_length, batcher.truncate,
                                         [f"input[{i}]" for i in range(len(token_lists))])
         vectors = await batcher.embed(token_lists)
         tokens = sum(len(t) for t in token_lists)
@@ -98,6 +99,12 @@ class EmbeddingsCalculator(Calculator):
         if encoding_format == "base64":
             return base64.b64encode(vector.astype("<f4").tobytes()).decode()
         return vector.tolist()
+
+
+def tokenizer_of(batcher: BatchingEncoder) -> EncoderTokenizer:
+    """The embedding model's tokenizer (every served encoder has one)."""
+    assert batcher.tokenizer is not None, "the EmbeddingsModel resource gives its encoder a tokenizer"
+    return batcher.tokenizer
 
 
 #: The most tokens one request may ask to embed (OpenAI's limit): more would hold the model for minutes.
