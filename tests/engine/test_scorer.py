@@ -8,9 +8,10 @@ import signal
 
 import pytest
 
-from ovserve.engine.scorer import LogitScorer
+from ovserve.engine.scorer import LogitScorer, ScorerUnavailable
 from ovserve.engine.settings import find_model_files
 from ovserve.errors import ModelNotReadyError
+from tests.tiny_models import RERANKER
 
 PROMPT, ANSWER = [1, 504, 3575, 282, 4649, 314], [7042, 30, 2, 504, 3575]
 
@@ -152,5 +153,17 @@ async def test_a_killed_scoring_engine_fails_its_requests_with_503_and_is_restar
         assert scorer.engine.starts == 2 and await again.prompt(PROMPT, top=1, all_positions=False) == []
         assert [s.token_id for s in await again.tokens([2], top=1, last=True)] == [2]
         assert scorer.metrics()["scoring_engine_starts"] == 2
+    finally:
+        await scorer.close()
+
+
+async def test_a_model_that_is_no_stateful_language_model_is_unavailable_for_good_and_says_why():
+    scorer = LogitScorer(find_model_files(RERANKER))  # a BERT cross-encoder: no KV state, no logits over a vocabulary
+    try:
+        for _ in range(2):
+            with pytest.raises(ScorerUnavailable, match="is not a stateful language model"):
+                await scorer.session()
+        assert scorer.engine is None and scorer._process.starts == 1  # not started again for the second request
+        assert not scorer._process.ready
     finally:
         await scorer.close()
