@@ -38,12 +38,13 @@ def mapped_weights(pid: int) -> set[str]:
     return {line.split(maxsplit=5)[5] for line in maps if line.endswith("/" + WEIGHTS)}
 
 
-def engine_of(server, folder_name: str) -> int:
-    """The engine process (a child of the server) that has the weights in ``folder_name`` mapped."""
+def engine_of(server, encoder: bool) -> int:
+    """The engine process (a child of the server) that maps the embedding model's weights, or another model's (the
+    scoring pass's IR of the chat model: the chat model's own engine reads its .gguf without mapping IR weights)."""
     for pid in server.engine_pids():
-        if any(Path(path).parent.name == folder_name for path in mapped_weights(pid)):
+        if any((Path(path).parent.name == ENCODER) == encoder for path in mapped_weights(pid)):
             return pid
-    raise AssertionError(f"no engine process of {server.process.pid} maps the weights in {folder_name}")
+    raise AssertionError(f"no engine process of {server.process.pid} maps {'the encoder' if encoder else 'IR'} weights")
 
 
 def metric(server, name: str, model: str) -> float:
@@ -89,9 +90,7 @@ def test_each_model_runs_in_an_engine_process_and_the_http_process_maps_no_weigh
     for pid in engines:
         assert "ovserve.engine.worker" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
     assert mapped_weights(server.process.pid) == set()
-    mapped = set().union(*(mapped_weights(pid) for pid in engines))
-    assert any(Path(path).parent.name == ENCODER for path in mapped)  # the encoder's IR
-    assert any(Path(path).parent.name.endswith(".openvino") for path in mapped)  # the chat model's IR, for scoring
+    assert engine_of(server, encoder=True) != engine_of(server, encoder=False)  # the encoder; the scoring IR
 
 
 def test_a_streamed_request_that_went_away_leaves_no_scoring_session_behind(server):
@@ -108,7 +107,7 @@ def test_a_streamed_request_that_went_away_leaves_no_scoring_session_behind(serv
 
 
 def test_a_killed_embedding_engine_fails_its_requests_with_503_and_is_restarted(server):
-    killed = engine_of(server, ENCODER)
+    killed = engine_of(server, encoder=True)
     answers = []
     big = threading.Thread(target=lambda: answers.append(httpx.post(
         f"{server.base_url}/v3/embeddings", json={"model": ENCODER, "input": [LONG_TEXT] * 1000}, timeout=120)))
@@ -122,11 +121,12 @@ def test_a_killed_embedding_engine_fails_its_requests_with_503_and_is_restarted(
     assert until(lambda: httpx.post(f"{server.base_url}/v3/embeddings",
                                     json={"model": ENCODER, "input": "back"}).status_code == 200)
     assert metric(server, "ovserve_engine_starts_total", ENCODER) == 2
-    assert engine_of(server, ENCODER) != killed
+    assert engine_of(server, encoder=True) != killed
 
 
 def test_a_killed_scoring_engine_fails_its_requests_with_503_and_is_restarted(server):
-    killed = engine_of(server, ".SmolLM2-135M-Instruct.Q4_1.openvino")
+    assert scored_chat(server).status_code == 200  # the scoring engine has started
+    killed = engine_of(server, encoder=False)
     answers = []
     long = threading.Thread(target=lambda: answers.append(scored_chat(server, max_tokens=400, ignore_eos=True)))
     long.start()
