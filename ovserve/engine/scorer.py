@@ -44,24 +44,27 @@ class ScoringSession:
     """One sequence in the scoring engine, for one choice of one request: :meth:`prompt` first, then :meth:`tokens`
     as they come. :meth:`close` it when the request ends, whichever way (its last tokens close it in the engine)."""
 
-    def __init__(self, scorer: LogitScorer, session: int) -> None:
+    def __init__(self, scorer: LogitScorer, session: int, generation: int) -> None:
         self._scorer = scorer
         self.id = session
+        #: Which start of the scoring engine holds the sequence (a restarted engine has lost it).
+        self.generation = generation
         self._closed = False
 
     async def prompt(self, token_ids: Sequence[int], *, top: int, all_positions: bool) -> list[TokenScore]:
         """Feed the prompt. With ``all_positions``, score every prompt token (the first, which nothing
         predicts, has no log-probability); otherwise compute only what predicts the first new token, and
         return nothing."""
-        return await self._scorer.run(ScorePrompt(session=self.id, token_ids=tuple(token_ids), top=top,
-                                                  all_positions=all_positions))
+        return await self._scorer.run(self, ScorePrompt(session=self.id, token_ids=tuple(token_ids), top=top,
+                                                        all_positions=all_positions))
 
     async def tokens(self, token_ids: Sequence[int], *, top: int, last: bool = False) -> list[TokenScore]:
         """Score new tokens that follow what was fed before; ``last`` when no more will follow (the engine then
         closes the session)."""
         if not token_ids:
             return []
-        scores = await self._scorer.run(ScoreTokens(session=self.id, token_ids=tuple(token_ids), top=top, last=last))
+        scores = await self._scorer.run(self, ScoreTokens(session=self.id, token_ids=tuple(token_ids), top=top,
+                                                          last=last))
         if last:
             self._closed = True
         return scores
@@ -71,7 +74,7 @@ class ScoringSession:
         (the request was cancelled) keeps the sequence until it ends."""
         if not self._closed:
             self._closed = True
-            self._scorer.close_session(self.id)
+            self._scorer.close_session(self)
 
 
 class LogitScorer:
@@ -133,22 +136,25 @@ class LogitScorer:
     async def session(self) -> ScoringSession:
         """A fresh sequence; :meth:`ScoringSession.close` ends it. Raises :class:`ScorerUnavailable` when the
         model cannot be scored."""
-        await self._started()
+        engine = await self._started()
         self._next_session += 1
-        return ScoringSession(self, self._next_session)
+        return ScoringSession(self, self._next_session, engine.starts)
 
-    async def run(self, job: CallJob) -> Any:
-        """Run a job in the scoring engine; raises :class:`~ovserve.errors.ModelNotReadyError` (503) while it restarts
-        or if it dies meanwhile."""
-        if self.engine is None:
-            raise ModelNotReadyError("the scoring engine has not started")
-        return await self.engine.call(job)
+    async def run(self, session: ScoringSession, job: CallJob) -> Any:
+        """Run a job of ``session`` in the scoring engine; raises :class:`~ovserve.errors.ModelNotReadyError` (503)
+        while the engine restarts, if it dies meanwhile, or if it restarted since the session began (and lost it)."""
+        engine = self.engine
+        assert engine is not None, "sessions come from a started engine"
+        if engine.starts != session.generation:
+            raise ModelNotReadyError("the scoring engine restarted while this request was being scored; retry")
+        return await engine.call(job)
 
-    def close_session(self, session: int) -> None:
-        """Have the engine end ``session`` (without waiting). An engine that is not ready has no sessions to end: it
-        is restarting, and its process went with them."""
-        if self.engine is not None and self.engine.ready:
-            self.engine.submit(CloseSessions((session,)))
+    def close_session(self, session: ScoringSession) -> None:
+        """Have the engine end ``session`` (without waiting). An engine that is not ready, or started again since the
+        session began, does not hold it: its process went with it."""
+        engine = self.engine
+        if engine is not None and engine.ready and engine.starts == session.generation:
+            engine.submit(CloseSessions((session.id,)))
 
     async def _started(self) -> CallEngine:
         if self.engine is not None:

@@ -140,7 +140,6 @@ async def test_a_killed_scoring_engine_fails_its_requests_with_503_and_is_restar
         os.kill(scorer.engine._process.pid, signal.SIGKILL)
         with pytest.raises(ModelNotReadyError):
             await asyncio.wait_for(running, 30)
-        session.close()  # the engine is restarting: there is nothing to close, and nothing is sent
         meanwhile = await scorer.session()
         with pytest.raises(ModelNotReadyError):  # refused at once while it restarts, never queued
             await meanwhile.prompt(PROMPT, top=1, all_positions=False)
@@ -149,6 +148,9 @@ async def test_a_killed_scoring_engine_fails_its_requests_with_503_and_is_restar
             if scorer.engine.ready:
                 break
             await asyncio.sleep(0.1)
+        with pytest.raises(ModelNotReadyError, match="restarted while this request was being scored"):
+            await session.tokens([2], top=1)  # the new engine never had this request's sequence
+        session.close()  # nothing to close there, and nothing is sent
         again = await scorer.session()
         assert scorer.engine.starts == 2 and await again.prompt(PROMPT, top=1, all_positions=False) == []
         assert [s.token_id for s in await again.tokens([2], top=1, last=True)] == [2]
