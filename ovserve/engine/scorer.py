@@ -36,7 +36,8 @@ __all__ = ["LogitScorer", "ScorerUnavailable", "ScoringSession", "TokenScore"]
 
 log = logging.getLogger("ovserve.engine")
 
-#: Load failures that are about the model, not the moment: the scorer stays unavailable for it.
+#: Load failures that are about the model, not the moment: the scorer stays unavailable for it. The engine reports a
+#: failed load as one line, ``<where> cannot be loaded: <exception type>: <message>``, so they are told by the type.
 PERMANENT_FAILURES = (f"{ScorerUnavailable.__name__}:", f"{ScoringModelError.__name__}:")
 
 
