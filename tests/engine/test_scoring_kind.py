@@ -39,6 +39,7 @@ def run(job, core, cancelled=False):
     return job.run(core.pipeline, None, flag)
 
 
+@pytest.mark.slow
 def test_sessions_are_kept_until_closed_and_their_model_states_let_go_beyond_a_few_and_all_when_idle(core, monkeypatch):
     monkeypatch.setattr(scoring_kind, "IDLE_SECONDS", 0.2)
     for session in range(1, 7):
@@ -52,6 +53,7 @@ def test_sessions_are_kept_until_closed_and_their_model_states_let_go_beyond_a_f
     assert core.stats()["scoring_idle_states"] == 0  # idle: every model state let go
 
 
+@pytest.mark.slow
 def test_a_job_whose_request_was_aborted_closes_its_session(core):
     run(ScorePrompt(session=10, token_ids=(1, 2, 3), top=1, all_positions=True), core, cancelled=True)
     assert 10 not in core.pipeline.sessions
@@ -60,6 +62,7 @@ def test_a_job_whose_request_was_aborted_closes_its_session(core):
     assert core.stats()["scoring_sessions"] == 0
 
 
+@pytest.mark.slow
 def test_tokens_of_a_session_that_is_not_open_fail_naming_it(core):
     with pytest.raises(ValueError, match="scoring session 42 is not open"):
         run(ScoreTokens(session=42, token_ids=(4,), top=1), core)
