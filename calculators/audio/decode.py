@@ -22,11 +22,14 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from ovserve.errors import RequestError
+
+if TYPE_CHECKING:
+    import av
 
 #: Whisper's sampling rate: every model reads 16 kHz mono.
 SAMPLE_RATE = 16_000
@@ -95,13 +98,15 @@ def sniff_format(head: bytes) -> str | None:
 def decode_audio(data: bytes, limits: AudioLimits | None = None) -> DecodedAudio:
     """``data`` (an uploaded file) decoded to 16 kHz mono float32; a 400 naming ``file`` if it is not audio in an
     accepted format, is corrupt, is empty, or is over ``limits``. Synchronous and CPU-bound: run it in a thread."""
+    import av  # the [audio] extra: imported when audio comes, so that the rest of ovserve runs without it
+
     limits = limits or AudioLimits()
     if not data:
         raise invalid_file("the file is empty")
     if len(data) > limits.max_bytes:
         raise RequestError(f"Invalid file: {len(data)} bytes is larger than the {limits.max_bytes}-byte limit "
                            f"({limits.max_bytes / 1_048_576:g} MiB); send a shorter or more compressed recording.",
-                           param="file", code="invalid_value")
+                           status=413, param="file", code="file_too_large")
     fmt = sniff_format(data[:12])
     if fmt is None:
         raise invalid_file("the file is not in a recognized audio format")
@@ -145,6 +150,8 @@ def _decode_container(container: av.container.InputContainer, fmt: str, limits: 
 
 def _resampled_chunks(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[np.ndarray]:
     """The stream's audio, frame by frame, as 16 kHz mono float32 arrays (the resampler flushed at the end)."""
+    import av
+
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     for frame in container.decode(stream):
         for out in resampler.resample(frame):

@@ -7,8 +7,8 @@ decode_audio`, and hands the other fields, as ``(name, value)`` pairs, to :meth:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -62,9 +62,18 @@ def form_fields(items: Iterable[tuple[str, str]]) -> dict[str, object]:
     return {**fields, **lists}
 
 
+#: OpenAI's fields that would change the answer and that Whisper cannot honour, with why (a 400 names them when set).
+UNSERVED = {
+    "known_speaker_names": "speaker diarization needs a diarization model; Whisper does not tell speakers apart",
+    "known_speaker_references": "speaker diarization needs a diarization model; Whisper does not tell speakers apart",
+}
+#: Fields accepted because they change nothing here (logged once when sent).
+IGNORED_BY_DESIGN = frozenset({"user"})
+
+
 class _AudioForm(BaseModel):
-    """What both speech-to-text forms take. Fields OpenAI has and Whisper ignores (``include``,
-    ``chunking_strategy``, ...) are accepted and left alone."""
+    """What both speech-to-text forms take. Unknown fields are accepted and logged once, as unknown chat fields are;
+    OpenAI's fields that would change the answer are honoured or refused by name."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -72,6 +81,30 @@ class _AudioForm(BaseModel):
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
     temperature: Annotated[float, Field(ge=0, le=1)] = 0.0
     response_format: ResponseFormat = "json"
+    #: OpenAI's ``include[]``: only ``logprobs`` exists, and GenAI's Whisper gives none.
+    include: list[Literal["logprobs"]] | None = None
+    #: OpenAI's ``chunking_strategy``: ``auto`` (Whisper reads 30-second windows anyway); server VAD is not done.
+    chunking_strategy: Literal["auto"] | None = None
+
+    @field_validator("include", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("include")
+    @classmethod
+    def _no_logprobs(cls, value: list[str] | None) -> list[str] | None:
+        if value:
+            raise ValueError("'logprobs' cannot be included: OpenVINO GenAI's Whisper gives no token log-probabilities")
+        return value
+
+    @model_validator(mode="after")
+    def _served(self) -> _AudioForm:
+        for name in (self.model_extra or {}):
+            if name in UNSERVED:
+                raise RequestError(f"'{name}' is not served: {UNSERVED[name]}", param=name,
+                                   code="unsupported_parameter")
+        return self
 
 
 class TranscriptionForm(_AudioForm):
@@ -82,6 +115,11 @@ class TranscriptionForm(_AudioForm):
     language: str | None = None
     timestamp_granularities: list[Granularity] | None = None
     stream: bool = False
+
+    @field_validator("timestamp_granularities", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("language")
     @classmethod
@@ -113,7 +151,12 @@ class TranscriptionForm(_AudioForm):
     @classmethod
     def parse(cls, items: Iterable[tuple[str, str]]) -> TranscriptionForm:
         """The form's text fields validated; a 400 naming the field otherwise."""
-        return parse_body(cls, form_fields(items))
+        return cls.from_fields(form_fields(items))
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, object]) -> TranscriptionForm:
+        """The fields gathered by :func:`form_fields`, validated; a 400 naming the field otherwise."""
+        return parse_body(cls, dict(fields))
 
 
 class TranslationForm(_AudioForm):
@@ -124,10 +167,14 @@ class TranslationForm(_AudioForm):
     @classmethod
     def parse(cls, items: Iterable[tuple[str, str]]) -> TranslationForm:
         """The form's text fields validated; a 400 naming the field otherwise."""
-        fields = form_fields(items)
+        return cls.from_fields(form_fields(items))
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, object]) -> TranslationForm:
+        """The fields gathered by :func:`form_fields`, validated; a 400 naming the field otherwise."""
         for name in ("language", "timestamp_granularities", "stream"):
             if name in fields:
                 raise RequestError(f"translations take no '{name}': they always write English text, without "
                                    "word timestamps or streaming; use /audio/transcriptions for that",
                                    param=name, code="unknown_parameter")
-        return parse_body(cls, fields)
+        return parse_body(cls, dict(fields))

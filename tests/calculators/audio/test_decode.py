@@ -94,10 +94,12 @@ def test_corrupt_opus_packets_are_refused():
     assert "could not be decoded" in refused(bytes(data)).message
 
 
-def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed():
+def test_a_file_over_the_size_limit_is_refused_with_413_before_it_is_parsed():
     data = encode(sine(440, 1.0, 16_000), 16_000, "wav")
-    message = refused(data, AudioLimits(max_bytes=len(data) - 1)).message
-    assert f"{len(data)} bytes is larger than the {len(data) - 1}-byte limit" in message
+    with pytest.raises(RequestError) as caught:
+        decode_audio(data, AudioLimits(max_bytes=len(data) - 1))
+    assert (caught.value.status, caught.value.param, caught.value.code) == (413, "file", "file_too_large")
+    assert f"{len(data)} bytes is larger than the {len(data) - 1}-byte limit" in caught.value.message
     assert decode_audio(data, AudioLimits(max_bytes=len(data))).duration == pytest.approx(1.0)
 
 
