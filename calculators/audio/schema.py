@@ -48,14 +48,14 @@ MAX_PROMPT_CHARS = 10_000
 
 
 def form_fields(items: Iterable[tuple[str, str]]) -> dict[str, object]:
-    """A multipart form's text fields (``file`` left out by the caller) as one dict: the fields of
-    :data:`LIST_FIELDS` gathered into lists, whether sent as ``name[]`` or ``name``; other names keep their last
-    value."""
+    """A multipart form's text fields (``file`` left out by the caller) as one dict: a field sent as ``name[]`` (the
+    ``openai`` client's way with lists) is gathered into a list under ``name``, as are the fields of
+    :data:`LIST_FIELDS` sent without the suffix; other names keep their last value."""
     fields: dict[str, object] = {}
     lists: dict[str, list[str]] = {}
     for name, value in items:
         base = name.removesuffix("[]")
-        if base in LIST_FIELDS:
+        if base != name or base in LIST_FIELDS:
             lists.setdefault(base, []).append(value)
         else:
             fields[name] = value
