@@ -20,7 +20,7 @@ from tests.server.test_bad_input import assert_openai_error
 from tests.tiny_models import WHISPER, WHISPER_SEGMENT_SECONDS, WHISPER_TEXT
 
 #: The openai client marks its translations as deprecated (OpenAI's newer models do not translate); the call works.
-pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")]
 
 NAME = "whisper"
 SAID = WHISPER_TEXT.strip()
