@@ -141,6 +141,8 @@ def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_
     assert spec.overrides["whisper"] == {"models_path": str(WHISPER), "enable_word_timestamps": True}
     with pytest.raises(ValueError, match="--max-num-seqs set an LLM engine; the speech-to-text model"):
         servable_specs(build_parser().parse_args(["serve", str(WHISPER), "--max-num-seqs", "4"]))
+    with pytest.raises(ValueError, match="--enable-word-timestamps is for speech-to-text models; 'reranker'"):
+        servable_specs(build_parser().parse_args(["serve", str(RERANKER), "--enable-word-timestamps"]))
     store = tmp_path / "store"
     assert main(["pull", str(WHISPER), "--task", "speech2text", "--name", "tiny-whisper", "--models-dir",
                  str(store)]) == 0

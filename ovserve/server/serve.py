@@ -214,6 +214,8 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
     """A model served with its task's graph: the command line's engine flags go to the LLM engine; an encoder
     takes --device only."""
     graph, node = TASK_GRAPHS[task]
+    if getattr(args, "enable_word_timestamps", None) and task != "speech2text":
+        raise ValueError(f"--enable-word-timestamps is for speech-to-text models; '{name}' is served for {task}")
     if task == "text_generation":
         return ServableSpec(name, graph_path(graph), {node: engine_overrides(args, path)})
     given = [f"--{flag.replace('_', '-')}" for flag in ENGINE_FLAGS if flag != "device" and
@@ -225,8 +227,6 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
     if args.device:
         options["target_device"] = args.device
     if getattr(args, "enable_word_timestamps", None):
-        if task != "speech2text":
-            raise ValueError(f"--enable-word-timestamps is for speech-to-text models; '{name}' is served for {task}")
         options["enable_word_timestamps"] = True
     return ServableSpec(name, graph_path(graph), {node: options})
 
@@ -247,7 +247,8 @@ def background_specs(args: argparse.Namespace, reference: str) -> list[ServableS
     if model_task(path) != "embeddings":
         raise ValueError(f"--embedding-model {reference}: {path} is not an embedding model (a folder with a "
                          f"sentence-transformers modules.json)")
-    plain = argparse.Namespace(**{**vars(args), **dict.fromkeys(ENGINE_FLAGS)})  # the chat model's engine flags
+    # the chat model's engine flags, and the speech model's
+    plain = argparse.Namespace(**{**vars(args), **dict.fromkeys((*ENGINE_FLAGS, "enable_word_timestamps"))})
     return [servable_for(plain, path, name, model_task(path))]
 
 
