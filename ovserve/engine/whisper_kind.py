@@ -14,11 +14,10 @@ sampled calls gave garbage), so the job also keeps the prompt within what the de
 from __future__ import annotations
 
 import random
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ovserve.engine.kinds import CallCore, CallJob, EngineCore, EngineSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
 
 #: How many jobs a Whisper engine holds by default, running and waiting: each holds its audio (up to 115 MB for
 #: 30 minutes of float32 samples) until it ends.
@@ -93,7 +92,7 @@ class TranscribeJob(CallJob):
     words: bool = False
     stream: bool = False
 
-    def run(self, pipeline: Any, emit: Any, cancelled: threading.Event) -> WhisperResult:
+    def run(self, pipeline: Any, emit: Any, cancelled: CallSignal) -> WhisperResult:
         import numpy as np
         import openvino_genai
 
