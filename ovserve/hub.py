@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
 from ovserve.model_store import ModelFetchError, fill_folder
 
+#: A Whisper IR's encoder (``OpenVINO/whisper-*``): such a repository is downloaded as it is, as an LLM IR is.
+IR_ENCODER = "openvino_encoder_model.xml"
+
 
 def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None = None,
                   weight_format: str = "int4") -> Path:
@@ -34,7 +37,7 @@ def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None =
 
 
 def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | None, weight_format: str) -> None:
-    if IR_MODEL in files:
+    if IR_MODEL in files or IR_ENCODER in files:  # an LLM or encoder IR, or a Whisper one (encoder and decoder)
         missing = [name for name in (IR_TOKENIZER, IR_DETOKENIZER) if name not in files]
         if missing:
             raise ModelFetchError(f"{repo_id} has an OpenVINO IR but no {' or '.join(missing)}, which serving needs")
@@ -101,9 +104,11 @@ def _download(repo_id: str, folder: Path, allow_patterns: list[str] | None = Non
 
 def _export(repo_id: str, folder: Path, weight_format: str) -> None:
     from ovserve.engine.hf_export import HFExportError, export_checkpoint
+    from ovserve.model_catalog import refuse_speech_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="ovserve-checkpoint-") as checkpoint:
         _download(repo_id, Path(checkpoint))
+        refuse_speech_checkpoint(Path(checkpoint), repo_id)
         try:
             export_checkpoint(Path(checkpoint), folder, weight_format)
         except HFExportError as error:

@@ -59,10 +59,15 @@ class Servable:
 
     @property
     def kind(self) -> str:
-        """``embeddings`` for a graph with an encoder, else ``text_generation``."""
+        """``embeddings`` for a graph with an encoder, ``speech2text`` for one with a Whisper engine, else
+        ``text_generation``."""
+        from ovserve.calculators.audio.model import SpeechModel
         from ovserve.engine.embedder import BatchingEncoder
 
-        encoder = any(isinstance(value, BatchingEncoder) for value in self.graph.side_packets.values())
+        packets = self.graph.side_packets.values()
+        if any(isinstance(value, SpeechModel) for value in packets):
+            return "speech2text"
+        encoder = any(isinstance(value, BatchingEncoder) for value in packets)
         return "embeddings" if encoder else "text_generation"
 
     def acquire(self) -> None:
