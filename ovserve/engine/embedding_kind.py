@@ -8,7 +8,6 @@ one batch at a time, and a run of the model already uses every core).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.embedder import EncoderSettings, SentenceEncoder
-from ovserve.engine.kinds import CallCore, CallJob, EngineCore, EngineSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
 
 #: Jobs the client lets the engine hold: the batcher's one batch at a time, and room for the start-up question.
 MAX_IN_FLIGHT = 4
@@ -70,7 +69,7 @@ class EmbedJob(CallJob):
         ends = np.cumsum(self.lengths)
         return [ids[end - length:end].tolist() for end, length in zip(ends, self.lengths, strict=True)]
 
-    def run(self, pipeline: SentenceEncoder, emit: Any, cancelled: threading.Event) -> bytes:
+    def run(self, pipeline: SentenceEncoder, emit: Any, cancelled: CallSignal) -> bytes:
         return pipeline.embed(self.rows()).astype("<f4").tobytes()
 
 
@@ -78,7 +77,7 @@ class EmbedJob(CallJob):
 class DimensionsJob(CallJob):
     """How many numbers an embedding of the loaded model has."""
 
-    def run(self, pipeline: SentenceEncoder, emit: Any, cancelled: threading.Event) -> int:
+    def run(self, pipeline: SentenceEncoder, emit: Any, cancelled: CallSignal) -> int:
         return pipeline.dimensions
 
 

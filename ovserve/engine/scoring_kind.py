@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ovserve.engine.kinds import CallCore, CallJob, EngineSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineSpec
 from ovserve.engine.scoring_model import scoring_model_path
 from ovserve.engine.settings import ModelFiles
 
@@ -99,7 +99,7 @@ class ScoredSequence:
         return logits
 
     def prompt(self, token_ids: list[int], top: int, all_positions: bool,
-               cancelled: threading.Event) -> list[TokenScore]:
+               cancelled: CallSignal) -> list[TokenScore]:
         """Feed the prompt. With ``all_positions``, score every prompt token (the first, which nothing predicts, has no
         log-probability), a chunk at a time, stopping between chunks once ``cancelled``; otherwise compute only what
         predicts the first new token, and return nothing."""
@@ -272,7 +272,7 @@ class ScorePrompt(CallJob):
     top: int
     all_positions: bool
 
-    def run(self, pipeline: ScoringPipeline, emit: Any, cancelled: threading.Event) -> list[TokenScore]:
+    def run(self, pipeline: ScoringPipeline, emit: Any, cancelled: CallSignal) -> list[TokenScore]:
         sequence = pipeline.open(self.session)
         try:
             with sequence.lock:
@@ -291,7 +291,7 @@ class ScoreTokens(CallJob):
     top: int
     last: bool = False
 
-    def run(self, pipeline: ScoringPipeline, emit: Any, cancelled: threading.Event) -> list[TokenScore]:
+    def run(self, pipeline: ScoringPipeline, emit: Any, cancelled: CallSignal) -> list[TokenScore]:
         sequence = pipeline.sequence(self.session)
         try:
             with sequence.lock:
@@ -309,7 +309,7 @@ class CloseSessions(CallJob):
 
     sessions: tuple[int, ...]
 
-    def run(self, pipeline: ScoringPipeline, emit: Any, cancelled: threading.Event) -> int:
+    def run(self, pipeline: ScoringPipeline, emit: Any, cancelled: CallSignal) -> int:
         open_ones = [session for session in self.sessions if session in pipeline.sessions]
         pipeline.close(self.sessions)
         return len(open_ones)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ovserve.engine import scoring_kind
+from ovserve.engine.kinds import CallSignal
 from ovserve.engine.scoring_kind import CloseSessions, ScorePrompt, ScoreTokens, ScoringSpec, score_row
 from ovserve.engine.settings import find_model_files
 
@@ -33,7 +34,7 @@ def core(default_model):
 
 
 def run(job, core, cancelled=False):
-    flag = threading.Event()
+    flag = CallSignal()
     if cancelled:
         flag.set()
     return job.run(core.pipeline, None, flag)
