@@ -1,0 +1,165 @@
+"""What the rerank engine is sent: a request's queries and documents as the model reads them, each pair's tokens
+counted, documents cut to fit the model, and the whole request bounded, all before the engine sees it.
+
+Runs in the HTTP process on the model's tokenizer alone (no weights). A cross-encoder reads a pair as GenAI's
+tokenizer pairs it (``[CLS] query [SEP] document [SEP]``); a Qwen3-style reranker reads query and document
+concatenated, so its prompt is written around them here, as Qwen3-Reranker's model card writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ovserve.engine.rerank_kind import is_qwen3
+from ovserve.errors import RequestError
+
+#: Qwen3-Reranker's prompt (its model card): a system message, the instruction and query, then the document, and
+#: the start of an answer whose first token the model says "yes" or "no" to.
+QWEN3_SYSTEM = ('Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+                'Note that the answer can only be "yes" or "no".')
+#: The instruction its model card uses when the task says none.
+QWEN3_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+#: A query that begins so was written in the model's prompt by the client (as OVMS's rerank demo does): it is sent
+#: as it is, with its documents.
+CHAT_START = "<|im_start|>"
+#: Tokens allowed for text joined without a separator token: a tokenizer may split the joint otherwise than the
+#: parts it counted apart.
+JOINT_SLACK = 2
+#: Texts tokenized together, padded to the longest of them.
+TOKENIZE_BATCH = 32
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a query and a document become the texts the model reads (as they are, by default)."""
+
+    query_prefix: str = ""
+    query_suffix: str = ""
+    document_prefix: str = ""
+    document_suffix: str = ""
+
+    def query(self, text: str) -> str:
+        return f"{self.query_prefix}{text}{self.query_suffix}"
+
+    def document(self, text: str) -> str:
+        return f"{self.document_prefix}{text}{self.document_suffix}"
+
+
+def qwen3_format(instruction: str = QWEN3_INSTRUCTION) -> PromptFormat:
+    """Qwen3-Reranker's prompt around a query and a document."""
+    return PromptFormat(f"<|im_start|>system\n{QWEN3_SYSTEM}<|im_end|>\n<|im_start|>user\n<Instruct>: "
+                        f"{instruction}\n<Query>: ", "\n", "<Document>: ",
+                        "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+@dataclass
+class ScoringInputs:
+    """A request's pairs as the engine gets them: the queries (formatted), which query each document goes with,
+    the documents (formatted, cut where they had to be), each pair's tokens, and what was cut."""
+
+    queries: list[str]
+    query_of: list[int]
+    documents: list[str]
+    lengths: list[int]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.lengths)
+
+
+class RerankInputs:
+    """The model's tokenizer and limits, turning requests into :class:`ScoringInputs` (call it in a thread: it
+    tokenizes every text)."""
+
+    def __init__(self, folder: Path, max_length: int, max_request_tokens: int,
+                 instruction: str = QWEN3_INSTRUCTION) -> None:
+        import openvino_genai as ov_genai
+
+        self.qwen3 = is_qwen3(folder)
+        # as TextRerankPipeline does: pairs where the tokenizer can make them, never for Qwen3
+        self.tokenizer = ov_genai.Tokenizer(str(folder), add_second_input=not self.qwen3)
+        self.paired = not self.qwen3 and self.tokenizer.supports_paired_input()
+        self.max_length = max_length
+        self.max_request_tokens = max_request_tokens
+        self.template = qwen3_format(instruction) if self.qwen3 else PromptFormat()
+        self.specials = self._special_tokens()
+
+    def _special_tokens(self) -> int:
+        """The tokens the tokenizer adds to a pair (or, for texts joined as one, to that text)."""
+        alone = len(self.token_ids(["a"])[0]) + len(self.token_ids(["b"])[0])
+        if self.paired:
+            both = self.tokenizer.encode(["a"], ["b"]).attention_mask.data.sum()
+            return int(both) - alone
+        return int(self.tokenizer.encode(["a"]).attention_mask.data.sum()) - len(self.token_ids(["a"])[0])
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's tokens, without special tokens (tokenized in small batches of similar lengths)."""
+        found: list[list[int]] = [[] for _ in texts]
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        for start in range(0, len(order), TOKENIZE_BATCH):
+            batch = order[start:start + TOKENIZE_BATCH]
+            encoded = self.tokenizer.encode([texts[index] for index in batch], add_special_tokens=False,
+                                            padding_side="right")
+            ids, mask = encoded.input_ids.data, encoded.attention_mask.data
+            for row, index in enumerate(batch):
+                found[index] = ids[row, : int(mask[row].sum())].tolist()
+        return found
+
+    def prepare(self, queries: Sequence[str], query_of: Sequence[int], documents: Sequence[str], *, fit: bool,
+                max_tokens_per_doc: int | None = None, names: tuple[str, str] = ("query", "documents")
+                ) -> ScoringInputs:
+        """The pairs (``queries[query_of[i]]``, ``documents[i]``) ready for the engine. A document too long for the
+        model with its query is cut to fit if ``fit`` (and noted in ``warnings``), else refused; one longer than
+        ``max_tokens_per_doc`` is cut to it. ``names`` are the request's fields for the queries and documents, for
+        errors. Raises :class:`RequestError` (400) naming the field."""
+        raw = [self.qwen3 and query.startswith(CHAT_START) for query in queries]
+        formats = [PromptFormat() if as_is else self.template for as_is in raw]
+        query_lengths = [len(ids) for ids in self.token_ids([f.query(q) for f, q in zip(formats, queries,
+                                                                                          strict=True)])]
+        wrapping = [len(ids) + (0 if self.paired else JOINT_SLACK)
+                    for ids in self.token_ids([f.document("") for f in formats])]
+        inputs = ScoringInputs([f.query(q) for f, q in zip(formats, queries, strict=True)], list(query_of), [], [])
+        for index, ids in enumerate(self.token_ids(documents)):
+            owner = query_of[index]
+            fixed = self.specials + wrapping[owner] + query_lengths[owner]
+            room = self.max_length - fixed
+            if room < 1:
+                where = names[0] if len(queries) == 1 else f"{names[0]}[{owner}]"
+                raise RequestError(f"{where} has {query_lengths[owner]} tokens: with a document it leaves no room in "
+                                   f"this model's {self.max_length} tokens per pair; shorten it", param=names[0],
+                                   code="context_length_exceeded")
+            text = documents[index]
+            limit = min(room, max_tokens_per_doc or room)
+            if len(ids) > limit:
+                self._check_cut(index, len(ids), fixed, room, fit=fit and not raw[owner], name=names[1])
+                if len(ids) > room:
+                    inputs.warnings.append(f"{names[1]}[{index}] was cut to {limit} of its {len(ids)} tokens to fit "
+                                           f"this model's {self.max_length} tokens per pair with the query")
+                text, ids = self.tokenizer.decode(ids[:limit], skip_special_tokens=False), ids[:limit]
+            inputs.documents.append(formats[owner].document(text))
+            inputs.lengths.append(fixed + len(ids))
+        self._check_budget(inputs.tokens, names[1])
+        return inputs
+
+    def _check_cut(self, index: int, tokens: int, fixed: int, room: int, *, fit: bool, name: str) -> None:
+        """Refuse a document the model cannot read whole where it may not be cut."""
+        if tokens > room and not fit:
+            raise RequestError(f"{name}[{index}] has {tokens} tokens; with the query, the pair has {fixed + tokens}, "
+                               f"more than this model's {self.max_length}; shorten it" +
+                               ("" if name != "text_2" else ", or send truncate_prompt_tokens: -1 to have it cut"),
+                               param=name, code="context_length_exceeded")
+
+    def _check_budget(self, tokens: int, name: str) -> None:
+        if tokens > self.max_request_tokens:
+            raise RequestError(f"the request has {tokens} tokens in all (each document with its query), more than "
+                               f"the {self.max_request_tokens} one request may have; split it", param=name,
+                               code="max_tokens_per_request")
+
+    def describe(self) -> dict[str, Any]:
+        """How the model reads pairs, for the load log."""
+        return {"pairs": "tokenizer pairs" if self.paired else "joined", "prompt": "qwen3" if self.qwen3 else "none",
+                "max_length": self.max_length}

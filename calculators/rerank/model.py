@@ -1,0 +1,133 @@
+"""The reranker of a graph: its engine process (the model) and, in the HTTP process, its tokenizer and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.rerank.inputs import QWEN3_INSTRUCTION, RerankInputs
+from ovserve.engine.call_client import CallEngine
+from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
+from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankSpec
+from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
+from ovserve.framework.metrics import Histogram
+from ovserve.model_catalog import models_path_in_graph
+
+log = logging.getLogger("ovserve.calculators")
+
+#: The pair limit when the graph sets no max_position_embeddings: the model's context, at most this (longer pairs
+#: of a Qwen3-Reranker, 40,960 tokens, would hold a CPU for minutes).
+DEFAULT_MAX_LENGTH_CAP = 8192
+#: The most tokens one request may have scored, pairs summed: more would hold the engine for minutes.
+DEFAULT_MAX_REQUEST_TOKENS = 300_000
+
+
+class RerankCalculatorOVOptions(BaseModel):
+    """OVMS's ``RerankCalculatorOVOptions`` (``models_path``, ``max_allowed_chunks``, ``max_position_embeddings``,
+    ``target_device``, ``plugin_config``), plus ovserve's bounds on the engine's work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models_path: str = Field(description="a reranker IR folder (openvino_model.xml, openvino_tokenizer.xml), "
+                                         "relative to the graph file, or a model in the store")
+    max_allowed_chunks: int = Field(10_000, ge=1, description="the most documents one request may rank (OVMS "
+                                                               "counts chunks; ovserve does not split documents)")
+    max_position_embeddings: int | None = Field(
+        None, ge=2, description="the most tokens of a query and document pair; longer documents are cut (rerank) or "
+                                "refused (score). Default: the model's context, at most 8192")
+    target_device: str = "CPU"
+    plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
+    max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, description="ovserve's own: the most documents in one run of "
+                                                                "the model")
+    max_batch_tokens: int = Field(DEFAULT_MAX_BATCH_TOKENS, ge=1,
+                                  description="ovserve's own: the most tokens in one run, padding included")
+    max_request_tokens: int = Field(DEFAULT_MAX_REQUEST_TOKENS, ge=1,
+                                    description="ovserve's own: the most tokens one request may have scored")
+    concurrency: int = Field(1, ge=1, description="ovserve's own: requests run at once, each on a compiled copy of "
+                                                  "the model")
+    max_queue: int = Field(64, ge=0, description="ovserve's own: requests that may wait for the model; more get 503")
+    instruction: str = Field(QWEN3_INSTRUCTION, description="ovserve's own: the instruction in a Qwen3-Reranker's "
+                                                            "prompt")
+    engine_step_timeout: float = Field(DEFAULT_STEP_TIMEOUT, ge=0, description="ovserve's own: seconds the engine "
+                                       "may stay silent with requests in flight before it is restarted (0: never)")
+
+    @field_validator("plugin_config")
+    @classmethod
+    def _json(cls, value: dict[str, Any] | str) -> dict[str, Any]:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("plugin_config must be a JSON object")
+        return value
+
+
+@dataclass
+class Reranker:
+    """What a :class:`~ovserve.calculators.rerank.calculator.RerankCalculator` scores with: the engine (the model,
+    in its own process), the inputs preparer (the tokenizer) and the most documents a request may have."""
+
+    engine: CallEngine
+    inputs: RerankInputs
+    max_documents: int
+
+
+def pair_limit(folder: Path, given: int | None) -> int:
+    """The most tokens of a pair: ``given``, else the smaller of the model's context (``config.json``) and its
+    tokenizer's ``model_max_length``, at most :data:`DEFAULT_MAX_LENGTH_CAP`."""
+    if given is not None:
+        return given
+    limits = [DEFAULT_MAX_LENGTH_CAP]
+    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and value > 0:
+            limits.append(value)
+    return min(limits)
+
+
+class RerankModel(Resource):
+    """Starts the reranker's engine process and loads its tokenizer, once per graph load; provides both as
+    ``RERANKER``."""
+
+    RERANKER = SideOutput(Reranker, doc="the reranker: its engine and its tokenizer")
+
+    Options = RerankCalculatorOVOptions
+    options_type = "mediapipe.RerankCalculatorOVOptions"
+
+    async def open(self, ctx: ResourceContext) -> None:
+        options: RerankCalculatorOVOptions = ctx.options
+        folder = models_path_in_graph(ctx.base_path, options.models_path)
+        if not (folder / IR_MODEL).is_file() or not (folder / IR_TOKENIZER).is_file():
+            raise FileNotFoundError(f"models_path '{folder}' is not a reranker IR folder (it needs {IR_MODEL} and "
+                                    f"{IR_TOKENIZER}; 'ovserve pull OpenVINO/bge-reranker-base-int8-ov' fetches one)")
+        max_length = pair_limit(folder, options.max_position_embeddings)
+        spec = RerankSpec(str(folder.resolve()), options.target_device, dict(options.plugin_config),  # type: ignore[arg-type]
+                          max_length, options.max_batch, options.max_batch_tokens, options.concurrency,
+                          options.max_queue)
+        inputs = await asyncio.to_thread(RerankInputs, folder, max_length, options.max_request_tokens,
+                                         options.instruction)
+        self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
+        await self.engine.start()
+        log.info("%s: reranker, %s", folder.name, json.dumps(inputs.describe()))
+        ctx.set(self.RERANKER, Reranker(self.engine, inputs, options.max_allowed_chunks))
+
+    async def close(self) -> None:
+        await self.engine.stop()
+
+    def is_ready(self) -> bool:
+        return self.engine.ready
+
+    def metrics(self) -> dict[str, float]:
+        return self.engine.metrics()
+
+    def histograms(self) -> dict[str, Histogram]:
+        return {"engine_queue_time_seconds": self.engine.queue_time}
