@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovserve.engine.hf_export import HF_ID
+from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_MODEL
 from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, export_encoder, fill_folder, pull
 
@@ -40,9 +41,13 @@ def model_kind(folder: Path) -> str | None:
 
 
 def model_task(path: Path) -> str:
-    """``embeddings`` for a sentence-transformers folder (with ``modules.json``, as OVMS detects it), else
-    ``text_generation``."""
-    return "embeddings" if path.is_dir() and (path / "modules.json").is_file() else "text_generation"
+    """``rerank`` for a reranker folder (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a
+    sentence-transformers folder (with ``modules.json``), else ``text_generation``: OVMS's order of detection."""
+    if not path.is_dir():
+        return "text_generation"
+    if is_reranker(path):
+        return "rerank"
+    return "embeddings" if (path / "modules.json").is_file() else "text_generation"
 
 
 def list_models(models_dir: Path | None = None) -> list[StoredModel]:

