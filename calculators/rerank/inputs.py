@@ -102,8 +102,14 @@ class RerankInputs:
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         for start in range(0, len(order), TOKENIZE_BATCH):
             batch = order[start:start + TOKENIZE_BATCH]
-            encoded = self.tokenizer.encode([texts[index] for index in batch], add_special_tokens=False,
-                                            padding_side="right")
+            try:
+                encoded = self.tokenizer.encode([texts[index] for index in batch], add_special_tokens=False,
+                                                padding_side="right")
+            except RuntimeError:  # the tokenizer fails on several texts that all give no token (blanks)
+                for index in batch:
+                    found[index] = self.tokenizer.encode(texts[index], add_special_tokens=False).input_ids.data[0]\
+                        .tolist()
+                continue
             ids, mask = encoded.input_ids.data, encoded.attention_mask.data
             for row, index in enumerate(batch):
                 found[index] = ids[row, : int(mask[row].sum())].tolist()
@@ -116,6 +122,11 @@ class RerankInputs:
         model with its query is cut to fit if ``fit`` (and noted in ``warnings``), else refused; one longer than
         ``max_tokens_per_doc`` is cut to it. ``names`` are the request's fields for the queries and documents, for
         errors. Raises :class:`RequestError` (400) naming the field."""
+        blank = next((number for number, query in enumerate(queries) if not query.strip()), None)
+        if blank is not None:
+            where = names[0] if len(queries) == 1 else f"{names[0]}[{blank}]"
+            raise RequestError(f"{where} is blank: there is nothing to rank the documents by", param=names[0],
+                               code="invalid_value")
         raw = [self.qwen3 and query.startswith(CHAT_START) for query in queries]
         formats = [PromptFormat() if as_is else self.template for as_is in raw]
         query_lengths = [len(ids) for ids in self.token_ids([f.query(q) for f, q in zip(formats, queries,
