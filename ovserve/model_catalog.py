@@ -40,14 +40,37 @@ def model_kind(folder: Path) -> str | None:
     return None
 
 
+#: Written into a model's folder in the store by a pull with ``--task`` when its files say another task (a
+#: Qwen3-Reranker's files are an LLM's): ``{"task": "rerank"}``.
+TASK_FILE = ".ovserve-task.json"
+
+
 def model_task(path: Path) -> str:
-    """``rerank`` for a reranker folder (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a
-    sentence-transformers folder (with ``modules.json``), else ``text_generation``: OVMS's order of detection."""
+    """The task a pull recorded (:data:`TASK_FILE`); else ``rerank`` for a reranker folder
+    (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a sentence-transformers folder (with
+    ``modules.json``), else ``text_generation``: OVMS's order of detection."""
     if not path.is_dir():
         return "text_generation"
+    try:
+        recorded = json.loads((path / TASK_FILE).read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str):
+        return recorded
     if is_reranker(path):
         return "rerank"
     return "embeddings" if (path / "modules.json").is_file() else "text_generation"
+
+
+def record_task(path: Path, task: str | None, models_dir: Path | None = None) -> None:
+    """After a pull with ``--task``: a model in the store whose files say another task is served with ``task`` from
+    then on (as OVMS's pull writes the task's graph beside the model). Folders outside the store are left alone."""
+    root = (models_dir or default_models_dir()).resolve()
+    if task is None or not path.is_dir() or root not in path.resolve().parents:
+        return
+    (path / TASK_FILE).unlink(missing_ok=True)
+    if model_task(path) != task:
+        (path / TASK_FILE).write_text(json.dumps({"task": task}) + "\n")
 
 
 def list_models(models_dir: Path | None = None) -> list[StoredModel]:

@@ -32,6 +32,19 @@ JOINT_SLACK = 2
 TOKENIZE_BATCH = 32
 
 
+def _numpy_bridge_once() -> None:
+    """Read one OpenVINO tensor as NumPy here, in the thread that imports this module. The first such read sets up
+    pybind11's NumPy bridge, and two threads doing it at once deadlock (one holds a C++ static's lock and waits for
+    the GIL, the other the reverse): that hung a server loading two rerank graphs, whose tokenizers load in threads."""
+    import numpy as np
+    import openvino as ov
+
+    ov.Tensor(np.zeros(1, dtype=np.int64)).data  # noqa: B018 - the read is the point
+
+
+_numpy_bridge_once()
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     """How a query and a document become the texts the model reads (as they are, by default)."""
@@ -147,7 +160,7 @@ class RerankInputs:
             limit = min(room, max_tokens_per_doc or room)
             if len(ids) > limit:
                 self._check_cut(index, len(ids), fixed, room, fit=fit and not raw[owner], name=names[1])
-                if len(ids) > room:
+                if limit == room:  # cut for the model, not as the request asked
                     inputs.warnings.append(f"{names[1]}[{index}] was cut to {limit} of its {len(ids)} tokens to fit "
                                            f"this model's {self.max_length} tokens per pair with the query")
                 text, ids = self.tokenizer.decode(ids[:limit], skip_special_tokens=False), ids[:limit]

@@ -15,7 +15,7 @@ from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.rerank.inputs import QWEN3_INSTRUCTION, RerankInputs
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
-from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankSpec
+from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankSpec, logits_bound
 from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
 from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import models_path_in_graph
@@ -41,13 +41,15 @@ class RerankCalculatorOVOptions(BaseModel):
                                                                "counts chunks; ovserve does not split documents)")
     max_position_embeddings: int | None = Field(
         None, ge=2, description="the most tokens of a query and document pair; longer documents are cut (rerank) or "
-                                "refused (score). Default: the model's context, at most 8192")
+                                "refused (score). Default: the model's context, at most 8192 (and, for a causal-LM "
+                                "reranker, what one call may hold)")
     target_device: str = "CPU"
     plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
     max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, description="ovserve's own: the most documents in one run of "
                                                                 "the model")
     max_batch_tokens: int = Field(DEFAULT_MAX_BATCH_TOKENS, ge=1,
-                                  description="ovserve's own: the most tokens in one run, padding included")
+                                  description="ovserve's own: the most tokens in one run, padding included (default "
+                                              "for a causal-LM reranker: as many as 1 GiB of its logits hold)")
     max_request_tokens: int = Field(DEFAULT_MAX_REQUEST_TOKENS, ge=1,
                                     description="ovserve's own: the most tokens one request may have scored")
     concurrency: int = Field(1, ge=1, description="ovserve's own: requests run at once, each on a compiled copy of "
@@ -78,12 +80,12 @@ class Reranker:
     max_documents: int
 
 
-def pair_limit(folder: Path, given: int | None) -> int:
-    """The most tokens of a pair: ``given``, else the smaller of the model's context (``config.json``) and its
-    tokenizer's ``model_max_length``, at most :data:`DEFAULT_MAX_LENGTH_CAP`."""
+def pair_limit(folder: Path, given: int | None, per_call: int | None = None) -> int:
+    """The most tokens of a pair: ``given``, else the smallest of the model's context (``config.json``), its
+    tokenizer's ``model_max_length``, ``per_call`` (what one call may hold) and :data:`DEFAULT_MAX_LENGTH_CAP`."""
     if given is not None:
         return given
-    limits = [DEFAULT_MAX_LENGTH_CAP]
+    limits = [DEFAULT_MAX_LENGTH_CAP, *([per_call] if per_call else [])]
     for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
         try:
             value = json.loads((folder / name).read_text()).get(key)
@@ -109,15 +111,18 @@ class RerankModel(Resource):
         if not (folder / IR_MODEL).is_file() or not (folder / IR_TOKENIZER).is_file():
             raise FileNotFoundError(f"models_path '{folder}' is not a reranker IR folder (it needs {IR_MODEL} and "
                                     f"{IR_TOKENIZER}; 'ovserve pull OpenVINO/bge-reranker-base-int8-ov' fetches one)")
-        max_length = pair_limit(folder, options.max_position_embeddings)
+        per_call = logits_bound(folder)  # a causal LM's logits, at every position, bound its calls
+        batch_tokens = options.max_batch_tokens
+        if per_call is not None and "max_batch_tokens" not in options.model_fields_set:
+            batch_tokens = min(batch_tokens, per_call)
+        max_length = pair_limit(folder, options.max_position_embeddings, per_call)
         spec = RerankSpec(str(folder.resolve()), options.target_device, dict(options.plugin_config),  # type: ignore[arg-type]
-                          max_length, options.max_batch, options.max_batch_tokens, options.concurrency,
-                          options.max_queue)
+                          max_length, options.max_batch, batch_tokens, options.concurrency, options.max_queue)
         inputs = await asyncio.to_thread(RerankInputs, folder, max_length, options.max_request_tokens,
                                          options.instruction)
         self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
         await self.engine.start()
-        log.info("%s: reranker, %s", folder.name, json.dumps(inputs.describe()))
+        log.info("%s: reranker, %s, at most %d tokens a call", folder.name, json.dumps(inputs.describe()), batch_tokens)
         ctx.set(self.RERANKER, Reranker(self.engine, inputs, options.max_allowed_chunks))
 
     async def close(self) -> None:

@@ -26,6 +26,9 @@ from ovserve.engine.kinds import CallCore, CallJob, EngineCore, EngineSpec
 #: Default bounds of one pipeline call: documents, and padded tokens (documents x the longest pair).
 DEFAULT_MAX_BATCH = 32
 DEFAULT_MAX_BATCH_TOKENS = 16_384
+#: The memory one call of a causal-LM reranker may take for its logits: GenAI's pipeline computes the whole
+#: vocabulary's logits at every position (float32) before it reads the last token's "yes" and "no".
+LOGITS_BUDGET_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,22 @@ def is_reranker(folder: Path) -> bool:
     if any(str(name).endswith("ForSequenceClassification") for name in architectures):
         return True
     return "Qwen3ForCausalLM" in architectures and "rerank" in folder.resolve().name.lower()
+
+
+def logits_bound(folder: Path) -> int | None:
+    """For a causal-LM reranker (Qwen3-Reranker), the most tokens one call may hold within
+    :data:`LOGITS_BUDGET_BYTES` of logits (1,769 for Qwen3-Reranker's 151,669-token vocabulary); ``None`` for a
+    cross-encoder, whose model gives one score a pair."""
+    config = _json(folder / "config.json")
+    if not isinstance(config, dict):
+        return None
+    architectures = config.get("architectures")
+    vocabulary = config.get("vocab_size")
+    if not isinstance(architectures, list) or not isinstance(vocabulary, int) or vocabulary < 1:
+        return None
+    if not any(str(name).endswith("ForCausalLM") for name in architectures):
+        return None
+    return max(1, LOGITS_BUDGET_BYTES // (4 * vocabulary))
 
 
 def is_qwen3(folder: Path) -> bool:

@@ -19,7 +19,7 @@ from ovserve.engine.scoring_model import prepare_scoring
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import Registry, build_registry
 from ovserve.graphs import graph_path
-from ovserve.model_catalog import model_task, resolve_model
+from ovserve.model_catalog import model_task, record_task, resolve_model
 from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
 from ovserve.server.app import OpenAIRoutes, ServerSettings, build_app
 from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOTAL, CompletionStore
@@ -208,6 +208,9 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
 def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> ServableSpec:
     """A model served with its task's graph: the command line's engine flags go to the LLM engine; an encoder or a
     reranker takes --device only."""
+    if task not in TASK_GRAPHS:
+        raise ValueError(f"{path} is recorded as a '{task}' model, a task this ovserve does not serve "
+                         f"({', '.join(TASK_GRAPHS)}); serve it with --task")
     graph, node = TASK_GRAPHS[task]
     if task == "text_generation":
         return ServableSpec(name, graph_path(graph), {node: engine_overrides(args, path)})
@@ -439,6 +442,7 @@ def pull_only(args: argparse.Namespace) -> int:
         return 2
     try:
         path, _ = model_to_serve(args)
+        record_task(path, args.task, args.models_dir)  # as 'ovserve pull --task' does
         if model_task(path) == "text_generation":
             prepare_scoring(path)  # as 'ovserve pull' does: the first top_logprobs request need not wait for it
     except (ModelFetchError, FileNotFoundError, ValueError) as error:

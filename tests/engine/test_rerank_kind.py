@@ -19,6 +19,7 @@ from ovserve.engine.rerank_kind import (
     ScoreJob,
     is_qwen3,
     is_reranker,
+    logits_bound,
     plan_batches,
 )
 from tests.tiny_models import QWEN3_RERANKER, RERANKER, WHISPER
@@ -137,6 +138,12 @@ def test_rerankers_are_told_as_ovms_tells_them(tmp_path):
     assert not is_reranker(tmp_path / "bi")  # modules.json decides where there is one
     write(tmp_path / "seq-cls", "config.json", {"architectures": ["XLMRobertaForSequenceClassification"]})
     assert is_reranker(tmp_path / "seq-cls") and not is_reranker(tmp_path / "missing")
+
+
+def test_a_causal_lm_rerankers_calls_are_bound_by_its_logits():
+    """GenAI's pipeline computes a causal LM's logits over the whole vocabulary at every position: 1 GiB of them holds
+    5,461 tokens of the tiny Qwen3's 49,152-token vocabulary, and 1,769 of Qwen3-Reranker's 151,669."""
+    assert logits_bound(QWEN3_RERANKER) == 5461 and logits_bound(RERANKER) is None and logits_bound(WHISPER) is None
 
 
 def test_a_cancelled_job_stops_between_calls():

@@ -96,3 +96,11 @@ def test_blank_documents_are_counted_and_a_blank_query_is_refused(bert, qwen3):
         with pytest.raises(RequestError, match="query is blank") as error:
             model.prepare([" \t"], [0], ["cats"], fit=True)
         assert error.value.param == "query"
+
+
+def test_the_pair_limit_is_the_models_context_and_for_a_causal_lm_what_a_call_holds(tmp_path):
+    from ovserve.calculators.rerank.model import pair_limit
+
+    assert pair_limit(RERANKER, None) == 512  # BERT's 512 positions
+    assert pair_limit(QWEN3_RERANKER, None) == 2048 and pair_limit(QWEN3_RERANKER, None, 1769) == 1769
+    assert pair_limit(tmp_path, None) == 8192 and pair_limit(RERANKER, 64) == 64  # no config; the graph's own
