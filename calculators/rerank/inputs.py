@@ -135,11 +135,11 @@ class RerankInputs:
         model with its query is cut to fit if ``fit`` (and noted in ``warnings``), else refused; one longer than
         ``max_tokens_per_doc`` is cut to it. ``names`` are the request's fields for the queries and documents, for
         errors. Raises :class:`RequestError` (400) naming the field."""
-        blank = next((number for number, query in enumerate(queries) if not query.strip()), None)
-        if blank is not None:
-            where = names[0] if len(queries) == 1 else f"{names[0]}[{blank}]"
-            raise RequestError(f"{where} is blank: there is nothing to rank the documents by", param=names[0],
-                               code="invalid_value")
+        empty = next((number for number, ids in enumerate(self.token_ids(queries)) if not ids), None)
+        if empty is not None:  # GenAI's tokenizer fails on a pair with nothing on either side
+            where = names[0] if len(queries) == 1 else f"{names[0]}[{empty}]"
+            raise RequestError(f"{where} has no token this model reads (it is blank, or holds only characters the "
+                               f"tokenizer drops): there is nothing to rank by", param=names[0], code="invalid_value")
         raw = [self.qwen3 and query.startswith(CHAT_START) for query in queries]
         formats = [PromptFormat() if as_is else self.template for as_is in raw]
         query_lengths = [len(ids) for ids in self.token_ids([f.query(q) for f, q in zip(formats, queries,

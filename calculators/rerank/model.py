@@ -46,7 +46,7 @@ class RerankCalculatorOVOptions(BaseModel):
     target_device: str = "CPU"
     plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
     max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, description="ovserve's own: the most documents in one run of "
-                                                                "the model")
+                                                                "a Qwen3-style model (a cross-encoder runs one)")
     max_batch_tokens: int = Field(DEFAULT_MAX_BATCH_TOKENS, ge=1,
                                   description="ovserve's own: the most tokens in one run, padding included (default "
                                               "for a causal-LM reranker: as many as 1 GiB of its logits hold)")
@@ -122,7 +122,8 @@ class RerankModel(Resource):
                                          options.instruction)
         self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
         await self.engine.start()
-        log.info("%s: reranker, %s, at most %d tokens a call", folder.name, json.dumps(inputs.describe()), batch_tokens)
+        log.info("%s: reranker, %s, calls of at most %d documents and %d tokens", folder.name,
+                 json.dumps(inputs.describe()), spec.documents_per_call, batch_tokens)
         ctx.set(self.RERANKER, Reranker(self.engine, inputs, options.max_allowed_chunks))
 
     async def close(self) -> None:

@@ -26,6 +26,12 @@ from ovserve.engine.kinds import CallCore, CallJob, EngineCore, EngineSpec
 #: Default bounds of one pipeline call: documents, and padded tokens (documents x the longest pair).
 DEFAULT_MAX_BATCH = 32
 DEFAULT_MAX_BATCH_TOKENS = 16_384
+#: Documents in one call of a cross-encoder. GenAI pairs the query with a call's documents by broadcasting it
+#: (``Tokenizer.encode([query], documents)``), and with openvino-tokenizers 2026.4.1 that corrupts the heap once a
+#: call has three documents or more and the query is longer than one of them (the engine process aborts: ``double
+#: free or corruption``; found by a fuzzer). One or two documents a call passed 1,600 random trials under glibc's heap
+#: checks; one a call is what ovserve sends. Qwen3-style rerankers join query and document as one text: no pairs.
+PAIRED_DOCUMENTS_PER_CALL = 1
 #: The memory one call of a causal-LM reranker may take for its logits: GenAI's pipeline computes the whole
 #: vocabulary's logits at every position (float32) before it reads the last token's "yes" and "no".
 LOGITS_BUDGET_BYTES = 1 << 30
@@ -61,15 +67,20 @@ class RerankSpec(EngineSpec):
     def max_in_flight(self) -> int:
         return self.concurrency + self.max_queue
 
+    @property
+    def documents_per_call(self) -> int:
+        """``max_batch``, or :data:`PAIRED_DOCUMENTS_PER_CALL` where GenAI pairs query and documents."""
+        return self.max_batch if is_qwen3(Path(self.folder)) else min(self.max_batch, PAIRED_DOCUMENTS_PER_CALL)
+
     def load(self) -> EngineCore:
         import openvino_genai as ov_genai
 
         config = ov_genai.TextRerankPipeline.Config()
-        config.top_n = self.max_batch  # every document of a batch comes back
+        config.top_n = self.documents_per_call  # every document of a call comes back
         config.max_length = self.max_length
         pipelines = [ov_genai.TextRerankPipeline(self.folder, self.device, config, **self.plugin_config)
                      for _ in range(self.concurrency)]
-        return CallCore(RerankRunner(pipelines, self.max_batch, self.max_batch_tokens), self.concurrency)
+        return CallCore(RerankRunner(pipelines, self.documents_per_call, self.max_batch_tokens), self.concurrency)
 
 
 def plan_batches(lengths: Sequence[int], max_batch: int, max_batch_tokens: int) -> list[list[int]]:

@@ -8,8 +8,11 @@ import json
 import random
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 import time
+from pathlib import Path
 
 import cohere
 import httpx
@@ -41,6 +44,14 @@ def server(tmp_path_factory):
         time.sleep(0.1)
     yield server
     server.stop()
+
+
+def model_metric(server, name: str, model: str) -> float:
+    """A gauge or counter of one served model, from /metrics."""
+    text = httpx.get(f"{server.base_url}/metrics").text
+    match = re.search(rf'^{name}{{model="{re.escape(model)}"[^}}]*}} (\S+)$', text, re.M)
+    assert match is not None, f"{name} of {model} is not in /metrics"
+    return float(match.group(1))
 
 
 def post(server, path, body, **kwargs):
@@ -132,7 +143,8 @@ def test_a_document_too_long_for_the_model_is_cut_and_the_answer_says_so(server)
     ({"query": QUERY, "documents": []}, "documents", "at least 1"),
     ({"query": QUERY, "documents": ["x"] * 10_001}, "documents", ""),
     ({"query": QUERY, "documents": [""]}, "documents", "empty"),
-    ({"query": " ", "documents": ["x"]}, "query", "blank"),
+    ({"query": " ", "documents": ["x"]}, "query", "no token this model reads"),
+    ({"query": "\u0000", "documents": ["\u0000"]}, "query", "no token this model reads"),
     ({"documents": ["x"]}, "query", ""),
     ({"query": QUERY, "documents": ["x"], "top_n": 0}, "top_n", ""),
     ({"query": QUERY, "documents": [{"title": "t", "text": "x"}]}, "documents[0].title", ""),
@@ -178,6 +190,16 @@ def test_openapi_lists_score_and_rerank_with_the_models_that_serve_them(server):
     assert schemas["ScoreRequest"]["properties"]["model"]["enum"] == [NAME]
     assert schemas["RerankRequest"]["properties"]["model"]["enum"] == sorted([NAME, DEFAULT_EMBEDDING_MODEL.name])
     assert "/v3/score" in paths["paths"]
+
+
+def test_a_query_longer_than_several_documents_leaves_the_engine_running(server):
+    """GenAI pairs one query with a call's documents by broadcasting it, which corrupted the engine's heap (found by
+    the fuzz run below): the cross-encoder's calls take one document each."""
+    starts = model_metric(server, "ovserve_engine_starts_total", NAME)
+    body = {"model": NAME, "query": ",./;'[]\\-=<>?:\"{}|_+!@#$%^&*()`~", "documents": [",", "\U000520e7", "&", "&"]}
+    for _ in range(3):
+        assert len(post(server, "/v3/rerank", body).json()["results"]) == 4
+    assert model_metric(server, "ovserve_engine_starts_total", NAME) == starts == 1
 
 
 # --- an OVMS graph, and a full queue ------------------------------------------------------------------------------
@@ -234,10 +256,6 @@ def test_an_ovms_rerank_graph_is_served_unchanged_with_its_options(ovms):
     assert long["usage"]["total_tokens"] <= 64
 
 
-def engine_jobs(server, model: str) -> float:
-    text = httpx.get(f"{server.base_url}/metrics").text
-    match = re.search(rf'^ovserve_engine_requests_waiting_for_tokens{{model="{model}"[^}}]*}} (\S+)$', text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 async def test_a_full_engine_queue_answers_503_with_retry_after_and_a_client_gone_frees_it(ovms):
@@ -245,7 +263,7 @@ async def test_a_full_engine_queue_answers_503_with_retry_after_and_a_client_gon
     async with httpx.AsyncClient(base_url=ovms.base_url, timeout=60) as client:
         first = asyncio.ensure_future(client.post("/v3/rerank", json=long))  # ~48,000 tokens: seconds of work
         for _ in range(300):
-            if engine_jobs(ovms, "busy") >= 1:
+            if model_metric(ovms, "ovserve_engine_requests_waiting_for_tokens", "busy") >= 1:
                 break
             await asyncio.sleep(0.02)
         refused = await client.post("/v3/rerank", json={"model": "busy", "query": "q", "documents": ["short"]})
@@ -300,3 +318,23 @@ def test_task_rerank_serves_any_folder_as_a_reranker(tmp_path):
     with pytest.raises(ValueError, match="--max-num-seqs set an LLM engine; the reranker 'x' takes --device only"):
         servable_specs(build_parser().parse_args(["serve", str(folder), "--task", "rerank", "--model-name", "x",
                                                   "--max-num-seqs", "4"]))
+
+
+# --- fuzzing ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["server", "ovms"])
+def test_no_fuzzed_rerank_or_score_request_gets_a_server_error(which, request, tmp_path):
+    """A bounded fuzz run (schemathesis) of /v3/rerank and /v3/score: on the cross-encoder, and on the OVMS graphs'
+    cross-encoder and Qwen3-style reranker."""
+    fuzzed = request.getfixturevalue(which)
+    schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    assert schemathesis is not None, "schemathesis is in the test extra"
+    result = subprocess.run([schemathesis, "run", f"{fuzzed.base_url}/openapi.json", "--checks", "not_a_server_error",
+                             "--include-path-regex", "/(rerank|score)$", "--phases", "fuzzing", "--max-examples",
+                             "60", "--request-timeout", "60", "--no-color"],
+                            capture_output=True, text=True, check=False, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1]
+    served = httpx.get(f"{fuzzed.base_url}/v3/models").json()["data"][0]["id"]
+    assert post(fuzzed, "/v3/score", {"model": served, "text_1": QUERY, "text_2": "x"}).status_code == 200
