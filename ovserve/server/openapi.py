@@ -24,7 +24,7 @@ MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("/messages/count_tokens", MessagesCountRequest, ("text_generation",)),
     ("/embeddings", EmbeddingRequest, ("embeddings",)),
     ("/rerank", RerankRequest, ("rerank", "embeddings")),
-    ("/score", ScoreRequest, ("rerank",)),
+    ("/score", ScoreRequest, ("rerank", "embeddings")),
     ("/tokenize", TokenizeRequest, ("any",)),
     ("/detokenize", DetokenizeRequest, ("any",)),
 )
