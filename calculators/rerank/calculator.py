@@ -53,7 +53,8 @@ class RerankCalculator(Calculator):
         queries, query_of, documents = request.pairs()
         within_documents(len(documents), reranker.max_documents, "text_2")
         inputs = await asyncio.to_thread(reranker.inputs.prepare, queries, query_of, documents,
-                                         fit=request.truncate_prompt_tokens == -1, names=("text_1", "text_2"))
+                                         fit=request.truncate_prompt_tokens == -1, names=("text_1", "text_2"),
+                                         cut_hint=", or send truncate_prompt_tokens: -1 to have it cut")
         scores = await reranker.engine.call(ScoreJob(tuple(inputs.queries), tuple(inputs.query_of),
                                                      tuple(inputs.documents), tuple(inputs.lengths)))
         return score_answer(payload.model, scores, inputs.tokens), inputs.tokens

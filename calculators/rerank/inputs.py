@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.engine.rerank_kind import is_qwen3
+from ovserve.engine.settings import IR_DETOKENIZER
 from ovserve.errors import RequestError
 
 #: Qwen3-Reranker's prompt (its model card): a system message, the instruction and query, then the document, and
@@ -96,6 +97,8 @@ class RerankInputs:
         # as TextRerankPipeline does: pairs where the tokenizer can make them, never for Qwen3
         self.tokenizer = ov_genai.Tokenizer(str(folder), add_second_input=not self.qwen3)
         self.paired = not self.qwen3 and self.tokenizer.supports_paired_input()
+        #: Whether documents can be cut (decoded back to text): OVMS's rerank exports have no detokenizer.
+        self.decodes = (folder / IR_DETOKENIZER).is_file()
         self.max_length = max_length
         self.max_request_tokens = max_request_tokens
         self.template = qwen3_format(instruction) if self.qwen3 else PromptFormat()
@@ -129,12 +132,12 @@ class RerankInputs:
         return found
 
     def prepare(self, queries: Sequence[str], query_of: Sequence[int], documents: Sequence[str], *, fit: bool,
-                max_tokens_per_doc: int | None = None, names: tuple[str, str] = ("query", "documents")
-                ) -> ScoringInputs:
+                max_tokens_per_doc: int | None = None, names: tuple[str, str] = ("query", "documents"),
+                cut_hint: str = "") -> ScoringInputs:
         """The pairs (``queries[query_of[i]]``, ``documents[i]``) ready for the engine. A document too long for the
-        model with its query is cut to fit if ``fit`` (and noted in ``warnings``), else refused; one longer than
-        ``max_tokens_per_doc`` is cut to it. ``names`` are the request's fields for the queries and documents, for
-        errors. Raises :class:`RequestError` (400) naming the field."""
+        model with its query is cut to fit if ``fit`` (and noted in ``warnings``), else refused (``cut_hint`` says how
+        to have it cut); one longer than ``max_tokens_per_doc`` is cut to it. ``names`` are the request's fields for
+        the queries and documents, for errors. Raises :class:`RequestError` (400) naming the field."""
         empty = next((number for number, ids in enumerate(self.token_ids(queries)) if not ids), None)
         if empty is not None:  # GenAI's tokenizer fails on a pair with nothing on either side
             where = names[0] if len(queries) == 1 else f"{names[0]}[{empty}]"
@@ -159,7 +162,8 @@ class RerankInputs:
             text = documents[index]
             limit = min(room, max_tokens_per_doc or room)
             if len(ids) > limit:
-                self._check_cut(index, len(ids), fixed, room, fit=fit and not raw[owner], name=names[1])
+                self._check_cut(f"{names[1]}[{index}]", len(ids), fixed, room, fit=fit,
+                                cuttable=self.decodes and not raw[owner], hint=cut_hint)
                 if limit == room:  # cut for the model, not as the request asked
                     inputs.warnings.append(f"{names[1]}[{index}] was cut to {limit} of its {len(ids)} tokens to fit "
                                            f"this model's {self.max_length} tokens per pair with the query")
@@ -169,13 +173,21 @@ class RerankInputs:
         self._check_budget(inputs.tokens, names[1])
         return inputs
 
-    def _check_cut(self, index: int, tokens: int, fixed: int, room: int, *, fit: bool, name: str) -> None:
-        """Refuse a document the model cannot read whole where it may not be cut."""
-        if tokens > room and not fit:
-            raise RequestError(f"{name}[{index}] has {tokens} tokens; with the query, the pair has {fixed + tokens}, "
-                               f"more than this model's {self.max_length}; shorten it" +
-                               ("" if name != "text_2" else ", or send truncate_prompt_tokens: -1 to have it cut"),
-                               param=name, code="context_length_exceeded")
+    def _check_cut(self, where: str, tokens: int, fixed: int, room: int, *, fit: bool, cuttable: bool,
+                   hint: str) -> None:
+        """Refuse a document that would have to be cut where it may not be: too long for the model and not ``fit``,
+        or longer than the request's ``max_tokens_per_doc`` where it cannot be cut (``cuttable``: the model has a
+        detokenizer, and the prompt was not written by the client, whose end a cut would take off)."""
+        why = ("" if cuttable else "; this model has no detokenizer (openvino_detokenizer.xml) to cut it with"
+               if not self.decodes else "; a prompt written by the client is not cut")
+        if tokens > room and not (fit and cuttable):
+            raise RequestError(f"{where} has {tokens} tokens; with the query, the pair has {fixed + tokens}, more "
+                               f"than this model's {self.max_length}{why}; shorten it{hint if cuttable else ''}",
+                               param=where.split("[")[0], code="context_length_exceeded")
+        if not cuttable:
+            raise RequestError(f"{where} has {tokens} tokens, more than max_tokens_per_doc{why}; shorten it, or "
+                               f"leave max_tokens_per_doc out", param="max_tokens_per_doc",
+                               code="unsupported_parameter")
 
     def _check_budget(self, tokens: int, name: str) -> None:
         if tokens > self.max_request_tokens:

@@ -286,10 +286,18 @@ async def test_a_full_engine_queue_answers_503_with_retry_after_and_a_client_gon
 def test_a_qwen3_reranker_pulled_with_task_rerank_is_served_as_one(tmp_path):
     store = tmp_path / "store"
     repo = {path.name: path for path in QWEN3_RERANKER.iterdir()}  # a repository named without "rerank"
-    with fake_hub({"someone/qwen3-small": repo}) as endpoint:
+    without_detokenizer = {name: path for name, path in repo.items() if "detokenizer" not in name}
+    cross_encoder = {path.name: path for path in RERANKER.iterdir() if "detokenizer" not in path.name}
+    with fake_hub({"someone/qwen3-small": repo, "someone/llm-ir": without_detokenizer,
+                   "OpenVINO/tiny-reranker-ov": cross_encoder}) as endpoint:
         env = {"HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home")}
         pulled = ovserve("pull", "someone/qwen3-small", "--task", "rerank", "--models-dir", str(store), env=env)
+        # as OVMS's rerank export lays it out: no detokenizer, which a reranker does not need (an LLM does)
+        exported = ovserve("pull", "OpenVINO/tiny-reranker-ov", "--models-dir", str(store), env=env)
+        llm = ovserve("pull", "someone/llm-ir", "--models-dir", str(store), env=env)
     assert pulled.returncode == 0, pulled.stderr
+    assert exported.returncode == 0 and model_task(store / "OpenVINO" / "tiny-reranker-ov") == "rerank"
+    assert llm.returncode == 1 and "has an OpenVINO IR but no openvino_detokenizer.xml, which serving needs" in llm.stderr
     folder = store / "someone" / "qwen3-small"
     assert (folder / TASK_FILE).is_file() and model_task(folder) == "rerank"
     server = start_server(["someone/qwen3-small", "--models-dir", str(store), "--api-key", "secret"], tmp_path)

@@ -2,6 +2,8 @@
 reads them, Qwen3-Reranker's prompt written around query and document, documents cut to fit or refused, and the
 bounds of a request."""
 
+import shutil
+
 import openvino_genai as ov_genai
 import pytest
 
@@ -72,7 +74,8 @@ def test_max_tokens_per_doc_cuts_documents_without_a_warning(bert):
 def test_where_documents_may_not_be_cut_one_too_long_is_refused_naming_it(bert, qwen3):
     with pytest.raises(RequestError, match=r"text_2\[1\] has 2000 tokens; with the query, the pair has \d+, more than "
                                            r"this model's 512; shorten it, or send truncate_prompt_tokens: -1") as error:
-        bert.prepare(["q"], [0, 0], ["fine", "word " * 2000], fit=False, names=("text_1", "text_2"))
+        bert.prepare(["q"], [0, 0], ["fine", "word " * 2000], fit=False, names=("text_1", "text_2"),
+                     cut_hint=", or send truncate_prompt_tokens: -1 to have it cut")
     assert error.value.param == "text_2" and error.value.status == 400
     written = qwen3_format()  # a prompt the client wrote: cutting it would cut its end
     with pytest.raises(RequestError, match=r"documents\[0\] has \d+ tokens"):
@@ -105,3 +108,26 @@ def test_the_pair_limit_is_the_models_context_and_for_a_causal_lm_what_a_call_ho
     assert pair_limit(RERANKER, None) == 512  # BERT's 512 positions
     assert pair_limit(QWEN3_RERANKER, None) == 2048 and pair_limit(QWEN3_RERANKER, None, 1769) == 1769
     assert pair_limit(tmp_path, None) == 8192 and pair_limit(RERANKER, 64) == 64  # no config; the graph's own
+
+
+def test_without_a_detokenizer_documents_that_would_be_cut_are_refused(tmp_path):
+    """OVMS's rerank export writes no openvino_detokenizer.xml: GenAI scores with such a model, but nothing can
+    turn a cut document's tokens back into text."""
+    folder = tmp_path / "ovms-export"
+    shutil.copytree(RERANKER, folder, ignore=shutil.ignore_patterns("openvino_detokenizer.*"))
+    model = RerankInputs(folder, max_length=512, max_request_tokens=10_000)
+    assert model.prepare([QUERY], [0], ["short enough"], fit=True, max_tokens_per_doc=5).documents == ["short enough"]
+    with pytest.raises(RequestError, match=r"documents\[0\] has 2000 tokens; .* this model has no detokenizer "
+                                           r"\(openvino_detokenizer.xml\) to cut it with; shorten it$") as error:
+        model.prepare([QUERY], [0], ["word " * 2000], fit=True)
+    assert error.value.param == "documents"
+    with pytest.raises(RequestError, match="more than max_tokens_per_doc; this model has no detokenizer") as error:
+        model.prepare([QUERY], [0], ["word " * 20], fit=True, max_tokens_per_doc=5)
+    assert error.value.param == "max_tokens_per_doc"
+
+
+def test_a_prompt_the_client_wrote_is_never_cut(qwen3):
+    written = qwen3_format()
+    with pytest.raises(RequestError, match="a prompt written by the client is not cut") as error:
+        qwen3.prepare([written.query("q")], [0], [written.document("word " * 20)], fit=True, max_tokens_per_doc=5)
+    assert error.value.param == "max_tokens_per_doc"
