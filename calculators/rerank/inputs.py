@@ -95,7 +95,16 @@ class RerankInputs:
 
         self.qwen3 = is_qwen3(folder)
         # as TextRerankPipeline does: pairs where the tokenizer can make them, never for Qwen3
-        self.tokenizer = ov_genai.Tokenizer(str(folder), add_second_input=not self.qwen3)
+        try:
+            self.tokenizer = ov_genai.Tokenizer(str(folder), add_second_input=not self.qwen3)
+        except RuntimeError as error:
+            if "Post processor is not present" not in str(error):
+                raise
+            raise ValueError(f"{folder}: its tokenizer (openvino_tokenizer.xml) cannot pair a query with a document: "
+                             f"it was converted without special tokens, as OVMS's export_model.py rerank_ov writes it, "
+                             f"and OpenVINO GenAI's TextRerankPipeline needs them. Export the model with 'optimum-cli "
+                             f"export openvino --model ID --task text-classification DIR' (or 'ovserve pull ID'), or "
+                             f"take an OpenVINO/*-ov repository") from None
         self.paired = not self.qwen3 and self.tokenizer.supports_paired_input()
         #: Whether documents can be cut (decoded back to text): OVMS's rerank exports have no detokenizer.
         self.decodes = (folder / IR_DETOKENIZER).is_file()

@@ -131,3 +131,18 @@ def test_a_prompt_the_client_wrote_is_never_cut(qwen3):
     with pytest.raises(RequestError, match="a prompt written by the client is not cut") as error:
         qwen3.prepare([written.query("q")], [0], [written.document("word " * 20)], fit=True, max_tokens_per_doc=5)
     assert error.value.param == "max_tokens_per_doc"
+
+
+def test_a_tokenizer_converted_without_special_tokens_fails_the_load_saying_how_to_export_one(tmp_path):
+    """OVMS's export_model.py rerank_ov converts the tokenizer with add_special_tokens=False (its own node adds them);
+    GenAI's pipeline cannot pair with such a tokenizer. All-MiniLM's tokenizer, as ovserve's BERT export writes it,
+    has no pair post-processor either."""
+    from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+
+    folder = tmp_path / "ovms-rerank-export"
+    shutil.copytree(RERANKER, folder, ignore=shutil.ignore_patterns("openvino_*tokenizer.*"))
+    for path in pull(DEFAULT_EMBEDDING_MODEL, quiet=True).glob("openvino_tokenizer.*"):
+        shutil.copy(path, folder / path.name)
+    with pytest.raises(ValueError, match=r"cannot pair a query with a document: .* OVMS's export_model.py rerank_ov "
+                                         r".*optimum-cli export openvino --model ID --task text-classification DIR"):
+        RerankInputs(folder, max_length=512, max_request_tokens=10_000)
