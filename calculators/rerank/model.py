@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.rerank.inputs import QWEN3_INSTRUCTION, RerankInputs
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
-from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankSpec, logits_bound
+from ovserve.engine.kinds import CALL_TIMEOUT_S
+from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankJob, RerankSpec, logits_bound
 from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
 from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import models_path_in_graph
@@ -27,6 +29,9 @@ log = logging.getLogger("ovserve.calculators")
 DEFAULT_MAX_LENGTH_CAP = 8192
 #: The most tokens one request may have scored, pairs summed: more would hold the engine for minutes.
 DEFAULT_MAX_REQUEST_TOKENS = 300_000
+#: A request is one engine job, and a job running past the engine's call timeout ($OVSERVE_CALL_TIMEOUT_S, 600 s)
+#: gets the engine restarted: by default a request may hold at most this share of it, at the speed measured at load.
+CALL_TIMEOUT_SHARE = 0.25
 
 
 class RerankCalculatorOVOptions(BaseModel):
@@ -51,7 +56,9 @@ class RerankCalculatorOVOptions(BaseModel):
                                   description="ovserve's own: the most tokens in one run, padding included (default "
                                               "for a causal-LM reranker: as many as 1 GiB of its logits hold)")
     max_request_tokens: int = Field(DEFAULT_MAX_REQUEST_TOKENS, ge=1,
-                                    description="ovserve's own: the most tokens one request may have scored")
+                                    description="ovserve's own: the most tokens one request may have scored (default: "
+                                                "300000, or what the engine scores in a quarter of its call timeout "
+                                                "here, measured at load, if less)")
     concurrency: int = Field(1, ge=1, description="ovserve's own: requests run at once, each on a compiled copy of "
                                                   "the model")
     max_queue: int = Field(64, ge=0, description="ovserve's own: requests that may wait for the model; more get 503")
@@ -96,6 +103,31 @@ def pair_limit(folder: Path, given: int | None, per_call: int | None = None) -> 
     return min(limits)
 
 
+async def measure_speed(engine: CallEngine, inputs: RerankInputs) -> float:
+    """The tokens a second the engine scores: two warm-up calls of four documents (the first compiles what the device
+    compiles on first use), the second timed."""
+    probe = await asyncio.to_thread(inputs.prepare, ["which sentence is measured here?"], [0] * 4,
+                                    ["a sentence that warms the reranker up " * 40] * 4, fit=True)
+    job = RerankJob(probe.queries[0], tuple(probe.documents), tuple(probe.lengths))
+    await engine.call(job)
+    started = time.perf_counter()
+    await engine.call(job)
+    return probe.tokens / max(time.perf_counter() - started, 1e-6)
+
+
+def request_limit(options: RerankCalculatorOVOptions, speed: float, max_length: int) -> int:
+    """The most tokens one request may have scored: the graph's ``max_request_tokens`` as given; by default at most
+    what the engine scores, at ``speed``, in :data:`CALL_TIMEOUT_SHARE` of its call timeout (and at least one pair)."""
+    in_time = int(speed * CALL_TIMEOUT_S * CALL_TIMEOUT_SHARE)
+    if "max_request_tokens" in options.model_fields_set:
+        if options.max_request_tokens > 2 * in_time:
+            log.warning("max_request_tokens %d: the engine scores %.0f tokens/s here, so such a request may take "
+                        "longer than the engine's call timeout (%g s), which restarts it", options.max_request_tokens,
+                        speed, CALL_TIMEOUT_S)
+        return options.max_request_tokens
+    return min(options.max_request_tokens, max(in_time, max_length))
+
+
 class RerankModel(Resource):
     """Starts the reranker's engine process and loads its tokenizer, once per graph load; provides both as
     ``RERANKER``."""
@@ -122,8 +154,15 @@ class RerankModel(Resource):
                                          options.instruction)
         self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
         await self.engine.start()
-        log.info("%s: reranker, %s, calls of at most %d documents and %d tokens", folder.name,
-                 json.dumps(inputs.describe()), spec.documents_per_call, batch_tokens)
+        try:
+            speed = await measure_speed(self.engine, inputs)
+        except BaseException:  # the engine process is running: stop it, or a failed (re)load leaks it
+            await self.engine.stop()
+            raise
+        inputs.max_request_tokens = request_limit(options, speed, max_length)
+        log.info("%s: reranker, %s, calls of at most %d documents and %d tokens; scores %.0f tokens/s here, at most "
+                 "%d tokens a request", folder.name, json.dumps(inputs.describe()), spec.documents_per_call,
+                 batch_tokens, speed, inputs.max_request_tokens)
         ctx.set(self.RERANKER, Reranker(self.engine, inputs, options.max_allowed_chunks))
 
     async def close(self) -> None:

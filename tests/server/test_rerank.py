@@ -184,6 +184,13 @@ def test_a_request_without_model_goes_to_the_reranker_and_chat_is_refused(server
     assert_openai_error(chat, 400, "model", "is a reranker: it serves /rerank and /score")
 
 
+def test_the_load_measures_the_engines_speed_and_bounds_a_request_by_it(server):
+    (line,) = [line for line in server.lines if f"{RERANKER.name}: reranker," in line]
+    speed, limit = re.search(r"scores (\d+) tokens/s here, at most (\d+) tokens a request", line).groups()
+    # a quarter of the 600 s call timeout at that speed (logged rounded), at most 300,000
+    assert int(speed) > 0 and abs(int(limit) - min(300_000, int(speed) * 150)) <= 150
+
+
 def test_openapi_lists_score_and_rerank_with_the_models_that_serve_them(server):
     paths = httpx.get(f"{server.base_url}/openapi.json").json()
     schemas = paths["components"]["schemas"]

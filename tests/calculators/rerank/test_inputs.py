@@ -102,14 +102,6 @@ def test_blank_documents_are_counted_and_a_query_without_tokens_is_refused(bert,
         assert error.value.param == "query"
 
 
-def test_the_pair_limit_is_the_models_context_and_for_a_causal_lm_what_a_call_holds(tmp_path):
-    from ovserve.calculators.rerank.model import pair_limit
-
-    assert pair_limit(RERANKER, None) == 512  # BERT's 512 positions
-    assert pair_limit(QWEN3_RERANKER, None) == 2048 and pair_limit(QWEN3_RERANKER, None, 1769) == 1769
-    assert pair_limit(tmp_path, None) == 8192 and pair_limit(RERANKER, 64) == 64  # no config; the graph's own
-
-
 def test_without_a_detokenizer_documents_that_would_be_cut_are_refused(tmp_path):
     """OVMS's rerank export writes no openvino_detokenizer.xml: GenAI scores with such a model, but nothing can
     turn a cut document's tokens back into text."""
