@@ -110,6 +110,19 @@ async def test_behind_a_process_past_the_bound_jobs_are_refused_at_once_and_abor
         await engine.stop()
 
 
+async def test_concurrent_calls_run_on_pipelines_of_their_own_and_agree():
+    engine = CallEngine(RerankSpec(str(QWEN3_RERANKER), concurrency=2, max_batch_tokens=1024,
+                                   plugin_config={"INFERENCE_PRECISION_HINT": "f32"}), in_process=True)
+    await engine.start()
+    try:
+        documents = ("a document the tiny model reads " * 12,) * 24
+        alone = await engine.call(RerankJob("query", documents, (200,) * 24))
+        together = await asyncio.gather(*(engine.call(RerankJob("query", documents, (200,) * 24)) for _ in range(3)))
+        assert all(result == alone for result in together)  # the same calls, f32 on every CPU: the same numbers
+    finally:
+        await engine.stop()
+
+
 def test_a_folder_that_is_no_reranker_fails_to_load_saying_why():
     loop = asyncio.new_event_loop()
     try:

@@ -26,6 +26,8 @@ from tests.server.test_bad_input import assert_openai_error
 from tests.test_model_catalog import ovserve
 from tests.tiny_models import QWEN3_RERANKER, RERANKER
 
+pytestmark = pytest.mark.slow  # real servers, four of them
+
 NAME = "bge-tiny"
 QUERY = "What is the capital of France?"
 DOCUMENTS = ["Paris is the capital of France.", "The cat sat on the mat.", "OpenVINO runs models on CPUs.",
@@ -242,7 +244,7 @@ def ovms(tmp_path_factory):
     model_dir.mkdir()
     for path in RERANKER.iterdir():
         (model_dir / path.name).symlink_to(path)
-    (model_dir / "graph.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH % ("./", "")))
+    (model_dir / "graph.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH % ("./", "plugin_config: '{\"NUM_STREAMS\": 1}'")))
     (root / "busy.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH % (QWEN3_RERANKER, "max_queue: 0 max_batch_tokens: 1024"))
                                      .replace("max_allowed_chunks: 4", "").replace("max_position_embeddings: 64", ""))
     (root / "config.json").write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
