@@ -9,6 +9,7 @@
 #   BASE_IMAGE     any Debian-like image; Python 3 is installed into it if it has none (default python:3.11-slim)
 #   MODEL          the models baked into /models, separated by spaces: names (default: smollm2 for chat and
 #                  all-minilm-l6-v2 for embeddings), Hugging Face ids, or "" for none
+#   EXTRAS         ovserve's extras installed (default: audio, PyAV for speech to text, 133 MB; "" for none)
 #   PIP_INDEX_URL  a PyPI mirror for the build (default: PyPI itself)
 #   PIP_CERT       a CA bundle for pip behind a TLS-inspecting proxy; mount it into the build, e.g.
 #                  podman build -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro --build-arg PIP_CERT=/run/host-ca.crt
@@ -24,6 +25,7 @@ FROM python AS build
 ARG PIP_CERT=""
 ARG PIP_INDEX_URL=""
 ARG MODEL="smollm2 all-minilm-l6-v2"
+ARG EXTRAS="audio"
 WORKDIR /opt/ovserve/src
 # Layers from the least to the most often changed: the dependencies (from pyproject.toml alone), ovserve
 # itself, then the models.
@@ -32,8 +34,9 @@ RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
     && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
     && python3 -m venv /opt/ovserve/venv \
     && if python3 -c "import tomllib" 2>/dev/null; then \
-        python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-            > /tmp/requirements.txt \
+        EXTRAS="$EXTRAS" python3 -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [p['optional-dependencies'][e] for e in os.environ['EXTRAS'].split()]; \
+print('\n'.join(p['dependencies'] + [r for e in extras for r in e]))" > /tmp/requirements.txt \
         && /opt/ovserve/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt; \
     fi
 COPY ovserve ovserve
@@ -41,7 +44,8 @@ COPY calculators calculators
 COPY graphs graphs
 RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
     && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
-    && /opt/ovserve/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
+    && target=. && if [ -n "$EXTRAS" ]; then target=".[$(echo $EXTRAS | tr ' ' ',')]"; fi \
+    && /opt/ovserve/venv/bin/pip install --no-cache-dir --disable-pip-version-check "$target" \
     && find /opt/ovserve/venv -name __pycache__ -prune -exec rm -rf {} +
 RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
     && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \

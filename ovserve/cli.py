@@ -109,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from ovserve.engine.scoring_model import prepare_scoring
-    from ovserve.model_catalog import import_local, model_task, record_task, resolve_model
+    from ovserve.model_catalog import check_task, import_local, model_task, record_task, resolve_model
     from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
 
     references = [args.model] if args.model else [DEFAULT_MODEL.name, DEFAULT_EMBEDDING_MODEL.name]
@@ -122,8 +122,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
             else:
                 path, _ = resolve_model(reference, args.models_dir, gguf_filename=args.gguf_filename,
                                         weight_format=args.weight_format)
+            check_task(path, args.task)
             record_task(path, args.task, args.models_dir)
-            if model_task(path) == "text_generation":
+            if (args.task or model_task(path)) == "text_generation":
                 prepare_scoring(path)
         except (ModelFetchError, ValueError, OSError) as error:
             if imported is not None:  # a copy that cannot be served is not kept
@@ -212,8 +213,9 @@ def _export_gguf(source: Path, output: Path | None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ovserve import __version__
+    from ovserve.model_catalog import TASKS
     from ovserve.model_store import DEFAULT_MODEL
-    from ovserve.server.serve import TASK_GRAPHS, add_model_source_arguments, add_serve_arguments
+    from ovserve.server.serve import add_model_source_arguments, add_serve_arguments
 
     parser = argparse.ArgumentParser(prog="ovserve", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ovserve {__version__}")
@@ -237,9 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("model", nargs="?", metavar="MODEL",
                       help="default: both default models, smollm2 (chat) and all-minilm-l6-v2 (embeddings)")
     pull.add_argument("--name", help="the name in the store, for a local MODEL (default: its file or folder name)")
-    pull.add_argument("--task", choices=TASK_GRAPHS,
-                      help="what the model does, where its files do not say (a Qwen3-Reranker's are an LLM's): "
-                           "'ovserve serve NAME' serves it so from then on (default: from its files)")
+    pull.add_argument("--task", choices=TASKS,
+                      help="what the model is for, as OVMS's --pull --task: speech2text checks that it is a Whisper "
+                           "OpenVINO IR; a task its files do not say (a Qwen3-Reranker's are an LLM's) is recorded, "
+                           "and 'ovserve serve NAME' serves it so from then on (default: as the model's files say)")
     add_model_source_arguments(pull)
     pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=store)
     pull.set_defaults(func=cmd_pull)

@@ -23,6 +23,9 @@ from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
 from ovserve.model_store import ModelFetchError, fill_folder
 
+#: A Whisper IR's encoder (``OpenVINO/whisper-*``): such a repository is downloaded as it is, as an LLM IR is.
+IR_ENCODER = "openvino_encoder_model.xml"
+
 
 def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None = None,
                   weight_format: str = "int4") -> Path:
@@ -35,7 +38,7 @@ def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None =
 
 
 def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | None, weight_format: str) -> None:
-    if IR_MODEL in files:
+    if IR_MODEL in files or IR_ENCODER in files:  # an LLM or encoder IR, or a Whisper one (encoder and decoder)
         missing = [name for name in (IR_TOKENIZER, IR_DETOKENIZER) if name not in files]
         if missing == [IR_DETOKENIZER]:  # a reranker reads text only (OVMS's rerank exports have no detokenizer)
             _download(repo_id, partial, allow_patterns=["config.json", "modules.json"])
@@ -106,9 +109,11 @@ def _download(repo_id: str, folder: Path, allow_patterns: list[str] | None = Non
 
 def _export(repo_id: str, folder: Path, weight_format: str) -> None:
     from ovserve.engine.hf_export import HFExportError, export_checkpoint
+    from ovserve.model_catalog import refuse_speech_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="ovserve-checkpoint-") as checkpoint:
         _download(repo_id, Path(checkpoint))
+        refuse_speech_checkpoint(Path(checkpoint), repo_id)
         try:
             export_checkpoint(Path(checkpoint), folder, weight_format)
         except HFExportError as error:

@@ -18,8 +18,12 @@ from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_MODEL
 from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, export_encoder, fill_folder, pull
 
+#: The file a speech-to-text (Whisper) OpenVINO IR folder holds instead of ``openvino_model.xml``.
+IR_ENCODER = "openvino_encoder_model.xml"
 #: What a model folder holds, by the file that says so.
-_KINDS = ((IR_MODEL, "openvino_ir"), ("*.gguf", "gguf"), ("config.json", "checkpoint"))
+_KINDS = ((IR_MODEL, "openvino_ir"), (IR_ENCODER, "openvino_ir"), ("*.gguf", "gguf"), ("config.json", "checkpoint"))
+#: The architectures (config.json) of speech-to-text models, as OVMS detects them.
+SPEECH_ARCHITECTURES = ("WhisperForConditionalGeneration",)
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,10 @@ TASK_FILE = ".ovserve-task.json"
 
 
 def model_task(path: Path) -> str:
-    """The task a pull recorded (:data:`TASK_FILE`); else ``rerank`` for a reranker folder
+    """What a model folder does: the task a pull recorded (:data:`TASK_FILE`); else, as OVMS detects it,
+    ``speech2text`` for a Whisper (its config.json's architectures), ``rerank`` for a reranker
     (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a sentence-transformers folder (with
-    ``modules.json``), else ``text_generation``: OVMS's order of detection."""
+    ``modules.json``), else ``text_generation``."""
     if not path.is_dir():
         return "text_generation"
     try:
@@ -57,6 +62,8 @@ def model_task(path: Path) -> str:
         recorded = None
     if isinstance(recorded, str):
         return recorded
+    if set(_architectures(path)) & set(SPEECH_ARCHITECTURES):
+        return "speech2text"
     if is_reranker(path):
         return "rerank"
     return "embeddings" if (path / "modules.json").is_file() else "text_generation"
@@ -71,6 +78,33 @@ def record_task(path: Path, task: str | None, models_dir: Path | None = None) ->
     (path / TASK_FILE).unlink(missing_ok=True)
     if model_task(path) != task:
         (path / TASK_FILE).write_text(json.dumps({"task": task}) + "\n")
+
+
+#: The tasks ``--task`` names, as OVMS's CLI names them (those ovserve serves).
+TASKS = ("text_generation", "embeddings", "speech2text", "rerank")
+#: What a speech-to-text folder must hold to be served (as ``optimum-cli export openvino --task
+#: automatic-speech-recognition-with-past`` and the ``OpenVINO/whisper-*`` repositories lay it out).
+WHISPER_FILES = (IR_ENCODER, "openvino_decoder_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+
+
+def check_task(path: Path, task: str | None) -> None:
+    """``--task speech2text`` on a folder that is no Whisper OpenVINO IR fails here, naming what is missing (other
+    tasks choose the graph a model is served with, and its load says what is wrong)."""
+    if task != "speech2text":
+        return
+    missing = [name for name in WHISPER_FILES if not (path / name).is_file()] if path.is_dir() else [str(path)]
+    if missing:
+        raise ModelFetchError(f"--task speech2text: {path} is not a Whisper OpenVINO IR folder (missing "
+                              f"{', '.join(missing)}); an OpenVINO/whisper-* repository is one")
+
+
+def _architectures(folder: Path) -> list[str]:
+    """The ``architectures`` of a folder's config.json (none if it has no readable one)."""
+    try:
+        architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
 
 
 def list_models(models_dir: Path | None = None) -> list[StoredModel]:
@@ -189,7 +223,18 @@ def import_local(source: Path, models_dir: Path | None = None, name: str | None 
     return fill_folder(target, lambda folder: _copy_or_export(source, kind, folder, weight_format))
 
 
+def refuse_speech_checkpoint(folder: Path, source: str) -> None:
+    """A Whisper checkpoint is not exported here (the export writes LLMs): say how to export it."""
+    if model_task(folder) == "speech2text":
+        raise ModelFetchError(f"{source} is a Whisper checkpoint (PyTorch weights), which ovserve does not export; "
+                              f"take its OpenVINO IR (an OpenVINO/whisper-* repository, e.g. "
+                              f"OpenVINO/whisper-base-fp16-ov), or export it with 'optimum-cli export openvino --model "
+                              f"{source} --task automatic-speech-recognition-with-past DIR' and serve DIR")
+
+
 def _copy_or_export(source: Path, kind: str, folder: Path, weight_format: str) -> None:
+    if kind == "checkpoint":
+        refuse_speech_checkpoint(source, str(source))
     if kind == "checkpoint" and (source / "modules.json").is_file():
         export_encoder(source, folder)
     elif kind == "checkpoint":

@@ -25,7 +25,8 @@ class HttpRequestPayload:
     uri: str
     #: The raw body.
     body: bytes
-    #: The body parsed as JSON (the server parses it once, to route by ``model``).
+    #: The body parsed as JSON (the server parses it once, to route by ``model``); for a multipart form (the audio
+    #: endpoints), its text fields, a field sent more than once as a list.
     json: Any
     #: The name the model is served under (what responses report as ``model``).
     model: str
@@ -33,6 +34,8 @@ class HttpRequestPayload:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: The server's id for this request (for logs).
     request_id: str = ""
+    #: A multipart form's files by field name: (filename, content type, bytes).
+    files: Mapping[str, tuple[str, str, bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

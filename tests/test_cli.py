@@ -127,3 +127,31 @@ def test_the_ready_line_shows_an_address_clients_can_use(host, url):
     from ovserve.server.serve import client_url
 
     assert client_url(host, 8000) == url
+
+
+def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_path, capsys):
+    from ovserve.cli import build_parser
+    from ovserve.model_catalog import list_models, model_kind, model_task
+    from ovserve.server.serve import servable_specs
+    from tests.tiny_models import RERANKER, WHISPER
+
+    assert (model_task(WHISPER), model_kind(WHISPER)) == ("speech2text", "openvino_ir")
+    ((spec,), _) = servable_specs(build_parser().parse_args(["serve", str(WHISPER), "--enable-word-timestamps"]))
+    assert spec.graph_path.name == "speech2text.pbtxt"
+    assert spec.overrides["whisper"] == {"models_path": str(WHISPER), "enable_word_timestamps": True}
+    with pytest.raises(ValueError, match="--max-num-seqs set an LLM engine; the speech-to-text model"):
+        servable_specs(build_parser().parse_args(["serve", str(WHISPER), "--max-num-seqs", "4"]))
+    with pytest.raises(ValueError, match="--enable-word-timestamps is for speech-to-text models; 'reranker'"):
+        servable_specs(build_parser().parse_args(["serve", str(RERANKER), "--enable-word-timestamps"]))
+    store = tmp_path / "store"
+    assert main(["pull", str(WHISPER), "--task", "speech2text", "--name", "tiny-whisper", "--models-dir",
+                 str(store)]) == 0
+    assert capsys.readouterr().out.strip() == str(store / "tiny-whisper")
+    assert [(m.name, m.kind) for m in list_models(store)] == [("tiny-whisper", "openvino_ir")]
+    assert main(["serve", "--pull", "--source_model", "tiny-whisper", "--task", "speech2text", "--models-dir",
+                 str(store)]) == 0
+    assert capsys.readouterr().out.strip() == str(store / "tiny-whisper")
+    assert main(["pull", str(RERANKER), "--task", "speech2text", "--name", "no-whisper", "--models-dir",
+                 str(store)]) == 1
+    assert "is not a Whisper OpenVINO IR folder (missing openvino_encoder_model.xml" in capsys.readouterr().err
+    assert [m.name for m in list_models(store)] == ["tiny-whisper"]  # what cannot be served is not kept

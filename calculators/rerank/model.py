@@ -16,7 +16,6 @@ from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.rerank.inputs import QWEN3_INSTRUCTION, RerankInputs
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
-from ovserve.engine.kinds import CALL_TIMEOUT_S
 from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankJob, RerankSpec, logits_bound
 from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
 from ovserve.framework.metrics import Histogram
@@ -29,9 +28,10 @@ log = logging.getLogger("ovserve.calculators")
 DEFAULT_MAX_LENGTH_CAP = 8192
 #: The most tokens one request may have scored, pairs summed: more would hold the engine for minutes.
 DEFAULT_MAX_REQUEST_TOKENS = 300_000
-#: A request is one engine job, and a job running past the engine's call timeout ($OVSERVE_CALL_TIMEOUT_S, 600 s)
-#: gets the engine restarted: by default a request may hold at most this share of it, at the speed measured at load.
-CALL_TIMEOUT_SHARE = 0.25
+#: A request is one engine job, and the requests behind it wait while it runs: by default one may hold the engine for
+#: at most this many seconds, at the speed measured at load (a real reranker on 2 CPU cores scores a few hundred
+#: tokens a second, a Qwen3-Reranker tens: 300,000 tokens would hold it for many minutes).
+MAX_REQUEST_SECONDS = 150.0
 
 
 class RerankCalculatorOVOptions(BaseModel):
@@ -57,8 +57,8 @@ class RerankCalculatorOVOptions(BaseModel):
                                               "for a causal-LM reranker: as many as 1 GiB of its logits hold)")
     max_request_tokens: int = Field(DEFAULT_MAX_REQUEST_TOKENS, ge=1,
                                     description="ovserve's own: the most tokens one request may have scored (default: "
-                                                "300000, or what the engine scores in a quarter of its call timeout "
-                                                "here, measured at load, if less)")
+                                                "300000, or what the engine scores in 150 s here, measured at load, "
+                                                "if less)")
     concurrency: int = Field(1, ge=1, description="ovserve's own: requests run at once, each on a compiled copy of "
                                                   "the model")
     max_queue: int = Field(64, ge=0, description="ovserve's own: requests that may wait for the model; more get 503")
@@ -117,13 +117,13 @@ async def measure_speed(engine: CallEngine, inputs: RerankInputs) -> float:
 
 def request_limit(options: RerankCalculatorOVOptions, speed: float, max_length: int) -> int:
     """The most tokens one request may have scored: the graph's ``max_request_tokens`` as given; by default at most
-    what the engine scores, at ``speed``, in :data:`CALL_TIMEOUT_SHARE` of its call timeout (and at least one pair)."""
-    in_time = int(speed * CALL_TIMEOUT_S * CALL_TIMEOUT_SHARE)
+    what the engine scores, at ``speed``, in :data:`MAX_REQUEST_SECONDS` (and at least one pair)."""
+    in_time = int(speed * MAX_REQUEST_SECONDS)
     if "max_request_tokens" in options.model_fields_set:
         if options.max_request_tokens > 2 * in_time:
-            log.warning("max_request_tokens %d: the engine scores %.0f tokens/s here, so such a request may take "
-                        "longer than the engine's call timeout (%g s), which restarts it", options.max_request_tokens,
-                        speed, CALL_TIMEOUT_S)
+            log.warning("max_request_tokens %d: the engine scores %.0f tokens/s here, so one such request holds it "
+                        "for %.0f s, and the requests behind it wait", options.max_request_tokens, speed,
+                        options.max_request_tokens / max(speed, 1e-6))
         return options.max_request_tokens
     return min(options.max_request_tokens, max(in_time, max_length))
 

@@ -141,19 +141,35 @@ class EngineCore(abc.ABC):
         return []
 
 
+class CallSignal(threading.Event):
+    """Set when a running job is to stop. Asking whether it is set is a sign of life: a pipeline's callback that asks
+    at each token or step tells the core that the call still works, however long it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: When the call last asked (``time.monotonic()``).
+        self.last_asked = time.monotonic()
+
+    def is_set(self) -> bool:
+        self.last_asked = time.monotonic()
+        return super().is_set()
+
+
 class CallJob(abc.ABC):
     """A job for a one-call kind."""
 
     @abc.abstractmethod
-    def run(self, pipeline: Any, emit: Any, cancelled: threading.Event) -> Any:
+    def run(self, pipeline: Any, emit: Any, cancelled: CallSignal) -> Any:
         """Run the job on ``pipeline`` (called in a call thread of the engine process) and return its result.
-        ``emit(payload)`` sends a partial result to the client at once (streamed output); the pipeline's callback
-        should stop the call when ``cancelled`` is set, where the pipeline has one. Raise to fail the job: the
-        client gets the exception's message."""
+        ``emit(payload)`` sends a partial result to the client at once (streamed output). Where the pipeline has a
+        callback, it should ask ``cancelled.is_set()`` and stop the call when it is: asking also shows that the call
+        still works (see :attr:`CallCore.progressing`). Raise to fail the job: the client gets the exception's
+        message."""
 
 
-#: How long a one-call job may run before the core stops showing progress (the server's watchdog then restarts the
-#: engine): ``$OVSERVE_CALL_TIMEOUT_S``, 600 s by default.
+#: How long a one-call job may go without a sign of life (it began, emitted a partial result, or its callback asked
+#: whether it is cancelled) before the core stops showing progress and the server's watchdog restarts the engine:
+#: ``$OVSERVE_CALL_TIMEOUT_S``, 600 s by default.
 CALL_TIMEOUT_S = float(os.environ.get("OVSERVE_CALL_TIMEOUT_S", "600"))
 
 
@@ -168,8 +184,8 @@ class CallCore(EngineCore):
         self.concurrency = concurrency
         self.call_timeout = call_timeout
         self.waiting: deque[tuple[int, CallJob, float]] = deque()
-        #: Running jobs: id → (the flag that cancels it, when it began).
-        self.running: dict[int, tuple[threading.Event, float]] = {}
+        #: Running jobs: id → (the flag that cancels it, when it last showed life: began or emitted).
+        self.running: dict[int, tuple[CallSignal, float]] = {}
         self.aborted: set[int] = set()
         self.results: queue.SimpleQueue[RequestOutput] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
@@ -216,8 +232,10 @@ class CallCore(EngineCore):
 
     @property
     def progressing(self) -> bool:
+        """Whether every running call showed life within the call timeout."""
         now = time.monotonic()
-        return all(now - began < self.call_timeout for _, began in self.running.values())
+        return all(now - max(began, signal.last_asked) < self.call_timeout
+                   for signal, began in self.running.values())
 
     def work(self) -> None:
         self.steps += 1
@@ -240,7 +258,7 @@ class CallCore(EngineCore):
                 self.outputs.append((request_id, payload, finish))
         while self.waiting and len(self.running) < self.concurrency:
             request_id, job, added = self.waiting.popleft()
-            cancelled = threading.Event()
+            cancelled = CallSignal()
             self.running[request_id] = (cancelled, time.monotonic())
             self.queued.append(time.monotonic() - added)
             threading.Thread(target=self._call, args=(request_id, job, cancelled), daemon=True,
@@ -249,8 +267,9 @@ class CallCore(EngineCore):
         if not news:
             self.idle_steps += 1
 
-    def _call(self, request_id: int, job: CallJob, cancelled: threading.Event) -> None:
+    def _call(self, request_id: int, job: CallJob, cancelled: CallSignal) -> None:
         def emit(payload: Any) -> None:
+            cancelled.last_asked = time.monotonic()
             self._deliver((request_id, payload, None))
 
         try:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import queue
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine.kinds import CallCore, CallJob, EngineCore, EngineSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
 
 #: Default bounds of one pipeline call: documents, and padded tokens (documents x the longest pair).
 DEFAULT_MAX_BATCH = 32
@@ -117,8 +116,9 @@ class RerankRunner:
             self._free.put(pipeline)
 
     def score(self, query: str, documents: Sequence[str], lengths: Sequence[int],
-              cancelled: threading.Event) -> list[float] | None:
-        """Each document's score against ``query``, in the documents' order; ``None`` if cancelled meanwhile."""
+              cancelled: CallSignal) -> list[float] | None:
+        """Each document's score against ``query``, in the documents' order; ``None`` if cancelled meanwhile. It asks
+        ``cancelled`` before each call of the pipeline, which also shows the engine that the job goes on."""
         scores: list[float | None] = [None] * len(documents)
         with self.pipeline() as pipeline:
             for batch in plan_batches(lengths, self.max_batch, self.max_batch_tokens):
@@ -145,7 +145,7 @@ class RerankJob(CallJob):
     lengths: tuple[int, ...]
     top_n: int | None = None
 
-    def run(self, pipeline: RerankRunner, emit: Any, cancelled: threading.Event) -> list[tuple[int, float]] | None:
+    def run(self, pipeline: RerankRunner, emit: Any, cancelled: CallSignal) -> list[tuple[int, float]] | None:
         scores = pipeline.score(self.query, self.documents, self.lengths, cancelled)
         if scores is None:
             return None
@@ -162,7 +162,7 @@ class ScoreJob(CallJob):
     documents: tuple[str, ...]
     lengths: tuple[int, ...]
 
-    def run(self, pipeline: RerankRunner, emit: Any, cancelled: threading.Event) -> list[float] | None:
+    def run(self, pipeline: RerankRunner, emit: Any, cancelled: CallSignal) -> list[float] | None:
         groups: dict[int, list[int]] = {}
         for index, owner in enumerate(self.query_of):
             groups.setdefault(owner, []).append(index)

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ovserve.calculators.audio.schema import form_fields
 from ovserve.calculators.llm.request import parse_body
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
@@ -27,6 +28,7 @@ from ovserve.server.config_reload import ConfigReloader
 from ovserve.server.guard import GuardSettings, RequestGuard, parse_json_body
 from ovserve.server.loop_lag import watch_loop_lag
 from ovserve.server.metrics import ServerMetrics
+from ovserve.server.multipart import parse_form
 from ovserve.server.openapi import openapi_document
 from ovserve.server.responses import (
     CLIENT_CLOSED,
@@ -120,7 +122,8 @@ class OpenAIRoutes:
 
     async def completions(self, request: Request) -> Response | GraphResponse:
         """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
-        ``/rerank``, ``/score``, ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
+        ``/rerank``, ``/score``, ``/audio/transcriptions``, ``/audio/translations``, ``/tokenize``, ``/detokenize``):
+        run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         try:
@@ -135,9 +138,13 @@ class OpenAIRoutes:
             self.recorder.record(request_id, "-", error.status, started, {"error": error.message})
             return error_response(error)
         model = "-"
+        files: dict[str, tuple[str, str, bytes]] = {}
         try:
-            # a big body takes milliseconds to parse and check: off the event loop then
-            data = parse_json_body(body) if len(body) < LARGE_BODY else await asyncio.to_thread(parse_json_body, body)
+            if request.url.path.endswith(FORM_PATHS):
+                data, files = await form_body(body, request)
+            else:  # a big body takes milliseconds to parse and check: off the event loop then
+                data = parse_json_body(body) if len(body) < LARGE_BODY else await asyncio.to_thread(parse_json_body,
+                                                                                                     body)
             servable = self._servable(data.get("model"), _kind_of(request.url.path))
             data["model"] = model = servable.name  # only served names become metric labels
             if not servable.ready:
@@ -166,8 +173,9 @@ class OpenAIRoutes:
                 log.error("%s: the store could not be read: %r", request_id, error)
             self.recorder.record(request_id, model, failure.status, started, {"error": failure.message})
             return error_response(failure)
-        payload = HttpRequestPayload(uri=request.url.path, body=body, json=data, model=servable.name,
-                                     method=request.method, headers=dict(request.headers), request_id=request_id)
+        payload = HttpRequestPayload(uri=request.url.path, body=b"" if files else body, json=data,
+                                     model=servable.name, method=request.method, headers=dict(request.headers),
+                                     request_id=request_id, files=files)
         return GraphResponse(servable.graph, payload, started, self.recorder, on_done=release,
                              keepalive=self.settings.keepalive, deadline=self.settings.request_timeout,
                              tags=servable.tags, capture=capture)
@@ -272,9 +280,26 @@ class OpenAIRoutes:
 def _kind_of(path: str) -> tuple[str, ...]:
     """The kinds of model an endpoint is for, preferred first (a request that leaves ``model`` out goes to the only
     one of the first kind served): rerank and score go to a reranker, else to an embedding model."""
+    if path.endswith(FORM_PATHS):
+        return ("speech2text",)
     if path.endswith(("/rerank", "/score")):
         return "rerank", "embeddings"
     return ("embeddings",) if path.endswith("/embeddings") else ("text_generation",)
+
+
+#: The endpoints whose bodies are multipart forms (an audio file and text fields).
+FORM_PATHS = ("/audio/transcriptions", "/audio/translations")
+
+
+async def form_body(body: bytes, request: Request) -> tuple[dict[str, Any], dict[str, tuple[str, str, bytes]]]:
+    """A multipart body's text fields (as :func:`~ovserve.calculators.audio.schema.form_fields` gathers them, with
+    ``stream`` read as the bool it means, for the keep-alive) and its files."""
+    form = await parse_form(body, request.headers)
+    data = form_fields(form.fields)
+    stream = data.get("stream")
+    if isinstance(stream, str) and stream.strip().lower() in ("true", "false", "1", "0"):
+        data["stream"] = stream.strip().lower() in ("true", "1")
+    return data, form.files
 
 
 def request_id_of(request: Request) -> str:
@@ -368,6 +393,8 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/embeddings", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/rerank", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/score", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/audio/transcriptions", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/audio/translations", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/responses", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages/count_tokens", routes_of.completions, methods=["POST"]),

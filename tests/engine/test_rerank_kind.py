@@ -5,13 +5,13 @@ process), a full queue refused, and which folders are rerankers."""
 import asyncio
 import json
 import shutil
-import threading
 
 import openvino_genai as ov_genai
 import pytest
 
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import EngineBusyError
+from ovserve.engine.kinds import CallSignal
 from ovserve.engine.rerank_kind import (
     RerankJob,
     RerankRunner,
@@ -173,7 +173,7 @@ def test_a_cancelled_job_stops_between_calls():
 
     config = ov_genai.TextRerankPipeline.Config()
     config.top_n = 2
-    cancelled = threading.Event()
+    cancelled = CallSignal()
     runner = RerankRunner([Pipeline(ov_genai.TextRerankPipeline(str(RERANKER), "CPU", config))], 2, 1000)
     assert runner.score("query", DOCUMENTS, lengths(DOCUMENTS), cancelled) is None
     assert calls == [2]

@@ -107,7 +107,9 @@ class ReloadableServer:
         graph = re.sub(r'models_path: "smollm2".*\n', options, graph)
         path = self.root / name / "graph.pbtxt"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(graph)
+        staged = path.with_suffix(".tmp")
+        staged.write_text(graph)
+        staged.replace(path)  # at once, as editors save: the watcher never reads half a graph
         return path
 
     def write_config(self, names: list[str]) -> None:

@@ -189,7 +189,7 @@ def test_a_request_without_model_goes_to_the_reranker_and_chat_is_refused(server
 def test_the_load_measures_the_engines_speed_and_bounds_a_request_by_it(server):
     (line,) = [line for line in server.lines if f"{RERANKER.name}: reranker," in line]
     speed, limit = re.search(r"scores (\d+) tokens/s here, at most (\d+) tokens a request", line).groups()
-    # a quarter of the 600 s call timeout at that speed (logged rounded), at most 300,000
+    # 150 s of work at that speed (logged rounded), at most 300,000
     assert int(speed) > 0 and abs(int(limit) - min(300_000, int(speed) * 150)) <= 150
 
 

@@ -2,8 +2,7 @@
 
 import logging
 
-from ovserve.calculators.rerank.model import RerankCalculatorOVOptions, pair_limit, request_limit
-from ovserve.engine.kinds import CALL_TIMEOUT_S
+from ovserve.calculators.rerank.model import MAX_REQUEST_SECONDS, RerankCalculatorOVOptions, pair_limit, request_limit
 from tests.tiny_models import QWEN3_RERANKER, RERANKER
 
 
@@ -13,13 +12,13 @@ def test_the_pair_limit_is_the_models_context_and_for_a_causal_lm_what_a_call_ho
     assert pair_limit(tmp_path, None) == 8192 and pair_limit(RERANKER, 64) == 64  # no config; the graph's own
 
 
-def test_a_request_holds_at_most_a_quarter_of_the_call_timeout_at_the_measured_speed(caplog):
+def test_a_request_holds_the_engine_for_at_most_150_s_at_the_measured_speed(caplog):
     options = RerankCalculatorOVOptions(models_path="x")
     assert request_limit(options, speed=1e9, max_length=512) == 300_000  # a fast engine: the default bound
     slow = 40.0  # tokens/s: about what Qwen3-Reranker-0.6B scores on 2 CPU cores
-    assert request_limit(options, speed=slow, max_length=512) == int(slow * CALL_TIMEOUT_S / 4)
+    assert request_limit(options, speed=slow, max_length=512) == int(slow * MAX_REQUEST_SECONDS) == 6000
     assert request_limit(options, speed=0.001, max_length=512) == 512  # at least one whole pair
     given = RerankCalculatorOVOptions(models_path="x", max_request_tokens=100_000)
     with caplog.at_level(logging.WARNING):
         assert request_limit(given, speed=slow, max_length=512) == 100_000  # the graph's own, with a warning
-    assert "may take longer than the engine's call timeout" in caplog.text
+    assert "one such request holds it for 2500 s, and the requests behind it wait" in caplog.text

@@ -1,0 +1,166 @@
+"""The speech-to-text model of a graph: a Whisper engine process, and what the server checks requests against.
+
+``WhisperModel`` is the resource of OVMS's ``S2tCalculator`` node (its options are ``S2tCalculatorOptions``);
+``SttWhisperModel`` takes the same options under the node's older name, ``SttCalculatorOptions``. Both start one
+engine process (:mod:`ovserve.engine.whisper_kind`) and hand the speech node a :class:`SpeechModel`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.audio.decode import DEFAULT_MAX_SECONDS, MAX_UPLOAD_BYTES, AudioLimits
+from ovserve.engine.call_client import CallEngine
+from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
+from ovserve.engine.whisper_kind import DEFAULT_MAX_QUEUED, WhisperSpec
+from ovserve.framework.metrics import Histogram
+from ovserve.model_catalog import WHISPER_FILES, models_path_in_graph
+
+log = logging.getLogger("ovserve.calculators")
+
+INSTALL_AUDIO = "pip install 'ovserve[audio]'"
+
+
+class S2tCalculatorOptions(BaseModel):
+    """OVMS's ``mediapipe.S2tCalculatorOptions`` (``models_path``, ``target_device``, ``plugin_config``,
+    ``enable_word_timestamps``; the older ``device`` for ``target_device``), plus ovserve's own bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models_path: str = Field(description="a Whisper IR folder (openvino_encoder_model.xml, openvino_decoder_model.xml, "
+                                         "tokenizer, detokenizer), relative to the graph file, or a model in the store")
+    target_device: str | None = Field(None, description="CPU (default), GPU, NPU, AUTO, ...")
+    device: str | None = Field(None, description="the older name of target_device")
+    plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
+    enable_word_timestamps: bool = Field(False, description="build the pipeline so that requests may ask for word "
+                                                            "timestamps (timestamp_granularities[]=word)")
+    max_queued_requests: int = Field(DEFAULT_MAX_QUEUED, ge=1, description="ovserve's own: the most requests the model "
+                                     "holds at once, decoding, running or waiting; more get 503 with Retry-After")
+    max_file_bytes: int = Field(MAX_UPLOAD_BYTES, ge=1, description="ovserve's own: the largest audio file taken (413 "
+                                                                    "above it)")
+    max_audio_seconds: float = Field(DEFAULT_MAX_SECONDS, gt=0, description="ovserve's own: the longest audio taken")
+    engine_step_timeout: float = Field(DEFAULT_STEP_TIMEOUT, ge=0, description="ovserve's own: seconds without word "
+                                       "from the engine, with requests in flight, after which it is restarted (0: "
+                                       "never)")
+
+    @field_validator("plugin_config")
+    @classmethod
+    def _json(cls, value: dict[str, Any] | str) -> dict[str, Any]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as error:
+                raise ValueError(f"plugin_config must be a JSON object string: {error}") from None
+        if not isinstance(value, dict):
+            raise ValueError("plugin_config must be a JSON object, e.g. '{\"NUM_STREAMS\": \"1\"}'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_device(self) -> S2tCalculatorOptions:
+        if self.target_device and self.device and self.target_device != self.device:
+            raise ValueError(f"target_device '{self.target_device}' and device '{self.device}' disagree: set one")
+        return self
+
+    @property
+    def chosen_device(self) -> str:
+        return self.target_device or self.device or "CPU"
+
+
+class SttCalculatorOptions(S2tCalculatorOptions):
+    """The same options under OVMS's older name (``SttCalculator`` nodes)."""
+
+
+@dataclass
+class SpeechModel:
+    """What the speech node needs of the model: its engine, the language codes it knows (``None``: an English-only
+    model), whether it translates and gives word timestamps, the limits on uploads, and a bound on the requests it
+    holds (decoding their audio, or in the engine)."""
+
+    engine: CallEngine
+    languages: frozenset[str] | None
+    translates: bool
+    word_timestamps: bool
+    limits: AudioLimits
+    max_held: int
+    held: int = field(default=0)
+
+    def hold(self) -> None:
+        """Count a request in (before its audio is decoded); 503 when the model holds as many as it may."""
+        if self.held >= self.max_held:
+            raise EngineBusyError(self.engine.spec.name, self.max_held)
+        self.held += 1
+
+    def release(self) -> None:
+        self.held -= 1
+
+
+def read_languages(folder: Path) -> tuple[frozenset[str] | None, bool]:
+    """The language codes a Whisper model knows and whether it translates, from its ``generation_config.json``
+    (``lang_to_id`` keys such as ``<|en|>``, ``task_to_id``). English-only models have neither: ``(None, False)``."""
+    try:
+        config = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    codes = frozenset(key.strip("<|>") for key in config.get("lang_to_id") or {})
+    if not codes or config.get("is_multilingual") is False:
+        return None, False
+    return codes, "translate" in (config.get("task_to_id") or {})
+
+
+class WhisperModel(Resource):
+    """Starts the Whisper engine process for ``models_path`` and provides it, with what requests are checked
+    against, as ``WHISPER``."""
+
+    WHISPER = SideOutput(SpeechModel, doc="the Whisper engine and the model's languages and limits")
+
+    Options = S2tCalculatorOptions
+    options_type = "mediapipe.S2tCalculatorOptions"
+
+    async def open(self, ctx: ResourceContext) -> None:
+        options: S2tCalculatorOptions = ctx.options
+        if importlib.util.find_spec("av") is None:
+            raise ModuleNotFoundError(f"speech to text decodes uploads with PyAV, which is not installed: "
+                                      f"{INSTALL_AUDIO}")
+        folder = models_path_in_graph(ctx.base_path, options.models_path)
+        missing = [name for name in WHISPER_FILES if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"models_path '{folder}' is not a Whisper OpenVINO IR folder (missing "
+                                    f"{', '.join(missing)}); 'ovserve pull OpenVINO/whisper-base-fp16-ov' fetches one")
+        languages, translates = read_languages(folder)
+        spec = WhisperSpec(str(folder), options.chosen_device, dict(options.plugin_config),  # type: ignore[arg-type]
+                           options.enable_word_timestamps, options.max_queued_requests)
+        self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
+        await self.engine.start()
+        log.info("%s: speech to text on %s, %s, word timestamps %s", folder.name, spec.device,
+                 f"{len(languages)} languages" if languages else "English only",
+                 "on" if options.enable_word_timestamps else "off")
+        limits = AudioLimits(options.max_file_bytes, options.max_audio_seconds)
+        ctx.set(self.WHISPER, SpeechModel(self.engine, languages, translates, options.enable_word_timestamps, limits,
+                                          options.max_queued_requests))
+
+    async def close(self) -> None:
+        await self.engine.stop()
+
+    def is_ready(self) -> bool:
+        return self.engine.ready
+
+    def metrics(self) -> dict[str, float]:
+        return self.engine.metrics()
+
+    def histograms(self) -> dict[str, Histogram]:
+        return {"engine_queue_time_seconds": self.engine.queue_time}
+
+
+class SttWhisperModel(WhisperModel):
+    """:class:`WhisperModel` for graphs of OVMS's older ``SttCalculator`` node (``SttCalculatorOptions``)."""
+
+    Options = SttCalculatorOptions
+    options_type = "mediapipe.SttCalculatorOptions"
