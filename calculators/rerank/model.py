@@ -18,6 +18,7 @@ from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankJob, RerankSpec, logits_bound
 from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
+from ovserve.errors import RequestError
 from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import models_path_in_graph
 
@@ -103,11 +104,14 @@ def pair_limit(folder: Path, given: int | None, per_call: int | None = None) -> 
     return min(limits)
 
 
-async def measure_speed(engine: CallEngine, inputs: RerankInputs) -> float:
-    """The tokens a second the engine scores: two warm-up calls of four documents (the first compiles what the device
-    compiles on first use), the second timed."""
-    probe = await asyncio.to_thread(inputs.prepare, ["which sentence is measured here?"], [0] * 4,
-                                    ["a sentence that warms the reranker up " * 40] * 4, fit=True)
+async def measure_speed(engine: CallEngine, inputs: RerankInputs) -> float | None:
+    """The tokens a second the engine scores: two warm-up calls of four documents sized to the pair limit (the first
+    compiles what the device compiles on first use), the second timed; ``None`` where no document fits a pair."""
+    words = max(1, min(200, inputs.max_length // 8))
+    try:
+        probe = await asyncio.to_thread(inputs.prepare, ["query"], [0] * 4, ["warm " * words] * 4, fit=True)
+    except RequestError:  # a pair limit that leaves no room beside the prompt
+        return None
     job = RerankJob(probe.queries[0], tuple(probe.documents), tuple(probe.lengths))
     await engine.call(job)
     started = time.perf_counter()
@@ -115,9 +119,11 @@ async def measure_speed(engine: CallEngine, inputs: RerankInputs) -> float:
     return probe.tokens / max(time.perf_counter() - started, 1e-6)
 
 
-def request_limit(options: RerankCalculatorOVOptions, speed: float, max_length: int) -> int:
+def request_limit(options: RerankCalculatorOVOptions, speed: float | None, max_length: int) -> int:
     """The most tokens one request may have scored: the graph's ``max_request_tokens`` as given; by default at most
     what the engine scores, at ``speed``, in :data:`MAX_REQUEST_SECONDS` (and at least one pair)."""
+    if speed is None:
+        return options.max_request_tokens
     in_time = int(speed * MAX_REQUEST_SECONDS)
     if "max_request_tokens" in options.model_fields_set:
         if options.max_request_tokens > 2 * in_time:
@@ -160,9 +166,9 @@ class RerankModel(Resource):
             await self.engine.stop()
             raise
         inputs.max_request_tokens = request_limit(options, speed, max_length)
-        log.info("%s: reranker, %s, calls of at most %d documents and %d tokens; scores %.0f tokens/s here, at most "
+        log.info("%s: reranker, %s, calls of at most %d documents and %d tokens; scores %s tokens/s here, at most "
                  "%d tokens a request", folder.name, json.dumps(inputs.describe()), spec.documents_per_call,
-                 batch_tokens, speed, inputs.max_request_tokens)
+                 batch_tokens, "?" if speed is None else f"{speed:.0f}", inputs.max_request_tokens)
         ctx.set(self.RERANKER, Reranker(self.engine, inputs, options.max_allowed_chunks))
 
     async def close(self) -> None:

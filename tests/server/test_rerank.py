@@ -226,7 +226,7 @@ OVMS_GRAPH = """
           [type.googleapis.com / mediapipe.RerankCalculatorOVOptions]: {
             models_path: "%s"
             max_allowed_chunks: 4
-            max_position_embeddings: 64
+            max_position_embeddings: 12
             target_device: "CPU"
             %s
           }
@@ -246,7 +246,7 @@ def ovms(tmp_path_factory):
         (model_dir / path.name).symlink_to(path)
     (model_dir / "graph.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH % ("./", "plugin_config: '{\"NUM_STREAMS\": 1}'")))
     (root / "busy.pbtxt").write_text(textwrap.dedent(OVMS_GRAPH % (QWEN3_RERANKER, "max_queue: 0 max_batch_tokens: 1024"))
-                                     .replace("max_allowed_chunks: 4", "").replace("max_position_embeddings: 64", ""))
+                                     .replace("max_allowed_chunks: 4", "").replace("max_position_embeddings: 12", ""))
     (root / "config.json").write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
         {"name": "ovms-rerank", "base_path": "ovms-rerank"}, {"name": "busy", "graph_path": str(root / "busy.pbtxt")}]}))
     server = start_server(["--config_path", str(root / "config.json")], root)
@@ -261,8 +261,8 @@ def test_an_ovms_rerank_graph_is_served_unchanged_with_its_options(ovms):
     too_many = post(ovms, "/v3/rerank", {"model": "ovms-rerank", "query": "hello", "documents": ["x"] * 5})
     assert_openai_error(too_many, 400, "documents", "more than the 4 this model ranks in one request")
     long = post(ovms, "/v3/rerank", {"model": "ovms-rerank", "query": "hello", "documents": ["word " * 100]}).json()
-    assert "to fit this model's 64 tokens per pair" in long["meta"]["warnings"][0]
-    assert long["usage"]["total_tokens"] <= 64
+    assert "to fit this model's 12 tokens per pair" in long["meta"]["warnings"][0]  # as in OVMS's own test graph
+    assert long["usage"]["total_tokens"] <= 12
 
 
 

@@ -18,6 +18,7 @@ def test_a_request_holds_the_engine_for_at_most_150_s_at_the_measured_speed(capl
     slow = 40.0  # tokens/s: about what Qwen3-Reranker-0.6B scores on 2 CPU cores
     assert request_limit(options, speed=slow, max_length=512) == int(slow * MAX_REQUEST_SECONDS) == 6000
     assert request_limit(options, speed=0.001, max_length=512) == 512  # at least one whole pair
+    assert request_limit(options, speed=None, max_length=8) == 300_000  # not measured: no warm-up text fits
     given = RerankCalculatorOVOptions(models_path="x", max_request_tokens=100_000)
     with caplog.at_level(logging.WARNING):
         assert request_limit(given, speed=slow, max_length=512) == 100_000  # the graph's own, with a warning
