@@ -1,4 +1,4 @@
-"""The embeddings node: an OpenAI embeddings request (or a Cohere rerank request) in, the response out."""
+"""The embeddings node: an OpenAI embeddings request (or a Cohere rerank or vLLM score request) in, the response out."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
 from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.tokenize_endpoint import encoder_tokens
+from ovserve.calculators.rerank.schema import ScoreRequest, score_answer
 from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
@@ -22,7 +23,8 @@ class EmbeddingsCalculator(Calculator):
     """``/embeddings``: validates the request, tokenizes its texts (token ids are taken as they are), checks
     their length, embeds them with the batching encoder, and writes OpenAI's ``list`` of ``embedding`` objects
     with ``usage``; ``base64`` is little-endian float32, as OpenAI sends it. ``/rerank``: orders the documents
-    by the cosine similarity of their embeddings to the query's (:mod:`.rerank`)."""
+    by the cosine similarity of their embeddings to the query's (:mod:`.rerank`); ``/score`` (vLLM's) gives each
+    (``text_1``, ``text_2``) pair's cosine similarity, as vLLM does for embedding models."""
 
     REQUEST_PAYLOAD = Input(HttpRequestPayload, doc="the HTTP request, JSON already parsed")
     ENCODER = SideInput(BatchingEncoder)
@@ -36,11 +38,13 @@ class EmbeddingsCalculator(Calculator):
             ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(answer).encode()))
         elif payload.uri.endswith("/rerank"):
             await self.rerank(ctx, payload, batcher)
+        elif payload.uri.endswith("/score"):
+            await self.score(ctx, payload, batcher)
         elif payload.uri.endswith("/embeddings"):
             await self.embeddings(ctx, payload, batcher)
         else:
-            raise RequestError(f"the model '{payload.model}' is an embedding model: it serves /embeddings, /rerank and "
-                               f"/tokenize, not {payload.uri}", param="model", code="unsupported_model")
+            raise RequestError(f"the model '{payload.model}' is an embedding model: it serves /embeddings, /rerank, "
+                               f"/score and /tokenize, not {payload.uri}", param="model", code="unsupported_model")
 
     async def rerank(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
         request = parse_body(RerankRequest, payload.json)
@@ -54,6 +58,23 @@ class EmbeddingsCalculator(Calculator):
             vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         tokens = sum(len(t) for t in token_lists)
         body = rerank_response(request, vectors, tokens)
+        ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
+
+    async def score(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
+        request = parse_body(ScoreRequest, payload.json)
+        queries, documents = request.texts()
+        tokenizer = tokenizer_of(batcher)
+        token_lists = await asyncio.to_thread(tokenizer.tokenize, [*queries, *documents])
+        within_budget(token_lists)
+        names = [f"text_1[{i}]" for i in range(len(queries))] + [f"text_2[{i}]" for i in range(len(documents))]
+        token_lists = self.within_limit(token_lists, tokenizer.settings.max_length,
+                                        batcher.truncate or request.truncate_prompt_tokens == -1, names)
+        vectors = await batcher.embed(token_lists)
+        vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        firsts = vectors[: len(queries)] if len(queries) > 1 else np.repeat(vectors[:1], len(documents), axis=0)
+        scores = np.sum(firsts * vectors[len(queries):], axis=1)
+        tokens = sum(len(t) for t in token_lists)
+        body = score_answer(payload.model, [float(score) for score in scores], tokens)
         ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
 
     async def embeddings(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
