@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--name", help="the name in the store, for a local MODEL (default: its file or folder name)")
     pull.add_argument("--task", choices=TASKS,
                       help="what the model is for, as OVMS's --pull --task: speech2text checks that it is a Whisper "
-                           "OpenVINO IR (default: as the model's files say)")
+                           "OpenVINO IR, text2speech that it is a text-to-speech one (SpeechT5 with its vocoder, or "
+                           "Kokoro) (default: as the model's files say)")
     add_model_source_arguments(pull)
     pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=store)
     pull.set_defaults(func=cmd_pull)

@@ -116,8 +116,8 @@ class OpenAIRoutes:
 
     async def completions(self, request: Request) -> Response | GraphResponse:
         """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
-        ``/rerank``, ``/audio/transcriptions``, ``/audio/translations``, ``/tokenize``, ``/detokenize``): run the
-        model's graph, which answers by the path."""
+        ``/rerank``, ``/audio/transcriptions``, ``/audio/translations``, ``/audio/speech``, ``/tokenize``,
+        ``/detokenize``): run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         try:
@@ -275,6 +275,8 @@ def _kind_of(path: str) -> str:
     """The kind of model an endpoint is for (a request that leaves ``model`` out goes to the only one of it)."""
     if path.endswith(FORM_PATHS):
         return "speech2text"
+    if path.endswith("/audio/speech"):
+        return "text2speech"
     return "embeddings" if path.endswith(("/embeddings", "/rerank")) else "text_generation"
 
 
@@ -385,6 +387,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/rerank", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/transcriptions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/translations", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/audio/speech", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/responses", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages/count_tokens", routes_of.completions, methods=["POST"]),

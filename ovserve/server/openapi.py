@@ -13,6 +13,7 @@ from ovserve.calculators.llm.messages_api import MessagesCountRequest, MessagesR
 from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tokenize_endpoint import DetokenizeRequest, TokenizeRequest
+from ovserve.calculators.speech.schema import SpeechRequest
 
 #: The model endpoints: path under /v3 (and /v1), request schema, and the kind of model that serves it.
 MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], str], ...] = (
@@ -23,6 +24,7 @@ MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("/messages/count_tokens", MessagesCountRequest, "text_generation"),
     ("/embeddings", EmbeddingRequest, "embeddings"),
     ("/rerank", RerankRequest, "embeddings"),
+    ("/audio/speech", SpeechRequest, "text2speech"),
     ("/tokenize", TokenizeRequest, "any"),
     ("/detokenize", DetokenizeRequest, "any"),
 )
