@@ -106,6 +106,8 @@ class AudioEncoder:
         self.samples_in = 0
         self._resampler = av.AudioResampler(format=self.format.sample_format, layout="mono", rate=self.out_rate)
         self._pts = 0
+        #: Raw pcm of a whole response, until :meth:`finish`.
+        self._held: list[bytes] = []
         if self.format.muxer is None:  # pcm: the resampler's frames are the bytes
             self._container, self._stream, self._sink, self._file = None, None, None, None
             return
@@ -123,7 +125,7 @@ class AudioEncoder:
 
     def add(self, samples: np.ndarray) -> bytes:
         """Encode ``samples`` (float32, mono, at ``rate``); the bytes ready to send (always ``b""`` unless
-        streaming or ``pcm``)."""
+        streaming)."""
         import av
 
         samples = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
@@ -133,13 +135,17 @@ class AudioEncoder:
         frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
         frame.sample_rate = self.rate
         frame.pts = None
-        return self._through(frame)
+        data = self._through(frame)
+        if self.stream:
+            return data
+        self._held.append(data)
+        return b""
 
     def finish(self) -> bytes:
         """Flush the filter, the encoder and the muxer: the last bytes of a stream, or the whole file."""
         out = self._through(None)
         if self._container is None:
-            return out
+            return out if self.stream else b"".join(self._held) + out
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
