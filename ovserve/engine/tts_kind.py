@@ -11,6 +11,9 @@ What GenAI 2026.4 does that the jobs work around:
 
 - ``generate`` has no callback: a running call cannot be stopped, so a client that goes away stops its speech at the
   next sentence (a job still waiting is dropped at once). Pieces are kept short for that reason too.
+- SpeechT5's encoder reads at most ``max_text_positions`` tokens, and a call with more fails: the server keeps
+  pieces short, but a character may be read as several tokens (NFKC normalization), so a job says a text that is
+  still too long in parts that fit, and joins their samples.
 - SpeechT5's decoder stops when its stop head fires, or after ``maxlenratio`` x tokens / 2 steps; its position table
   holds ``max_speech_positions`` steps, and a call that runs past them fails. The job lowers ``maxlenratio`` for a
   piece whose bound would run past them, so that no text fails that way.
@@ -195,20 +198,34 @@ class SpeakJob(CallJob):
 
         if cancelled.is_set():
             return None
-        properties: dict[str, Any] = {}
-        if self.language:
-            properties["language"] = self.language
-        tokens = pipeline.count_tokens(self.text)
-        if tokens > pipeline.max_text_positions:
-            raise ValueError(f"the text is {tokens} tokens long; this model reads at most "
-                             f"{pipeline.max_text_positions} at a time (the server splits texts into shorter pieces)")
-        ratio = pipeline.bounded_maxlenratio(tokens)
-        if ratio is not None:
-            properties["maxlenratio"] = ratio
         if self.voice is not None and self.voice not in pipeline.voices:
             raise ValueError(f"this engine has no voice '{self.voice}'")
         embedding = None if self.voice is None else pipeline.voices[self.voice]
-        result = pipeline.generate(self.text, embedding, properties)
-        (speech,) = result.speeches
-        samples = np.asarray(speech.data, dtype=np.float32).reshape(-1).tobytes()  # a copy: the buffer is reused
-        return SpeechResult(samples, int(result.output_sample_rate), tokens)
+        parts: list[np.ndarray] = []
+        rate, tokens = 0, 0
+        for text, count in fitting_parts(pipeline, self.text):
+            if parts and cancelled.is_set():
+                return None
+            properties: dict[str, Any] = {"language": self.language} if self.language else {}
+            ratio = pipeline.bounded_maxlenratio(count)
+            if ratio is not None:
+                properties["maxlenratio"] = ratio
+            result = pipeline.generate(text, embedding, properties)
+            (speech,) = result.speeches
+            parts.append(np.array(speech.data, dtype=np.float32).reshape(-1))  # a copy: the buffer is reused
+            rate, tokens = int(result.output_sample_rate), tokens + count
+        samples = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return SpeechResult(samples.tobytes(), rate, tokens)
+
+
+def fitting_parts(pipeline: Speaker, text: str) -> list[tuple[str, int]]:
+    """``text`` in parts the encoder reads whole, with their token counts: the text itself, or (when it is more
+    tokens than the model's position table, as a text of characters that normalize to several can be) its halves,
+    cut at a space where there is one, and so on."""
+    tokens = pipeline.count_tokens(text)
+    if tokens <= pipeline.max_text_positions or len(text) < 2:
+        return [(text, tokens)]
+    middle = len(text) // 2
+    space = text.rfind(" ", 0, middle)
+    cut = space if space > len(text) // 4 else middle
+    return fitting_parts(pipeline, text[:cut]) + fitting_parts(pipeline, text[cut:])

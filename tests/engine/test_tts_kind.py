@@ -1,6 +1,6 @@
 """The text-to-speech kind behind the engine boundary (``ovserve.engine.tts_kind``), on the tiny SpeechT5: results as
 plain data, voices read and checked at load, the bounds of SpeechT5's decoder kept, a failed call that leaves the
-pipeline usable. In an engine thread (``in_process``) or on the core directly, for speed; the HTTP tests run it behind
+pipeline usable, a text the encoder cannot read whole said in parts. In an engine thread (``in_process``) or on the core directly, for speed; the HTTP tests run it behind
 its own process."""
 
 import numpy as np
@@ -10,8 +10,15 @@ import pytest
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import EngineError
 from ovserve.engine.kinds import CallSignal
-from ovserve.engine.tts_kind import Speaker, SpeakJob, SpeechResult, SpeechSpec, decoder_bounds
-from tests.tiny_models import SPEECHT5, SPEECHT5_OTHER_SPEAKER, SPEECHT5_RATE, SPEECHT5_SPEAKER, speecht5_samples
+from ovserve.engine.tts_kind import Speaker, SpeakJob, SpeechResult, SpeechSpec, decoder_bounds, fitting_parts
+from tests.tiny_models import (
+    SPEECHT5,
+    SPEECHT5_OTHER_SPEAKER,
+    SPEECHT5_RATE,
+    SPEECHT5_SAMPLES_PER_TOKEN,
+    SPEECHT5_SPEAKER,
+    speecht5_samples,
+)
 
 #: Samples a decoder step gives: two frames of 256 samples.
 STEP_SAMPLES = 512
@@ -64,10 +71,20 @@ def test_a_voice_of_another_size_or_kind_fails_the_load_naming_it(tmp_path):
     assert "ok" in SpeechSpec(str(SPEECHT5), voices=(("ok", str(tmp_path / "ok.npy")),)).load().pipeline.voices
 
 
-def test_a_text_longer_than_the_encoder_reads_is_refused_before_the_pipeline_sees_it(speaker):
-    with pytest.raises(ValueError, match="the text is 902 tokens long; this model reads at most 600"):
-        SpeakJob("x" * 900).run(speaker, None, CallSignal())
-    assert samples(SpeakJob("Hello.").run(speaker, None, CallSignal())).size == speecht5_samples("Hello.")
+def test_a_text_longer_than_the_encoder_reads_is_said_in_parts(speaker):
+    """The encoder reads at most max_text_positions tokens (600 for SpeechT5); the server keeps pieces to 250
+    characters, but a character can be read as several tokens (NFKC turns U+FDFA into 18): such a text is said in
+    parts that fit. Shown with a table of 100 positions, so that the decoder runs few steps."""
+    bounded = Speaker(speaker.pipeline, speaker.tokenizer, max_text_positions=100, voices=speaker.voices)
+    ligatures = "\ufdfa " * 12  # 24 characters, 97 tokens: read whole
+    assert fitting_parts(bounded, ligatures) == [(ligatures, 97)]
+    longer = "\ufdfa " * 30  # 60 characters, 241 tokens
+    parts = fitting_parts(bounded, longer)
+    assert len(parts) > 2 and all(count <= 100 for _, count in parts)
+    assert "".join(text for text, _ in parts) == longer
+    result = SpeakJob(longer).run(bounded, None, CallSignal())
+    assert samples(result).size == sum(count for _, count in parts) * SPEECHT5_SAMPLES_PER_TOKEN
+    assert result.input_tokens == sum(count for _, count in parts)
 
 
 def test_the_decoder_is_kept_within_its_position_table(speaker):
