@@ -176,6 +176,8 @@ def test_a_speecht5_folder_is_served_for_text2speech_with_voices_and_pull_task_c
         servable_specs(build_parser().parse_args(["serve", str(SPEECHT5), "--max-num-seqs", "4"]))
     with pytest.raises(ValueError, match="--voice and --voice-alias are for text-to-speech models; 'whisper'"):
         servable_specs(build_parser().parse_args(["serve", str(WHISPER), "--voice", "a=b.bin"]))
+    with pytest.raises(ValueError, match="a --config's graphs list their own"):
+        servable_specs(build_parser().parse_args(["serve", "--config", "config.json", "--voice", "a=b.bin"]))
     with pytest.raises(ValueError, match="--voice-alias takes NAME=VALUE"):
         servable_specs(build_parser().parse_args(["serve", str(SPEECHT5), "--voice-alias", "alloy"]))
     store = tmp_path / "store"

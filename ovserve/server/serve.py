@@ -209,6 +209,9 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
     """What to serve, from ``--config``, ``--model``, or (neither) the default model."""
     if args.config:
         given = [f"--{name.replace('_', '-')}" for name in ENGINE_FLAGS if getattr(args, name, None) is not None]
+        if getattr(args, "voice", None) or getattr(args, "voice_alias", None):
+            raise ValueError("--voice and --voice-alias set the voices of a text-to-speech MODEL; a --config's graphs "
+                             "list their own in the speech node's options (voices { name path }, voice_aliases)")
         if given:
             raise ValueError(f"{', '.join(given)} set the engine of --model or the default model; a --config's "
                              f"graphs set their own in the LLM node's options (e.g. batch_invariant: true)")
