@@ -109,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from ovserve.engine.scoring_model import prepare_scoring
-    from ovserve.model_catalog import check_task, import_local, model_task, resolve_model
+    from ovserve.model_catalog import check_task, import_local, model_task, record_task, resolve_model
     from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
 
     references = [args.model] if args.model else [DEFAULT_MODEL.name, DEFAULT_EMBEDDING_MODEL.name]
@@ -123,6 +123,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 path, _ = resolve_model(reference, args.models_dir, gguf_filename=args.gguf_filename,
                                         weight_format=args.weight_format)
             check_task(path, args.task)
+            record_task(path, args.task, args.models_dir)
             if (args.task or model_task(path)) == "text_generation":
                 prepare_scoring(path)
         except (ModelFetchError, ValueError, OSError) as error:
@@ -241,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--task", choices=TASKS,
                       help="what the model is for, as OVMS's --pull --task: speech2text checks that it is a Whisper "
                            "OpenVINO IR, text2speech that it is a text-to-speech one (SpeechT5 with its vocoder, or "
-                           "Kokoro) (default: as the model's files say)")
+                           "Kokoro); a task its files do not say (a Qwen3-Reranker's are an LLM's) is recorded, "
+                           "and 'ovserve serve NAME' serves it so from then on (default: as the model's files say)")
     add_model_source_arguments(pull)
     pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=store)
     pull.set_defaults(func=cmd_pull)

@@ -1,7 +1,7 @@
 """Pulling a model from Hugging Face into the store, as OVMS's ``--source_model`` does.
 
 - A repository with an OpenVINO IR (``openvino_model.xml``, as under the ``OpenVINO`` organisation) is
-  downloaded as it is.
+  downloaded as it is; it needs the tokenizer and detokenizer IR (a reranker the tokenizer only).
 - A repository of ``.gguf`` files: the one named by ``gguf_filename``, or the only one there.
 - A PyTorch/safetensors checkpoint is downloaded, then exported to OpenVINO IR through optimum-intel (the
   ``[export]`` extra), at ``weight_format``.
@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
 from ovserve.model_store import ModelFetchError, fill_folder
 
@@ -39,6 +40,10 @@ def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None =
 def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | None, weight_format: str) -> None:
     if IR_MODEL in files or IR_ENCODER in files:  # an LLM or encoder IR, a Whisper or SpeechT5 one, or Kokoro's
         missing = [name for name in _tokenizers_needed(files) if name not in files]
+        if missing == [IR_DETOKENIZER]:  # a reranker reads text only (OVMS's rerank exports have no detokenizer)
+            _download(repo_id, partial, allow_patterns=["config.json", "modules.json"])
+            if is_reranker(partial):
+                missing = []
         if missing:
             raise ModelFetchError(f"{repo_id} has an OpenVINO IR but no {' or '.join(missing)}, which serving needs")
         _download(repo_id, partial)

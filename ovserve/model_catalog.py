@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovserve.engine.hf_export import HF_ID
+from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_MODEL
 from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, export_encoder, fill_folder, pull
 
@@ -47,18 +48,32 @@ def model_kind(folder: Path) -> str | None:
     return None
 
 
+#: Written into a model's folder in the store by a pull with ``--task`` when its files say another task (a
+#: Qwen3-Reranker's files are an LLM's): ``{"task": "rerank"}``.
+TASK_FILE = ".ovserve-task.json"
+
+
 def model_task(path: Path) -> str:
-    """What a model folder does, as OVMS detects it: ``speech2text`` for a Whisper (its config.json's
-    architectures), ``text2speech`` for a text-to-speech model (an architecture ending in ``ForTextToSpeech``, or
-    Kokoro's config.json: no architectures and a phoneme ``vocab``), ``embeddings`` for a sentence-transformers
-    folder (with ``modules.json``), else ``text_generation``."""
+    """What a model folder does: the task a pull recorded (:data:`TASK_FILE`); else, as OVMS detects it (in its
+    order), ``speech2text`` for a Whisper (its config.json's architectures), ``text2speech`` for a text-to-speech
+    model (an architecture ending in ``ForTextToSpeech``, or Kokoro's config.json: no architectures and a phoneme
+    ``vocab``), ``rerank`` for a reranker (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a
+    sentence-transformers folder (with ``modules.json``), else ``text_generation``."""
     if not path.is_dir():
         return "text_generation"
+    try:
+        recorded = json.loads((path / TASK_FILE).read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str):
+        return recorded
     architectures = _architectures(path)
     if set(architectures) & set(SPEECH_ARCHITECTURES):
         return "speech2text"
     if any(name.endswith("ForTextToSpeech") for name in architectures) or _is_kokoro(path):
         return "text2speech"
+    if is_reranker(path):
+        return "rerank"
     return "embeddings" if (path / "modules.json").is_file() else "text_generation"
 
 
@@ -82,8 +97,19 @@ def _is_kokoro(folder: Path) -> bool:
     return not architectures or any("Kokoro" in str(name) for name in architectures)
 
 
+def record_task(path: Path, task: str | None, models_dir: Path | None = None) -> None:
+    """After a pull with ``--task``: a model in the store whose files say another task is served with ``task`` from
+    then on (as OVMS's pull writes the task's graph beside the model). Folders outside the store are left alone."""
+    root = (models_dir or default_models_dir()).resolve()
+    if task is None or not path.is_dir() or root not in path.resolve().parents:
+        return
+    (path / TASK_FILE).unlink(missing_ok=True)
+    if model_task(path) != task:
+        (path / TASK_FILE).write_text(json.dumps({"task": task}) + "\n")
+
+
 #: The tasks ``--task`` names, as OVMS's CLI names them (those ovserve serves).
-TASKS = ("text_generation", "embeddings", "speech2text", "text2speech")
+TASKS = ("text_generation", "embeddings", "speech2text", "text2speech", "rerank")
 #: What a speech-to-text folder must hold to be served (as ``optimum-cli export openvino --task
 #: automatic-speech-recognition-with-past`` and the ``OpenVINO/whisper-*`` repositories lay it out).
 WHISPER_FILES = (IR_ENCODER, "openvino_decoder_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")

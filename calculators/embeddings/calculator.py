@@ -1,4 +1,4 @@
-"""The embeddings node: an OpenAI embeddings request (or a Cohere rerank request) in, the response out."""
+"""The embeddings node: an OpenAI embeddings request (or a Cohere rerank or vLLM score request) in, the response out."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
 from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.tokenize_endpoint import encoder_tokens
-from ovserve.engine.embedder import BatchingEncoder
+from ovserve.calculators.rerank.schema import ScoreRequest, score_answer
+from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 
@@ -22,7 +23,8 @@ class EmbeddingsCalculator(Calculator):
     """``/embeddings``: validates the request, tokenizes its texts (token ids are taken as they are), checks
     their length, embeds them with the batching encoder, and writes OpenAI's ``list`` of ``embedding`` objects
     with ``usage``; ``base64`` is little-endian float32, as OpenAI sends it. ``/rerank``: orders the documents
-    by the cosine similarity of their embeddings to the query's (:mod:`.rerank`)."""
+    by the cosine similarity of their embeddings to the query's (:mod:`.rerank`); ``/score`` (vLLM's) gives each
+    (``text_1``, ``text_2``) pair's cosine similarity, as vLLM does for embedding models."""
 
     REQUEST_PAYLOAD = Input(HttpRequestPayload, doc="the HTTP request, JSON already parsed")
     ENCODER = SideInput(BatchingEncoder)
@@ -32,43 +34,63 @@ class EmbeddingsCalculator(Calculator):
         payload: HttpRequestPayload = ctx.value(self.REQUEST_PAYLOAD)
         batcher: BatchingEncoder = ctx.side["ENCODER"]
         if payload.uri.endswith("/tokenize"):
-            answer = await asyncio.to_thread(encoder_tokens, batcher.encoder, payload.json)
+            answer = await asyncio.to_thread(encoder_tokens, tokenizer_of(batcher), payload.json)
             ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(answer).encode()))
         elif payload.uri.endswith("/rerank"):
             await self.rerank(ctx, payload, batcher)
+        elif payload.uri.endswith("/score"):
+            await self.score(ctx, payload, batcher)
         elif payload.uri.endswith("/embeddings"):
             await self.embeddings(ctx, payload, batcher)
         else:
-            raise RequestError(f"the model '{payload.model}' is an embedding model: it serves /embeddings, /rerank and "
-                               f"/tokenize, not {payload.uri}", param="model", code="unsupported_model")
+            raise RequestError(f"the model '{payload.model}' is an embedding model: it serves /embeddings, /rerank, "
+                               f"/score and /tokenize, not {payload.uri}", param="model", code="unsupported_model")
 
     async def rerank(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
         request = parse_body(RerankRequest, payload.json)
-        token_lists = await asyncio.to_thread(batcher.encoder.tokenize, [request.query, *request.texts()])
+        tokenizer = tokenizer_of(batcher)
+        token_lists = await asyncio.to_thread(tokenizer.tokenize, [request.query, *request.texts()])
         within_budget(token_lists)
-        token_lists = self.within_limit(token_lists, batcher.encoder.settings.max_length, batcher.truncate,
+        token_lists = self.within_limit(token_lists, tokenizer.settings.max_length, batcher.truncate,
                                         ["query", *(f"documents[{i}]" for i in range(len(request.documents)))])
         vectors = await batcher.embed(token_lists)
-        if not batcher.encoder.settings.normalize:  # cosine: scores of vectors of length 1
+        if not tokenizer.settings.normalize:  # cosine: scores of vectors of length 1
             vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         tokens = sum(len(t) for t in token_lists)
         body = rerank_response(request, vectors, tokens)
         ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
 
+    async def score(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
+        request = parse_body(ScoreRequest, payload.json)
+        queries, documents = request.texts()
+        tokenizer = tokenizer_of(batcher)
+        token_lists = await asyncio.to_thread(tokenizer.tokenize, [*queries, *documents])
+        within_budget(token_lists)
+        names = [f"text_1[{i}]" for i in range(len(queries))] + [f"text_2[{i}]" for i in range(len(documents))]
+        token_lists = self.within_limit(token_lists, tokenizer.settings.max_length,
+                                        batcher.truncate or request.truncate_prompt_tokens == -1, names)
+        vectors = await batcher.embed(token_lists)
+        vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        firsts = vectors[: len(queries)] if len(queries) > 1 else np.repeat(vectors[:1], len(documents), axis=0)
+        scores = np.sum(firsts * vectors[len(queries):], axis=1)
+        tokens = sum(len(t) for t in token_lists)
+        body = score_answer(payload.model, [float(score) for score in scores], tokens)
+        ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
+
     async def embeddings(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
         request = parse_body(EmbeddingRequest, payload.json)
-        encoder = batcher.encoder
-        if request.dimensions is not None and request.dimensions != encoder.dimensions:
-            raise RequestError(f"this model's embeddings have {encoder.dimensions} dimensions and cannot be shortened "
-                               f"(it was not trained for it); leave 'dimensions' out or set it to {encoder.dimensions}",
+        tokenizer, dimensions = tokenizer_of(batcher), batcher.dimensions
+        if request.dimensions is not None and request.dimensions != dimensions:
+            raise RequestError(f"this model's embeddings have {dimensions} dimensions and cannot be shortened "
+                               f"(it was not trained for it); leave 'dimensions' out or set it to {dimensions}",
                                param="dimensions", code="invalid_value")
         texts, token_lists = request.texts_and_ids()
         if texts:
-            token_lists = await asyncio.to_thread(encoder.tokenize, texts)
+            token_lists = await asyncio.to_thread(tokenizer.tokenize, texts)
         else:
-            check_vocabulary(token_lists, encoder.settings.vocab_size)
+            check_vocabulary(token_lists, tokenizer.settings.vocab_size)
         within_budget(token_lists)
-        token_lists = self.within_limit(token_lists, encoder.settings.max_length, batcher.truncate,
+        token_lists = self.within_limit(token_lists, tokenizer.settings.max_length, batcher.truncate,
                                         [f"input[{i}]" for i in range(len(token_lists))])
         vectors = await batcher.embed(token_lists)
         tokens = sum(len(t) for t in token_lists)
@@ -98,6 +120,12 @@ class EmbeddingsCalculator(Calculator):
         if encoding_format == "base64":
             return base64.b64encode(vector.astype("<f4").tobytes()).decode()
         return vector.tolist()
+
+
+def tokenizer_of(batcher: BatchingEncoder) -> EncoderTokenizer:
+    """The embedding model's tokenizer (every served encoder has one)."""
+    assert batcher.tokenizer is not None, "the EmbeddingsModel resource gives its encoder a tokenizer"
+    return batcher.tokenizer
 
 
 #: The most tokens one request may ask to embed (OpenAI's limit): more would hold the model for minutes.

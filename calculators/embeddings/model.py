@@ -1,4 +1,5 @@
-"""The embedding model of a graph: an encoder IR compiled once, shared by every request, with dynamic batching."""
+"""The embedding model of a graph: its tokenizer in the server process, its encoder in an engine process of its own,
+shared by every request, with dynamic batching."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
-from ovserve.engine.embedder import BatchingEncoder, SentenceEncoder, encoder_settings
+from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer, encoder_settings
+from ovserve.engine.embedding_kind import EmbeddingEngine, EmbeddingSpec
 from ovserve.engine.trial_load import load_in_child_first
+from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
@@ -44,7 +47,8 @@ class EmbeddingsCalculatorOVOptions(BaseModel):
 
 
 class EmbeddingsModel(Resource):
-    """Loads the encoder named by ``models_path`` (in a thread) and provides it, batched, as ``ENCODER``."""
+    """Loads the tokenizer named by ``models_path`` (in a thread) and starts the encoder's engine process, on
+    ``target_device``; provides both, batched, as ``ENCODER``. No model weights are held in the server process."""
 
     ENCODER = SideOutput(BatchingEncoder, doc="the encoder: tokenize, and embed with dynamic batching")
 
@@ -63,12 +67,30 @@ class EmbeddingsModel(Resource):
         if options.normalize_embeddings is not None:
             settings = replace(settings, normalize=options.normalize_embeddings)
         await asyncio.to_thread(load_in_child_first, "encoder", folder)  # a broken file must not crash the server
-        encoder = await asyncio.to_thread(SentenceEncoder, folder, options.target_device,
-                                          options.plugin_config, settings)  # type: ignore[arg-type]
-        log.info("%s: %d dimensions, %s pooling%s, at most %d tokens an input", folder.name, encoder.dimensions,
+        tokenizer = await asyncio.to_thread(EncoderTokenizer, folder, settings)
+        properties: dict[str, Any] = options.plugin_config  # type: ignore[assignment] # a dict once validated
+        self.engine = EmbeddingEngine(EmbeddingSpec(folder, options.target_device, properties, settings))
+        await self.engine.start()
+        try:
+            dimensions = await self.engine.describe()
+        except BaseException:
+            await self.engine.stop()
+            raise
+        log.info("%s: %d dimensions, %s pooling%s, at most %d tokens an input", folder.name, dimensions,
                  settings.pooling, ", normalized" if settings.normalize else "", settings.max_length)
-        self.encoder = BatchingEncoder(encoder, options.max_batch, options.batch_wait_ms / 1000, options.truncate)
+        self.encoder = BatchingEncoder(self.engine, tokenizer, options.max_batch, options.batch_wait_ms / 1000,
+                                       options.truncate)
         ctx.set(self.ENCODER, self.encoder)
 
     async def close(self) -> None:
         await self.encoder.close()
+        await self.engine.stop()
+
+    def is_ready(self) -> bool:
+        return self.engine.ready
+
+    def metrics(self) -> dict[str, float]:
+        return self.engine.metrics()
+
+    def histograms(self) -> dict[str, Histogram]:
+        return {"engine_queue_time_seconds": self.engine.queue_time}

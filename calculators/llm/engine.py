@@ -138,7 +138,8 @@ class LLMEngine(Resource):
     TOKENIZER = SideOutput(TextTokenizer, doc="the model's tokenizer (chat template, encode, decode)")
     LIMITS = SideOutput(GenerationLimits, doc="context length, max_tokens_limit and default sampling")
     PARSERS = SideOutput(ModelParsers, doc="the model's tool-call format")
-    SCORER = SideOutput(LogitScorer, doc="token alternatives and prompt log-probabilities (loads on first use)")
+    SCORER = SideOutput(LogitScorer, doc="token alternatives and prompt log-probabilities (an engine process of its "
+                                         "own, started on first use)")
 
     Options = LLMCalculatorOptions
     options_type = "mediapipe.LLMCalculatorOptions"
@@ -174,7 +175,7 @@ class LLMEngine(Resource):
         )
         self.settings, self.cpu = settings, cpu
         self.engine = EngineClient(settings, step_timeout=options.engine_step_timeout or None)
-        self.scorer = LogitScorer(model, budget=2 * options.max_scored_tokens)
+        self.scorer = LogitScorer(model, device=options.device, budget=2 * options.max_scored_tokens)
         ctx.set(self.SCORER, self.scorer)
         tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
         try:
@@ -185,7 +186,7 @@ class LLMEngine(Resource):
         try:
             self._describe_model(ctx, options, model, sampling, await tokenizer_task)
         except BaseException:  # the engine process is running: stop it, or a failed (re)load leaks it
-            self.scorer.close()
+            await self.scorer.close()
             await self.engine.stop()
             raise
 
@@ -220,14 +221,14 @@ class LLMEngine(Resource):
                                               options.prompt_lookup, options.max_scored_tokens, fingerprint))
 
     async def close(self) -> None:
-        self.scorer.close()
+        await self.scorer.close()
         await self.engine.stop()
 
     def is_ready(self) -> bool:
         return self.engine.ready
 
     def metrics(self) -> dict[str, float]:
-        return self.engine.metrics()
+        return {**self.engine.metrics(), **self.scorer.metrics()}
 
     def histograms(self) -> dict[str, Histogram]:
         return {"engine_queue_time_seconds": self.engine.queue_time}

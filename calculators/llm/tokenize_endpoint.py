@@ -27,7 +27,7 @@ from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tokenize import TokenizerCalculator, check_token_ids
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
-from ovserve.engine.embedder import SentenceEncoder
+from ovserve.engine.embedder import EncoderTokenizer
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
@@ -92,7 +92,7 @@ def tokenize(tokenizer: TextTokenizer, limits: GenerationLimits | None, parsers:
     return answer
 
 
-def encoder_tokens(encoder: SentenceEncoder, data: dict[str, Any]) -> dict[str, Any]:
+def encoder_tokens(encoder: EncoderTokenizer, data: dict[str, Any]) -> dict[str, Any]:
     """An embedding model's answer to a tokenize request: its tokenizer always adds its special tokens
     ([CLS] ... [SEP]); there is no chat template and no detokenizer."""
     request: TokenizeRequest = parse_body(TokenizeRequest, data)

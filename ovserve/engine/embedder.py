@@ -1,6 +1,11 @@
 """Sentence embeddings on the OpenVINO runtime: tokenize with the model's tokenizer IR, run the encoder, pool
 and normalize as the model's sentence-transformers files say, and batch concurrent requests into one run.
 
+The work is split across the engine boundary: the HTTP process tokenizes (:class:`EncoderTokenizer`: no model
+weights, and requests are checked on their token ids before the engine sees them) and batches
+(:class:`BatchingEncoder`); the encoder itself (:class:`SentenceEncoder`) runs in the model's engine process
+(:mod:`ovserve.engine.embedding_kind`), on the model's device.
+
 The OpenVINO runtime is used directly rather than ``openvino_genai.TextEmbeddingPipeline``: on this model both
 take the same time (measured: 1, 8 and 32 texts within noise of each other), and the runtime takes token ids
 as they are (OpenAI's token-array inputs), counts tokens exactly for ``usage``, and lets the server decide
@@ -15,7 +20,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -74,32 +79,43 @@ def pool_embeddings(hidden: np.ndarray, mask: np.ndarray, settings: EncoderSetti
     return vectors.astype(np.float32)
 
 
-class SentenceEncoder:
-    """An encoder IR and its tokenizer IR, compiled on ``device``. Blocking calls: run them in a thread."""
+class EncoderTokenizer:
+    """An encoder's tokenizer IR, compiled on CPU in the HTTP process: it holds no model weights (the model runs in its
+    engine process, :mod:`ovserve.engine.embedding_kind`), and token ids are what requests are checked on before the
+    engine sees them. Blocking calls: run them in a thread."""
 
-    def __init__(self, folder: Path, device: str = "CPU", properties: dict[str, Any] | None = None,
-                 settings: EncoderSettings | None = None) -> None:
+    def __init__(self, folder: Path, settings: EncoderSettings | None = None) -> None:
         import openvino as ov
         import openvino_tokenizers  # noqa: F401 - registers the tokenizer operations with OpenVINO
 
-        core = ov.Core()
         self.settings = settings or encoder_settings(folder)
-        self._tokenizer = core.compile_model(folder / "openvino_tokenizer.xml", "CPU")
-        self._model = core.compile_model(folder / "openvino_model.xml", device, properties or {})
-        self._inputs = {port.get_any_name() for port in self._model.inputs}
-        # one call at a time through each compiled model's request (requests come from several threads)
-        self._lock, self._tokenizer_lock = threading.Lock(), threading.Lock()
-        self._request = self._model.create_infer_request()
-        self.dimensions = int(self._model.outputs[0].get_partial_shape()[-1].get_length())
+        self._tokenizer = ov.Core().compile_model(folder / "openvino_tokenizer.xml", "CPU")
+        self._lock = threading.Lock()  # one call at a time through the compiled model (requests come from threads)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Each text's token ids, special tokens included, untruncated."""
         if not texts:
             return []
-        with self._tokenizer_lock:
+        with self._lock:
             encoded = self._tokenizer(texts)
         ids, mask = encoded["input_ids"], encoded["attention_mask"]
         return [row[m.astype(bool)].tolist() for row, m in zip(ids, mask, strict=True)]
+
+
+class SentenceEncoder:
+    """An encoder IR compiled on ``device``: the embedding kind's pipeline, in its engine process. Blocking calls, one
+    run at a time."""
+
+    def __init__(self, folder: Path, device: str = "CPU", properties: dict[str, Any] | None = None,
+                 settings: EncoderSettings | None = None) -> None:
+        import openvino as ov
+
+        self.settings = settings or encoder_settings(folder)
+        self._model = ov.Core().compile_model(folder / "openvino_model.xml", device, properties or {})
+        self._inputs = {port.get_any_name() for port in self._model.inputs}
+        self._lock = threading.Lock()
+        self._request = self._model.create_infer_request()
+        self.dimensions = int(self._model.outputs[0].get_partial_shape()[-1].get_length())
 
     def embed(self, token_lists: list[list[int]]) -> np.ndarray:
         """One embedding (float32) per token list, all in one run of the model."""
@@ -117,6 +133,18 @@ class SentenceEncoder:
         return pool_embeddings(hidden, mask, self.settings)
 
 
+class Embedder(Protocol):
+    """What :class:`BatchingEncoder` runs its batches on: the embedding model's engine
+    (:class:`~ovserve.engine.embedding_kind.EmbeddingEngine`)."""
+
+    #: How many numbers an embedding has.
+    dimensions: int
+
+    async def embed(self, token_lists: list[list[int]]) -> np.ndarray:
+        """One float32 embedding per token list, in order."""
+        ...
+
+
 class _Pending:
     """One request's rows, how many are done, and where its answer goes."""
 
@@ -128,17 +156,22 @@ class _Pending:
 
 
 class BatchingEncoder:
-    """Runs the rows of concurrent requests together, up to ``max_batch`` rows a run of the model (in a thread).
-    A new request waits up to ``wait`` seconds for others to join. Requests take turns, a slice of rows each,
-    so that a big one does not hold back small ones; a request whose client went away is dropped."""
+    """The embedding model as the HTTP process's requests see it: its tokenizer, and its engine (``model``), which
+    runs the rows of concurrent requests together, up to ``max_batch`` rows a run, one run at a time. A new request
+    waits up to ``wait`` seconds for others to join. Requests take turns, a slice of rows each, so that a big one
+    does not hold back small ones; a request whose client went away is dropped."""
 
-    def __init__(self, encoder: SentenceEncoder, max_batch: int = 32, wait: float = 0.002,
-                 truncate: bool = False) -> None:
-        self.encoder = encoder
+    def __init__(self, model: Embedder, tokenizer: EncoderTokenizer | None = None, max_batch: int = 32,
+                 wait: float = 0.002, truncate: bool = False) -> None:
+        self.model = model
+        #: Texts to token ids (``None`` for a model that takes token ids only).
+        self.tokenizer = tokenizer
         #: Whether inputs longer than the model takes are cut (else refused).
         self.truncate = truncate
         self.max_batch = max_batch
         self.wait = wait
+        #: How many numbers an embedding has.
+        self.dimensions = model.dimensions
         self._pending: list[_Pending] = []
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -186,7 +219,7 @@ class BatchingEncoder:
             return
         rows = [tokens for request, start, end in taken for tokens in request.rows[start:end]]
         try:
-            vectors = await asyncio.to_thread(self.encoder.embed, rows)
+            vectors = await self.model.embed(rows)
         except Exception as error:  # every request in this run gets the failure; the worker goes on
             for request, _, _ in taken:
                 if not request.future.done():

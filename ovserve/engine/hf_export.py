@@ -32,6 +32,8 @@ WEIGHT_FORMATS = ("int4", "int8", "fp16")
 INSTALL_HINT = "pip install 'ovserve[export]'"
 #: The task optimum exports decoder LLMs for: a stateful model with its KV cache, as OpenVINO GenAI serves.
 TASK = "text-generation-with-past"
+#: The task it exports cross-encoders (rerankers: ``*ForSequenceClassification``) for, as GenAI's rerank takes them.
+CLASSIFIER_TASK = "text-classification"
 #: A Hugging Face model id: ``org/name``.
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: What the export must write for ``ovserve serve`` (besides generation_config.json).
@@ -75,7 +77,7 @@ def export_checkpoint(source: str | Path, output: Path, weight_format: str = "in
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.export-", dir=output.parent))
     try:
         command = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino",
-                   "--model", str(checkpoint or source), "--task", TASK, "--library", "transformers",
+                   "--model", str(checkpoint or source), "--task", export_task(checkpoint), "--library", "transformers",
                    "--weight-format", weight_format, str(work)]
         # A local folder needs no network: fail at once rather than wait on the hub.
         env = {**os.environ, "HF_HUB_OFFLINE": "1"} if checkpoint else None
@@ -104,6 +106,20 @@ def export_checkpoint(source: str | Path, output: Path, weight_format: str = "in
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return output
+
+
+def export_task(checkpoint: Path | None) -> str:
+    """The optimum task for a checkpoint: a cross-encoder's (its ``config.json`` architectures end in
+    ``ForSequenceClassification``), else an LLM's (a hub id, not downloaded yet, is taken for an LLM)."""
+    try:
+        config = json.loads((checkpoint / "config.json").read_text()) if checkpoint is not None else {}
+    except (OSError, ValueError):
+        config = {}
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    if isinstance(architectures, list) and any(str(name).endswith("ForSequenceClassification")
+                                               for name in architectures):
+        return CLASSIFIER_TASK
+    return TASK
 
 
 def _checkpoint_folder(source: str | Path) -> Path | None:

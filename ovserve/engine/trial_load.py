@@ -1,9 +1,9 @@
 """Model files the server process reads with native code are read in a child process first.
 
 A broken file (cut short, corrupt, or a tokenizer that does not match its model) can crash the native code
-that reads it: OpenVINO GenAI's tokenizer segfaulted on the first 5 MB of the default model. The engine runs in
-a process of its own, but the tokenizer and the embedding model load in the server process, beside every other
-model it serves. So before the server loads such files, :func:`load_in_child_first` loads them in a short-lived
+that reads it: OpenVINO GenAI's tokenizer segfaulted on the first 5 MB of the default model. The models run in
+engine processes of their own, but their tokenizers load in the server process, beside every other model it
+serves. So before the server loads such files, :func:`load_in_child_first` loads them in a short-lived
 child: if that crashes or fails, the load fails with a one-line error and the server serves on. Files that
 loaded once (the same path, sizes and modification times) are not tried again in this process.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 Kind = Literal["tokenizer", "encoder"]
-WHAT: dict[str, str] = {"tokenizer": "tokenizer", "encoder": "embedding model and tokenizer"}
+WHAT: dict[str, str] = {"tokenizer": "tokenizer", "encoder": "embedding model's tokenizer"}
 #: A child that takes longer than this is stopped and the load fails.
 TIMEOUT_SECONDS = 300.0
 
@@ -69,10 +69,9 @@ def _load(kind: str, path: Path) -> None:
         tokenizer = TextTokenizer.load(find_model_files(path), trial=False)
         tokenizer.decode(tokenizer.encode("Hello, world!", add_special_tokens=True).tolist())
     else:
-        from ovserve.engine.embedder import SentenceEncoder
+        from ovserve.engine.embedder import EncoderTokenizer
 
-        encoder = SentenceEncoder(path)
-        encoder.embed(encoder.tokenize(["Hello, world!"]))
+        EncoderTokenizer(path).tokenize(["Hello, world!"])
 
 
 def main() -> None:

@@ -52,6 +52,8 @@ from ovserve.server.stored_responses import (
 from ovserve.server.tokenizer_info import tokenizer_info
 
 API_PREFIXES = ("/v3", "/v1")
+#: Rerank and score paths besides /v3/rerank, /v1/rerank, /v3/score and /v1/score.
+COHERE_PATHS = ("/rerank", "/score", "/v2/rerank", "/v3/v1/rerank", "/v3/v2/rerank")
 #: Request bodies from this size on are parsed and checked in a thread.
 LARGE_BODY = 256 * 1024
 log = logging.getLogger("ovserve.server")
@@ -84,8 +86,8 @@ class OpenAIRoutes:
         self.in_flight -= 1
         self.metrics.in_flight.set(self.in_flight)
 
-    def _servable(self, name: object, kind: str = "text_generation") -> Servable:
-        servable = self.servables.get(name) if isinstance(name, str) else self._only(name, kind)
+    def _servable(self, name: object, kinds: tuple[str, ...] = ("text_generation",)) -> Servable:
+        servable = self.servables.get(name) if isinstance(name, str) else self._only(name, kinds)
         if servable is not None:
             return servable
         served = ", ".join(self.servables.names())
@@ -107,17 +109,21 @@ class OpenAIRoutes:
         raise RequestError(f"The model '{name}' does not exist; served models: {served}", status=404,
                            param="model", code="model_not_found")
 
-    def _only(self, name: object, kind: str) -> Servable | None:
-        """The model a request that leaves ``model`` out (or sends null) is for: the only one served of ``kind``."""
+    def _only(self, name: object, kinds: tuple[str, ...]) -> Servable | None:
+        """The model a request that leaves ``model`` out (or sends null) is for: the only one served of the first of
+        ``kinds`` that is served at all."""
         if name is not None:
             return None
-        served = [servable for servable in self.servables if servable.kind == kind]
-        return served[0] if len(served) == 1 else None
+        for kind in kinds:
+            served = [servable for servable in self.servables if servable.kind == kind]
+            if served:
+                return served[0] if len(served) == 1 else None
+        return None
 
     async def completions(self, request: Request) -> Response | GraphResponse:
         """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
-        ``/rerank``, ``/audio/transcriptions``, ``/audio/translations``, ``/audio/speech``, ``/tokenize``,
-        ``/detokenize``): run the model's graph, which answers by the path."""
+        ``/rerank``, ``/score``, ``/audio/transcriptions``, ``/audio/translations``, ``/audio/speech``,
+        ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         try:
@@ -271,13 +277,16 @@ class OpenAIRoutes:
         return Response(status_code=200 if servable.ready else 503)
 
 
-def _kind_of(path: str) -> str:
-    """The kind of model an endpoint is for (a request that leaves ``model`` out goes to the only one of it)."""
+def _kind_of(path: str) -> tuple[str, ...]:
+    """The kinds of model an endpoint is for, preferred first (a request that leaves ``model`` out goes to the only
+    one of the first kind served): rerank and score go to a reranker, else to an embedding model."""
     if path.endswith(FORM_PATHS):
-        return "speech2text"
+        return ("speech2text",)
     if path.endswith("/audio/speech"):
-        return "text2speech"
-    return "embeddings" if path.endswith(("/embeddings", "/rerank")) else "text_generation"
+        return ("text2speech",)
+    if path.endswith(("/rerank", "/score")):
+        return "rerank", "embeddings"
+    return ("embeddings",) if path.endswith("/embeddings") else ("text_generation",)
 
 
 #: The endpoints whose bodies are multipart forms (an audio file and text fields).
@@ -385,6 +394,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/completions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/embeddings", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/rerank", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/score", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/transcriptions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/translations", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/speech", routes_of.completions, methods=["POST"]),
@@ -400,6 +410,9 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/models/{{model_id:path}}", routes_of.get_model, methods=["GET"]),
         ]
     routes += [
+        # vLLM's rerank and score at the root; Cohere's clients post to v1/rerank or v2/rerank under their base_url
+        # (the server's root, or /v3 as OVMS's docs set it)
+        *(Route(path, routes_of.completions, methods=["POST"]) for path in COHERE_PATHS),
         Route("/tokenize", routes_of.completions, methods=["POST"]),
         Route("/detokenize", routes_of.completions, methods=["POST"]),
         Route("/tokenizer_info", routes_of.tokenizer_info, methods=["GET"]),

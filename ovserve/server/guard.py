@@ -24,8 +24,9 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 #: How deep a request's JSON may nest (objects and arrays): far beyond any real request.
 MAX_JSON_DEPTH = 64
 API_PREFIXES = ("/v3/", "/v1/")
-#: vLLM's tokenizer endpoints at the server's root (lm-evaluation-harness asks for them there).
-ROOT_API_PATHS = ("/tokenize", "/detokenize", "/tokenizer_info")
+#: vLLM's tokenizer, rerank and score endpoints at the server's root (lm-evaluation-harness asks for the tokenizer's
+#: there), and Cohere's v2 rerank (its client's path under a base_url at the root).
+ROOT_API_PATHS = ("/tokenize", "/detokenize", "/tokenizer_info", "/rerank", "/score", "/v2/rerank")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from ovserve.server.servables import Servables
 disable_created_metrics()  # no *_created series: they double the exposition and nothing reads them
 
 #: Resource metrics that only grow: exposed as counters (``ovserve_<name>_total``).
-RESOURCE_COUNTERS = frozenset({"engine_starts", "engine_hangs", "engine_steps", "engine_idle_steps"})
+RESOURCE_COUNTERS = frozenset({"engine_starts", "engine_hangs", "engine_steps", "engine_idle_steps",
+                               "scoring_engine_starts"})
 _TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 

@@ -13,20 +13,22 @@ from ovserve.calculators.llm.messages_api import MessagesCountRequest, MessagesR
 from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tokenize_endpoint import DetokenizeRequest, TokenizeRequest
+from ovserve.calculators.rerank.schema import ScoreRequest
 from ovserve.calculators.speech.schema import SpeechRequest
 
-#: The model endpoints: path under /v3 (and /v1), request schema, and the kind of model that serves it.
-MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], str], ...] = (
-    ("/chat/completions", ChatCompletionRequest, "text_generation"),
-    ("/completions", CompletionRequest, "text_generation"),
-    ("/responses", ResponsesRequest, "text_generation"),
-    ("/messages", MessagesRequest, "text_generation"),
-    ("/messages/count_tokens", MessagesCountRequest, "text_generation"),
-    ("/embeddings", EmbeddingRequest, "embeddings"),
-    ("/rerank", RerankRequest, "embeddings"),
-    ("/audio/speech", SpeechRequest, "text2speech"),
-    ("/tokenize", TokenizeRequest, "any"),
-    ("/detokenize", DetokenizeRequest, "any"),
+#: The model endpoints: path under /v3 (and /v1), request schema, and the kinds of model that serve it.
+MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
+    ("/chat/completions", ChatCompletionRequest, ("text_generation",)),
+    ("/completions", CompletionRequest, ("text_generation",)),
+    ("/responses", ResponsesRequest, ("text_generation",)),
+    ("/messages", MessagesRequest, ("text_generation",)),
+    ("/messages/count_tokens", MessagesCountRequest, ("text_generation",)),
+    ("/embeddings", EmbeddingRequest, ("embeddings",)),
+    ("/rerank", RerankRequest, ("rerank", "embeddings")),
+    ("/score", ScoreRequest, ("rerank", "embeddings")),
+    ("/audio/speech", SpeechRequest, ("text2speech",)),
+    ("/tokenize", TokenizeRequest, ("any",)),
+    ("/detokenize", DetokenizeRequest, ("any",)),
 )
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -50,14 +52,14 @@ def _errors(*statuses: int, anthropic: bool = False) -> dict[str, Any]:
 
 
 def openapi_document(models: dict[str, list[str]]) -> dict[str, Any]:
-    """The document; ``models`` gives the served names by kind (``text_generation``, ``embeddings``)."""
+    """The document; ``models`` gives the served names by kind (``text_generation``, ``embeddings``, ``rerank``)."""
     schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, "AnthropicError": _ANTHROPIC_ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     everyone = sorted(name for names in models.values() for name in names)
-    for path, schema, kind in MODEL_ENDPOINTS:
+    for path, schema, kinds in MODEL_ENDPOINTS:
         body = schema.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
         schemas.update(body.pop("$defs", {}))
-        served = everyone if kind == "any" else sorted(models.get(kind, []))
+        served = everyone if kinds == ("any",) else sorted(name for kind in kinds for name in models.get(kind, []))
         if served:
             body["properties"]["model"] = {"type": "string", "enum": served}
         schemas[schema.__name__] = body

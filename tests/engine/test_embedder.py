@@ -1,4 +1,4 @@
-"""The embedding engine's parts: settings read from a sentence-transformers folder, and dynamic batching."""
+"""The embedding model's parts: settings read from a sentence-transformers folder, pooling, and dynamic batching."""
 
 import asyncio
 import json
@@ -10,7 +10,9 @@ from ovserve.engine.embedder import BatchingEncoder, EncoderSettings, encoder_se
 
 
 class CountingEncoder:
-    """Stands in for SentenceEncoder: each row's embedding is [its first token id], and every run is recorded."""
+    """Stands in for the embedding engine: each row's embedding is [its first token id], and every run is recorded."""
+
+    dimensions = 1
 
     def __init__(self, fail: bool = False) -> None:
         self.runs: list[int] = []
@@ -18,7 +20,8 @@ class CountingEncoder:
         self.batches: list[list[int]] = []
         self.fail = fail
 
-    def embed(self, token_lists):
+    async def embed(self, token_lists):
+        await asyncio.sleep(0)  # the engine answers later, as the real one does
         self.runs.append(len(token_lists))
         self.batches.append([tokens[0] for tokens in token_lists])
         if self.fail:

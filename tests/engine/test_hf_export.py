@@ -137,6 +137,18 @@ def test_the_export_command_and_the_folder_it_gives(checkpoint, tmp_path, monkey
     assert "Exporting 100%" in capsys.readouterr().err, "optimum's progress is shown"
 
 
+def test_a_cross_encoder_checkpoint_is_exported_as_a_classifier(checkpoint, tmp_path, monkeypatch, fake_optimum):
+    """A reranker (bge-reranker, ms-marco-MiniLM: *ForSequenceClassification) is exported as GenAI's
+    TextRerankPipeline reads it; a Qwen3-Reranker, a causal LM, as an LLM."""
+    monkeypatch.setenv("FAKE_OPTIMUM", "ok")
+    (checkpoint / "config.json").write_text(json.dumps({"architectures": ["XLMRobertaForSequenceClassification"]}))
+    export_checkpoint(checkpoint, tmp_path / "cross-encoder", "int8", quiet=True)
+    assert " --task text-classification --library transformers " in fake_optimum.read_text()
+    (checkpoint / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"]}))
+    export_checkpoint(checkpoint, tmp_path / "qwen3-reranker", "int8", quiet=True)
+    assert " --task text-generation-with-past --library transformers " in fake_optimum.read_text()
+
+
 def test_without_a_generation_config_one_is_made(checkpoint, tmp_path, monkeypatch, fake_optimum):
     monkeypatch.setenv("FAKE_OPTIMUM", "ok")
     (checkpoint / "generation_config.json").unlink()

@@ -152,6 +152,21 @@ def test_bad_rerank_requests_get_a_400_naming_the_field(embedder, body, param):
     assert_openai_error(httpx.post(f"{embedder.base_url}/v3/rerank", json={"model": NAME, **body}), 400, param)
 
 
+def test_score_gives_each_pairs_cosine_similarity_as_vllm_does_for_embedding_models(embedder):
+    one_to_many = httpx.post(f"{embedder.base_url}/v1/score", json={"model": NAME, "text_1": FOOD,
+                                                                    "text_2": [BREAD, DRUMS]}).json()
+    assert one_to_many["object"] == "list" and [item["index"] for item in one_to_many["data"]] == [0, 1]
+    assert [item["score"] for item in one_to_many["data"]] == pytest.approx([0.7553, 0.0476], abs=0.01)
+    pairs = httpx.post(f"{embedder.base_url}/score", json={"model": NAME, "text_1": [FOOD, DRUMS],
+                                                           "text_2": [BREAD, DRUMS]}).json()
+    assert [item["score"] for item in pairs["data"]] == pytest.approx([0.7553, 1.0], abs=0.01)
+    assert pairs["usage"]["prompt_tokens"] == pairs["usage"]["total_tokens"] > 4 * 3
+    too_long = {"model": NAME, "text_1": FOOD, "text_2": " ".join(["word"] * 300)}
+    assert_openai_error(httpx.post(f"{embedder.base_url}/v3/score", json=too_long), 400, "text_2")
+    cut = httpx.post(f"{embedder.base_url}/v3/score", json={**too_long, "truncate_prompt_tokens": -1})
+    assert cut.status_code == 200 and len(cut.json()["data"]) == 1
+
+
 def test_chat_on_an_embedding_model_is_refused(embedder):
     with pytest.raises(openai.BadRequestError, match="is an embedding model: it serves /embeddings"):
         embedder.openai().chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
