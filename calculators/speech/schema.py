@@ -75,7 +75,12 @@ class SpeechRequest(BaseModel):
 
     @classmethod
     def parse(cls, data: Any) -> SpeechRequest:
-        """The JSON body validated; a 400 naming the field otherwise."""
+        """The JSON body validated; a 400 naming the field otherwise. ``stream``, which the speech API does not have,
+        is refused by name: a client that sends it expects a stream, which ``stream_format`` asks for."""
         if not isinstance(data, dict):
             raise RequestError("the request body must be a JSON object", code="invalid_json")
+        if "stream" in data:
+            raise RequestError("the speech API has no 'stream' field: set stream_format to 'audio' (the file, sentence "
+                               "by sentence) or 'sse' (speech.audio.delta events), or leave both out for the whole "
+                               "file", param="stream", code="unknown_parameter")
         return parse_body(cls, data)

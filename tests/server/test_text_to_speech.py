@@ -151,6 +151,7 @@ def test_a_request_without_a_model_goes_to_the_only_speech_model(tts_server):
     ({"input": "Hi.", "speed": 0.1}, "speed", ""),
     ({"input": "Hi.", "speed": 4.5}, "speed", ""),
     ({"input": "Hi.", "stream_format": "chunks"}, "stream_format", ""),
+    ({"input": "Hi.", "stream": True}, "stream", "set stream_format"),
     ({"input": "Hi.", "instructions": "Speak cheerfully."}, "instructions", "cannot be honoured"),
     ({"input": "Hi.", "language": "de"}, "language", "speaks English only"),
 ])
