@@ -88,8 +88,10 @@ def _unsupported(body: ChatCompletionRequest | CompletionRequest) -> list[tuple[
         ("functions", bool(body.functions), "are not supported (deprecated by OpenAI in favour of tools)"),
         ("function_call", body.function_call not in (None, "none"), "is not supported (deprecated by OpenAI)"),
         ("verbosity", body.verbosity is not None, "is not supported"),
-        ("modalities", body.modalities not in (None, ["text"]), "other than ['text'] are not supported"),
-        ("audio", body.audio is not None, "output is not supported"),
+        ("modalities", body.modalities not in (None, ["text"]),
+         "other than ['text'] are not supported by this graph: a voice graph (graphs/voice.pbtxt) answers in speech"),
+        ("audio", body.audio is not None, "output is not supported by this graph: a voice graph "
+                                           "(graphs/voice.pbtxt) answers in speech"),
         ("prediction", body.prediction is not None, "(predicted outputs) is not supported"),
         ("web_search_options", body.web_search_options is not None, "is not supported"),
         # store: true is taken by the server (the completion is kept as it is sent), or refused there

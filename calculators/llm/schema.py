@@ -44,6 +44,14 @@ class ChatMessage(_Request):
     #: A tool message: the call it answers.
     tool_call_id: str | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _no_audio(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(p, dict) and p.get("type") == "input_audio" for p in value):
+            raise ValueError("input_audio parts are transcribed by a voice graph (graphs/voice.pbtxt, which combines "
+                             "a speech-to-text model with the LLM); this model's graph takes text parts only")
+        return value
+
     def text(self) -> str:
         if self.content is None:
             return ""
