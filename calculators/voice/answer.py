@@ -91,13 +91,22 @@ class Speaker:
             chunks.append(self.chunks.get_nowait())
         return chunks
 
-    async def finish(self) -> list[bytes]:
-        """The rest of the speech, once every sentence is spoken."""
+    async def rest(self) -> AsyncIterator[bytes]:
+        """The rest of the speech, each chunk as soon as it is encoded, until every sentence is spoken."""
         for sentence in self.splitter.flush():
             self.sentences.put_nowait(sentence)
         self.sentences.put_nowait(None)
-        await self.task
-        return self.ready()
+        while True:
+            getter = asyncio.ensure_future(self.chunks.get())
+            done, _ = await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+                continue
+            getter.cancel()
+            await self.task  # raises what failed
+            for chunk in self.ready():
+                yield chunk
+            return
 
     async def close(self) -> None:
         if not self.task.done():
@@ -159,9 +168,10 @@ class SpeakAnswerCalculator(Calculator):
 
     async def stream(self, ctx: CalculatorContext, model: TtsModel, payload: HttpResponsePayload) -> None:
         """A piece of the SSE stream: text moved into ``delta.audio.transcript``, the speech spoken so far sent as
-        ``delta.audio.data`` chunks, and the rest of it before the chunk that finishes the choice."""
-        assert self.answer is not None
+        ``delta.audio.data`` chunks, and the rest of it, chunk by chunk as it is spoken, before the chunk that
+        finishes the choice."""
         if self.speaker is None:
+            assert self.answer is not None
             self.speaker = Speaker(model, self.answer)
         out = b""
         for event in events_of(payload.body):
@@ -181,17 +191,24 @@ class SpeakAnswerCalculator(Calculator):
                 self.speaker.add(text)
                 delta["audio"] = {"id": self.audio_id, "transcript": text}
             finish = choice.get("finish_reason")
-            if finish is not None:
-                choice["finish_reason"] = None
-                if delta:
-                    out += sse(event)
-                out += self.audio_events(await self.speaker.finish(), expires=True)
-                out += sse({**self.envelope, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+            if finish is None:
+                out += sse(event) + self.audio_events(self.speaker.ready())
                 continue
-            out += sse(event) + self.audio_events(self.speaker.ready())
-        if out or payload.last:
+            choice["finish_reason"] = None
+            await self.send_piece(ctx, out + (sse(event) if delta else b""))
+            out = b""
+            async for chunk in self.speaker.rest():
+                await self.send_piece(ctx, self.audio_events([chunk]))
+            out += self.audio_events([], expires=True)
+            out += sse({**self.envelope, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        await self.send_piece(ctx, out, payload)
+
+    async def send_piece(self, ctx: CalculatorContext, body: bytes, last: HttpResponsePayload | None = None) -> None:
+        """A piece of the stream (``last``: the serializer's piece it stands for, when it ends the stream)."""
+        if body or (last is not None and last.last):
             await ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
-                out, content_type=EVENT_STREAM, last=payload.last, log=payload.log))
+                body, content_type=EVENT_STREAM, last=last is not None and last.last,
+                log=last.log if last is not None else None))
 
     def audio_events(self, chunks: list[bytes], expires: bool = False) -> bytes:
         """``delta.audio.data`` chunks (and, at the end, the one with ``expires_at``)."""

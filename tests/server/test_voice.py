@@ -103,9 +103,12 @@ def test_an_input_audio_chat_is_answered_in_speech(client):
 def test_a_streamed_answer_comes_as_audio_deltas(client):
     stream = client.chat.completions.create(model=NAME, messages=spoken(), modalities=["text", "audio"],
                                             audio={"voice": "other", "format": "wav"}, max_tokens=MAX_TOKENS,
-                                            stream=True)
-    transcript, data, ids, finishes = [], [], set(), []
+                                            stream=True, stream_options={"include_usage": True})
+    transcript, data, ids, finishes, usage = [], [], set(), [], []
     for chunk in stream:
+        if not chunk.choices:
+            usage.append(chunk.usage)
+            continue
         choice = chunk.choices[0]
         assert choice.delta.content is None
         audio = choice.delta.audio
@@ -115,6 +118,7 @@ def test_a_streamed_answer_comes_as_audio_deltas(client):
             data.append(base64.b64decode(audio.data or ""))
         finishes.append(choice.finish_reason)
     assert len(ids) == 1 and finishes[-1] in ("stop", "length")
+    assert len(usage) == 1 and usage[0].completion_tokens > 0
     assert_spoken(b"".join(data), "".join(transcript))
 
 
