@@ -43,6 +43,8 @@ class ChatMessage(_Request):
     tool_calls: list[ToolCallRequest] | None = None
     #: A tool message: the call it answers.
     tool_call_id: str | None = None
+    #: OpenAI's reference to an earlier spoken answer (``{"id": ...}``): refused, as no audio is kept.
+    audio: Any = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -50,6 +52,14 @@ class ChatMessage(_Request):
         if isinstance(value, list) and any(isinstance(p, dict) and p.get("type") == "input_audio" for p in value):
             raise ValueError("input_audio parts are transcribed by a voice graph (graphs/voice.pbtxt, which combines "
                              "a speech-to-text model with the LLM); this model's graph takes text parts only")
+        return value
+
+    @field_validator("audio")
+    @classmethod
+    def _no_audio_reference(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError("an earlier spoken answer cannot be referred to by its audio id: ovserve keeps no audio; "
+                             "send its transcript as the assistant message's content")
         return value
 
     def text(self) -> str:

@@ -79,6 +79,10 @@ def spoken_answer(body: dict[str, Any], speech: TtsModel) -> SpokenAnswer:
     if body.get("n", 1) not in (1, None):
         raise RequestError("'n' above 1 cannot be combined with audio output: one answer is spoken", param="n",
                            code="invalid_value")
+    if body.get("store") is True:
+        raise RequestError("'store' cannot be combined with audio output: stored chat completions keep text, and "
+                           "ovserve keeps no audio; leave 'store' out, or ask for text", param="store",
+                           code="invalid_value")
     return SpokenAnswer(True, engine_voice, AUDIO_FORMATS[fmt], body.get("stream") is True)
 
 

@@ -170,6 +170,9 @@ BAD = [
     ({"messages": spoken(), "audio": {"voice": "alloy", "format": "wav"}}, "audio"),
     ({"messages": spoken(), "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}, "n": 2},
      "n"),
+    ({"messages": spoken(), "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"},
+      "store": True}, "store"),
+    ({"messages": [{"role": "assistant", "audio": {"id": "audio_1"}}, *spoken()]}, "messages[0].audio"),
 ]
 
 
@@ -193,3 +196,15 @@ def test_the_plain_llm_graph_refuses_audio_by_name(server):
         answer = httpx.post(f"{server.base_url}/v3/chat/completions", json={**body, **extra}, timeout=60)
         error = assert_openai_error(answer, 400, param)
         assert "voice graph" in error["message"]
+
+
+def test_a_client_gone_mid_answer_leaves_the_server_serving(voice_server):
+    body = {"model": NAME, "max_tokens": 48, "stream": True, "messages": spoken(), "modalities": ["text", "audio"],
+            "audio": {"voice": "alloy", "format": "pcm16"}}
+    with httpx.stream("POST", f"{voice_server.base_url}/v3/chat/completions", json=body, timeout=120) as answer:
+        assert answer.status_code == 200
+        assert next(answer.iter_raw())
+    good = post(voice_server, {"messages": spoken(), "modalities": ["text", "audio"],
+                               "audio": {"voice": "alloy", "format": "wav"}})
+    assert good.status_code == 200, good.text
+    assert good.json()["choices"][0]["message"]["audio"]["data"]

@@ -39,6 +39,7 @@ def test_audio_output_is_asked_for_with_modalities_and_audio():
     ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "ogg"}}, "audio.format"),
     ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav", "speed": 2}}, "audio.speed"),
     ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}, "n": 2}, "n"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}, "store": True}, "store"),
 ])
 def test_audio_output_that_cannot_be_given_is_refused_by_name(body, param):
     refused(lambda: spoken_answer(body, SPEECH), param)
