@@ -151,7 +151,9 @@ class ListenCalculator(Calculator):
             return
         answer = spoken_answer(body, ctx.side["SPEECH"])
         parts = audio_parts(body)
-        uploads = [(part_param(i, j), audio_bytes(part_param(i, j), part)) for i, j, part in parts]
+        # base64 of up to the body limit: decoded off the event loop
+        uploads = await asyncio.to_thread(lambda: [(part_param(i, j), audio_bytes(part_param(i, j), part))
+                                                   for i, j, part in parts])
         body = {key: value for key, value in body.items() if key not in ("modalities", "audio")}
         if uploads:
             texts = await transcribe(ctx.side["WHISPER"], uploads)
