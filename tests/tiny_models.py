@@ -18,3 +18,9 @@ RERANKER = TINY / "reranker"
 #: A Qwen3-Reranker-shaped causal LM (``TextRerankPipeline`` scores its last token's "yes" against "no"): SmolLM2's
 #: vocabulary, random weights. GenAI feeds it query + document concatenated: the caller writes the prompt template.
 QWEN3_RERANKER = TINY / "qwen3-reranker"
+
+#: A llava-1.5-shaped VLM (``VLMPipeline``, and ``ContinuousBatchingPipeline.add_request`` with images): a CLIP
+#: vision tower on 28 x 28 images, SmolLM2's vocabulary plus ``<image>``, random weights (answers never end).
+LLAVA = TINY / "llava"
+#: Each image becomes this many ``<image>`` tokens in the prompt (28 x 28 pixels in 14-pixel patches).
+LLAVA_IMAGE_TOKENS = 4
