@@ -58,7 +58,6 @@ class OVMSOptionsNotYetSupported(BaseModel):
     draft_max_num_seqs: int | None = None
     draft_dynamic_split_fuse: bool | None = None
     draft_eagle3_mode: bool | None = None
-    pipeline_type: str | None = None
     cache_eviction_config: Message | None = None
     enable_tool_guided_generation: bool | None = None
     sparse_attention_config: Message | None = None
@@ -100,6 +99,10 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
         DEFAULT_STEP_TIMEOUT, ge=0,
         description="ovserve's own: seconds without a finished engine step, with requests in flight, after which the "
                     "engine is deemed hung: its requests fail, it is killed and restarted (0: never)")
+    pipeline_type: str | None = Field(
+        None, description="OVMS's: LM_CB or VLM_CB (the continuous-batching engine, what ovserve runs), LM or VLM "
+                          "(OVMS's one-request pipelines: served on the continuous-batching engine, with a log line "
+                          "saying so), AUTO; a VLM type needs a vision model folder")
     allowed_local_media_path: str | None = Field(
         None, description="ovserve's own (vLLM's --allowed-local-media-path): a folder whose images chat requests may "
                           "name by local path, relative to the graph file (default: none, local paths refused)")
@@ -143,6 +146,29 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
         return bool(self.plugin_config.get(PROMPT_LOOKUP, False))  # type: ignore[union-attr]
 
 
+#: OVMS's pipeline types: the continuous-batching ones, and those it runs one request at a time.
+BATCHING_PIPELINES = ("LM_CB", "VLM_CB", "AUTO")
+ONE_AT_A_TIME_PIPELINES = ("LM", "VLM")
+
+
+def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles) -> None:
+    """Check an OVMS graph's ``pipeline_type`` against the model. Every type runs on the continuous-batching engine:
+    ``LM`` and ``VLM`` (OVMS's pipelines that run one request at a time) too, until ovserve has a one-stream engine,
+    and a log line says so."""
+    if pipeline_type is None:
+        return
+    kind = pipeline_type.upper()
+    if kind not in BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES:
+        raise ValueError(f"node '{node}': pipeline_type '{pipeline_type}' is not one of "
+                         f"{', '.join(BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES)}")
+    if kind.startswith("VLM") and not model.vision:
+        raise ValueError(f"node '{node}': pipeline_type {kind} needs a vision model folder (with "
+                         f"openvino_vision_embeddings_model.xml); {model.path} holds a text model")
+    if kind in ONE_AT_A_TIME_PIPELINES:
+        log.warning("node '%s': pipeline_type %s runs one request at a time in OVMS; ovserve serves it on the "
+                    "continuous-batching engine (%s_CB), which batches requests", node, kind, kind)
+
+
 class LLMEngine(Resource):
     """Starts the model's engine process and loads its tokenizer once per graph load."""
 
@@ -162,6 +188,7 @@ class LLMEngine(Resource):
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
+        check_pipeline_type(ctx.node, options.pipeline_type, model)
         self.model_digest = await asyncio.to_thread(model_identity, model)
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)

@@ -45,6 +45,8 @@ class ImageUrl(_Request):
 class ImageContentPart(_Request):
     type: Literal["image_url"]
     image_url: ImageUrl
+    #: Set by the Responses and Messages APIs' conversions: how their request names the image, for errors.
+    where: str | None = Field(None, exclude=True)
 
 
 ContentPart = Annotated[TextContentPart | ImageContentPart, Field(discriminator="type")]

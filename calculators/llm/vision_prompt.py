@@ -17,9 +17,10 @@ from ovserve.errors import RequestError
 def refuse_images(body: ChatCompletionRequest) -> None:
     """A model without a vision encoder refuses image parts, naming the first."""
     for number, message in enumerate(body.messages):
-        for index, _ in message.images():
-            raise RequestError(f"'messages[{number}].content[{index}]' is an image, and this model takes text only",
-                               param=f"messages[{number}].content[{index}]", code="invalid_value")
+        for index, part in message.images():
+            where = part.where.removesuffix(".image_url") if part.where else f"messages[{number}].content[{index}]"
+            raise RequestError(f"'{where}' is an image, and this model takes text only", param=where,
+                               code="invalid_value")
 
 
 def message_content(message: ChatMessage, first_image: int) -> str:
@@ -54,7 +55,8 @@ def vision_prompt(body: ChatCompletionRequest, tokenizer: TextTokenizer, limits:
     if len(parts) > policy.max_images:
         raise RequestError(f"'messages' hold {len(parts)} images, above this server's limit of {policy.max_images} "
                            f"per request", param="messages", code="invalid_value")
-    images = tuple((load_image(part.image_url.url, policy, f"messages[{number}].content[{index}].image_url"),
+    images = tuple((load_image(part.image_url.url, policy,
+                               part.where or f"messages[{number}].content[{index}].image_url"),
                     max_side(part.image_url.detail)) for number, index, part in parts)
     messages, seen = [], 0
     for number, message in enumerate(body.messages):

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import http.server
 import io
+import json
 import threading
 from pathlib import Path
 
@@ -213,3 +214,73 @@ def test_a_text_only_model_refuses_an_image_part(server):
         "messages": [{"role": "user", "content": [
             {"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": data_url(png())}}]}]})
     assert_openai_error(response, 400, "messages[0].content[1]", "text only")
+
+
+def test_responses_take_input_image_parts(client, vision):
+    response = client.responses.create(model=NAME, max_output_tokens=4, store=False, input=[{
+        "type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "What is in the picture?"},
+            {"type": "input_image", "image_url": data_url(png()), "detail": "high"}]}])
+    assert response.status == "incomplete" and response.output_text
+    assert response.usage.input_tokens == text_only_prompt_tokens(client) + IMAGE_COST
+    for part, param, words in (({"type": "input_image", "image_url": data_url(b"no image")},
+                                "input[0].content[1].image_url", "not an image"),
+                               ({"type": "input_image", "file_id": "file-1"}, "input[0].content[1].image_url",
+                                "file_id")):
+        bad = httpx.post(f"{vision.base_url}/v3/responses", timeout=60, json={
+            "model": NAME, "input": [{"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "Look:"}, part]}]})
+        assert_openai_error(bad, 400, param, words)
+
+
+#: OVMS's graph for a VLM (as its export_model.py writes it for --pipeline_type VLM_CB), the pipeline type left open.
+OVMS_VLM_GRAPH = """
+input_stream: "HTTP_REQUEST_PAYLOAD:input"
+output_stream: "HTTP_RESPONSE_PAYLOAD:output"
+node: {
+  name: "LLMExecutor"
+  calculator: "HttpLLMCalculator"
+  input_stream: "LOOPBACK:loopback"
+  input_stream: "HTTP_REQUEST_PAYLOAD:input"
+  input_side_packet: "LLM_NODE_RESOURCES:llm"
+  output_stream: "LOOPBACK:loopback"
+  output_stream: "HTTP_RESPONSE_PAYLOAD:output"
+  input_stream_info: { tag_index: 'LOOPBACK:0', back_edge: true }
+  node_options: {
+    [type.googleapis.com / mediapipe.LLMCalculatorOptions]: {
+      models_path: "./",
+      plugin_config: '{ }',
+      enable_prefix_caching: false,
+      cache_size: 1,
+      pipeline_type: PIPELINE,
+      max_num_seqs: 16,
+      device: "CPU",
+    }
+  }
+  input_stream_handler {
+    input_stream_handler: "SyncSetInputStreamHandler",
+    options { [mediapipe.SyncSetInputStreamHandlerOptions.ext] { sync_set { tag_index: "LOOPBACK:0" } } }
+  }
+}
+"""
+
+
+def test_ovms_vlm_cb_and_vlm_graphs_are_served_on_the_batching_engine(tmp_path):
+    names = {"VLM_CB": "llava-cb", "VLM": "llava-one"}
+    for pipeline, name in names.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for file in LLAVA.iterdir():
+            (folder / file.name).symlink_to(file)
+        (folder / "graph.pbtxt").write_text(OVMS_VLM_GRAPH.replace("PIPELINE", pipeline))
+    (tmp_path / "config.json").write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
+        {"name": name, "base_path": name} for name in names.values()]}))
+    server = start_server(["--config_path", str(tmp_path / "config.json")], tmp_path)
+    try:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v3", api_key="unused", max_retries=0)
+        for name in names.values():
+            answer = client.chat.completions.create(model=name, messages=chat(data_url(png())), max_tokens=3)
+            assert answer.usage.completion_tokens == 3
+        assert "pipeline_type VLM runs one request at a time in OVMS" in server.output()
+    finally:
+        server.stop()
