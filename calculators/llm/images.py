@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import io
 import urllib.error
 import urllib.parse
@@ -53,7 +54,10 @@ def max_side(detail: str | None) -> int | None:
 def load_image(url: str, policy: MediaPolicy, param: str) -> bytes:
     """The encoded image ``url`` names, checked (:func:`check_image`); a :class:`RequestError` naming ``param``
     says what was wrong."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError as error:  # a malformed URL ("http://[::1")
+        raise RequestError(f"'{param}' is not a valid URL: {error}", param=param, code="invalid_value") from None
     if scheme == "data":
         data = _data_url(url, policy, param)
     elif scheme in ("http", "https"):
@@ -99,7 +103,10 @@ def _local_file(url: str, policy: MediaPolicy, param: str) -> bytes:
         raise RequestError(f"'{param}' is a local path, and this server takes none (the operator allows a folder "
                            f"with --allowed-local-media-path)", param=param, code="invalid_value")
     folder = policy.local_folder.resolve()
-    resolved = path.resolve()  # symbolic links and '..' resolved: no way out of the folder
+    try:
+        resolved = path.resolve()  # symbolic links and '..' resolved: no way out of the folder
+    except (OSError, ValueError) as error:  # a NUL in the path, a loop of links
+        raise RequestError(f"'{param}' is not a usable path: {error}", param=param, code="invalid_value") from None
     if folder not in resolved.parents:
         raise RequestError(f"'{param}' is outside the folder this server takes images from ({folder})",
                            param=param, code="invalid_value")
@@ -139,8 +146,8 @@ def _fetch(url: str, policy: MediaPolicy, param: str) -> bytes:
     except urllib.error.HTTPError as error:
         raise RequestError(f"'{param}': fetching {url} failed: {error.code} {error.reason}", param=param,
                            code="invalid_value") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", error)  # ValueError: a port out of range; HTTPException: a bad answer
         raise RequestError(f"'{param}': fetching {url} failed: {reason}", param=param, code="invalid_value") from None
     if len(data) > policy.max_bytes:
         raise _too_big(len(data), policy, param)
@@ -162,8 +169,11 @@ def check_image(data: bytes, policy: MediaPolicy, param: str) -> None:
                 raise RequestError(f"'{param}' is an image of {width} x {height} pixels, above this server's limit "
                                    f"of {policy.max_pixels} pixels", param=param, code="invalid_value")
             image.load()
+    except RequestError:
+        raise
     except UnidentifiedImageError:
         raise RequestError(f"'{param}' is not an image (PIL recognises no image format in its data)", param=param,
                            code="invalid_value") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise RequestError(f"'{param}' is a corrupt image: {error}", param=param, code="invalid_value") from None
+    except Exception as error:  # PIL's decoders fail in many ways on bad data (OSError, SyntaxError, struct.error...)
+        raise RequestError(f"'{param}' is a corrupt image: {type(error).__name__}: {error}", param=param,
+                           code="invalid_value") from None
