@@ -1,5 +1,5 @@
 """The tiny random-weight models committed under ``models/tiny`` (built by ``models/tiny/build.py``), for tests of
-the speech-to-text and rerank kinds. They load in OpenVINO GenAI with no PyTorch."""
+the speech-to-text and rerank kinds and of vision chat. They load in OpenVINO GenAI with no PyTorch."""
 
 from pathlib import Path
 

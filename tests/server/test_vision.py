@@ -106,6 +106,13 @@ def test_n_and_logprobs_work_with_images_and_top_logprobs_is_refused(client, vis
     assert_openai_error(response, 400, "top_logprobs", "vision model")
 
 
+def test_structured_output_holds_with_images(client):
+    """The engine's grammar holds the random model to the answers allowed, image or not."""
+    answer = client.chat.completions.create(model=NAME, messages=chat(data_url(png())), max_tokens=8,
+                                            extra_body={"structured_outputs": {"choice": ["cat", "dog"]}})
+    assert answer.choices[0].message.content in ("cat", "dog")
+
+
 async def test_four_image_chats_share_engine_steps(vision):
     server = vision
     client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v3", api_key="unused", max_retries=0)
