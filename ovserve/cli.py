@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--name", help="the name in the store, for a local MODEL (default: its file or folder name)")
     pull.add_argument("--task", choices=TASKS,
                       help="what the model is for, as OVMS's --pull --task: speech2text checks that it is a Whisper "
-                           "OpenVINO IR; a task its files do not say (a Qwen3-Reranker's are an LLM's) is recorded, "
+                           "OpenVINO IR, text2speech that it is a text-to-speech one (SpeechT5 with its vocoder, or "
+                           "Kokoro); a task its files do not say (a Qwen3-Reranker's are an LLM's) is recorded, "
                            "and 'ovserve serve NAME' serves it so from then on (default: as the model's files say)")
     add_model_source_arguments(pull)
     pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=store)

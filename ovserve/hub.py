@@ -38,8 +38,8 @@ def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None =
 
 
 def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | None, weight_format: str) -> None:
-    if IR_MODEL in files or IR_ENCODER in files:  # an LLM or encoder IR, or a Whisper one (encoder and decoder)
-        missing = [name for name in (IR_TOKENIZER, IR_DETOKENIZER) if name not in files]
+    if IR_MODEL in files or IR_ENCODER in files:  # an LLM or encoder IR, a Whisper or SpeechT5 one, or Kokoro's
+        missing = [name for name in _tokenizers_needed(files) if name not in files]
         if missing == [IR_DETOKENIZER]:  # a reranker reads text only (OVMS's rerank exports have no detokenizer)
             _download(repo_id, partial, allow_patterns=["config.json", "modules.json"])
             if is_reranker(partial):
@@ -55,6 +55,16 @@ def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | Non
     else:
         raise ModelFetchError(f"{repo_id} holds no OpenVINO IR ({IR_MODEL}), no .gguf and no Hugging Face checkpoint "
                               f"(config.json); found: {', '.join(sorted(files)[:10]) or 'nothing'}")
+
+
+def _tokenizers_needed(files: set[str]) -> tuple[str, ...]:
+    """The tokenizer IR a repository's model needs to be served: SpeechT5 (a vocoder beside it) reads with its
+    tokenizer only; Kokoro (a model and ``voices/``) phonemizes its text and has none; every other model needs both."""
+    if "openvino_vocoder.xml" in files:
+        return (IR_TOKENIZER,)
+    if IR_MODEL in files and any(name.startswith("voices/") and name.endswith(".bin") for name in files):
+        return ()
+    return (IR_TOKENIZER, IR_DETOKENIZER)
 
 
 def check_reachable(timeout: float = 3.0) -> None:

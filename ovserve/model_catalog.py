@@ -27,6 +27,10 @@ _KINDS = ((IR_MODEL, "openvino_ir"), (IR_ENCODER, "openvino_ir"), (IR_LANGUAGE_M
           ("config.json", "checkpoint"))
 #: The architectures (config.json) of speech-to-text models, as OVMS detects them.
 SPEECH_ARCHITECTURES = ("WhisperForConditionalGeneration",)
+#: What a SpeechT5 text-to-speech IR folder holds (``optimum-cli export openvino --model microsoft/speecht5_tts
+#: --model-kwargs '{"vocoder": "microsoft/speecht5_hifigan"}'`` lays it out so).
+SPEECHT5_FILES = ("openvino_encoder_model.xml", "openvino_decoder_model.xml", "openvino_postnet.xml",
+                  "openvino_vocoder.xml", "openvino_tokenizer.xml")
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,11 @@ TASK_FILE = ".ovserve-task.json"
 
 
 def model_task(path: Path) -> str:
-    """What a model folder does: the task a pull recorded (:data:`TASK_FILE`); else, as OVMS detects it,
-    ``speech2text`` for a Whisper (its config.json's architectures), ``rerank`` for a reranker
-    (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a sentence-transformers folder (with
-    ``modules.json``), else ``text_generation``."""
+    """What a model folder does: the task a pull recorded (:data:`TASK_FILE`); else, as OVMS detects it (in its
+    order), ``speech2text`` for a Whisper (its config.json's architectures), ``text2speech`` for a text-to-speech
+    model (an architecture ending in ``ForTextToSpeech``, or Kokoro's config.json: no architectures and a phoneme
+    ``vocab``), ``rerank`` for a reranker (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a
+    sentence-transformers folder (with ``modules.json``), else ``text_generation``."""
     if not path.is_dir():
         return "text_generation"
     try:
@@ -65,11 +70,34 @@ def model_task(path: Path) -> str:
         recorded = None
     if isinstance(recorded, str):
         return recorded
-    if set(_architectures(path)) & set(SPEECH_ARCHITECTURES):
+    architectures = _architectures(path)
+    if set(architectures) & set(SPEECH_ARCHITECTURES):
         return "speech2text"
+    if any(name.endswith("ForTextToSpeech") for name in architectures) or _is_kokoro(path):
+        return "text2speech"
     if is_reranker(path):
         return "rerank"
     return "embeddings" if (path / "modules.json").is_file() else "text_generation"
+
+
+def speech_model_type(folder: Path) -> str | None:
+    """``speecht5`` or ``kokoro`` for a text-to-speech OpenVINO IR folder that GenAI's ``Text2SpeechPipeline``
+    loads, else ``None``."""
+    if "SpeechT5ForTextToSpeech" in _architectures(folder):
+        return "speecht5" if all((folder / name).is_file() for name in SPEECHT5_FILES) else None
+    return "kokoro" if _is_kokoro(folder) and (folder / IR_MODEL).is_file() else None
+
+
+def _is_kokoro(folder: Path) -> bool:
+    """Kokoro's config.json: a phoneme ``vocab`` table, and a Kokoro architecture or none."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict) or not isinstance(config.get("vocab"), dict):
+        return False
+    architectures = config.get("architectures")
+    return not architectures or any("Kokoro" in str(name) for name in architectures)
 
 
 def record_task(path: Path, task: str | None, models_dir: Path | None = None) -> None:
@@ -84,15 +112,23 @@ def record_task(path: Path, task: str | None, models_dir: Path | None = None) ->
 
 
 #: The tasks ``--task`` names, as OVMS's CLI names them (those ovserve serves).
-TASKS = ("text_generation", "embeddings", "speech2text", "rerank")
+TASKS = ("text_generation", "embeddings", "speech2text", "text2speech", "rerank")
 #: What a speech-to-text folder must hold to be served (as ``optimum-cli export openvino --task
 #: automatic-speech-recognition-with-past`` and the ``OpenVINO/whisper-*`` repositories lay it out).
 WHISPER_FILES = (IR_ENCODER, "openvino_decoder_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 
 
 def check_task(path: Path, task: str | None) -> None:
-    """``--task speech2text`` on a folder that is no Whisper OpenVINO IR fails here, naming what is missing (other
-    tasks choose the graph a model is served with, and its load says what is wrong)."""
+    """``--task speech2text`` on a folder that is no Whisper OpenVINO IR, or ``--task text2speech`` on one that is no
+    text-to-speech IR, fails here, naming what is missing (other tasks choose the graph a model is served with, and
+    its load says what is wrong)."""
+    if task == "text2speech":
+        if not path.is_dir() or speech_model_type(path) is None:
+            missing = [name for name in SPEECHT5_FILES if not (path / name).is_file()] if path.is_dir() else []
+            raise ModelFetchError(f"--task text2speech: {path} is not a text-to-speech OpenVINO IR folder (SpeechT5 "
+                                  f"exported with its vocoder{': missing ' + ', '.join(missing) if missing else ''}; "
+                                  f"or Kokoro); an OpenVINO/speecht5-tts repository is one")
+        return
     if task != "speech2text":
         return
     missing = [name for name in WHISPER_FILES if not (path / name).is_file()] if path.is_dir() else [str(path)]
@@ -227,7 +263,12 @@ def import_local(source: Path, models_dir: Path | None = None, name: str | None 
 
 
 def refuse_speech_checkpoint(folder: Path, source: str) -> None:
-    """A Whisper checkpoint is not exported here (the export writes LLMs): say how to export it."""
+    """A Whisper or text-to-speech checkpoint is not exported here (the export writes LLMs): say how to export it."""
+    if model_task(folder) == "text2speech":
+        raise ModelFetchError(f"{source} is a text-to-speech checkpoint (PyTorch weights), which ovserve does not "
+                              f"export; take its OpenVINO IR (e.g. OpenVINO/speecht5-tts), or export it with "
+                              f"'optimum-cli export openvino --model {source} --model-kwargs "
+                              f"'{{\"vocoder\": \"microsoft/speecht5_hifigan\"}}' DIR' and serve DIR")
     if model_task(folder) == "speech2text":
         raise ModelFetchError(f"{source} is a Whisper checkpoint (PyTorch weights), which ovserve does not export; "
                               f"take its OpenVINO IR (an OpenVINO/whisper-* repository, e.g. "

@@ -155,3 +155,59 @@ def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_
                  str(store)]) == 1
     assert "is not a Whisper OpenVINO IR folder (missing openvino_encoder_model.xml" in capsys.readouterr().err
     assert [m.name for m in list_models(store)] == ["tiny-whisper"]  # what cannot be served is not kept
+
+
+def test_a_speecht5_folder_is_served_for_text2speech_with_voices_and_pull_task_checks_it(tmp_path, capsys):
+    from ovserve.cli import build_parser
+    from ovserve.model_catalog import list_models, model_kind, model_task, speech_model_type
+    from ovserve.server.serve import servable_specs
+    from tests.tiny_models import RERANKER, SPEECHT5, SPEECHT5_SPEAKER, WHISPER
+
+    assert (model_task(SPEECHT5), model_kind(SPEECHT5), speech_model_type(SPEECHT5)) == (
+        "text2speech", "openvino_ir", "speecht5")
+    assert speech_model_type(WHISPER) is None
+    args = ["serve", str(SPEECHT5), "--voice", f"default={SPEECHT5_SPEAKER}", "--voice-alias", "alloy=default"]
+    ((spec,), _) = servable_specs(build_parser().parse_args(args))
+    assert spec.graph_path.name == "text2speech.pbtxt"
+    assert spec.overrides["speech"] == {"models_path": str(SPEECHT5),
+                                        "voices": [{"name": "default", "path": str(SPEECHT5_SPEAKER)}],
+                                        "voice_aliases": [{"name": "alloy", "voice": "default"}]}
+    with pytest.raises(ValueError, match="--max-num-seqs set an LLM engine; the text-to-speech model"):
+        servable_specs(build_parser().parse_args(["serve", str(SPEECHT5), "--max-num-seqs", "4"]))
+    with pytest.raises(ValueError, match="--voice and --voice-alias are for text-to-speech models; 'whisper'"):
+        servable_specs(build_parser().parse_args(["serve", str(WHISPER), "--voice", "a=b.bin"]))
+    with pytest.raises(ValueError, match="a --config's graphs list their own"):
+        servable_specs(build_parser().parse_args(["serve", "--config", "config.json", "--voice", "a=b.bin"]))
+    with pytest.raises(ValueError, match="--voice-alias takes NAME=VALUE"):
+        servable_specs(build_parser().parse_args(["serve", str(SPEECHT5), "--voice-alias", "alloy"]))
+    store = tmp_path / "store"
+    assert main(["pull", str(SPEECHT5), "--task", "text2speech", "--name", "tiny-tts", "--models-dir",
+                 str(store)]) == 0
+    assert capsys.readouterr().out.strip() == str(store / "tiny-tts")
+    assert main(["serve", "--pull", "--source_model", "tiny-tts", "--task", "text2speech", "--models-dir",
+                 str(store)]) == 0
+    assert capsys.readouterr().out.strip() == str(store / "tiny-tts")
+    assert main(["pull", str(RERANKER), "--task", "text2speech", "--name", "no-tts", "--models-dir",
+                 str(store)]) == 1
+    assert "is not a text-to-speech OpenVINO IR folder (SpeechT5 exported with its vocoder: missing" in \
+        capsys.readouterr().err
+    assert [m.name for m in list_models(store)] == ["tiny-tts"]
+
+
+def test_kokoro_folders_are_told_apart_and_speech_checkpoints_are_not_exported(tmp_path, capsys):
+    import json
+
+    from ovserve.model_catalog import model_kind, model_task, speech_model_type
+
+    kokoro = tmp_path / "kokoro"
+    kokoro.mkdir()
+    (kokoro / "config.json").write_text(json.dumps({"vocab": {"a": 1}, "n_mels": 80}))
+    (kokoro / "openvino_model.xml").write_text("<net/>")
+    assert (model_task(kokoro), speech_model_type(kokoro)) == ("text2speech", "kokoro")
+    checkpoint = tmp_path / "speecht5-checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"architectures": ["SpeechT5ForTextToSpeech"]}))
+    assert (model_task(checkpoint), model_kind(checkpoint), speech_model_type(checkpoint)) == (
+        "text2speech", "checkpoint", None)
+    assert main(["pull", str(checkpoint), "--models-dir", str(tmp_path / "store")]) == 1
+    assert "is a text-to-speech checkpoint (PyTorch weights), which ovserve does not export" in capsys.readouterr().err

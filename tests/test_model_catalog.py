@@ -150,3 +150,20 @@ def test_a_pull_that_fails_after_copying_leaves_nothing_behind(tmp_path):
     assert result.returncode == 1 and "error:" in result.stderr
     assert not (store / "bad").exists()
     assert ovserve("pull", str(bogus), "--name", "bad", "--models-dir", str(store)).returncode == 1  # not "already"
+
+
+def test_a_speecht5_ir_repository_is_pulled_as_it_is_for_text2speech(tmp_path):
+    """A SpeechT5 IR needs its tokenizer but no detokenizer (GenAI reads the text, never writes any)."""
+    from tests.tiny_models import SPEECHT5
+
+    files = {path.name: path for path in SPEECHT5.iterdir() if not path.name.startswith("openvino_detokenizer")}
+    untokenized = {name: path for name, path in files.items() if not name.startswith("openvino_tokenizer")}
+    with fake_hub({"someone/speecht5-ov": files, "someone/speecht5-untokenized": untokenized}) as endpoint:
+        env = {"HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home")}
+        store = str(tmp_path / "store")
+        pulled = ovserve("pull", "someone/speecht5-ov", "--task", "text2speech", "--models-dir", store, env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        folder = Path(pulled.stdout.strip())
+        assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(files)
+        refused = ovserve("pull", "someone/speecht5-untokenized", "--models-dir", store, env=env)
+        assert refused.returncode == 1 and "has an OpenVINO IR but no openvino_tokenizer.xml" in refused.stderr

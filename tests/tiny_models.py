@@ -24,3 +24,20 @@ QWEN3_RERANKER = TINY / "qwen3-reranker"
 LLAVA = TINY / "llava"
 #: Each image becomes this many ``<image>`` tokens in the prompt (28 x 28 pixels in 14-pixel patches).
 LLAVA_IMAGE_TOKENS = 4
+
+#: A SpeechT5 text-to-speech model (``Text2SpeechPipeline``) with a HiFi-GAN vocoder: a character vocabulary,
+#: random weights, a stop head that never fires, and ``maxlenratio`` 4 in its generation_config.json.
+SPEECHT5 = TINY / "speecht5"
+#: Two speaker embeddings for it (512 float32 each, raw, as GenAI's samples write them).
+SPEECHT5_SPEAKER = SPEECHT5 / "speaker.bin"
+SPEECHT5_OTHER_SPEAKER = SPEECHT5 / "other_speaker.bin"
+#: What it says for any text: SPEECHT5_SAMPLES_PER_TOKEN samples a token (its character-level tokenizer's tokens:
+#: "_" before the first word, one a character, "</s>" at the end), at SPEECHT5_RATE.
+SPEECHT5_SAMPLES_PER_TOKEN = 1024
+SPEECHT5_RATE = 16_000
+
+
+def speecht5_samples(text: str) -> int:
+    """How many samples the tiny SpeechT5 says ``text`` in (for the ASCII text the tests use): one token a character,
+    plus the word marker before the first and the end token."""
+    return (len(text) + 2) * SPEECHT5_SAMPLES_PER_TOKEN

@@ -12,16 +12,15 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.audio.decode import DEFAULT_MAX_SECONDS, MAX_UPLOAD_BYTES, AudioLimits
+from ovserve.calculators.engine_resource import EngineBacked, PluginConfig
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
 from ovserve.engine.whisper_kind import DEFAULT_MAX_QUEUED, WhisperSpec
-from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import WHISPER_FILES, models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
@@ -39,7 +38,7 @@ class S2tCalculatorOptions(BaseModel):
                                          "tokenizer, detokenizer), relative to the graph file, or a model in the store")
     target_device: str | None = Field(None, description="CPU (default), GPU, NPU, AUTO, ...")
     device: str | None = Field(None, description="the older name of target_device")
-    plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
+    plugin_config: PluginConfig = Field(default_factory=dict, description="OpenVINO properties (JSON)")
     enable_word_timestamps: bool = Field(False, description="build the pipeline so that requests may ask for word "
                                                             "timestamps (timestamp_granularities[]=word)")
     max_queued_requests: int = Field(DEFAULT_MAX_QUEUED, ge=1, description="ovserve's own: the most requests the model "
@@ -50,18 +49,6 @@ class S2tCalculatorOptions(BaseModel):
     engine_step_timeout: float = Field(DEFAULT_STEP_TIMEOUT, ge=0, description="ovserve's own: seconds without word "
                                        "from the engine, with requests in flight, after which it is restarted (0: "
                                        "never)")
-
-    @field_validator("plugin_config")
-    @classmethod
-    def _json(cls, value: dict[str, Any] | str) -> dict[str, Any]:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as error:
-                raise ValueError(f"plugin_config must be a JSON object string: {error}") from None
-        if not isinstance(value, dict):
-            raise ValueError("plugin_config must be a JSON object, e.g. '{\"NUM_STREAMS\": \"1\"}'")
-        return value
 
     @model_validator(mode="after")
     def _one_device(self) -> S2tCalculatorOptions:
@@ -115,7 +102,7 @@ def read_languages(folder: Path) -> tuple[frozenset[str] | None, bool]:
     return codes, "translate" in (config.get("task_to_id") or {})
 
 
-class WhisperModel(Resource):
+class WhisperModel(EngineBacked, Resource):
     """Starts the Whisper engine process for ``models_path`` and provides it, with what requests are checked
     against, as ``WHISPER``."""
 
@@ -135,7 +122,7 @@ class WhisperModel(Resource):
             raise FileNotFoundError(f"models_path '{folder}' is not a Whisper OpenVINO IR folder (missing "
                                     f"{', '.join(missing)}); 'ovserve pull OpenVINO/whisper-base-fp16-ov' fetches one")
         languages, translates = read_languages(folder)
-        spec = WhisperSpec(str(folder), options.chosen_device, dict(options.plugin_config),  # type: ignore[arg-type]
+        spec = WhisperSpec(str(folder), options.chosen_device, dict(options.plugin_config),
                            options.enable_word_timestamps, options.max_queued_requests)
         self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
         await self.engine.start()
@@ -146,17 +133,6 @@ class WhisperModel(Resource):
         ctx.set(self.WHISPER, SpeechModel(self.engine, languages, translates, options.enable_word_timestamps, limits,
                                           options.max_queued_requests))
 
-    async def close(self) -> None:
-        await self.engine.stop()
-
-    def is_ready(self) -> bool:
-        return self.engine.ready
-
-    def metrics(self) -> dict[str, float]:
-        return self.engine.metrics()
-
-    def histograms(self) -> dict[str, Histogram]:
-        return {"engine_queue_time_seconds": self.engine.queue_time}
 
 
 class SttWhisperModel(WhisperModel):

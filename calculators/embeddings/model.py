@@ -4,18 +4,17 @@ shared by every request, with dynamic batching."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.engine_resource import EngineBacked, PluginConfig
 from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer, encoder_settings
 from ovserve.engine.embedding_kind import EmbeddingEngine, EmbeddingSpec
 from ovserve.engine.trial_load import load_in_child_first
-from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
@@ -32,21 +31,12 @@ class EmbeddingsCalculatorOVOptions(BaseModel):
     pooling: Literal["CLS", "MEAN", "LAST"] | None = Field(None, description="default: from 1_Pooling/config.json")
     truncate: bool = Field(False, description="cut inputs longer than the model takes; otherwise they get a 400")
     target_device: str = "CPU"
-    plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
+    plugin_config: PluginConfig = Field(default_factory=dict, description="OpenVINO properties (JSON)")
     max_batch: int = Field(32, ge=1, description="the most inputs in one run of the model")
     batch_wait_ms: float = Field(2.0, ge=0, description="how long the first waiting input waits for others")
 
-    @field_validator("plugin_config")
-    @classmethod
-    def _json(cls, value: dict[str, Any] | str) -> dict[str, Any]:
-        if isinstance(value, str):
-            value = json.loads(value) if value.strip() else {}
-        if not isinstance(value, dict):
-            raise ValueError("plugin_config must be a JSON object")
-        return value
 
-
-class EmbeddingsModel(Resource):
+class EmbeddingsModel(EngineBacked, Resource):
     """Loads the tokenizer named by ``models_path`` (in a thread) and starts the encoder's engine process, on
     ``target_device``; provides both, batched, as ``ENCODER``. No model weights are held in the server process."""
 
@@ -68,7 +58,7 @@ class EmbeddingsModel(Resource):
             settings = replace(settings, normalize=options.normalize_embeddings)
         await asyncio.to_thread(load_in_child_first, "encoder", folder)  # a broken file must not crash the server
         tokenizer = await asyncio.to_thread(EncoderTokenizer, folder, settings)
-        properties: dict[str, Any] = options.plugin_config  # type: ignore[assignment] # a dict once validated
+        properties: dict[str, Any] = options.plugin_config
         self.engine = EmbeddingEngine(EmbeddingSpec(folder, options.target_device, properties, settings))
         await self.engine.start()
         try:
@@ -84,13 +74,4 @@ class EmbeddingsModel(Resource):
 
     async def close(self) -> None:
         await self.encoder.close()
-        await self.engine.stop()
-
-    def is_ready(self) -> bool:
-        return self.engine.ready
-
-    def metrics(self) -> dict[str, float]:
-        return self.engine.metrics()
-
-    def histograms(self) -> dict[str, Histogram]:
-        return {"engine_queue_time_seconds": self.engine.queue_time}
+        await super().close()

@@ -8,18 +8,17 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.engine_resource import EngineBacked, PluginConfig
 from ovserve.calculators.rerank.inputs import QWEN3_INSTRUCTION, RerankInputs
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankJob, RerankSpec, logits_bound
 from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
 from ovserve.errors import RequestError
-from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
@@ -50,7 +49,7 @@ class RerankCalculatorOVOptions(BaseModel):
                                 "refused (score). Default: the model's context, at most 8192 (and, for a causal-LM "
                                 "reranker, what one call may hold)")
     target_device: str = "CPU"
-    plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
+    plugin_config: PluginConfig = Field(default_factory=dict, description="OpenVINO properties (JSON)")
     max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, description="ovserve's own: the most documents in one run of "
                                                                 "a Qwen3-style model (a cross-encoder runs one)")
     max_batch_tokens: int = Field(DEFAULT_MAX_BATCH_TOKENS, ge=1,
@@ -67,15 +66,6 @@ class RerankCalculatorOVOptions(BaseModel):
                                                             "prompt")
     engine_step_timeout: float = Field(DEFAULT_STEP_TIMEOUT, ge=0, description="ovserve's own: seconds the engine "
                                        "may stay silent with requests in flight before it is restarted (0: never)")
-
-    @field_validator("plugin_config")
-    @classmethod
-    def _json(cls, value: dict[str, Any] | str) -> dict[str, Any]:
-        if isinstance(value, str):
-            value = json.loads(value) if value.strip() else {}
-        if not isinstance(value, dict):
-            raise ValueError("plugin_config must be a JSON object")
-        return value
 
 
 @dataclass
@@ -134,7 +124,7 @@ def request_limit(options: RerankCalculatorOVOptions, speed: float | None, max_l
     return min(options.max_request_tokens, max(in_time, max_length))
 
 
-class RerankModel(Resource):
+class RerankModel(EngineBacked, Resource):
     """Starts the reranker's engine process and loads its tokenizer, once per graph load; provides both as
     ``RERANKER``."""
 
@@ -154,7 +144,7 @@ class RerankModel(Resource):
         if per_call is not None and "max_batch_tokens" not in options.model_fields_set:
             batch_tokens = min(batch_tokens, per_call)
         max_length = pair_limit(folder, options.max_position_embeddings, per_call)
-        spec = RerankSpec(str(folder.resolve()), options.target_device, dict(options.plugin_config),  # type: ignore[arg-type]
+        spec = RerankSpec(str(folder.resolve()), options.target_device, dict(options.plugin_config),
                           max_length, options.max_batch, batch_tokens, options.concurrency, options.max_queue)
         inputs = await asyncio.to_thread(RerankInputs, folder, max_length, options.max_request_tokens,
                                          options.instruction)
@@ -171,14 +161,3 @@ class RerankModel(Resource):
                  batch_tokens, "?" if speed is None else f"{speed:.0f}", inputs.max_request_tokens)
         ctx.set(self.RERANKER, Reranker(self.engine, inputs, options.max_allowed_chunks))
 
-    async def close(self) -> None:
-        await self.engine.stop()
-
-    def is_ready(self) -> bool:
-        return self.engine.ready
-
-    def metrics(self) -> dict[str, float]:
-        return self.engine.metrics()
-
-    def histograms(self) -> dict[str, Histogram]:
-        return {"engine_queue_time_seconds": self.engine.queue_time}

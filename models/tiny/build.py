@@ -495,16 +495,112 @@ def build_llava(out: Path, work: Path) -> None:
     tokenizer.save_pretrained(checkpoint)
     export(checkpoint, "image-text-to-text", out)
 
+# -------------------------------------------------------------------------------------------------- speecht5
+
+#: The text the character vocabulary is trained on: every printable ASCII character, in words and alone.
+SPEECHT5_CORPUS = """The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs!
+How vexingly quick daft zebras jump? Sphinx of black quartz, judge my vow: 0 1 2 3 4 5 6 7 8 9.
+THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG; PACK MY BOX WITH FIVE DOZEN LIQUOR JUGS.
+"Quotes", 'apostrophes', (parentheses), [brackets], {braces}, <angles>, 50% & $5 - #1 @home ~ ^ _ = + * / \\ | `.
+"""
+#: What the rigged stop head gives the pipeline: never above SpeechGenerationConfig's threshold, so every text is
+#: spoken for exactly ``maxlenratio`` (below) decoder steps per two input tokens.
+SPEECHT5_STOP_LOGIT = -30.0
+#: The tiny model's ``generation_config.json``: GenAI stops the decoder after int(tokens x maxlenratio / 2) steps
+#: (two 256-sample frames each) when the stop head does not fire first: 1,024 samples (64 ms at 16 kHz) per token.
+SPEECHT5_MAXLENRATIO = 4.0
+#: The speaker embedding GenAI's SpeechT5 takes (an x-vector: 512 floats).
+SPEAKER_EMBEDDING_SIZE = 512
+
+
+def speecht5_tokenizer(work: Path):
+    """A ``SpeechT5Tokenizer`` on a character-level sentencepiece model trained on :data:`SPEECHT5_CORPUS`, numbered
+    as SpeechT5's own (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, then one piece per character)."""
+    import sentencepiece as spm
+    from transformers import SpeechT5Tokenizer
+
+    corpus = work / "speecht5-corpus.txt"
+    corpus.write_text(SPEECHT5_CORPUS * 4, encoding="utf-8")
+    prefix = work / "spm_char"
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(prefix), model_type="char", vocab_size=100, hard_vocab_limit=False,
+        character_coverage=1.0, bos_id=0, pad_id=1, eos_id=2, unk_id=3, minloglevel=2)
+    tokenizer = SpeechT5Tokenizer(vocab_file=str(prefix) + ".model")
+    ids = tokenizer("Hello there.").input_ids
+    assert ids[-1] == tokenizer.eos_token_id and len(ids) == len("Hello there.") + 2, ids  # "_" + 12 chars + </s>
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "Hello there."
+    return tokenizer
+
+
+def rig_speecht5_stop_head(model) -> None:
+    """Random weights never say "stop": make sure of it, so that the pipeline's length bound decides, and every
+    text gets a length that depends on its token count only (see :data:`SPEECHT5_MAXLENRATIO`)."""
+    import torch
+
+    with torch.no_grad():
+        head = model.speech_decoder_postnet.prob_out
+        head.weight.zero_()
+        head.bias.fill_(SPEECHT5_STOP_LOGIT)
+
+
+def build_speecht5(out: Path, work: Path) -> None:
+    """A ``SpeechT5ForTextToSpeech`` (hidden 32, 2 encoder and 2 decoder layers) with a tiny HiFi-GAN vocoder (the
+    real upsampling: 256 samples a frame, 16 kHz) and a speaker embedding, exported as ``optimum-cli export openvino
+    --model-kwargs '{"vocoder": DIR}'`` writes ``microsoft/speecht5_tts`` with ``microsoft/speecht5_hifigan``."""
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import SpeechT5Config, SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    tokenizer = speecht5_tokenizer(work)
+    config = SpeechT5Config(
+        vocab_size=len(tokenizer), hidden_size=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+        decoder_layers=2, decoder_attention_heads=2, decoder_ffn_dim=64, conv_dim=(32, 32), conv_stride=(5, 2),
+        conv_kernel=(10, 3), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        speech_decoder_prenet_units=32, speech_decoder_prenet_dropout=0.0, speech_decoder_postnet_layers=2,
+        speech_decoder_postnet_units=32, speech_decoder_postnet_dropout=0.0, max_speech_positions=1876,
+        max_text_positions=600, encoder_max_relative_position=160, num_mel_bins=80, reduction_factor=2,
+        speaker_embedding_dim=SPEAKER_EMBEDDING_SIZE, initializer_range=0.3, torch_dtype="float32",
+        architectures=["SpeechT5ForTextToSpeech"],
+    )
+    torch.manual_seed(SEED)
+    model = SpeechT5ForTextToSpeech(config).eval()
+    rig_speecht5_stop_head(model)
+    checkpoint = work / "speecht5-hf"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    (checkpoint / "generation_config.json").write_text(json.dumps({"maxlenratio": SPEECHT5_MAXLENRATIO}))
+
+    vocoder_config = SpeechT5HifiGanConfig(
+        model_in_dim=80, sampling_rate=16000, upsample_initial_channel=16, upsample_rates=[4, 4, 4, 4],
+        upsample_kernel_sizes=[8, 8, 8, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+        normalize_before=True, initializer_range=0.2)
+    torch.manual_seed(SEED + 1)
+    vocoder = SpeechT5HifiGan(vocoder_config).eval()
+    vocoder_dir = work / "speecht5-hifigan"
+    vocoder.save_pretrained(vocoder_dir)
+
+    export(checkpoint, "text-to-audio", out, model_kwargs={"vocoder": str(vocoder_dir)})
+    # the exporter keeps the checkpoint's generation_config.json only if it knows its fields: write ours again
+    (out / "generation_config.json").write_text(json.dumps({"maxlenratio": SPEECHT5_MAXLENRATIO}, indent=2) + "\n")
+    rng = np.random.default_rng(SEED)
+    for name in ("speaker", "other_speaker"):
+        rng.standard_normal(SPEAKER_EMBEDDING_SIZE).astype("<f4").tofile(out / f"{name}.bin")
+
 
 # ------------------------------------------------------------------------------------------------------ common
 
-def export(checkpoint: Path, task: str, out: Path) -> None:
+def export(checkpoint: Path, task: str, out: Path, model_kwargs: dict | None = None) -> None:
     """``optimum-cli export openvino`` as a user would run it on a real checkpoint (tokenizer IR included)."""
+    import json
+
     if out.exists():
         shutil.rmtree(out)
     cli = Path(sys.executable).with_name("optimum-cli")
+    extra = ["--model-kwargs", json.dumps(model_kwargs)] if model_kwargs else []
     subprocess.run([str(cli), "export", "openvino", "--model", str(checkpoint), "--task", task,
-                    "--weight-format", "fp16", str(out)], check=True)
+                    "--weight-format", "fp16", *extra, str(out)], check=True)
 
 
 def describe(out: Path) -> None:
@@ -517,12 +613,12 @@ def describe(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="whisper|reranker|qwen3-reranker|llava",
+    parser.add_argument("models", nargs="*", metavar="whisper|reranker|qwen3-reranker|speecht5|llava",
                         help="which to build (default: all)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the IR folders go (default: beside this)")
     args = parser.parse_args()
     builders = {"whisper": build_whisper, "reranker": build_reranker, "qwen3-reranker": build_qwen3_reranker,
-                "llava": build_llava}
+                "speecht5": build_speecht5, "llava": build_llava}
     if unknown := set(args.models) - set(builders):
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="tiny-models-") as work:

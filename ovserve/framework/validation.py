@@ -78,9 +78,19 @@ _COMMAND_LINE = SourceLocation("<overrides>", 1, 1)
 
 
 def _override_field(name: str, value: Any) -> Field:
+    """An option set from the command line as the field a graph file would have: a dict is a message, a list of
+    dicts a repeated message (``voices { name path }``)."""
+    return Field(name, _override_value(value), _COMMAND_LINE)
+
+
+def _override_value(value: Any) -> Any:
     if isinstance(value, bool):
-        value = Identifier("true" if value else "false")
-    return Field(name, value, _COMMAND_LINE)
+        return Identifier("true" if value else "false")
+    if isinstance(value, dict):
+        return Message(_COMMAND_LINE, [_override_field(k, v) for k, v in value.items()])
+    if isinstance(value, list):
+        return [_override_value(item) for item in value]
+    return value
 
 
 class _Validator:

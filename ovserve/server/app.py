@@ -122,8 +122,8 @@ class OpenAIRoutes:
 
     async def completions(self, request: Request) -> Response | GraphResponse:
         """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
-        ``/rerank``, ``/score``, ``/audio/transcriptions``, ``/audio/translations``, ``/tokenize``, ``/detokenize``):
-        run the model's graph, which answers by the path."""
+        ``/rerank``, ``/score``, ``/audio/transcriptions``, ``/audio/translations``, ``/audio/speech``,
+        ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         try:
@@ -282,6 +282,8 @@ def _kind_of(path: str) -> tuple[str, ...]:
     one of the first kind served): rerank and score go to a reranker, else to an embedding model."""
     if path.endswith(FORM_PATHS):
         return ("speech2text",)
+    if path.endswith("/audio/speech"):
+        return ("text2speech",)
     if path.endswith(("/rerank", "/score")):
         return "rerank", "embeddings"
     return ("embeddings",) if path.endswith("/embeddings") else ("text_generation",)
@@ -395,6 +397,7 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/score", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/transcriptions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/translations", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/audio/speech", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/responses", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages/count_tokens", routes_of.completions, methods=["POST"]),

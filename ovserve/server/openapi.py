@@ -14,6 +14,7 @@ from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tokenize_endpoint import DetokenizeRequest, TokenizeRequest
 from ovserve.calculators.rerank.schema import ScoreRequest
+from ovserve.calculators.speech.schema import SpeechRequest
 
 #: The model endpoints: path under /v3 (and /v1), request schema, and the kinds of model that serve it.
 MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
@@ -25,6 +26,7 @@ MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("/embeddings", EmbeddingRequest, ("embeddings",)),
     ("/rerank", RerankRequest, ("rerank", "embeddings")),
     ("/score", ScoreRequest, ("rerank", "embeddings")),
+    ("/audio/speech", SpeechRequest, ("text2speech",)),
     ("/tokenize", TokenizeRequest, ("any",)),
     ("/detokenize", DetokenizeRequest, ("any",)),
 )

@@ -60,9 +60,10 @@ class Servable:
     @property
     def kind(self) -> str:
         """``rerank`` for a graph with a reranker, ``embeddings`` for one with an encoder, ``speech2text`` for one
-        with a Whisper engine, else ``text_generation``."""
+        with a Whisper engine, ``text2speech`` for one with a speech engine, else ``text_generation``."""
         from ovserve.calculators.audio.model import SpeechModel
         from ovserve.calculators.rerank.model import Reranker
+        from ovserve.calculators.speech.model import TtsModel
         from ovserve.engine.embedder import BatchingEncoder
 
         packets = self.graph.side_packets.values()
@@ -70,6 +71,8 @@ class Servable:
             return "speech2text"
         if any(isinstance(value, Reranker) for value in packets):
             return "rerank"
+        if any(isinstance(value, TtsModel) for value in packets):
+            return "text2speech"
         encoder = any(isinstance(value, BatchingEncoder) for value in packets)
         return "embeddings" if encoder else "text_generation"
 

