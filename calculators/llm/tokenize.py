@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.images import MediaPolicy
 from ovserve.calculators.llm.schema import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tools import Tool, family_calls, template_message, template_tools, tool_call_schema
-from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt
+from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt, VisionPrompt
 from ovserve.calculators.llm.vision_prompt import refuse_images, vision_prompt
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.tokenizer import TextTokenizer
@@ -161,7 +162,19 @@ def vision_engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokeni
     if body.n > limits.best_of_limit:
         raise RequestError(f"'n' is {body.n}, above this server's limit of {limits.best_of_limit} answers per "
                            f"request", param="n", code="invalid_value")
+    check_vision_copies(vision, body.n, limits.vision.policy)
     return Prompt(token_ids, params, body.n, body.n, vision=vision)
+
+
+def check_vision_copies(vision: VisionPrompt, n: int, policy: MediaPolicy) -> None:
+    """Each of the ``n`` answers is an engine request with its own copy of the images (sent to the engine process,
+    decoded there): refuse more image data in all than the largest one-answer request may hold."""
+    total = n * sum(len(data) for data, _ in vision.images)
+    limit = policy.max_bytes * max(policy.max_images, 1)
+    if n > 1 and total > limit:
+        raise RequestError(f"'n' is {n}: {n} copies of this request's images would be {total} bytes, above this "
+                           f"server's limit of {limit} per request (max_image_bytes x max_images_per_request); ask "
+                           f"for fewer answers", param="n", code="invalid_value")
 
 
 def _prompt_param(body: ChatCompletionRequest | CompletionRequest, number: int) -> str:

@@ -83,3 +83,16 @@ def test_nothing_local_or_remote_is_taken_unless_the_operator_allows_it(policy):
 def test_detail_low_caps_the_longer_side_at_512():
     assert max_side("low") == 512
     assert max_side("high") is max_side("auto") is max_side(None) is None
+
+
+def test_n_copies_of_the_images_are_bounded_like_one_request_with_the_most_images():
+    from ovserve.calculators.llm.tokenize import check_vision_copies
+    from ovserve.calculators.llm.types import VisionPrompt
+
+    policy = MediaPolicy(max_bytes=1000, max_images=2)
+    images = VisionPrompt("text", ((b"x" * 900, None), (b"x" * 900, None)), 20)
+    check_vision_copies(images, 1, policy)  # one answer: the images were checked one by one already
+    check_vision_copies(VisionPrompt("text", ((b"x" * 400, None),), 10), 5, policy)
+    with pytest.raises(RequestError, match="3600 bytes") as raised:
+        check_vision_copies(images, 2, policy)
+    assert raised.value.param == "n"
