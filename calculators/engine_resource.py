@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ovserve.engine.client import EngineProcess
 from ovserve.framework.metrics import Histogram
@@ -28,6 +28,27 @@ def plugin_config_object(value: object) -> object:
 
 #: OpenVINO properties for a model's device, from a graph's options (a JSON object, or a string holding one).
 PluginConfig = Annotated[dict[str, Any], BeforeValidator(plugin_config_object)]
+
+
+class DeviceOptions(BaseModel):
+    """The device options of OVMS's audio nodes: ``target_device`` (or its older name ``device``) and
+    ``plugin_config``. Node options that have them derive from this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_device: str | None = Field(None, description="CPU (default), GPU, NPU, AUTO, ...")
+    device: str | None = Field(None, description="the older name of target_device")
+    plugin_config: PluginConfig = Field(default_factory=dict, description="OpenVINO properties (JSON)")
+
+    @model_validator(mode="after")
+    def _one_device(self) -> DeviceOptions:
+        if self.target_device and self.device and self.target_device != self.device:
+            raise ValueError(f"target_device '{self.target_device}' and device '{self.device}' disagree: set one")
+        return self
+
+    @property
+    def chosen_device(self) -> str:
+        return self.target_device or self.device or "CPU"
 
 
 class EngineBacked:

@@ -13,14 +13,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.audio.decode import DEFAULT_MAX_SECONDS, MAX_UPLOAD_BYTES, AudioLimits
-from ovserve.calculators.engine_resource import EngineBacked, PluginConfig
+from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
-from ovserve.engine.whisper_kind import DEFAULT_MAX_QUEUED, WhisperSpec
+from ovserve.engine.folder_spec import DEFAULT_MAX_QUEUED
+from ovserve.engine.whisper_kind import WhisperSpec
 from ovserve.model_catalog import WHISPER_FILES, models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
@@ -28,7 +29,7 @@ log = logging.getLogger("ovserve.calculators")
 INSTALL_AUDIO = "pip install 'ovserve[audio]'"
 
 
-class S2tCalculatorOptions(BaseModel):
+class S2tCalculatorOptions(DeviceOptions):
     """OVMS's ``mediapipe.S2tCalculatorOptions`` (``models_path``, ``target_device``, ``plugin_config``,
     ``enable_word_timestamps``; the older ``device`` for ``target_device``), plus ovserve's own bounds."""
 
@@ -36,9 +37,6 @@ class S2tCalculatorOptions(BaseModel):
 
     models_path: str = Field(description="a Whisper IR folder (openvino_encoder_model.xml, openvino_decoder_model.xml, "
                                          "tokenizer, detokenizer), relative to the graph file, or a model in the store")
-    target_device: str | None = Field(None, description="CPU (default), GPU, NPU, AUTO, ...")
-    device: str | None = Field(None, description="the older name of target_device")
-    plugin_config: PluginConfig = Field(default_factory=dict, description="OpenVINO properties (JSON)")
     enable_word_timestamps: bool = Field(False, description="build the pipeline so that requests may ask for word "
                                                             "timestamps (timestamp_granularities[]=word)")
     max_queued_requests: int = Field(DEFAULT_MAX_QUEUED, ge=1, description="ovserve's own: the most requests the model "
@@ -50,15 +48,6 @@ class S2tCalculatorOptions(BaseModel):
                                        "from the engine, with requests in flight, after which it is restarted (0: "
                                        "never)")
 
-    @model_validator(mode="after")
-    def _one_device(self) -> S2tCalculatorOptions:
-        if self.target_device and self.device and self.target_device != self.device:
-            raise ValueError(f"target_device '{self.target_device}' and device '{self.device}' disagree: set one")
-        return self
-
-    @property
-    def chosen_device(self) -> str:
-        return self.target_device or self.device or "CPU"
 
 
 class SttCalculatorOptions(S2tCalculatorOptions):
@@ -123,7 +112,7 @@ class WhisperModel(EngineBacked, Resource):
                                     f"{', '.join(missing)}); 'ovserve pull OpenVINO/whisper-base-fp16-ov' fetches one")
         languages, translates = read_languages(folder)
         spec = WhisperSpec(str(folder), options.chosen_device, dict(options.plugin_config),
-                           options.enable_word_timestamps, options.max_queued_requests)
+                           max_queued=options.max_queued_requests, word_timestamps=options.enable_word_timestamps)
         self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
         await self.engine.start()
         log.info("%s: speech to text on %s, %s, word timestamps %s", folder.name, spec.device,

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.engine_resource import plugin_config_object
 from ovserve.calculators.llm.images import MediaPolicy
 from ovserve.calculators.llm.reasoning import CLOSE as THINK_CLOSE
 from ovserve.calculators.llm.reasoning import OPEN as THINK_OPEN
@@ -119,18 +120,8 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
 
     @field_validator("plugin_config")
     @classmethod
-    def _plugin_config_is_a_json_object(cls, value: str | dict[str, Any]) -> dict[str, Any]:
-        if isinstance(value, dict):
-            return value
-        if not value.strip():
-            return {}
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"plugin_config must be a JSON object string: {error}") from None
-        if not isinstance(parsed, dict):
-            raise ValueError("plugin_config must be a JSON object, e.g. '{\"KV_CACHE_PRECISION\": \"u8\"}'")
-        return parsed
+    def _plugin_config_is_a_json_object(cls, value: str | dict[str, Any]) -> object:
+        return plugin_config_object(value)
 
     @field_validator("plugin_config", mode="after")
     @classmethod

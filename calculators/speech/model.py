@@ -17,22 +17,20 @@ OpenAI's ``alloy``; a request for any other name gets a 400 that lists the known
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
+from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked
 from ovserve.calculators.speech.schema import DEFAULT_MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED
 from ovserve.calculators.speech.sentences import DEFAULT_MAX_CHARS
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
 from ovserve.engine.tts_kind import SpeechSpec
 from ovserve.errors import RequestError
-from ovserve.framework.metrics import Histogram
 from ovserve.model_catalog import models_path_in_graph, speech_model_type
 
 log = logging.getLogger("ovserve.calculators")
@@ -65,7 +63,7 @@ class VoiceAlias(BaseModel):
     voice: str = Field(min_length=1, max_length=256)
 
 
-class T2sCalculatorOptions(BaseModel):
+class T2sCalculatorOptions(DeviceOptions):
     """OVMS's ``mediapipe.T2sCalculatorOptions`` (``models_path``, ``target_device``, ``plugin_config``, ``voices``,
     ``speed_min``, ``speed_max``; the older ``device`` for ``target_device``), plus ovserve's own."""
 
@@ -73,9 +71,6 @@ class T2sCalculatorOptions(BaseModel):
 
     models_path: str = Field(description="a text-to-speech IR folder (SpeechT5 with its vocoder, or Kokoro), "
                                          "relative to the graph file, or a model in the store")
-    target_device: str | None = Field(None, description="CPU (default), GPU, NPU, AUTO, ...")
-    device: str | None = Field(None, description="the older name of target_device")
-    plugin_config: dict[str, Any] | str = Field(default_factory=dict, description="OpenVINO properties (JSON)")
     voices: list[VoiceFile] = Field(default_factory=list, description="speaker embeddings by name")
     speed_min: float = Field(MIN_SPEED, ge=MIN_SPEED, le=MAX_SPEED, description="the lowest 'speed' taken")
     speed_max: float = Field(MAX_SPEED, ge=MIN_SPEED, le=MAX_SPEED, description="the highest 'speed' taken")
@@ -90,29 +85,11 @@ class T2sCalculatorOptions(BaseModel):
                                        "from the engine, with requests in flight, after which it is restarted (0: "
                                        "never)")
 
-    @field_validator("plugin_config")
-    @classmethod
-    def _json(cls, value: dict[str, Any] | str) -> dict[str, Any]:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as error:
-                raise ValueError(f"plugin_config must be a JSON object string: {error}") from None
-        if not isinstance(value, dict):
-            raise ValueError("plugin_config must be a JSON object, e.g. '{\"NUM_STREAMS\": \"1\"}'")
-        return value
-
     @model_validator(mode="after")
-    def _consistent(self) -> T2sCalculatorOptions:
-        if self.target_device and self.device and self.target_device != self.device:
-            raise ValueError(f"target_device '{self.target_device}' and device '{self.device}' disagree: set one")
+    def _speeds_in_order(self) -> T2sCalculatorOptions:
         if not self.speed_min <= self.speed_max:
             raise ValueError(f"speed_min ({self.speed_min:g}) must be at most speed_max ({self.speed_max:g})")
         return self
-
-    @property
-    def chosen_device(self) -> str:
-        return self.target_device or self.device or "CPU"
 
 
 class TtsCalculatorOptions(T2sCalculatorOptions):
@@ -193,7 +170,7 @@ def voice_names(files: dict[str, Path], aliases: list[VoiceAlias], model_type: s
     return names
 
 
-class TextToSpeechModel(Resource):
+class TextToSpeechModel(EngineBacked, Resource):
     """Starts the speech engine process for ``models_path`` with its voices, and provides it, with what requests are
     checked against, as ``SPEECH``."""
 
@@ -215,7 +192,7 @@ class TextToSpeechModel(Resource):
                                     f"decoder, postnet, vocoder and tokenizer; Kokoro: openvino_model.xml)")
         files = voice_files(folder, ctx.base_path, options.voices)
         names = voice_names(files, options.voice_aliases, model_type)
-        spec = SpeechSpec(str(folder), options.chosen_device, dict(options.plugin_config),  # type: ignore[arg-type]
+        spec = SpeechSpec(str(folder), options.chosen_device, dict(options.plugin_config),
                           2 * options.max_queued_requests,
                           tuple((name, str(path)) for name, path in sorted(files.items())))
         self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
@@ -227,17 +204,6 @@ class TextToSpeechModel(Resource):
                                          options.max_sentence_chars, (options.speed_min, options.speed_max),
                                          options.max_queued_requests))
 
-    async def close(self) -> None:
-        await self.engine.stop()
-
-    def is_ready(self) -> bool:
-        return self.engine.ready
-
-    def metrics(self) -> dict[str, float]:
-        return self.engine.metrics()
-
-    def histograms(self) -> dict[str, Histogram]:
-        return {"engine_queue_time_seconds": self.engine.queue_time}
 
 
 class TtsTextToSpeechModel(TextToSpeechModel):

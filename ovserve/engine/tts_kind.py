@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
+from ovserve.engine.folder_spec import FolderSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore
 
 #: How many jobs a speech engine holds by default, running and waiting (a request keeps at most two in it: the
 #: sentence being spoken and the next).
@@ -42,35 +43,14 @@ SPEECHT5_REDUCTION_FACTOR = 2
 
 
 @dataclass(frozen=True)
-class SpeechSpec(EngineSpec):
+class SpeechSpec(FolderSpec):
     """A text-to-speech model to serve: its OpenVINO IR ``folder`` (SpeechT5: encoder, decoder, postnet, vocoder and
     tokenizer IR; Kokoro: ``openvino_model.xml``), the device, OpenVINO properties, how many jobs it may hold, and its
     voices: ``(name, file)`` pairs, each file a speaker embedding (raw little-endian float32 ``.bin``, or ``.npy``)
     in the shape the model takes, which the engine reads and checks when it loads."""
 
-    folder: str
-    target_device: str = "CPU"
-    plugin_config: dict[str, Any] = field(default_factory=dict)
     max_queued: int = DEFAULT_MAX_QUEUED_JOBS
     voices: tuple[tuple[str, str], ...] = ()
-
-    one_call = True
-
-    @property
-    def name(self) -> str:
-        return self.folder.rstrip("/").rsplit("/", 1)[-1] or self.folder
-
-    @property
-    def location(self) -> str:
-        return self.folder
-
-    @property
-    def device(self) -> str:
-        return self.target_device
-
-    @property
-    def max_in_flight(self) -> int:
-        return self.max_queued
 
     def load(self) -> EngineCore:
         import openvino_genai

@@ -14,45 +14,21 @@ sampled calls gave garbage), so the job also keeps the prompt within what the de
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
-
-#: How many jobs a Whisper engine holds by default, running and waiting: each holds its audio (up to 115 MB for
-#: 30 minutes of float32 samples) until it ends.
-DEFAULT_MAX_QUEUED = 4
+from ovserve.engine.folder_spec import FolderSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore
 
 
 @dataclass(frozen=True)
-class WhisperSpec(EngineSpec):
+class WhisperSpec(FolderSpec):
     """A Whisper model to serve: its OpenVINO IR ``folder`` (``openvino_encoder_model.xml``, the decoder, tokenizer
-    and detokenizer), the ``device``, OpenVINO properties, whether the pipeline is built for word timestamps (it
-    must be, to give them, and costs more at load), and how many jobs it may hold at once."""
+    and detokenizer), the ``device``, OpenVINO properties, how many jobs it may hold at once (each holds its audio, up
+    to 115 MB for 30 minutes of float32 samples, until it ends), and whether the pipeline is built for word
+    timestamps (it must be, to give them, and costs more at load)."""
 
-    folder: str
-    target_device: str = "CPU"
-    plugin_config: dict[str, Any] = field(default_factory=dict)
     word_timestamps: bool = False
-    max_queued: int = DEFAULT_MAX_QUEUED
-
-    one_call = True
-
-    @property
-    def name(self) -> str:
-        return self.folder.rstrip("/").rsplit("/", 1)[-1] or self.folder
-
-    @property
-    def location(self) -> str:
-        return self.folder
-
-    @property
-    def device(self) -> str:
-        return self.target_device
-
-    @property
-    def max_in_flight(self) -> int:
-        return self.max_queued
 
     def load(self) -> EngineCore:
         import openvino_genai
