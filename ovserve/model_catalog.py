@@ -16,12 +16,15 @@ from pathlib import Path
 from ovserve.engine.hf_export import HF_ID
 from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_MODEL
+from ovserve.engine.vision import IR_LANGUAGE_MODEL
 from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, export_encoder, fill_folder, pull
 
 #: The file a speech-to-text (Whisper) OpenVINO IR folder holds instead of ``openvino_model.xml``.
 IR_ENCODER = "openvino_encoder_model.xml"
 #: What a model folder holds, by the file that says so.
-_KINDS = ((IR_MODEL, "openvino_ir"), (IR_ENCODER, "openvino_ir"), ("*.gguf", "gguf"), ("config.json", "checkpoint"))
+_KINDS = ((IR_MODEL, "openvino_ir"), (IR_ENCODER, "openvino_ir"), (IR_LANGUAGE_MODEL, "openvino_ir"),
+          ("*.gguf", "gguf"),
+          ("config.json", "checkpoint"))
 #: The architectures (config.json) of speech-to-text models, as OVMS detects them.
 SPEECH_ARCHITECTURES = ("WhisperForConditionalGeneration",)
 #: What a SpeechT5 text-to-speech IR folder holds (``optimum-cli export openvino --model microsoft/speecht5_tts

@@ -1,5 +1,5 @@
 """The tiny random-weight models committed under ``models/tiny`` (built by ``models/tiny/build.py``), for tests of
-the speech-to-text and rerank kinds. They load in OpenVINO GenAI with no PyTorch."""
+the speech-to-text and rerank kinds and of vision chat. They load in OpenVINO GenAI with no PyTorch."""
 
 from pathlib import Path
 
@@ -18,6 +18,12 @@ RERANKER = TINY / "reranker"
 #: A Qwen3-Reranker-shaped causal LM (``TextRerankPipeline`` scores its last token's "yes" against "no"): SmolLM2's
 #: vocabulary, random weights. GenAI feeds it query + document concatenated: the caller writes the prompt template.
 QWEN3_RERANKER = TINY / "qwen3-reranker"
+
+#: A llava-1.5-shaped VLM (``VLMPipeline``, and ``ContinuousBatchingPipeline.add_request`` with images): a CLIP
+#: vision tower on 28 x 28 images, SmolLM2's vocabulary plus ``<image>``, random weights (answers never end).
+LLAVA = TINY / "llava"
+#: Each image becomes this many ``<image>`` tokens in the prompt (28 x 28 pixels in 14-pixel patches).
+LLAVA_IMAGE_TOKENS = 4
 
 #: A SpeechT5 text-to-speech model (``Text2SpeechPipeline``) with a HiFi-GAN vocoder: a character vocabulary,
 #: random weights, a stop head that never fires, and ``maxlenratio`` 4 in its generation_config.json.

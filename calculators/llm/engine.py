@@ -12,13 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.engine_resource import plugin_config_object
+from ovserve.calculators.llm.images import MediaPolicy
 from ovserve.calculators.llm.reasoning import CLOSE as THINK_CLOSE
 from ovserve.calculators.llm.reasoning import OPEN as THINK_OPEN
 from ovserve.calculators.llm.reasoning import THINK_PARSERS, choose_reasoning, opens_reasoning
 from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
 from ovserve.calculators.llm.tool_parsers import special_markers
-from ovserve.calculators.llm.types import DEFAULT_MAX_SCORED_TOKENS, GenerationLimits, ModelParsers
+from ovserve.calculators.llm.types import DEFAULT_MAX_SCORED_TOKENS, GenerationLimits, ModelParsers, VisionLimits
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.fingerprint import model_identity, system_fingerprint
@@ -33,6 +34,7 @@ from ovserve.engine.settings import (
     plugin_config_for,
 )
 from ovserve.engine.tokenizer import TextTokenizer
+from ovserve.engine.vision import tokens_per_image
 from ovserve.framework.metrics import Histogram
 from ovserve.framework.textproto import Message
 from ovserve.model_catalog import models_path_in_graph
@@ -57,7 +59,6 @@ class OVMSOptionsNotYetSupported(BaseModel):
     draft_max_num_seqs: int | None = None
     draft_dynamic_split_fuse: bool | None = None
     draft_eagle3_mode: bool | None = None
-    pipeline_type: str | None = None
     cache_eviction_config: Message | None = None
     enable_tool_guided_generation: bool | None = None
     sparse_attention_config: Message | None = None
@@ -99,6 +100,20 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
         DEFAULT_STEP_TIMEOUT, ge=0,
         description="ovserve's own: seconds without a finished engine step, with requests in flight, after which the "
                     "engine is deemed hung: its requests fail, it is killed and restarted (0: never)")
+    pipeline_type: str | None = Field(
+        None, description="OVMS's: LM_CB or VLM_CB (the continuous-batching engine, what ovserve runs), LM or VLM "
+                          "(OVMS's one-request pipelines: served on the continuous-batching engine, with a log line "
+                          "saying so), AUTO; a VLM type needs a vision model folder")
+    allowed_local_media_path: str | None = Field(
+        None, description="ovserve's own (vLLM's --allowed-local-media-path): a folder whose images chat requests may "
+                          "name by local path, relative to the graph file (default: none, local paths refused)")
+    allowed_media_domains: str | list[str] | None = Field(
+        None, description="ovserve's own: hosts whose http(s) images are fetched, comma-separated or a list, '*' for "
+                          "any (default: none, remote images refused)")
+    max_images_per_request: int = Field(8, ge=0, description="ovserve's own: the most images one chat request holds")
+    max_image_bytes: int = Field(10_000_000, ge=1, description="ovserve's own: the largest image file, in bytes")
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="ovserve's own: the most pixels of one image")
+    image_fetch_timeout: float = Field(10.0, gt=0, description="ovserve's own: seconds to fetch a remote image")
     generation_config_path: str | None = Field(
         None, description="generation_config.json with the default sampling settings, relative to the graph file "
                           "(default: the one in the model's folder, if any)")
@@ -122,6 +137,29 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
         return bool(self.plugin_config.get(PROMPT_LOOKUP, False))  # type: ignore[union-attr]
 
 
+#: OVMS's pipeline types: the continuous-batching ones, and those it runs one request at a time.
+BATCHING_PIPELINES = ("LM_CB", "VLM_CB", "AUTO")
+ONE_AT_A_TIME_PIPELINES = ("LM", "VLM")
+
+
+def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles) -> None:
+    """Check an OVMS graph's ``pipeline_type`` against the model. Every type runs on the continuous-batching engine:
+    ``LM`` and ``VLM`` (OVMS's pipelines that run one request at a time) too, until ovserve has a one-stream engine,
+    and a log line says so."""
+    if pipeline_type is None:
+        return
+    kind = pipeline_type.upper()
+    if kind not in BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES:
+        raise ValueError(f"node '{node}': pipeline_type '{pipeline_type}' is not one of "
+                         f"{', '.join(BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES)}")
+    if kind.startswith("VLM") and not model.vision:
+        raise ValueError(f"node '{node}': pipeline_type {kind} needs a vision model folder (with "
+                         f"openvino_vision_embeddings_model.xml); {model.path} holds a text model")
+    if kind in ONE_AT_A_TIME_PIPELINES:
+        log.warning("node '%s': pipeline_type %s runs one request at a time in OVMS; ovserve serves it on the "
+                    "continuous-batching engine (%s_CB), which batches requests", node, kind, kind)
+
+
 class LLMEngine(Resource):
     """Starts the model's engine process and loads its tokenizer once per graph load."""
 
@@ -141,6 +179,7 @@ class LLMEngine(Resource):
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
+        check_pipeline_type(ctx.node, options.pipeline_type, model)
         self.model_digest = await asyncio.to_thread(model_identity, model)
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
@@ -209,7 +248,26 @@ class LLMEngine(Resource):
             "sampling": sampling, "tool_parser": parsers.tool_parser, "reasoning_parser": parsers.reasoning_parser})
         log.info("%s: system_fingerprint %s", name, fingerprint)
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit,
-                                              options.prompt_lookup, options.max_scored_tokens, fingerprint))
+                                              options.prompt_lookup, options.max_scored_tokens, fingerprint,
+                                              self._vision_limits(ctx, options, model)))
+
+    def _vision_limits(self, ctx: ResourceContext, options: LLMCalculatorOptions,
+                       model: ModelFiles) -> VisionLimits | None:
+        """A vision model's image settings (``None`` for a text model), logged once."""
+        if not model.vision:
+            return None
+        domains = options.allowed_media_domains or ()
+        if isinstance(domains, str):
+            domains = [domain.strip() for domain in domains.split(",") if domain.strip()]
+        folder = ctx.base_path / options.allowed_local_media_path if options.allowed_local_media_path else None
+        policy = MediaPolicy(folder, tuple(domain.lower() for domain in domains), options.max_images_per_request,
+                             options.max_image_bytes, options.max_image_pixels, options.image_fetch_timeout)
+        vision = VisionLimits(policy, tokens_per_image(model.path))
+        log.info("%s: a vision model: images from data URLs%s%s, up to %d per request; %s prompt tokens per image",
+                 model.display_name, f", local paths under {folder}" if folder else "",
+                 f", fetched from {', '.join(policy.domains)}" if policy.domains else "", policy.max_images,
+                 vision.tokens_per_image or "no count of")
+        return vision
 
     async def close(self) -> None:
         await self.scorer.close()

@@ -39,9 +39,12 @@ class LLMCalculator(Calculator):
                 await ctx.send(self.DELTAS, GenerationDelta((), "length", size, 0, index))
             return
         answers = max(prompt.n, prompt.best_of)
+        vision = prompt.vision
         for token_ids, params in parts:  # without best_of, request k is choice k
             for index in range(answers):
-                self.requests.append(engine.submit(token_ids, answer_params(prompt, index, params)))
+                settings = answer_params(prompt, index, params)
+                self.requests.append(engine.submit(token_ids, settings) if vision is None else
+                                     engine.submit_vision(vision.text, vision.images, settings, vision.prompt_tokens))
         if prompt.best_of > prompt.n:
             await self._best(ctx, prompt.n, answers, keep_logprobs=prompt.params.logprobs)
         elif len(self.requests) == 1:

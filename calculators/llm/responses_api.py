@@ -77,20 +77,46 @@ class ResponsesRequest(BaseModel):
 
 
 def _text_of(content: Any, where: str) -> str:
-    """A message's content: a string, or parts of type input_text / output_text."""
+    """A message's content as text: a string, or parts of type input_text / output_text."""
+    content = _content_of(content, where)
+    if not isinstance(content, str):
+        raise RequestError(f"'{where}.content' holds an input_image; only a message's content may",
+                           param=f"{where}.content", code="unsupported_parameter")
+    return content
+
+
+def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """An ``input_image`` part as chat's ``image_url`` part; errors about its image name ``where``."""
+    if not isinstance(part.get("image_url"), str):
+        why = "file_id is not served" if part.get("file_id") is not None else "it has no image_url"
+        raise RequestError(f"'{where}' is an input_image without an image_url string ({why}): send the image as a "
+                           f"data URL", param=f"{where}.image_url", code="invalid_value")
+    detail = part.get("detail")
+    return {"type": "image_url", "image_url": {"url": part["image_url"], **({"detail": detail} if detail else {})},
+            "where": f"{where}.image_url"}
+
+
+def _content_of(content: Any, where: str) -> str | list[dict[str, Any]]:
+    """A message's content: a string, or parts of type input_text / output_text, and input_image (then a list of
+    chat content parts)."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise RequestError(f"'{where}.content' must be a string or a list of text parts", param=f"{where}.content",
                            code="invalid_value")
-    texts = []
+    parts: list[dict[str, Any]] = []
     for number, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text", "text"):
-            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise RequestError(f"'{where}.content[{number}]' is of type {kind!r}; only text parts are served",
-                               param=f"{where}.content[{number}].type", code="unsupported_parameter")
-        texts.append(str(part.get("text", "")))
-    return "".join(texts)
+        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+        if kind == "input_image":
+            parts.append(_image_part(part, f"{where}.content[{number}]"))
+        elif kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
+        else:
+            raise RequestError(f"'{where}.content[{number}]' is of type {kind!r}; only text and image parts are "
+                               f"served", param=f"{where}.content[{number}].type", code="unsupported_parameter")
+    if any(part["type"] == "image_url" for part in parts):
+        return parts
+    return "".join(part["text"] for part in parts)
 
 
 def chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
@@ -108,7 +134,7 @@ def chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
             if role not in ("user", "assistant", "system", "developer"):
                 raise RequestError(f"'{where}.role' must be user, assistant, system or developer, not {role!r}",
                                    param=f"{where}.role", code="invalid_value")
-            messages.append({"role": role, "content": _text_of(item.get("content"), where)})
+            messages.append({"role": role, "content": _content_of(item.get("content"), where)})
         elif kind == "function_call":
             call = {"id": str(item.get("call_id")), "type": "function",
                     "function": {"name": str(item.get("name")), "arguments": str(item.get("arguments", ""))}}

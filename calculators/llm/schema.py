@@ -35,9 +35,26 @@ class TextContentPart(_Request):
     text: str
 
 
+class ImageUrl(_Request):
+    #: A data URL, a local path inside the operator's folder, or an http(s) URL where fetching is on.
+    url: str
+    #: ``low``: the image's longer side is shrunk to 512 pixels first; ``high`` and ``auto``: as it is.
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageContentPart(_Request):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+    #: Set by the Responses and Messages APIs' conversions: how their request names the image, for errors.
+    where: str | None = Field(None, exclude=True)
+
+
+ContentPart = Annotated[TextContentPart | ImageContentPart, Field(discriminator="type")]
+
+
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextContentPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     #: An assistant message's calls.
     tool_calls: list[ToolCallRequest] | None = None
@@ -67,7 +84,13 @@ class ChatMessage(_Request):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "\n".join(part.text for part in self.content)
+        return "\n".join(part.text for part in self.content if isinstance(part, TextContentPart))
+
+    def images(self) -> list[tuple[int, ImageContentPart]]:
+        """The message's image parts, with their places in ``content``."""
+        if not isinstance(self.content, list):
+            return []
+        return [(index, part) for index, part in enumerate(self.content) if isinstance(part, ImageContentPart)]
 
 
 class StreamOptions(_Request):

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve.calculators.llm.images import MediaPolicy
 from ovserve.calculators.llm.schema import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tools import Tool, family_calls, template_message, template_tools, tool_call_schema
-from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt
+from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt, VisionPrompt
+from ovserve.calculators.llm.vision_prompt import refuse_images, vision_prompt
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
@@ -128,8 +130,12 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
     limits that do not fit the model, settings the engine refuses, more answers than the server allows, several
     prompts that would hold more than one request may."""
     check_token_ids(tokenizer, body.stop_token_ids or [], "stop_token_ids")
+    if limits.vision is not None:
+        return vision_engine_prompt(body, tokenizer, limits, parsers)
+    if isinstance(body, ChatCompletionRequest):
+        refuse_images(body)
     prompts = prompt_token_ids(body, tokenizer, parsers)
-    parts = [(token_ids, engine_settings(body, token_ids, limits, parsers, _prompt_param(body, number)))
+    parts = [(token_ids, engine_settings(body, int(token_ids.size), limits, parsers, _prompt_param(body, number)))
              for number, token_ids in enumerate(prompts)]
     best_of = max(body.n, getattr(body, "best_of", None) or 1)
     if best_of > limits.best_of_limit:
@@ -142,6 +148,33 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
     check_scoring_cost(body, sizes, limits.max_scored_tokens)
     (token_ids, params), *others = parts
     return Prompt(token_ids, params, body.n, best_of, tuple(others))
+
+
+def vision_engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: TextTokenizer,
+                         limits: GenerationLimits, parsers: ModelParsers) -> Prompt:
+    """A vision model's prompt: chat only (its engine takes text with images, never token ids)."""
+    if not isinstance(body, ChatCompletionRequest):
+        raise RequestError("this is a vision model, served for chat: send the prompt as messages to "
+                           "/v3/chat/completions", param="prompt", code="unsupported_parameter")
+    assert limits.vision is not None
+    vision, token_ids = vision_prompt(body, tokenizer, limits.vision, template_variables(body, parsers))
+    params = engine_settings(body, vision.prompt_tokens, limits, parsers, "messages")
+    if body.n > limits.best_of_limit:
+        raise RequestError(f"'n' is {body.n}, above this server's limit of {limits.best_of_limit} answers per "
+                           f"request", param="n", code="invalid_value")
+    check_vision_copies(vision, body.n, limits.vision.policy)
+    return Prompt(token_ids, params, body.n, body.n, vision=vision)
+
+
+def check_vision_copies(vision: VisionPrompt, n: int, policy: MediaPolicy) -> None:
+    """Each of the ``n`` answers is an engine request with its own copy of the images (sent to the engine process,
+    decoded there): refuse more image data in all than the largest one-answer request may hold."""
+    total = n * sum(len(data) for data, _ in vision.images)
+    limit = policy.max_bytes * max(policy.max_images, 1)
+    if n > 1 and total > limit:
+        raise RequestError(f"'n' is {n}: {n} copies of this request's images would be {total} bytes, above this "
+                           f"server's limit of {limit} per request (max_image_bytes x max_images_per_request); ask "
+                           f"for fewer answers", param="n", code="invalid_value")
 
 
 def _prompt_param(body: ChatCompletionRequest | CompletionRequest, number: int) -> str:
@@ -168,11 +201,12 @@ def prompt_token_ids(body: ChatCompletionRequest | CompletionRequest, tokenizer:
     return token_lists
 
 
-def engine_settings(body: ChatCompletionRequest | CompletionRequest, token_ids: np.ndarray, limits: GenerationLimits,
+def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_tokens: int, limits: GenerationLimits,
                     parsers: ModelParsers, param: str) -> SamplingParams:
-    """The engine settings for one prompt of the request; a refusal that is about the prompt names ``param``."""
+    """The engine settings for one prompt (of ``prompt_tokens``) of the request; a refusal that is about the prompt
+    names ``param``."""
     try:
-        params = body.sampling_params(int(token_ids.size), limits.context_length, limits.max_tokens_limit,
+        params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit,
                                       limits.sampling)
     except RequestError as error:
         if error.param != "messages" or param == "messages":

@@ -7,12 +7,32 @@ from typing import Literal
 
 import numpy as np
 
+from ovserve.calculators.llm.images import MediaPolicy
 from ovserve.calculators.llm.messages_api import MessagesRequest
 from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.engine.generation_config import OPENAI_SAMPLING, SamplingDefaults
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.scorer import TokenScore
+
+
+@dataclass(frozen=True, slots=True)
+class VisionLimits:
+    """A vision model's images (``GenerationLimits.vision``): what the operator allows, and the prompt tokens one
+    image takes (:func:`~ovserve.engine.vision.tokens_per_image`)."""
+
+    policy: MediaPolicy
+    tokens_per_image: int
+
+
+@dataclass(frozen=True, slots=True)
+class VisionPrompt:
+    """What a vision request's engine requests are given: the text, each image's encoded file with the longest side
+    it may keep, and the prompt's tokens (text and images)."""
+
+    text: str
+    images: tuple[tuple[bytes, int | None], ...]
+    prompt_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,8 @@ class Prompt:
     best_of: int = 1
     #: The request's further prompts, in order, with their engine settings (completions' array prompts).
     others: tuple[tuple[np.ndarray, SamplingParams], ...] = ()
+    #: A vision model's prompt (``token_ids`` are then its text's, without the images): the engine takes it as text.
+    vision: VisionPrompt | None = None
 
     def parts(self) -> list[tuple[np.ndarray, SamplingParams]]:
         """Every prompt of the request, in order, with its engine settings."""
@@ -169,6 +191,8 @@ class GenerationLimits:
     #: OpenAI's ``system_fingerprint`` of the loaded model and the settings that change its answers
     #: (:mod:`ovserve.engine.fingerprint`), in every completion answer and chunk; ``None``: not known.
     system_fingerprint: str | None = None
+    #: A vision model's images: what the operator allows and what one costs; ``None``: the model takes text only.
+    vision: VisionLimits | None = None
 
 
 @dataclass(frozen=True, slots=True)

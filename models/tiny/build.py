@@ -425,6 +425,76 @@ def build_qwen3_reranker(out: Path, work: Path) -> None:
     export(checkpoint, "text-generation-with-past", out)
 
 
+# ----------------------------------------------------------------------------------------------------- llava
+
+#: LLaVA's image placeholder, added to SmolLM2's vocabulary as one more special token.
+LLAVA_IMAGE_TOKEN = "<image>"
+#: The tiny LLaVA's images: 28 x 28 pixels in 14-pixel patches, so each image is 4 tokens (CLIP's class token
+#: is dropped, as llava-1.5 drops it).
+LLAVA_IMAGE_SIZE = 28
+LLAVA_PATCH_SIZE = 14
+#: SmolLM2's ChatML template, taught llava-1.5-hf's content parts: an image part is the image token and a newline.
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>\\n' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def build_llava(out: Path, work: Path) -> None:
+    """A llava-1.5-shaped VLM (``LlavaForConditionalGeneration``: a CLIP vision tower, a two-layer projector and a
+    Llama language model) on SmolLM2's vocabulary plus ``<image>``, exported with optimum-intel's
+    ``image-text-to-text`` task as llava-1.5-hf's OpenVINO exports are: a vision embeddings model, a text
+    embeddings model and a stateful language model."""
+    import torch
+    from tokenizers import AddedToken
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = smollm2_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": [
+        AddedToken(LLAVA_IMAGE_TOKEN, normalized=False, special=True)]})
+    image_token = tokenizer.convert_tokens_to_ids(LLAVA_IMAGE_TOKEN)
+    assert image_token == 49152, image_token
+    tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
+    image_tokens = (LLAVA_IMAGE_SIZE // LLAVA_PATCH_SIZE) ** 2
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=LLAVA_IMAGE_SIZE, patch_size=LLAVA_PATCH_SIZE, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+                       # wider than 0.02, so that answers vary from token to token
+                       initializer_range=0.3)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,
+                         image_seq_length=image_tokens, vision_feature_select_strategy="default",
+                         vision_feature_layer=-2, tie_word_embeddings=True)
+    torch.manual_seed(SEED)
+    model = LlavaForConditionalGeneration(config).eval()
+    checkpoint = work / "llava-hf"
+    model.save_pretrained(checkpoint)
+    images = CLIPImageProcessor(size={"shortest_edge": LLAVA_IMAGE_SIZE},
+                                crop_size={"height": LLAVA_IMAGE_SIZE, "width": LLAVA_IMAGE_SIZE})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=LLAVA_PATCH_SIZE,
+                               vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
+                               num_additional_image_tokens=1)
+    processor.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    export(checkpoint, "image-text-to-text", out)
+
 # -------------------------------------------------------------------------------------------------- speecht5
 
 #: The text the character vocabulary is trained on: every printable ASCII character, in words and alone.
@@ -543,12 +613,12 @@ def describe(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="whisper|reranker|qwen3-reranker|speecht5",
+    parser.add_argument("models", nargs="*", metavar="whisper|reranker|qwen3-reranker|speecht5|llava",
                         help="which to build (default: all)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the IR folders go (default: beside this)")
     args = parser.parse_args()
     builders = {"whisper": build_whisper, "reranker": build_reranker, "qwen3-reranker": build_qwen3_reranker,
-                "speecht5": build_speecht5}
+                "speecht5": build_speecht5, "llava": build_llava}
     if unknown := set(args.models) - set(builders):
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="tiny-models-") as work:

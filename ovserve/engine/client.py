@@ -29,6 +29,7 @@ from ovserve.engine.llm_core import GenerateJob
 from ovserve.engine.messages import PROTOCOL_VERSION, Abort, Hello, LoadFailed, Ready, Step, Stop, Submit
 from ovserve.engine.protocol import FINISH_ABORT, EngineInfo, SamplingParams, decode_frames, encode_frame
 from ovserve.engine.settings import EngineSettings
+from ovserve.engine.vision import VisionGenerateJob
 from ovserve.engine.worker import serve_in_thread
 from ovserve.errors import ModelNotReadyError, RequestError, ServerShuttingDownError
 from ovserve.framework.metrics import Histogram
@@ -454,4 +455,15 @@ class EngineClient(EngineProcess, GenerationEngine):
         ids = np.asarray(token_ids, dtype=np.int64)
         request = EngineRequest(self, request_id, int(ids.size), bool(params.logprobs))
         self._submit(request_id, GenerateJob(ids.tobytes(), params), request)
+        return request
+
+    def submit_vision(self, prompt: str, images: Sequence[tuple[bytes, int | None]], params: SamplingParams,
+                      prompt_tokens: int) -> EngineRequest:
+        """Queue a vision request: the prompt's text with an image tag where each image goes, and each image's
+        encoded bytes with the longest side it may keep (:class:`~ovserve.engine.vision.VisionGenerateJob`).
+        ``prompt_tokens`` is the caller's count (GenAI does not report it on this pipeline)."""
+        request_id = self._new_id()
+        request = EngineRequest(self, request_id, prompt_tokens, bool(params.logprobs))
+        job = VisionGenerateJob(prompt, tuple(data for data, _ in images), tuple(side for _, side in images), params)
+        self._submit(request_id, job, request)
         return request

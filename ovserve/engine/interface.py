@@ -44,6 +44,12 @@ class GenerationEngine(abc.ABC):
     def submit(self, token_ids: Sequence[int] | np.ndarray, params: SamplingParams) -> TokenStream:
         """Queue a request (called on the event loop; must not block); iterate the result for its tokens."""
 
+    def submit_vision(self, prompt: str, images: Sequence[tuple[bytes, int | None]], params: SamplingParams,
+                      prompt_tokens: int) -> TokenStream:
+        """Queue a vision model's request: the prompt as text with an image tag where each image goes, each image's
+        encoded file with the longest side it may keep, and the prompt's length as the caller counted it."""
+        raise NotImplementedError(f"{type(self).__name__} takes no images")
+
     @property
     @abc.abstractmethod
     def ready(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ovserve.engine.kinds import EngineCore
 from ovserve.engine.protocol import FINISH_LENGTH, FINISH_STOP, SamplingParams
+from ovserve.engine.vision import VisionGenerateJob, add_vision_request
 
 #: Steps after which a cancelled request's handle is let go. OpenVINO GenAI frees a cancelled request within
 #: its next two steps, but leaves its status at CANCEL whenever other requests are scheduled (measured on
@@ -53,8 +54,11 @@ class LLMCore(EngineCore):
 
     waits_for_replacements = True
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, vision: bool = False) -> None:
         super().__init__()
+        #: A VLM's pipeline takes text prompts only: a prompt of token ids failed the next step (GenAI 2026.4: "Port
+        #: for tensor name input_ids was not found"), which ends every request in flight.
+        self.vision = vision
         import numpy
         import openvino
         import openvino_genai
@@ -103,13 +107,20 @@ class LLMCore(EngineCore):
         return {"cache_usage": self.cache_percent}
 
     def add(self, request_id: int, job: Any) -> None:
-        if not isinstance(job, GenerateJob):
+        if not isinstance(job, GenerateJob | VisionGenerateJob):
             self.outputs.append((request_id, (), f"error: a text generation engine cannot run a {type(job).__name__}"))
             return
-        ids = self.numpy.frombuffer(job.token_ids, dtype=self.numpy.int64).reshape(1, -1)
+        if self.vision != isinstance(job, VisionGenerateJob):
+            what = "takes prompts as text (a VisionGenerateJob)" if self.vision else "takes no images"
+            self.outputs.append((request_id, (), f"error: this model's engine {what}"))
+            return
         params = job.params
         try:
-            handle = self.pipeline.add_request(request_id, self.tensor(ids), params.to_generation_config())
+            if isinstance(job, VisionGenerateJob):  # a VLM's prompt is text, its images beside it
+                handle = add_vision_request(self.pipeline, request_id, job)
+            else:
+                ids = self.numpy.frombuffer(job.token_ids, dtype=self.numpy.int64).reshape(1, -1)
+                handle = self.pipeline.add_request(request_id, self.tensor(ids), params.to_generation_config())
         except Exception as error:  # one bad request must not stop the engine
             self.outputs.append((request_id, (), f"error: {type(error).__name__}: {error}"))
             return
@@ -250,7 +261,7 @@ class LLMCore(EngineCore):
 
 def load_llm(settings: Any) -> LLMCore:
     """The core for :class:`~ovserve.engine.settings.EngineSettings`: its ContinuousBatchingPipeline, loaded."""
-    return LLMCore(load_pipeline(settings))
+    return LLMCore(load_pipeline(settings), vision=settings.model.vision)
 
 
 def load_pipeline(settings: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from ovserve.engine.cpu import BATCH_INVARIANT, DEFAULTS, CPUInfo, detect_cpu
 from ovserve.engine.gguf import GGUFError, check_gguf_tensors, gguf_context_length, read_gguf_metadata
 from ovserve.engine.kinds import EngineCore, EngineSpec
+from ovserve.engine.vision import is_vision_folder
 
 #: OpenVINO IR files that make a model folder servable (as written by optimum-intel).
 IR_MODEL = "openvino_model.xml"
@@ -28,6 +29,8 @@ class ModelFiles:
     context_length: int | None
     #: A readable name (GGUF ``general.name`` or the folder name).
     display_name: str
+    #: A VLM (image-text-to-text) folder: chat takes images (:mod:`ovserve.engine.vision`).
+    vision: bool = False
 
     @property
     def tokenizer_path(self) -> Path:
@@ -47,12 +50,13 @@ def find_model_files(models_path: str | Path) -> ModelFiles:
             raise ValueError(f"models_path '{path}' is a file but not a .gguf; give a .gguf file or an OpenVINO "
                              f"IR folder (with {IR_MODEL})")
         return _gguf_files(path)
-    if (path / IR_MODEL).exists():
+    vision = is_vision_folder(path)
+    if (path / IR_MODEL).exists() or vision:
         missing = [name for name in (IR_TOKENIZER, IR_DETOKENIZER) if not (path / name).exists()]
         if missing:
             raise ValueError(f"the OpenVINO IR folder '{path}' has no {' or '.join(missing)}; export the model with "
                              f"its tokenizer (optimum-cli export openvino ... or convert_tokenizer --with-detokenizer)")
-        return ModelFiles("openvino_ir", path, _config_context_length(path), path.name)
+        return ModelFiles("openvino_ir", path, _config_context_length(path), path.name, vision)
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return _gguf_files(ggufs[0])
@@ -75,9 +79,10 @@ def _config_context_length(folder: Path) -> int | None:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        if isinstance(config.get(key), int):
-            return int(config[key])
+    for section in (config, config.get("text_config") or {}):  # a VLM's language model has its own section
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            if isinstance(section.get(key), int):
+                return int(section[key])
     return None
 
 

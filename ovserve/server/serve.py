@@ -127,6 +127,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--batch-invariant", dest="batch_invariant", action="store_true", default=None,
                         help="a request's output at temperature 0 (or with a seed) is the same alone as batched "
                              "with any others: computes in f32 (slower where the CPU has bf16); CPU only")
+    engine.add_argument("--allowed-local-media-path", "--allowed_local_media_path", dest="allowed_local_media_path",
+                        metavar="DIR", help="a vision model's chat requests may name images by local path inside DIR "
+                                            "(default: no local paths)")
+    engine.add_argument("--allowed-media-domains", "--allowed_media_domains", dest="allowed_media_domains",
+                        metavar="HOSTS", help="a vision model fetches http(s) images from these hosts, "
+                                              "comma-separated, '*' for any (default: none, remote images refused)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                         help="(default: %(default)s)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"),
@@ -187,7 +193,7 @@ def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
 ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
                 "enable_prefix_caching", "max_tokens_limit", "max_scored_tokens", "tool_parser", "reasoning_parser",
-                "batch_invariant", "engine_step_timeout")
+                "batch_invariant", "engine_step_timeout", "allowed_local_media_path", "allowed_media_domains")
 
 
 #: ``--enable-prefix-caching`` when not given: on, as OVMS's CLI sets it (measured in docs/performance.md).

@@ -9,6 +9,8 @@ import openvino_genai as ov_genai
 import pytest
 
 from tests.tiny_models import (
+    LLAVA,
+    LLAVA_IMAGE_TOKENS,
     QWEN3_RERANKER,
     RERANKER,
     SPEECHT5,
@@ -48,6 +50,8 @@ def test_the_folders_hold_what_genai_reads_and_stay_small():
                                      "openvino_detokenizer"]),
                           (RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"]),
                           (QWEN3_RERANKER, ["openvino_model", "openvino_tokenizer", "openvino_detokenizer"]),
+                          (LLAVA, ["openvino_language_model", "openvino_text_embeddings_model",
+                                   "openvino_vision_embeddings_model", "openvino_tokenizer", "openvino_detokenizer"]),
                           (SPEECHT5, ["openvino_encoder_model", "openvino_decoder_model", "openvino_postnet",
                                       "openvino_vocoder", "openvino_tokenizer", "openvino_detokenizer"])):
         for name in files:
@@ -151,6 +155,45 @@ def test_qwen3_style_reranker_scores_each_document_as_if_alone():
     for index, document in enumerate(documents):
         (alone,) = pipeline.rerank(prefix, [document])
         assert alone[1] == pytest.approx(together[index], abs=0.02)
+
+
+def image(height: int, width: int, seed: int = 0) -> ov.Tensor:
+    """A random RGB image as GenAI's VLMs take it: uint8, NHWC with N = 1."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+    return ov.Tensor(pixels)
+
+
+def test_llava_on_the_continuous_batching_pipeline_takes_a_text_prompt_with_images():
+    """``add_request(id, prompt, images, config)``: the prompt is text with GenAI's image tags, and the requests
+    batch: two image requests and a text-only one run in the same steps."""
+    scheduler = ov_genai.SchedulerConfig()
+    scheduler.cache_size = 1
+    pipeline = ov_genai.ContinuousBatchingPipeline(LLAVA, scheduler, "CPU")
+    config = ov_genai.GenerationConfig()
+    config.max_new_tokens = 6  # random weights never end their answer
+    config.apply_chat_template = False
+    handles = [pipeline.add_request(0, "What is in <ov_genai_image_0>?", [image(40, 50)], config),
+               pipeline.add_request(1, "Compare <ov_genai_image_0> with <ov_genai_image_1>.",
+                                    [image(28, 28, 1), image(300, 200, 2)], config),
+               pipeline.add_request(2, "No image here.", [], config)]
+    steps = 0
+    while pipeline.has_non_finished_requests():
+        pipeline.step()
+        steps += 1
+    for handle in handles:
+        (output,) = handle.read_all()
+        assert len(output.generated_ids) == 6
+        assert output.finish_reason == ov_genai.GenerationFinishReason.LENGTH
+    assert steps <= 6 + 1  # one prefill for all three, then their tokens together
+
+
+def test_llava_in_the_vlm_pipeline_counts_each_image_as_its_tokens():
+    pipeline = ov_genai.VLMPipeline(LLAVA, "CPU")
+    one = pipeline.generate("What is this?", images=[image(40, 50)], max_new_tokens=3)
+    two = pipeline.generate("What is this?", images=[image(40, 50), image(64, 64, 1)], max_new_tokens=3)
+    assert len(one.texts) == 1 and one.texts[0]
+    # each image adds its tokens and the newline the chat template puts after its tag
+    assert two.perf_metrics.get_num_input_tokens() - one.perf_metrics.get_num_input_tokens() == LLAVA_IMAGE_TOKENS + 1
 
 
 @pytest.fixture(scope="module")

@@ -136,8 +136,11 @@ def test_store_false_keeps_nothing(server):
 @pytest.mark.parametrize(("body", "param"), [
     ({"input": "x", "frequency": 1}, "frequency"),
     ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-    ({"input": [{"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+    ({"input": [{"type": "message", "role": "user", "content": [{"type": "input_file", "file_id": "x"}]}]},
      "input[0].content[0].type"),
+    # a text model takes no images
+    ({"input": [{"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+     "input[0].content[0]"),
     ({"input": [{"type": "file_search_call"}]}, "input[0].type"),
     ({"input": [{"role": "wizard", "content": "x"}]}, "input[0].role"),
     ({"input": "x", "include": ["message.output_text.logprobs"]}, "include"),

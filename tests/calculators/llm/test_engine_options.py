@@ -1,0 +1,30 @@
+"""The LLM node's options that are checked against the model before its engine starts."""
+
+import logging
+
+import pytest
+
+from ovserve.calculators.llm.engine import check_pipeline_type
+from ovserve.engine.settings import find_model_files
+from tests.tiny_models import LLAVA, QWEN3_RERANKER
+
+
+@pytest.mark.parametrize("pipeline", [None, "VLM_CB", "vlm_cb", "AUTO", "LM_CB"])
+def test_batching_pipeline_types_serve_a_vision_model_quietly(pipeline, caplog):
+    with caplog.at_level(logging.WARNING):
+        check_pipeline_type("llm", pipeline, find_model_files(LLAVA))
+    assert not caplog.records
+
+
+def test_vlm_is_served_on_the_batching_engine_and_says_so(caplog):
+    with caplog.at_level(logging.WARNING):
+        check_pipeline_type("llm", "VLM", find_model_files(LLAVA))
+    assert "served on the continuous-batching engine (VLM_CB)" not in caplog.text
+    assert "ovserve serves it on the continuous-batching engine (VLM_CB)" in caplog.text
+
+
+def test_a_vlm_pipeline_on_a_text_model_and_an_unknown_type_fail_the_load():
+    with pytest.raises(ValueError, match="needs a vision model folder"):
+        check_pipeline_type("llm", "VLM_CB", find_model_files(QWEN3_RERANKER))
+    with pytest.raises(ValueError, match="is not one of"):
+        check_pipeline_type("llm", "SPEECH", find_model_files(LLAVA))
