@@ -68,7 +68,7 @@ class ChatMessage(_Request):
     def _no_audio(cls, value: Any) -> Any:
         if isinstance(value, list) and any(isinstance(p, dict) and p.get("type") == "input_audio" for p in value):
             raise ValueError("input_audio parts are transcribed by a voice graph (graphs/voice.pbtxt, which combines "
-                             "a speech-to-text model with the LLM); this model's graph takes text parts only")
+                             "a speech-to-text model with the LLM); this graph has no speech-to-text model")
         return value
 
     @field_validator("audio")
