@@ -3,6 +3,7 @@ how they close, say they are ready and report their engine's metrics."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Annotated, Any
 
@@ -24,6 +25,16 @@ def plugin_config_object(value: object) -> object:
     if not isinstance(value, dict):
         raise ValueError("plugin_config must be a JSON object of OpenVINO properties, e.g. '{\"NUM_STREAMS\": \"1\"}'")
     return value
+
+
+#: How to install what the audio nodes need (PyAV, to decode and encode audio).
+INSTALL_AUDIO = "pip install 'ovserve[audio]'"
+
+
+def require_pyav(what: str) -> None:
+    """Fail a model's load, saying how to install PyAV, when it is missing (``what``: what the node uses it for)."""
+    if importlib.util.find_spec("av") is None:
+        raise ModuleNotFoundError(f"{what} with PyAV, which is not installed: {INSTALL_AUDIO}")
 
 
 #: OpenVINO properties for a model's device, from a graph's options (a JSON object, or a string holding one).

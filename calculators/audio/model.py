@@ -7,7 +7,6 @@ engine process (:mod:`ovserve.engine.whisper_kind`) and hand the speech node a :
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pydantic import ConfigDict, Field
 
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.audio.decode import DEFAULT_MAX_SECONDS, MAX_UPLOAD_BYTES, AudioLimits
-from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked
+from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, require_pyav
 from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
 from ovserve.engine.folder_spec import DEFAULT_MAX_QUEUED
@@ -26,7 +25,6 @@ from ovserve.model_catalog import WHISPER_FILES, models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
 
-INSTALL_AUDIO = "pip install 'ovserve[audio]'"
 
 
 class S2tCalculatorOptions(DeviceOptions):
@@ -102,9 +100,7 @@ class WhisperModel(EngineBacked, Resource):
 
     async def open(self, ctx: ResourceContext) -> None:
         options: S2tCalculatorOptions = ctx.options
-        if importlib.util.find_spec("av") is None:
-            raise ModuleNotFoundError(f"speech to text decodes uploads with PyAV, which is not installed: "
-                                      f"{INSTALL_AUDIO}")
+        require_pyav("speech to text decodes uploads")
         folder = models_path_in_graph(ctx.base_path, options.models_path)
         missing = [name for name in WHISPER_FILES if not (folder / name).is_file()]
         if missing:

@@ -16,7 +16,6 @@ OpenAI's ``alloy``; a request for any other name gets a 400 that lists the known
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
-from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked
+from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, require_pyav
 from ovserve.calculators.speech.schema import DEFAULT_MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED
 from ovserve.calculators.speech.sentences import DEFAULT_MAX_CHARS
 from ovserve.engine.call_client import CallEngine
@@ -35,7 +34,6 @@ from ovserve.model_catalog import models_path_in_graph, speech_model_type
 
 log = logging.getLogger("ovserve.calculators")
 
-INSTALL_AUDIO = "pip install 'ovserve[audio]'"
 #: What a request may hold of a model by default: this many requests at once (each keeps at most two sentences in
 #: the engine: the one being spoken and the next).
 DEFAULT_MAX_QUEUED_REQUESTS = 4
@@ -181,9 +179,7 @@ class TextToSpeechModel(EngineBacked, Resource):
 
     async def open(self, ctx: ResourceContext) -> None:
         options: T2sCalculatorOptions = ctx.options
-        if importlib.util.find_spec("av") is None:
-            raise ModuleNotFoundError(f"text to speech encodes its audio with PyAV, which is not installed: "
-                                      f"{INSTALL_AUDIO}")
+        require_pyav("text to speech encodes its audio")
         folder = models_path_in_graph(ctx.base_path, options.models_path)
         model_type = speech_model_type(folder)
         if model_type is None:
