@@ -14,7 +14,7 @@ from ovserve.framework.packet import Packet
 from ovserve.framework.ports import Contract, Port
 
 if TYPE_CHECKING:
-    from ovserve.framework.runtime import OutputPort
+    from ovserve.framework.queues import OutputPort
 
 
 class NoOptions(BaseModel):

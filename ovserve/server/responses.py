@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from ovserve.errors import RequestError, ServerShuttingDownError, anthropic_error
 from ovserve.framework.errors import CalculatorError, RunCancelledError
-from ovserve.framework.runtime import Graph
+from ovserve.framework.graph import Graph
 from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG, HttpRequestPayload, HttpResponsePayload
 from ovserve.server.metrics import ServerMetrics
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.framework.errors import GraphConfigError, Problem
+from ovserve.framework.graph import Graph
 from ovserve.framework.registry import Registry
-from ovserve.framework.runtime import Graph
 from ovserve.framework.spec import GraphSpec
 from ovserve.framework.validation import load_graph
 from ovserve.payloads import OVMS_REQUEST_TAG, OVMS_RESPONSE_TAG, REQUEST_TAG, RESPONSE_TAG
