@@ -109,8 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from ovserve.engine.scoring_model import prepare_scoring
-    from ovserve.model_catalog import check_task, import_local, model_task, record_task, resolve_model
-    from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
+    from ovserve.store.catalog import check_task, import_local, model_task, record_task, resolve_model
+    from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
 
     references = [args.model] if args.model else [DEFAULT_MODEL.name, DEFAULT_EMBEDDING_MODEL.name]
     for reference in references:
@@ -136,8 +136,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ovserve.model_catalog import list_models
-    from ovserve.model_store import default_models_dir
+    from ovserve.store.catalog import list_models
+    from ovserve.store.fetch import default_models_dir
 
     models = list_models(args.models_dir)
     if not models:
@@ -152,8 +152,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from ovserve.model_catalog import remove_model
-    from ovserve.model_store import ModelFetchError
+    from ovserve.store.catalog import remove_model
+    from ovserve.store.fetch import ModelFetchError
 
     failed = 0
     for name in args.names:
@@ -169,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = Path(args.model).expanduser()
     if source.suffix.lower() == ".gguf" and source.is_file():
         return _export_gguf(source, args.output)
-    from ovserve.engine.hf_export import HF_ID, HFExportError, export_checkpoint
+    from ovserve.store.hf_export import HF_ID, HFExportError, export_checkpoint
 
     if not source.is_dir() and not HF_ID.match(args.model):
         print(f"error: {args.model} is neither a .gguf file, a Hugging Face checkpoint folder nor a Hugging Face "
@@ -191,8 +191,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_gguf(source: Path, output: Path | None) -> int:
     from ovserve.engine.generation_config import GENERATION_CONFIG, generation_config_of
-    from ovserve.engine.gguf_export import GGUFExportError, export_gguf
     from ovserve.engine.settings import find_model_files
+    from ovserve.store.gguf_export import GGUFExportError, export_gguf
 
     output = output or source.with_name(f"{source.stem}-openvino")
     if output.exists():
@@ -213,9 +213,9 @@ def _export_gguf(source: Path, output: Path | None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ovserve import __version__
-    from ovserve.model_catalog import TASKS
-    from ovserve.model_store import DEFAULT_MODEL
     from ovserve.server.serve import add_model_source_arguments, add_serve_arguments
+    from ovserve.store.catalog import TASKS
+    from ovserve.store.fetch import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="ovserve", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ovserve {__version__}")

@@ -131,8 +131,8 @@ def test_the_ready_line_shows_an_address_clients_can_use(host, url):
 
 def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_path, capsys):
     from ovserve.cli import build_parser
-    from ovserve.model_catalog import list_models, model_kind, model_task
     from ovserve.server.serve import servable_specs
+    from ovserve.store.catalog import list_models, model_kind, model_task
     from tests.tiny_models import RERANKER, WHISPER
 
     assert (model_task(WHISPER), model_kind(WHISPER)) == ("speech2text", "openvino_ir")
@@ -159,8 +159,8 @@ def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_
 
 def test_a_speecht5_folder_is_served_for_text2speech_with_voices_and_pull_task_checks_it(tmp_path, capsys):
     from ovserve.cli import build_parser
-    from ovserve.model_catalog import list_models, model_kind, model_task, speech_model_type
     from ovserve.server.serve import servable_specs
+    from ovserve.store.catalog import list_models, model_kind, model_task, speech_model_type
     from tests.tiny_models import RERANKER, SPEECHT5, SPEECHT5_SPEAKER, WHISPER
 
     assert (model_task(SPEECHT5), model_kind(SPEECHT5), speech_model_type(SPEECHT5)) == (
@@ -197,7 +197,7 @@ def test_a_speecht5_folder_is_served_for_text2speech_with_voices_and_pull_task_c
 def test_kokoro_folders_are_told_apart_and_speech_checkpoints_are_not_exported(tmp_path, capsys):
     import json
 
-    from ovserve.model_catalog import model_kind, model_task, speech_model_type
+    from ovserve.store.catalog import model_kind, model_task, speech_model_type
 
     kokoro = tmp_path / "kokoro"
     kokoro.mkdir()

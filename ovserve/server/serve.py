@@ -19,8 +19,6 @@ from ovserve.engine.scoring_model import prepare_scoring
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import Registry, build_registry
 from ovserve.graphs import graph_path
-from ovserve.model_catalog import TASKS, check_task, model_task, record_task, resolve_model
-from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
 from ovserve.server.app import OpenAIRoutes, ServerSettings, build_app
 from ovserve.server.completion_store import DEFAULT_MAX_AGE, DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOTAL, CompletionStore
 from ovserve.server.config_reload import DEFAULT_POLL_SECONDS, ConfigReloader
@@ -28,6 +26,8 @@ from ovserve.server.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings
 from ovserve.server.log_format import configure_logging
 from ovserve.server.ovms_config import load_ovms_config
 from ovserve.server.servables import Servables, ServableSpec
+from ovserve.store.catalog import TASKS, check_task, model_task, record_task, resolve_model
+from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, ModelFetchError, ovserve_home
 
 log = logging.getLogger("ovserve.server")
 

@@ -21,7 +21,7 @@ from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
 from ovserve.engine.folder_spec import DEFAULT_MAX_QUEUED
 from ovserve.engine.whisper_kind import WhisperSpec
-from ovserve.model_catalog import WHISPER_FILES, models_path_in_graph
+from ovserve.store.catalog import WHISPER_FILES, models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
 

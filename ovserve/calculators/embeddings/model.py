@@ -15,7 +15,7 @@ from ovserve.calculators.engine_resource import EngineBacked, PluginConfig
 from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer, encoder_settings
 from ovserve.engine.embedding_kind import EmbeddingEngine, EmbeddingSpec
 from ovserve.engine.trial_load import load_in_child_first
-from ovserve.model_catalog import models_path_in_graph
+from ovserve.store.catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
 

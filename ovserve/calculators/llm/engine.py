@@ -37,7 +37,7 @@ from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.engine.vision import tokens_per_image
 from ovserve.framework.metrics import Histogram
 from ovserve.framework.textproto import Message
-from ovserve.model_catalog import models_path_in_graph
+from ovserve.store.catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.llm")
 

@@ -19,7 +19,7 @@ from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankJob, RerankSpec, logits_bound
 from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
 from ovserve.errors import RequestError
-from ovserve.model_catalog import models_path_in_graph
+from ovserve.store.catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.calculators")
 

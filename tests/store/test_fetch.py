@@ -3,7 +3,7 @@
 import json
 
 from ovserve.engine.generation_config import load_sampling_defaults
-from ovserve.model_store import DEFAULT_MODEL, pull
+from ovserve.store.fetch import DEFAULT_MODEL, pull
 
 
 def test_pull_writes_the_default_models_sampling_defaults_next_to_it(default_model, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from ovserve.engine.scoring_model import scoring_model_path
 from ovserve.engine.settings import find_model_files
-from ovserve.model_store import default_models_dir
+from ovserve.store.fetch import default_models_dir
 from tests.conftest import REPO, start_server
 from tests.fake_hub import fake_hub
 

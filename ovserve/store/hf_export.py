@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ovserve.engine.generation_config import GENERATION_CONFIG
-from ovserve.engine.gguf_export import IR_WEIGHTS
 from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
+from ovserve.store.gguf_export import IR_WEIGHTS
 
 WEIGHT_FORMATS = ("int4", "int8", "fp16")
 INSTALL_HINT = "pip install 'ovserve[export]'"

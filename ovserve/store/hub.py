@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ovserve.engine.rerank_kind import is_reranker
 from ovserve.engine.settings import IR_DETOKENIZER, IR_MODEL, IR_TOKENIZER
-from ovserve.model_store import ModelFetchError, fill_folder
+from ovserve.store.fetch import ModelFetchError, fill_folder
 
 #: A Whisper IR's encoder (``OpenVINO/whisper-*``): such a repository is downloaded as it is, as an LLM IR is.
 IR_ENCODER = "openvino_encoder_model.xml"
@@ -118,8 +118,8 @@ def _download(repo_id: str, folder: Path, allow_patterns: list[str] | None = Non
 
 
 def _export(repo_id: str, folder: Path, weight_format: str) -> None:
-    from ovserve.engine.hf_export import HFExportError, export_checkpoint
-    from ovserve.model_catalog import refuse_speech_checkpoint
+    from ovserve.store.catalog import refuse_speech_checkpoint
+    from ovserve.store.hf_export import HFExportError, export_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="ovserve-checkpoint-") as checkpoint:
         _download(repo_id, Path(checkpoint))

