@@ -190,15 +190,21 @@ class OpenAIResponseCalculator(Calculator):
         elif self.request.responses is not None:
             self.write_responses(ctx, self.request, delta)
         elif self.request.stream:
+            if self.request.body.keeps_answer:
+                self.add(delta)
             self.stream(ctx, self.request, delta)
         else:
-            self.parts.setdefault(delta.index, []).append(delta.text)
-            if delta.reasoning:
-                self.reasoning.setdefault(delta.index, []).append(delta.reasoning)
-            if delta.logprobs:
-                self.tokens.setdefault(delta.index, []).extend(delta.logprobs)
+            self.add(delta)
             if len(self.finished) == self.request.body.choice_count:
                 self.complete(ctx, self.request)
+
+    def add(self, delta: TextDelta) -> None:
+        """Gather a choice's text, reasoning and scored tokens for the whole answer."""
+        self.parts.setdefault(delta.index, []).append(delta.text)
+        if delta.reasoning:
+            self.reasoning.setdefault(delta.index, []).append(delta.reasoning)
+        if delta.logprobs:
+            self.tokens.setdefault(delta.index, []).extend(delta.logprobs)
 
     def write_responses(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
         """The Responses API's events (streaming) or its ``response`` object (:mod:`.responses_writer`)."""
@@ -215,15 +221,18 @@ class OpenAIResponseCalculator(Calculator):
                 status = writer.status(delta.finish_reason)
                 response = writer.response(status, writer.output("".join(writer.text), "".join(writer.reasoning),
                                                                  delta.tool_calls, status), usage)
-                ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(response).encode(),
-                                                                         log=self.log_fields(request)))
+                ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
+                    json.dumps(response).encode(), log=self.log_fields(request),
+                    answer=response if request.responses.store else None))
             return
         body = writer.text_delta(delta.text) + writer.call_pieces(stream_pieces(delta, self.piecewise))
         if done:
             body += writer.finish(delta.finish_reason, usage or {})
         if body or done:
+            kept = writer.final if done and request.responses.store else None
             ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
-                body, content_type=EVENT_STREAM, last=done, log=self.log_fields(request) if done else None))
+                body, content_type=EVENT_STREAM, last=done, log=self.log_fields(request) if done else None,
+                answer=kept))
 
     def write_messages(self, ctx: CalculatorContext, request: LLMRequest, delta: TextDelta) -> None:
         """The Anthropic Messages API's events (streaming) or its ``message`` object (:mod:`.messages_writer`)."""
@@ -265,12 +274,16 @@ class OpenAIResponseCalculator(Calculator):
         if delta.finish_reason is not None:
             body += writer.finish(delta.finish_reason, delta.index)
         last = len(self.finished) == request.body.choice_count
+        answer = None
         if last:
             if request.body.include_usage:
                 body += writer.usage(*self.usage())
             body += DONE
+            if request.body.keeps_answer:
+                answer = self.answer(request).model_dump(mode="json")
         ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
-            body, content_type=EVENT_STREAM, last=last, log=self.log_fields(request) if last else None))
+            body, content_type=EVENT_STREAM, last=last, log=self.log_fields(request) if last else None,
+            answer=answer))
 
     def stream_logprobs(self, request: LLMRequest, delta: TextDelta) -> ChatLogprobs | CompletionLogprobs:
         tokens, as_ids = delta.logprobs or (), request.body.return_tokens_as_token_ids
@@ -287,6 +300,14 @@ class OpenAIResponseCalculator(Calculator):
         return chat_logprobs(tokens, as_ids) if request.kind == "chat" else completion_logprobs(tokens, 0, as_ids)
 
     def complete(self, ctx: CalculatorContext, request: LLMRequest) -> None:
+        """The unary answer, once every choice has finished."""
+        response = self.answer(request)
+        ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(
+            response.model_dump_json().encode(), log=self.log_fields(request),
+            answer=response.model_dump(mode="json") if request.body.keeps_answer else None))
+
+    def answer(self, request: LLMRequest) -> ChatCompletion | Completion:
+        """The whole answer: every finished choice's text (or tool calls), reasoning and log-probabilities."""
         usage = _usage(*self.usage())
         indexes = sorted(self.finished)
         texts = {index: "".join(self.parts.get(index, ())) for index in indexes}
@@ -305,8 +326,7 @@ class OpenAIResponseCalculator(Calculator):
                 choices=[CompletionChoice(index=i, text=texts[i], finish_reason=self.finished[i].finish_reason,
                                           logprobs=self.answer_logprobs(request, i))  # type: ignore[arg-type]
                          for i in indexes])
-        ctx.send(self.HTTP_RESPONSE_PAYLOAD,
-                 HttpResponsePayload(response.model_dump_json().encode(), log=self.log_fields(request)))
+        return response
 
     @staticmethod
     def message(text: str, last: TextDelta, reasoning: str | None) -> AssistantMessage:

@@ -38,6 +38,8 @@ class ResponsesWriter:
         self.message_closed = False
         #: The items a stream has closed, in order.
         self.streamed: list[dict[str, Any]] = []
+        #: The ``response`` object the stream ended with (``finish``).
+        self.final: dict[str, Any] | None = None
         #: The call whose arguments stream now: (the call, its item id, its output index, its arguments so far).
         self.open_call: tuple[ToolCall, str, int, list[str]] | None = None
 
@@ -178,4 +180,5 @@ class ResponsesWriter:
             body += self._open_message()  # an empty answer's message opens and closes here
         body += self._close_message(status) + self._close_call(status)
         final = self.response(status, self.streamed, usage)
+        self.final = final
         return body + self._event(f"response.{status}", response=final)

@@ -173,6 +173,11 @@ class OpenAIRequestBase(_Request):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    @property
+    def keeps_answer(self) -> bool:
+        """Whether the server keeps the whole answer (a chat completion with ``store: true``)."""
+        return False
+
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
 
@@ -280,6 +285,10 @@ class ChatCompletionRequest(OpenAIRequestBase):
     safety_identifier: str | None = None
     #: vLLM's: extra variables for the chat template (e.g. ``enable_thinking``).
     chat_template_kwargs: dict[str, Any] | None = None
+
+    @property
+    def keeps_answer(self) -> bool:
+        return self.store is True
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
