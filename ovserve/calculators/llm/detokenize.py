@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.markers import split_before_partial_marker
-from ovserve.calculators.llm.schema import CompletionRequest
-from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, ModelParsers, TextDelta, TokenLogprob
+from ovserve.calculators.llm.types import GenerationDelta, ModelParsers, Prompt, TextDelta, TokenLogprob
 from ovserve.engine.scorer import TokenScore
 from ovserve.engine.tokenizer import IncrementalDetokenizer, TextTokenizer
 from ovserve.engine.vocabulary import ByteTableDetokenizer
@@ -41,7 +40,7 @@ class DetokenizerCalculator(Calculator):
     """Streams text as tokens arrive; never splits a character, never shows part of a stop string."""
 
     DELTAS = Input(GenerationDelta)
-    REQUEST = Input(LLMRequest, doc="for its stop strings")
+    PROMPT = Input(Prompt, doc="its plan: the stop strings, and the prompts' text for echo")
     TOKENIZER = SideInput(TextTokenizer)
     PARSERS = SideInput(ModelParsers, optional=True, doc="special tokens the parsers need to see as text")
     TEXT = Output(TextDelta)
@@ -50,24 +49,19 @@ class DetokenizerCalculator(Calculator):
         self.tokenizer: TextTokenizer = ctx.side["TOKENIZER"]
         parsers: ModelParsers | None = ctx.side.get("PARSERS")
         self.markers = dict(parsers.marker_tokens) if parsers else {}
-        self.request: LLMRequest | None = None
+        self.prompt: Prompt | None = None
         self.choices: dict[int, _ChoiceText] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
-        request: LLMRequest | None = ctx.value(self.REQUEST)
-        if request is not None:
-            self.request = request
+        prompt: Prompt | None = ctx.value(self.PROMPT)
+        if prompt is not None:
+            self.prompt = prompt
         delta: GenerationDelta | None = ctx.value(self.DELTAS)
         if delta is None:
             return
         choice = self.choices.get(delta.index)
         if choice is None:
-            body = self.request.body if self.request is not None else None
-            stops = StopStringFilter(body.stop_strings, body.include_stop_str_in_output) if body else (
-                StopStringFilter(()))
-            choice = self.choices[delta.index] = _ChoiceText(self.tokenizer.detokenizer(), stops)
-            if body is not None and body.echoes_prompt:
-                choice.echo = self.prompt_text(body, delta.index // body.n)  # type: ignore[arg-type]
+            choice = self.choices[delta.index] = self.start_choice(delta.index)
         if choice.finished:
             return
         text, stopped = choice.stops.push(self.decode(choice, delta.token_ids))
@@ -104,10 +98,15 @@ class DetokenizerCalculator(Calculator):
                     for i, alternative, logprob in ((i, self.tokenizer.token_bytes(i), lp) for i, lp in score.top))
         return TokenLogprob(raw.decode(errors="replace"), score.logprob, raw, top, score.token_id)
 
-    def prompt_text(self, body: CompletionRequest, number: int = 0) -> str:
-        """Prompt ``number`` as the client sent it (token ids decoded)."""
-        prompt = body.prompts()[number]
-        return prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)
+    def start_choice(self, index: int) -> _ChoiceText:
+        """Choice ``index``'s decoding state, with its stop strings and (echo) its prompt's text still to send."""
+        if self.prompt is None:
+            return _ChoiceText(self.tokenizer.detokenizer(), StopStringFilter(()))
+        plan = self.prompt.plan
+        choice = _ChoiceText(self.tokenizer.detokenizer(), StopStringFilter(plan.stops, plan.include_stop))
+        if plan.echo:
+            choice.echo = plan.echo[index // self.prompt.n]
+        return choice
 
 
 class _ChoiceText:

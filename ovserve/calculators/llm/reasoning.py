@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.markers import split_before_partial_marker
-from ovserve.calculators.llm.types import LLMRequest, ModelParsers, TextDelta
+from ovserve.calculators.llm.types import Prompt, RequestPlan, TextDelta
 from ovserve.engine.tokenizer import TextTokenizer
 
 OPEN, CLOSE = "<think>", "</think>"
@@ -87,47 +87,30 @@ class ReasoningSplitter:
         return (rest, "") if self.state == "reasoning" else ("", rest)
 
 
-def thinking_asked(body: object) -> bool:
-    """Whether the request asked for thinking through the template (``enable_thinking: true``, or an effort)."""
-    kwargs = getattr(body, "chat_template_kwargs", None) or {}
-    effort = getattr(body, "reasoning_effort", None)
-    return kwargs.get("enable_thinking") is True or effort not in (None, "none")
-
-
-def thinking_off(body: object) -> bool:
-    """Whether the request turned thinking off (then the answer is all content, streamed as it comes)."""
-    kwargs = getattr(body, "chat_template_kwargs", None) or {}
-    return getattr(body, "reasoning_effort", None) == "none" or kwargs.get("enable_thinking") is False
-
-
 class ReasoningParserCalculator(Calculator):
     """Splits each choice's text into ``reasoning`` and content, for chat answers of models that think;
     everything else passes straight through."""
 
-    REQUEST = Input(LLMRequest, doc="only chat answers are parsed; text completions stay as the model wrote them")
+    PROMPT = Input(Prompt, doc="its plan: whether the answer is parsed (chat answers of a model that reasons, "
+                               "unless thinking is off) and whether it begins inside the reasoning")
     TEXT = Input(TextDelta, doc="the detokenized answer")
-    PARSERS = SideInput(ModelParsers, optional=True, doc="the model's reasoning format (default: none)")
     PARSED = Output(TextDelta, doc="content in text, reasoning in reasoning")
 
     def open(self, ctx: CalculatorContext) -> None:
-        parsers: ModelParsers = ctx.side.get("PARSERS") or ModelParsers()
-        self.active = parsers.reasoning_parser is not None
-        self.opened = parsers.reasoning_opened_by_template
+        self.plan = RequestPlan()
         self.splitters: dict[int, ReasoningSplitter] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
-        request: LLMRequest | None = ctx.value(self.REQUEST)
-        if request is not None and (request.kind != "chat" or thinking_off(request.body)):
-            self.active = False
-        if request is not None and thinking_asked(request.body):
-            self.opened = True  # a template may open the tag only when asked to think
+        prompt: Prompt | None = ctx.value(self.PROMPT)
+        if prompt is not None:
+            self.plan = prompt.plan
         delta: TextDelta | None = ctx.value(self.TEXT)
         if delta is None:
             return
-        if not self.active:
+        if not self.plan.reasoning:
             ctx.send(self.PARSED, delta)
             return
-        splitter = self.splitters.setdefault(delta.index, ReasoningSplitter(self.opened))
+        splitter = self.splitters.setdefault(delta.index, ReasoningSplitter(self.plan.reasoning_opened))
         reasoning, content = splitter.push(delta.text)
         if delta.finish_reason is not None:
             more_reasoning, more_content = splitter.finish()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
-from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, Prompt
+from ovserve.calculators.llm.types import GenerationDelta, Prompt
 from ovserve.engine.scorer import LogitScorer, ScorerUnavailable, ScoringSession, TokenScore
 from ovserve.errors import RequestError
 
@@ -20,14 +20,13 @@ class TokenScorerCalculator(Calculator):
     """
 
     DELTAS = Input(GenerationDelta)
-    PROMPT = Input(Prompt, doc="the prompt's token ids, which the scorer feeds first")
-    REQUEST = Input(LLMRequest, doc="how many alternatives; whether the prompt is scored")
+    PROMPT = Input(Prompt, doc="the prompt's token ids, which the scorer feeds first, and its plan: how many "
+                               "alternatives, whether the prompt is scored")
     SCORER = SideInput(LogitScorer)
     SCORED = Output(GenerationDelta)
 
     def open(self, ctx: CalculatorContext) -> None:
         self.scorer: LogitScorer = ctx.side["SCORER"]
-        self.request: LLMRequest | None = None
         self.prompt: Prompt | None = None
         self.sessions: dict[int, ScoringSession] = {}
         #: How many alternatives, and whether the prompt is scored (set with the request).
@@ -39,11 +38,10 @@ class TokenScorerCalculator(Calculator):
         self.reserved = 0
 
     async def process(self, ctx: CalculatorContext) -> None:
-        request: LLMRequest | None = ctx.value(self.REQUEST)
-        if request is not None:
-            self.request = request
-            self.top, self.scores_prompt = request.body.alternatives, request.body.scores_prompt
-        self.prompt = ctx.value(self.PROMPT) or self.prompt
+        prompt: Prompt | None = ctx.value(self.PROMPT)
+        if prompt is not None:
+            self.prompt = prompt
+            self.top, self.scores_prompt = prompt.plan.alternatives, prompt.plan.scores_prompt
         delta: GenerationDelta | None = ctx.value(self.DELTAS)
         if delta is None:
             return
@@ -76,7 +74,7 @@ class TokenScorerCalculator(Calculator):
         try:
             return await self.scorer.session()
         except ScorerUnavailable as error:
-            param = "top_logprobs" if self.request is not None and self.request.kind == "chat" else "logprobs"
+            param = self.prompt.plan.logprobs_param if self.prompt is not None else "logprobs"
             raise RequestError(f"'{param}' {'above 0 ' if top else 'with echo '}cannot be served for this model: "
                                f"{error}", param=param, code="unsupported_parameter") from None
 

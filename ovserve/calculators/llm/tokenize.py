@@ -9,6 +9,7 @@ import numpy as np
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.images import MediaPolicy
+from ovserve.calculators.llm.plan import RequestPlan, plan_request
 from ovserve.calculators.llm.schema import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.tools import Tool, family_calls, template_message, template_tools, tool_call_schema
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt, VisionPrompt
@@ -28,21 +29,21 @@ def check_token_ids(tokenizer: TextTokenizer, token_ids: list[int], param: str) 
 
 
 def tool_call_settings(body: ChatCompletionRequest, tools: list[Tool], params: SamplingParams,
-                       parsers: ModelParsers) -> SamplingParams:
-    """The engine settings for an answer that may call ``tools``, in the model's format: the generic format
-    is held to its schema; in a family's own format ``auto`` is free (its parser finds the calls), while
-    ``required`` and a named function hold the answer to calls in that format."""
-    if parsers.tool_parser is None:
+                       tool_format: str | None, parsers: ModelParsers) -> SamplingParams:
+    """The engine settings for an answer that may call ``tools``, in the plan's ``tool_format`` (the model's):
+    the generic format is held to its schema; in a family's own format ``auto`` is free (its parser finds the
+    calls), while ``required`` and a named function hold the answer to calls in that format."""
+    if tool_format is None:
         why = (f"its tool_parser '{parsers.unsupported}' is not implemented" if parsers.unsupported else
                "its chat template renders tools in a format ovserve does not recognise (set tool_parser)")
         raise RequestError(f"this model cannot take tools: {why}", param="tools", code="unsupported_parameter")
-    if parsers.tool_parser == "generic":
+    if tool_format == "generic":
         return replace(params, json_schema=tool_call_schema(tools, body.tool_choice, body.parallel_tool_calls))
     if body.tool_choice in (None, "auto"):
         return params
-    forced = family_calls(parsers.tool_parser, tools, body.parallel_tool_calls)
+    forced = family_calls(tool_format, tools, body.parallel_tool_calls)
     if forced is None:
-        raise RequestError(f"'tool_choice' {body.tool_choice!r} is not supported in the {parsers.tool_parser} "
+        raise RequestError(f"'tool_choice' {body.tool_choice!r} is not supported in the {tool_format} "
                            f"format (ovserve can force calls in the generic, hermes3, llama3 and phi4 formats); use "
                            f"'auto'", param="tool_choice", code="unsupported_parameter")
     return replace(params, tool_calls=forced)
@@ -135,7 +136,9 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
     if isinstance(body, ChatCompletionRequest):
         refuse_images(body)
     prompts = prompt_token_ids(body, tokenizer, parsers)
-    parts = [(token_ids, engine_settings(body, int(token_ids.size), limits, parsers, _prompt_param(body, number)))
+    plan = plan_request(body, parsers, tokenizer)
+    parts = [(token_ids, engine_settings(body, int(token_ids.size), limits, parsers, _prompt_param(body, number),
+                                         plan))
              for number, token_ids in enumerate(prompts)]
     best_of = max(body.n, getattr(body, "best_of", None) or 1)
     if best_of > limits.best_of_limit:
@@ -147,7 +150,7 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
         check_prompts_size(sizes, best_of, limits)
     check_scoring_cost(body, sizes, limits.max_scored_tokens)
     (token_ids, params), *others = parts
-    return Prompt(token_ids, params, body.n, best_of, tuple(others))
+    return Prompt(token_ids, params, body.n, best_of, tuple(others), plan=plan)
 
 
 def vision_engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: TextTokenizer,
@@ -158,12 +161,13 @@ def vision_engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokeni
                            "/v3/chat/completions", param="prompt", code="unsupported_parameter")
     assert limits.vision is not None
     vision, token_ids = vision_prompt(body, tokenizer, limits.vision, template_variables(body, parsers))
-    params = engine_settings(body, vision.prompt_tokens, limits, parsers, "messages")
+    plan = plan_request(body, parsers, tokenizer)
+    params = engine_settings(body, vision.prompt_tokens, limits, parsers, "messages", plan)
     if body.n > limits.best_of_limit:
         raise RequestError(f"'n' is {body.n}, above this server's limit of {limits.best_of_limit} answers per "
                            f"request", param="n", code="invalid_value")
     check_vision_copies(vision, body.n, limits.vision.policy)
-    return Prompt(token_ids, params, body.n, body.n, vision=vision)
+    return Prompt(token_ids, params, body.n, body.n, vision=vision, plan=plan)
 
 
 def check_vision_copies(vision: VisionPrompt, n: int, policy: MediaPolicy) -> None:
@@ -202,9 +206,9 @@ def prompt_token_ids(body: ChatCompletionRequest | CompletionRequest, tokenizer:
 
 
 def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_tokens: int, limits: GenerationLimits,
-                    parsers: ModelParsers, param: str) -> SamplingParams:
-    """The engine settings for one prompt (of ``prompt_tokens``) of the request; a refusal that is about the prompt
-    names ``param``."""
+                    parsers: ModelParsers, param: str, plan: RequestPlan) -> SamplingParams:
+    """The engine settings for one prompt (of ``prompt_tokens``) of the request, as its ``plan`` has it; a refusal
+    that is about the prompt names ``param``."""
     try:
         params = body.sampling_params(prompt_tokens, limits.context_length, limits.max_tokens_limit,
                                       limits.sampling)
@@ -215,7 +219,7 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_toke
         raise RequestError(message, param=param, code=error.code) from None
     tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
     if tools:
-        params = tool_call_settings(body, tools, params, parsers)  # type: ignore[arg-type]
+        params = tool_call_settings(body, tools, params, plan.tool_format, parsers)  # type: ignore[arg-type]
     params = prompt_lookup_settings(body, params, limits.prompt_lookup)
     if limits.prompt_lookup or body.include_stop_str_in_output:
         # The detokenizer alone finds the stop strings then (it always cuts the text there; the run's end aborts the

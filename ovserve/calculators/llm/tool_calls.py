@@ -2,8 +2,8 @@
 
 A node between detokenize and serialize, so that a graph can swap in a parser of its own and test it
 alone with :func:`ovserve.testing.run_calculator`. The formats are in
-:mod:`ovserve.calculators.llm.tool_parsers`; which one a model uses comes from the engine node
-(``ModelParsers``).
+:mod:`ovserve.calculators.llm.tool_parsers`; which one an answer is in comes from the request's plan
+(:attr:`Prompt.plan`), decided from the engine node's ``ModelParsers`` when the request was tokenized.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
+from ovserve import Calculator, CalculatorContext, Input, Output
 from ovserve.calculators.llm.call_pieces import CallPieces
 from ovserve.calculators.llm.call_scanners import CallScanner, scanner_for
 from ovserve.calculators.llm.markers import split_before_partial_marker
-from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tool_parsers import PARSERS, ToolParser
-from ovserve.calculators.llm.types import LLMRequest, ModelParsers, TextDelta, TokenLogprob, ToolCall, ToolCallPiece
+from ovserve.calculators.llm.types import Prompt, TextDelta, TokenLogprob, ToolCall, ToolCallPiece
 
 log = logging.getLogger("ovserve.llm")
 
@@ -117,9 +116,9 @@ class ToolCallParserCalculator(Calculator):
     (``tool_call_pieces``: id and name, then the arguments' text), and the choice's last delta carries the whole
     calls (``finish_reason: "tool_calls"``), or the held text as content when it held no call after all."""
 
-    REQUEST = Input(LLMRequest)
+    PROMPT = Input(Prompt, doc="its plan: the format the answer's tool calls are in (none: passed through), and "
+                               "whether it may make only one")
     TEXT = Input(TextDelta, doc="the detokenized answer")
-    PARSERS = SideInput(ModelParsers, optional=True, doc="the model's tool-call format (default: generic)")
     PARSED = Output(TextDelta, doc="content, and tool calls once the answer is whole")
 
     def open(self, ctx: CalculatorContext) -> None:
@@ -128,13 +127,10 @@ class ToolCallParserCalculator(Calculator):
         self.choices: dict[int, _Choice] = {}
 
     def process(self, ctx: CalculatorContext) -> None:
-        request: LLMRequest | None = ctx.value(self.REQUEST)
-        if request is not None:
-            body = request.body
-            parsers: ModelParsers = ctx.side.get("PARSERS") or ModelParsers()
-            if isinstance(body, ChatCompletionRequest) and body.callable_tools() and parsers.tool_parser:
-                self.parser = PARSERS[parsers.tool_parser]
-                self.one_call = not body.parallel_tool_calls
+        prompt: Prompt | None = ctx.value(self.PROMPT)
+        if prompt is not None and prompt.plan.tool_format is not None:
+            self.parser = PARSERS[prompt.plan.tool_format]
+            self.one_call = prompt.plan.one_call
         delta: TextDelta | None = ctx.value(self.TEXT)
         if delta is None:
             return

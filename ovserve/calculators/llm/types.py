@@ -58,6 +58,37 @@ class LLMRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestPlan:
+    """How one request's answer is cut, parsed and scored. The default is a plain answer, passed through."""
+
+    #: Where each choice's text is cut (``stop``), and whether the stop string stays in it.
+    stops: tuple[str, ...] = ()
+    include_stop: bool = False
+    #: Each prompt's text as the client sent it, put in front of its choices' answers (completions' ``echo``);
+    #: empty without echo.
+    echo: tuple[str, ...] = ()
+    #: The format the answer's tool calls are written and parsed in (a tool parser's name); None when the answer
+    #: may call no tool.
+    tool_format: str | None = None
+    #: At most one tool call per answer (``parallel_tool_calls: false``).
+    one_call: bool = False
+    #: Whether each choice's text is split into reasoning and content, and whether it begins inside the reasoning
+    #: (the chat template opened it).
+    reasoning: bool = False
+    reasoning_opened: bool = False
+    #: Alternatives per token (``top_logprobs``), whether the prompt's own tokens are scored (``echo`` with
+    #: ``logprobs``), and the field a refusal of either names.
+    alternatives: int = 0
+    scores_prompt: bool = False
+    logprobs_param: str = "logprobs"
+
+    @property
+    def scored(self) -> bool:
+        """Whether the answer goes through the scoring pass."""
+        return bool(self.alternatives or self.scores_prompt)
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     """A tokenized prompt and its sampling settings (``PROMPT``); ``n`` answers (choices) are wanted.
 
@@ -75,6 +106,9 @@ class Prompt:
     others: tuple[tuple[np.ndarray, SamplingParams], ...] = ()
     #: A vision model's prompt (``token_ids`` are then its text's, without the images): the engine takes it as text.
     vision: VisionPrompt | None = None
+    #: How the answer is cut, parsed and scored, decided when the request was tokenized (the nodes after the engine
+    #: read it); the default passes a plain answer through.
+    plan: RequestPlan = RequestPlan()
 
     def parts(self) -> list[tuple[np.ndarray, SamplingParams]]:
         """Every prompt of the request, in order, with its engine settings."""
