@@ -37,6 +37,16 @@ def test_graph_show_prints_mermaid_and_dot(capsys):
     assert dot.startswith("digraph") and 'label="redact\\nRedactCalculator"' in dot
 
 
+def test_graph_show_says_what_runs_where(capsys):
+    assert main(["graph", "show", str(REPO / "graphs" / "llm.pbtxt")]) == 0
+    mermaid = capsys.readouterr().out
+    assert "engine<br/>LLMEngine<br/>(engine processes" in mermaid  # the model runs outside the server's process
+    assert "tokenize<br/>TokenizerCalculator<br/>(thread pool 'default')" in mermaid
+    assert '"detokenize<br/>DetokenizerCalculator"]' in mermaid  # plain: on the server's event loop
+    assert main(["graph", "show", "--format", "dot", str(REPO / "graphs" / "speech2text.pbtxt")]) == 0
+    assert "(engine process)" in capsys.readouterr().out
+
+
 def test_calculators_lists_ports_and_options(capsys):
     assert main(["calculators"]) == 0
     out = capsys.readouterr().out

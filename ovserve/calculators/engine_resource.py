@@ -68,6 +68,7 @@ class EngineBacked:
     and queue times. (A mixin, not a node of its own: ``class WhisperModel(EngineBacked, Resource)``.)"""
 
     engine: EngineProcess
+    runs_in = "engine process"
 
     async def close(self) -> None:
         await self.engine.stop()

@@ -172,6 +172,7 @@ class LLMEngine(Resource):
 
     Options = LLMCalculatorOptions
     options_type = "mediapipe.LLMCalculatorOptions"
+    runs_in = "engine processes: generation, and scoring once asked"
 
     async def open(self, ctx: ResourceContext) -> None:
         options: LLMCalculatorOptions = ctx.options
