@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ovserve.engine.client import EngineProcess
+from ovserve.engine.call_client import CallEngine
+from ovserve.engine.client import EngineBusyError, EngineProcess
 from ovserve.framework.metrics import Histogram
 
 
@@ -60,6 +61,25 @@ class DeviceOptions(BaseModel):
     @property
     def chosen_device(self) -> str:
         return self.target_device or self.device or "CPU"
+
+
+class HoldsRequests:
+    """Mixed into what a node needs of a one-call model (a dataclass with ``engine``, ``max_held`` and ``held``):
+    a count of the requests it holds, from before their input is decoded until their answer is out, so that a
+    flood waits in no unbounded place. Nodes call :meth:`hold` when a request comes in (503 with Retry-After when
+    the model holds ``max_held``) and :meth:`release` once it is done, whatever happened."""
+
+    engine: CallEngine
+    max_held: int
+    held: int
+
+    def hold(self) -> None:
+        if self.held >= self.max_held:
+            raise EngineBusyError(self.engine.spec.name, self.max_held)
+        self.held += 1
+
+    def release(self) -> None:
+        self.held -= 1
 
 
 class EngineBacked:

@@ -16,9 +16,9 @@ from pydantic import ConfigDict, Field
 
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.audio.decode import DEFAULT_MAX_SECONDS, MAX_UPLOAD_BYTES, AudioLimits
-from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, require_pyav
+from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, HoldsRequests, require_pyav
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
+from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.folder_spec import DEFAULT_MAX_QUEUED
 from ovserve.engine.whisper_kind import WhisperSpec
 from ovserve.store.catalog import WHISPER_FILES, models_path_in_graph
@@ -53,7 +53,7 @@ class SttCalculatorOptions(S2tCalculatorOptions):
 
 
 @dataclass
-class SpeechModel:
+class SpeechModel(HoldsRequests):
     """What the speech node needs of the model: its engine, the language codes it knows (``None``: an English-only
     model), whether it translates and gives word timestamps, the limits on uploads, and a bound on the requests it
     holds (decoding their audio, or in the engine)."""
@@ -66,14 +66,6 @@ class SpeechModel:
     max_held: int
     held: int = field(default=0)
 
-    def hold(self) -> None:
-        """Count a request in (before its audio is decoded); 503 when the model holds as many as it may."""
-        if self.held >= self.max_held:
-            raise EngineBusyError(self.engine.spec.name, self.max_held)
-        self.held += 1
-
-    def release(self) -> None:
-        self.held -= 1
 
 
 def read_languages(folder: Path) -> tuple[frozenset[str] | None, bool]:

@@ -23,11 +23,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
-from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, require_pyav
+from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, HoldsRequests, require_pyav
 from ovserve.calculators.speech.schema import DEFAULT_MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED
 from ovserve.calculators.speech.sentences import DEFAULT_MAX_CHARS
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineBusyError
+from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.tts_kind import SpeechSpec
 from ovserve.errors import RequestError
 from ovserve.store.catalog import models_path_in_graph, speech_model_type
@@ -95,7 +95,7 @@ class TtsCalculatorOptions(T2sCalculatorOptions):
 
 
 @dataclass
-class TtsModel:
+class TtsModel(HoldsRequests):
     """What the speech node needs of the model: its engine, its voices (every name a request may use, aliases
     included, and the voice each stands for; ``None``: the model's built-in speaker), the bounds requests are held
     to, and a count of the requests it holds."""
@@ -109,14 +109,6 @@ class TtsModel:
     max_held: int = DEFAULT_MAX_QUEUED_REQUESTS
     held: int = field(default=0)
 
-    def hold(self) -> None:
-        """Count a request in; 503 when the model holds as many as it may."""
-        if self.held >= self.max_held:
-            raise EngineBusyError(self.engine.spec.name, self.max_held)
-        self.held += 1
-
-    def release(self) -> None:
-        self.held -= 1
 
     def voice(self, name: str) -> str | None:
         """The voice (an engine voice name, ``None`` for the built-in speaker) a request's ``voice`` stands for; a 400
