@@ -213,7 +213,7 @@ def _export_gguf(source: Path, output: Path | None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ovserve import __version__
-    from ovserve.server.serve import add_model_source_arguments, add_serve_arguments
+    from ovserve.server.serve_flags import add_model_source_arguments, add_serve_arguments
     from ovserve.store.catalog import TASKS
     from ovserve.store.fetch import DEFAULT_MODEL
 

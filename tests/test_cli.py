@@ -110,7 +110,7 @@ def test_version_and_serve_help_show_defaults(capsys):
 
 def test_a_model_as_the_positional_argument_is_served_like_model(tmp_path):
     from ovserve.cli import build_parser
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
 
     model = tmp_path / "tiny.gguf"
     model.write_bytes(b"GGUF")
@@ -141,7 +141,7 @@ def test_the_ready_line_shows_an_address_clients_can_use(host, url):
 
 def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_path, capsys):
     from ovserve.cli import build_parser
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
     from ovserve.store.catalog import list_models, model_kind, model_task
     from tests.tiny_models import RERANKER, WHISPER
 
@@ -169,7 +169,7 @@ def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_
 
 def test_a_speecht5_folder_is_served_for_text2speech_with_voices_and_pull_task_checks_it(tmp_path, capsys):
     from ovserve.cli import build_parser
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
     from ovserve.store.catalog import list_models, model_kind, model_task, speech_model_type
     from tests.tiny_models import RERANKER, SPEECHT5, SPEECHT5_SPEAKER, WHISPER
 

@@ -19,7 +19,7 @@ from ovserve.server.guard import GuardSettings, RequestGuard
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.responses import GraphResponse, RequestRecorder, anthropic_error_event, error_response
 from ovserve.server.servables import Servables
-from ovserve.server.serve import model_aliases
+from ovserve.server.serve_settings import model_aliases
 
 
 async def refuse(request: Request) -> Response:

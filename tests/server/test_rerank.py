@@ -325,7 +325,7 @@ def test_a_qwen3_reranker_pulled_with_task_rerank_is_served_as_one(tmp_path):
 
 def test_task_rerank_serves_any_folder_as_a_reranker(tmp_path):
     from ovserve.cli import build_parser
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
 
     folder = tmp_path / "qwen3-small"
     shutil.copytree(QWEN3_RERANKER, folder)
