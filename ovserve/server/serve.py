@@ -16,9 +16,10 @@ from pathlib import Path
 
 from ovserve.framework.errors import GraphError
 from ovserve.framework.registry import Registry, build_registry
-from ovserve.server.app import OpenAIRoutes, ServerSettings, build_app
+from ovserve.server.app import build_app
 from ovserve.server.config_reload import ConfigReloader
 from ovserve.server.log_format import configure_logging
+from ovserve.server.routes import OpenAIRoutes, ServerSettings
 from ovserve.server.servables import Servables, ServableSpec
 from ovserve.server.serve_models import background_model, background_specs, pull_only, servable_specs
 from ovserve.server.serve_settings import allowed_origins, completion_store, guard_settings, model_aliases
