@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import EngineBusyError, EngineProcess
+from ovserve.engine.process import EngineBusyError, EngineProcess
 from ovserve.framework.metrics import Histogram
 
 

@@ -18,8 +18,8 @@ from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.audio.decode import DEFAULT_MAX_SECONDS, MAX_UPLOAD_BYTES, AudioLimits
 from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, HoldsRequests, require_pyav
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.folder_spec import DEFAULT_MAX_QUEUED
+from ovserve.engine.process import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.whisper_kind import WhisperSpec
 from ovserve.store.catalog import WHISPER_FILES, models_path_in_graph
 

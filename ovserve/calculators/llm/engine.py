@@ -20,11 +20,12 @@ from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
 from ovserve.calculators.llm.tool_parsers import special_markers
 from ovserve.calculators.llm.types import DEFAULT_MAX_SCORED_TOKENS, GenerationLimits, ModelParsers, VisionLimits
-from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
+from ovserve.engine.client import EngineClient
 from ovserve.engine.cpu import detect_cpu
 from ovserve.engine.fingerprint import model_identity, system_fingerprint
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
 from ovserve.engine.interface import GenerationEngine
+from ovserve.engine.process import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.scorer import LogitScorer
 from ovserve.engine.settings import (
     PROMPT_LOOKUP,

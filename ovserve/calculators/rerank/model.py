@@ -15,7 +15,7 @@ from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.engine_resource import EngineBacked, PluginConfig
 from ovserve.calculators.rerank.inputs import QWEN3_INSTRUCTION, RerankInputs
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
+from ovserve.engine.process import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.rerank_kind import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_TOKENS, RerankJob, RerankSpec, logits_bound
 from ovserve.engine.settings import IR_MODEL, IR_TOKENIZER
 from ovserve.errors import RequestError

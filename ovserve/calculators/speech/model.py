@@ -27,7 +27,7 @@ from ovserve.calculators.engine_resource import DeviceOptions, EngineBacked, Hol
 from ovserve.calculators.speech.schema import DEFAULT_MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED
 from ovserve.calculators.speech.sentences import DEFAULT_MAX_CHARS
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import DEFAULT_STEP_TIMEOUT
+from ovserve.engine.process import DEFAULT_STEP_TIMEOUT
 from ovserve.engine.tts_kind import SpeechSpec
 from ovserve.errors import RequestError
 from ovserve.store.catalog import models_path_in_graph, speech_model_type
