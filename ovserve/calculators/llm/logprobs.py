@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ovserve.calculators.llm.schema import ChatLogprobs, CompletionLogprobs, TokenLogprobEntry, TopLogprob
+from ovserve.calculators.llm.answer_schema import ChatLogprobs, CompletionLogprobs, TokenLogprobEntry, TopLogprob
 from ovserve.calculators.llm.types import TokenLogprob
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
-from ovserve.calculators.llm.logprobs import chat_logprobs, completion_logprobs
-from ovserve.calculators.llm.messages_writer import MessagesWriter
-from ovserve.calculators.llm.responses_writer import ResponsesWriter
-from ovserve.calculators.llm.schema import (
+from ovserve.calculators.llm.answer_schema import (
     AssistantMessage,
     ChatChoice,
     ChatChunkChoice,
@@ -25,6 +22,9 @@ from ovserve.calculators.llm.schema import (
     ToolCallOut,
     Usage,
 )
+from ovserve.calculators.llm.logprobs import chat_logprobs, completion_logprobs
+from ovserve.calculators.llm.messages_writer import MessagesWriter
+from ovserve.calculators.llm.responses_writer import ResponsesWriter
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, TextDelta, TokenLogprob, ToolCallPiece
 from ovserve.payloads import HttpResponsePayload
 
