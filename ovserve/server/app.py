@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ovserve.endpoints import Endpoint, builtin_endpoints
 from ovserve.errors import RequestError
 from ovserve.server.completion_store import CompletionStore
 from ovserve.server.guard import RequestGuard
@@ -32,12 +33,6 @@ from ovserve.server.stored_responses import (
 
 API_PREFIXES = ("/v3", "/v1")
 
-#: Rerank and score paths besides /v3/rerank, /v1/rerank, /v3/score and /v1/score.
-COHERE_PATHS = ("/rerank", "/score", "/v2/rerank", "/v3/v1/rerank", "/v3/v2/rerank")
-#: The endpoints under each API prefix that run a model's graph (``POST``).
-GRAPH_PATHS = ("/chat/completions", "/completions", "/embeddings", "/rerank", "/score", "/audio/transcriptions",
-               "/audio/translations", "/audio/speech", "/responses", "/messages", "/messages/count_tokens",
-               "/tokenize", "/detokenize")
 log = logging.getLogger("ovserve.server")
 
 
@@ -77,7 +72,9 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
         finally:
             watcher.cancel()
 
-    routes = [route for prefix in API_PREFIXES for route in _api_routes(prefix, routes_of, settings.store)]
+    endpoints = builtin_endpoints()
+    routes = [route for prefix in API_PREFIXES for route in _api_routes(prefix, routes_of, endpoints, settings.store)]
+    routes += [_graph_route(path, endpoint, routes_of) for endpoint in endpoints for path in endpoint.also_at]
     routes += _root_routes(routes_of)
     middleware = [Middleware(RequestGuard, settings=settings.guard)]
     if settings.allowed_origins:  # outermost: a browser's preflight carries no API key
@@ -90,8 +87,17 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
     return app
 
 
-def _api_routes(prefix: str, routes_of: OpenAIRoutes, store: CompletionStore | None) -> list[Route]:
-    """The routes under one API prefix (``/v3``, ``/v1``): every graph endpoint, the stored chat completions and
+def _graph_route(path: str, endpoint: Endpoint, routes_of: OpenAIRoutes) -> Route:
+    """``POST path``: the endpoint, answered by its model's graph."""
+    async def answer(request: Request) -> Response:
+        return await routes_of.completions(request, endpoint)
+
+    return Route(path, answer, methods=["POST"])
+
+
+def _api_routes(prefix: str, routes_of: OpenAIRoutes, endpoints: tuple[Endpoint, ...],
+                store: CompletionStore | None) -> list[Route]:
+    """The routes under one API prefix (``/v3``, ``/v1``): every model endpoint, the stored chat completions and
     responses, and the model list."""
     stored = StoredCompletionRoutes(store)
     responses = StoredResponseRoutes(store)
@@ -101,7 +107,7 @@ def _api_routes(prefix: str, routes_of: OpenAIRoutes, store: CompletionStore | N
         Route(f"{prefix}/chat/completions/{{completion_id}}", stored.update, methods=["POST"]),
         Route(f"{prefix}/chat/completions/{{completion_id}}", stored.delete, methods=["DELETE"]),
         Route(f"{prefix}/chat/completions/{{completion_id}}/messages", stored.messages, methods=["GET"]),
-        *(Route(f"{prefix}{path}", routes_of.completions, methods=["POST"]) for path in GRAPH_PATHS),
+        *(_graph_route(f"{prefix}{endpoint.path}", endpoint, routes_of) for endpoint in endpoints),
         Route(f"{prefix}/responses/{{response_id}}", responses.get, methods=["GET"]),
         Route(f"{prefix}/responses/{{response_id}}", responses.delete, methods=["DELETE"]),
         Route(f"{prefix}/responses/{{response_id}}/input_items", responses.input_items, methods=["GET"]),
@@ -111,13 +117,8 @@ def _api_routes(prefix: str, routes_of: OpenAIRoutes, store: CompletionStore | N
 
 
 def _root_routes(routes_of: OpenAIRoutes) -> list[Route]:
-    """The routes outside the API prefixes: vLLM's and Cohere's paths, config, OpenAPI, metrics and health."""
+    """The routes outside the API prefixes, other than model endpoints: config, OpenAPI, metrics and health."""
     return [
-        # vLLM's rerank and score at the root; Cohere's clients post to v1/rerank or v2/rerank under their base_url
-        # (the server's root, or /v3 as OVMS's docs set it)
-        *(Route(path, routes_of.completions, methods=["POST"]) for path in COHERE_PATHS),
-        Route("/tokenize", routes_of.completions, methods=["POST"]),
-        Route("/detokenize", routes_of.completions, methods=["POST"]),
         Route("/tokenizer_info", routes_of.tokenizer_info, methods=["GET"]),
         Route("/v1/config", routes_of.config_status, methods=["GET"]),
         Route("/v1/config/reload", routes_of.config_reload, methods=["POST"]),

@@ -14,10 +14,10 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from ovserve.calculators.audio.schema import form_fields
-from ovserve.calculators.llm.request import parse_body
+from ovserve.endpoints import Endpoint, form_fields
 from ovserve.errors import ModelNotReadyError, RequestError
 from ovserve.payloads import HttpRequestPayload
+from ovserve.request_body import parse_body
 from ovserve.server.completion_store import CompletionStore
 from ovserve.server.config_reload import ConfigReloader
 from ovserve.server.guard import GuardSettings, parse_json_body
@@ -110,10 +110,9 @@ class OpenAIRoutes:
                 return served[0] if len(served) == 1 else None
         return None
 
-    async def completions(self, request: Request) -> Response | GraphResponse:
-        """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
-        ``/rerank``, ``/score``, ``/audio/transcriptions``, ``/audio/translations``, ``/audio/speech``,
-        ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
+    async def completions(self, request: Request, endpoint: Endpoint) -> Response | GraphResponse:
+        """A model endpoint (``POST /v3/chat/completions``, ``/embeddings``, ..., as the calculator packages declare
+        them): read its body, find its model, and run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
         try:
@@ -130,12 +129,12 @@ class OpenAIRoutes:
         model = "-"
         files: dict[str, tuple[str, str, bytes]] = {}
         try:
-            if request.url.path.endswith(FORM_PATHS):
-                data, files = await form_body(body, request)
+            if endpoint.form:
+                data, files = await form_body(body, request, endpoint)
             else:  # a big body takes milliseconds to parse and check: off the event loop then
                 data = parse_json_body(body) if len(body) < LARGE_BODY else await asyncio.to_thread(parse_json_body,
                                                                                                      body)
-            servable = self._servable(data.get("model"), _kind_of(request.url.path))
+            servable = self._servable(data.get("model"), endpoint.kinds)
             data["model"] = model = servable.name  # only served names become metric labels
             if not servable.ready:
                 raise ModelNotReadyError(f"the model '{servable.name}' is not ready (its engine is restarting); "
@@ -268,34 +267,16 @@ class OpenAIRoutes:
 
 
 
-def _kind_of(path: str) -> tuple[str, ...]:
-    """The kinds of model an endpoint is for, preferred first (a request that leaves ``model`` out goes to the only
-    one of the first kind served): rerank and score go to a reranker, else to an embedding model."""
-    if path.endswith(FORM_PATHS):
-        return ("speech2text",)
-    if path.endswith("/audio/speech"):
-        return ("text2speech",)
-    if path.endswith(("/rerank", "/score")):
-        return "rerank", "embeddings"
-    return ("embeddings",) if path.endswith("/embeddings") else ("text_generation",)
-
-
-
-#: The endpoints whose bodies are multipart forms (an audio file and text fields).
-FORM_PATHS = ("/audio/transcriptions", "/audio/translations")
-
-
-
-async def form_body(body: bytes, request: Request) -> tuple[dict[str, Any], dict[str, tuple[str, str, bytes]]]:
-    """A multipart body's text fields (as :func:`~ovserve.calculators.audio.schema.form_fields` gathers them, with
-    ``stream`` read as the bool it means, for the keep-alive) and its files."""
+async def form_body(body: bytes, request: Request,
+                    endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, tuple[str, str, bytes]]]:
+    """A multipart body's text fields (with ``stream`` read as the bool it means, for the keep-alive) and its
+    files."""
     form = await parse_form(body, request.headers)
-    data = form_fields(form.fields)
+    data = form_fields(form.fields, endpoint.list_fields)
     stream = data.get("stream")
     if isinstance(stream, str) and stream.strip().lower() in ("true", "false", "1", "0"):
         data["stream"] = stream.strip().lower() in ("true", "1")
     return data, form.files
-
 
 
 def request_id_of(request: Request) -> str:

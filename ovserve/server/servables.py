@@ -22,6 +22,9 @@ from ovserve.payloads import OVMS_REQUEST_TAG, OVMS_RESPONSE_TAG, REQUEST_TAG, R
 
 log = logging.getLogger("ovserve.server")
 
+#: A graph with several models serves as the first of these kinds it has (a voice graph: speech to text).
+KIND_ORDER = ("speech2text", "rerank", "text2speech", "embeddings")
+
 
 @dataclass(frozen=True)
 class ServableSpec:
@@ -59,22 +62,11 @@ class Servable:
 
     @property
     def kind(self) -> str:
-        """``rerank`` for a graph with a reranker, ``embeddings`` for one with an encoder, ``speech2text`` for one
-        with a Whisper engine, ``text2speech`` for one with a speech engine, else ``text_generation``."""
-        from ovserve.calculators.audio.model import SpeechModel
-        from ovserve.calculators.rerank.model import Reranker
-        from ovserve.calculators.speech.model import TtsModel
-        from ovserve.engine.embedder import BatchingEncoder
-
-        packets = self.graph.side_packets.values()
-        if any(isinstance(value, SpeechModel) for value in packets):
-            return "speech2text"
-        if any(isinstance(value, Reranker) for value in packets):
-            return "rerank"
-        if any(isinstance(value, TtsModel) for value in packets):
-            return "text2speech"
-        encoder = any(isinstance(value, BatchingEncoder) for value in packets)
-        return "embeddings" if encoder else "text_generation"
+        """What the graph serves, as its models' side packets say (``model_kind``): ``speech2text`` for a Whisper
+        engine, ``rerank`` for a reranker, ``text2speech`` for a speech engine, ``embeddings`` for an encoder, in
+        that order when a graph has several; else ``text_generation``."""
+        kinds = {getattr(value, "model_kind", None) for value in self.graph.side_packets.values()}
+        return next((kind for kind in KIND_ORDER if kind in kinds), "text_generation")
 
     def acquire(self) -> None:
         """A request starts on this version."""

@@ -19,9 +19,9 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.schema import Metadata
 from ovserve.errors import RequestError
+from ovserve.request_body import parse_body
 from ovserve.server.completion_store import CompletionStore, owner_of
 from ovserve.server.responses import error_response
 

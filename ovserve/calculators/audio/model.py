@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import ConfigDict, Field
 
@@ -57,6 +58,9 @@ class SpeechModel(HoldsRequests):
     """What the speech node needs of the model: its engine, the language codes it knows (``None``: an English-only
     model), whether it translates and gives word timestamps, the limits on uploads, and a bound on the requests it
     holds (decoding their audio, or in the engine)."""
+
+    #: What this side packet makes its graph serve (:attr:`~ovserve.server.servables.Servable.kind`).
+    model_kind: ClassVar[str] = "speech2text"
 
     engine: CallEngine
     languages: frozenset[str] | None

@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ovserve.calculators.llm.request import parse_body
+from ovserve.endpoints import form_fields
 from ovserve.errors import RequestError
+from ovserve.request_body import parse_body
 
 #: The languages Whisper knows: its language tokens (``<|en|>``), ISO-639-1 codes where one exists, and the names
 #: OpenAI's ``verbose_json`` reports. Multilingual Whisper checkpoints know the first 99; large-v3 adds ``yue``.
@@ -45,21 +46,6 @@ Granularity = Literal["word", "segment"]
 LIST_FIELDS = ("timestamp_granularities", "include")
 #: Prompts longer than this are refused (Whisper reads at most 224 prompt tokens: the rest would be cut anyway).
 MAX_PROMPT_CHARS = 10_000
-
-
-def form_fields(items: Iterable[tuple[str, str]]) -> dict[str, object]:
-    """A multipart form's text fields (``file`` left out by the caller) as one dict: a field sent as ``name[]`` (the
-    ``openai`` client's way with lists) is gathered into a list under ``name``, as are the fields of
-    :data:`LIST_FIELDS` sent without the suffix; other names keep their last value."""
-    fields: dict[str, object] = {}
-    lists: dict[str, list[str]] = {}
-    for name, value in items:
-        base = name.removesuffix("[]")
-        if base != name or base in LIST_FIELDS:
-            lists.setdefault(base, []).append(value)
-        else:
-            fields[name] = value
-    return {**fields, **lists}
 
 
 #: OpenAI's fields that would change the answer and that Whisper cannot honour, with why (a 400 names them when set).
@@ -151,11 +137,11 @@ class TranscriptionForm(_AudioForm):
     @classmethod
     def parse(cls, items: Iterable[tuple[str, str]]) -> TranscriptionForm:
         """The form's text fields validated; a 400 naming the field otherwise."""
-        return cls.from_fields(form_fields(items))
+        return cls.from_fields(form_fields(items, LIST_FIELDS))
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, object]) -> TranscriptionForm:
-        """The fields gathered by :func:`form_fields`, validated; a 400 naming the field otherwise."""
+        """The form fields gathered (:func:`~ovserve.endpoints.form_fields`), validated; else a 400 naming the field."""
         return parse_body(cls, dict(fields))
 
 
@@ -167,11 +153,11 @@ class TranslationForm(_AudioForm):
     @classmethod
     def parse(cls, items: Iterable[tuple[str, str]]) -> TranslationForm:
         """The form's text fields validated; a 400 naming the field otherwise."""
-        return cls.from_fields(form_fields(items))
+        return cls.from_fields(form_fields(items, LIST_FIELDS))
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, object]) -> TranslationForm:
-        """The fields gathered by :func:`form_fields`, validated; a 400 naming the field otherwise."""
+        """The form fields gathered (:func:`~ovserve.endpoints.form_fields`), validated; else a 400 naming the field."""
         for name in ("language", "timestamp_granularities", "stream"):
             if name in fields:
                 raise RequestError(f"translations take no '{name}': they always write English text, without "

@@ -11,12 +11,12 @@ import numpy as np
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
-from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.tokenize_endpoint import encoder_tokens
 from ovserve.calculators.rerank.schema import ScoreRequest, score_answer
 from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
+from ovserve.request_body import parse_body
 
 
 class EmbeddingsCalculator(Calculator):

@@ -211,7 +211,7 @@ def _json_schema(schema: dict[str, Any] | str, param: str) -> str:
 
 
 def _structural_tag(value: Any, param: str) -> OutputGrammar:
-    from ovserve.calculators.llm.request import parse_body  # the request module imports the schema, which imports this
+    from ovserve.request_body import parse_body  # the request module imports the schema, which imports this
 
     value = _object(value, param, 'a structural tag object ({"type": "structural_tag", "format": ...})')
     try:

@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.messages_api import MessagesCountRequest
 from ovserve.calculators.llm.messages_api import chat_body as messages_chat_body
-from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest
 from ovserve.calculators.llm.tokenize import TokenizerCalculator, check_token_ids
 from ovserve.calculators.llm.types import GenerationLimits, ModelParsers
@@ -31,6 +30,7 @@ from ovserve.engine.embedder import EncoderTokenizer
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
+from ovserve.request_body import parse_body
 
 
 class TokenizeRequest(BaseModel):

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
-from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.rerank.model import Reranker
 from ovserve.calculators.rerank.schema import CrossEncoderRerankRequest, ScoreRequest, rerank_answer, score_answer
 from ovserve.engine.rerank_kind import RerankJob, ScoreJob
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
+from ovserve.request_body import parse_body
 
 
 class RerankCalculator(Calculator):

@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,6 +73,9 @@ class RerankCalculatorOVOptions(BaseModel):
 class Reranker:
     """What a :class:`~ovserve.calculators.rerank.calculator.RerankCalculator` scores with: the engine (the model,
     in its own process), the inputs preparer (the tokenizer) and the most documents a request may have."""
+
+    #: What this side packet makes its graph serve (:attr:`~ovserve.server.servables.Servable.kind`).
+    model_kind: ClassVar[str] = "rerank"
 
     engine: CallEngine
     inputs: RerankInputs

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -99,6 +100,9 @@ class TtsModel(HoldsRequests):
     """What the speech node needs of the model: its engine, its voices (every name a request may use, aliases
     included, and the voice each stands for; ``None``: the model's built-in speaker), the bounds requests are held
     to, and a count of the requests it holds."""
+
+    #: What this side packet makes its graph serve (:attr:`~ovserve.server.servables.Servable.kind`).
+    model_kind: ClassVar[str] = "text2speech"
 
     engine: CallEngine
     voices: dict[str, str | None]

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ovserve.calculators.llm.request import parse_body
 from ovserve.errors import RequestError
+from ovserve.request_body import parse_body
 
 #: OpenAI's formats, as the ``response_format`` field names them.
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
