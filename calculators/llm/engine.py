@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from ovserve.calculators.llm.tool_parsers import special_markers
 from ovserve.calculators.llm.types import DEFAULT_MAX_SCORED_TOKENS, GenerationLimits, ModelParsers, VisionLimits
 from ovserve.engine.client import DEFAULT_STEP_TIMEOUT, EngineClient
 from ovserve.engine.cpu import detect_cpu
+from ovserve.engine.devices import check_batching_device, check_static_shape_settings
 from ovserve.engine.fingerprint import model_identity, system_fingerprint
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
 from ovserve.engine.interface import GenerationEngine
@@ -142,19 +144,23 @@ BATCHING_PIPELINES = ("LM_CB", "VLM_CB", "AUTO")
 ONE_AT_A_TIME_PIPELINES = ("LM", "VLM")
 
 
-def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles) -> None:
-    """Check an OVMS graph's ``pipeline_type`` against the model. Every type runs on the continuous-batching engine:
-    ``LM`` and ``VLM`` (OVMS's pipelines that run one request at a time) too, until ovserve has a one-stream engine,
-    and a log line says so."""
-    if pipeline_type is None:
-        return
-    kind = pipeline_type.upper()
+def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles, device: str = "CPU",
+                        plugin_config: Mapping[str, Any] | None = None) -> None:
+    """Check an OVMS graph's ``pipeline_type`` and ``device`` against the model and each other (``ValueError`` says
+    what is wrong). Every type runs on the continuous-batching engine: ``LM`` and ``VLM`` (OVMS's pipelines that run
+    one request at a time) too, until ovserve has a one-stream engine, and a log line says so."""
+    kind = (pipeline_type or "AUTO").upper()
     if kind not in BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES:
         raise ValueError(f"node '{node}': pipeline_type '{pipeline_type}' is not one of "
                          f"{', '.join(BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES)}")
     if kind.startswith("VLM") and not model.vision:
         raise ValueError(f"node '{node}': pipeline_type {kind} needs a vision model folder (with "
                          f"openvino_vision_embeddings_model.xml); {model.path} holds a text model")
+    try:
+        check_static_shape_settings(device, plugin_config or {})
+        check_batching_device(device)
+    except ValueError as error:
+        raise ValueError(f"node '{node}': {error}") from None
     if kind in ONE_AT_A_TIME_PIPELINES:
         log.warning("node '%s': pipeline_type %s runs one request at a time in OVMS; ovserve serves it on the "
                     "continuous-batching engine (%s_CB), which batches requests", node, kind, kind)
@@ -179,7 +185,8 @@ class LLMEngine(Resource):
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
-        check_pipeline_type(ctx.node, options.pipeline_type, model)
+        check_pipeline_type(ctx.node, options.pipeline_type, model, options.device,
+                            options.plugin_config)  # type: ignore[arg-type]
         self.model_digest = await asyncio.to_thread(model_identity, model)
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)

@@ -28,3 +28,14 @@ def test_a_vlm_pipeline_on_a_text_model_and_an_unknown_type_fail_the_load():
         check_pipeline_type("llm", "VLM_CB", find_model_files(QWEN3_RERANKER))
     with pytest.raises(ValueError, match="is not one of"):
         check_pipeline_type("llm", "SPEECH", find_model_files(LLAVA))
+
+
+def test_a_graph_s_device_is_checked_against_the_batching_pipeline_and_its_plugin_config(default_model):
+    model = find_model_files(default_model)
+    check_pipeline_type("llm", None, model, "AUTO", {"PERFORMANCE_HINT": "LATENCY"})
+    with pytest.raises(ValueError, match=r"node 'llm': device 'MULTI:CPU': the continuous-batching pipeline runs on "
+                                         r"one execution device"):
+        check_pipeline_type("llm", "LM_CB", model, "MULTI:CPU")
+    with pytest.raises(ValueError, match=r"node 'llm': plugin_config sets MAX_PROMPT_LEN, NPU's static-shape settings, "
+                                         r"for device 'CPU'"):
+        check_pipeline_type("llm", None, model, "CPU", {"MAX_PROMPT_LEN": 1024})
