@@ -1,4 +1,5 @@
-"""The one-request LLM kind: OpenVINO GenAI's stateful ``LLMPipeline``, one request at a time, as OVMS serves NPU.
+"""The one-request LLM kind: OpenVINO GenAI's stateful ``LLMPipeline`` (``VLMPipeline`` for a vision model), one
+request at a time, as OVMS serves NPU.
 
 OVMS runs a language model on the stateful pipeline for NPU, and for graphs with ``pipeline_type: LM``: requests
 may arrive together, and run one after another. Here the pipeline is a one-call kind (:class:`StatefulLLMSpec`):
@@ -34,6 +35,7 @@ from ovserve.engine.interface import GenerationEngine, TokenStream
 from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
 from ovserve.engine.protocol import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, EngineInfo, SamplingParams
 from ovserve.engine.settings import PROMPT_LOOKUP, ModelFiles
+from ovserve.engine.vision import image_tensor
 from ovserve.framework.metrics import Histogram
 
 #: Requests that may wait behind the running one, when the graph does not say (``max_queued_requests``).
@@ -70,7 +72,8 @@ class StatefulLLMSpec(EngineSpec):
         if self.plugin_config.get(PROMPT_LOOKUP):
             raise ValueError(f"{PROMPT_LOOKUP} runs on the continuous-batching pipeline, not the stateful one: drop "
                              f"pipeline_type LM or {PROMPT_LOOKUP}")
-        pipeline = openvino_genai.LLMPipeline(str(self.model.path), checked_device(self.device), **self.plugin_config)
+        kind = openvino_genai.VLMPipeline if self.model.vision else openvino_genai.LLMPipeline
+        pipeline = kind(str(self.model.path), checked_device(self.device), **self.plugin_config)
         return CallCore(pipeline, concurrency=1)
 
 
@@ -108,13 +111,47 @@ class StatefulGenerateJob(CallJob):
         import openvino
         import openvino_genai
 
+        if isinstance(pipeline, openvino_genai.VLMPipeline):
+            raise ValueError("this model's engine takes prompts as text with images (a StatefulVisionJob)")
         ids = np.frombuffer(self.token_ids, dtype=np.int64).reshape(1, -1)
         streamer = _TokenStreamer(emit, cancelled)
         result = pipeline.generate(openvino.Tensor(ids), self.params.to_generation_config(), streamer.streamer)
         tokens = list(result.tokens[0]) if result.tokens else []
-        reasons = list(getattr(result, "finish_reasons", None) or [])
-        length = bool(reasons) and reasons[0] == openvino_genai.GenerationFinishReason.LENGTH
-        return tokens[streamer.sent:], FINISH_LENGTH if length else FINISH_STOP
+        return tokens[streamer.sent:], finish_of(result)
+
+
+def finish_of(result: Any) -> str:
+    """How a ``generate`` call ended, from its result's finish reasons (``stop`` unless it says ``length``)."""
+    import openvino_genai
+
+    reasons = list(getattr(result, "finish_reasons", None) or [])
+    length = bool(reasons) and reasons[0] == openvino_genai.GenerationFinishReason.LENGTH
+    return FINISH_LENGTH if length else FINISH_STOP
+
+
+@dataclass(frozen=True, slots=True)
+class StatefulVisionJob(CallJob):
+    """One request with images on the stateful ``VLMPipeline``: the prompt's text (chat template applied, an image
+    tag where each image goes), each image's encoded file with the longest side it may keep, and the settings (as
+    :class:`~ovserve.engine.vision.VisionGenerateJob`). Its partial results are lists of new token ids; its result
+    is ``([], how it finished)``: every token came through the streamer."""
+
+    prompt: str
+    images: tuple[bytes, ...]
+    max_sides: tuple[int | None, ...]
+    params: SamplingParams
+
+    def run(self, pipeline: Any, emit: Any, cancelled: CallSignal) -> tuple[list[int], str]:
+        import openvino_genai
+
+        if not isinstance(pipeline, openvino_genai.VLMPipeline):
+            raise ValueError("this model's engine takes no images")
+        images = [image_tensor(data, side) for data, side in zip(self.images, self.max_sides, strict=True)]
+        config = self.params.to_generation_config()
+        config.apply_chat_template = False  # the prompt is the chat template's text already
+        streamer = _TokenStreamer(emit, cancelled)
+        result = pipeline.generate(self.prompt, images=images, generation_config=config, streamer=streamer.streamer)
+        return [], finish_of(result)
 
 
 class StatefulStream:
@@ -178,3 +215,8 @@ class StatefulEngine(GenerationEngine):
         ids = np.asarray(token_ids, dtype=np.int64)
         job = StatefulGenerateJob(ids.tobytes(), params)
         return StatefulStream(self.calls.submit(job), int(ids.size))
+
+    def submit_vision(self, prompt: str, images: Sequence[tuple[bytes, int | None]], params: SamplingParams,
+                      prompt_tokens: int) -> TokenStream:
+        job = StatefulVisionJob(prompt, tuple(data for data, _ in images), tuple(side for _, side in images), params)
+        return StatefulStream(self.calls.submit(job), prompt_tokens)
