@@ -83,6 +83,19 @@ def check_static_shape_settings(device: str, plugin_config: Mapping[str, Any]) -
             raise ValueError(f"plugin_config's {key} must be a whole number of tokens above 0 (got {value!r})")
 
 
+def vision_properties(device: str, plugin_config: Mapping[str, Any]) -> dict[str, Any]:
+    """A VLM's properties for ``VLMPipeline``: on NPU, its static-shape settings go under
+    ``DEVICE_PROPERTIES: {"NPU": {...}}``, where OpenVINO GenAI's NPU guide says a VLM takes them (an LLM takes them
+    at the top level, as OVMS's plugin_config writes them)."""
+    if not is_npu(device) or not any(key in plugin_config for key in NPU_STATIC_SHAPE):
+        return dict(plugin_config)
+    properties = {key: value for key, value in plugin_config.items() if key not in NPU_STATIC_SHAPE}
+    nested = dict(properties.get("DEVICE_PROPERTIES", {}))
+    nested["NPU"] = {**nested.get("NPU", {}), **{key: plugin_config[key] for key in NPU_STATIC_SHAPE
+                                                  if key in plugin_config}}
+    return {**properties, "DEVICE_PROPERTIES": nested}
+
+
 def max_prompt_tokens(device: str, plugin_config: Mapping[str, Any]) -> int | None:
     """The longest prompt the model takes on ``device``: NPU's ``MAX_PROMPT_LEN`` (1024 when left out), or
     ``None`` (the context alone bounds it) on other devices."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from ovserve.engine.call_client import CallEngine, CallRequest
 from ovserve.engine.client import TokenDelta
-from ovserve.engine.devices import checked_device
+from ovserve.engine.devices import checked_device, vision_properties
 from ovserve.engine.interface import GenerationEngine, TokenStream
 from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
 from ovserve.engine.protocol import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, EngineInfo, SamplingParams
@@ -72,8 +72,12 @@ class StatefulLLMSpec(EngineSpec):
         if self.plugin_config.get(PROMPT_LOOKUP):
             raise ValueError(f"{PROMPT_LOOKUP} runs on the continuous-batching pipeline, not the stateful one: drop "
                              f"pipeline_type LM or {PROMPT_LOOKUP}")
-        kind = openvino_genai.VLMPipeline if self.model.vision else openvino_genai.LLMPipeline
-        pipeline = kind(str(self.model.path), checked_device(self.device), **self.plugin_config)
+        device = checked_device(self.device)
+        if self.model.vision:
+            properties = vision_properties(device, self.plugin_config)
+            pipeline = openvino_genai.VLMPipeline(str(self.model.path), device, **properties)
+        else:
+            pipeline = openvino_genai.LLMPipeline(str(self.model.path), device, **self.plugin_config)
         return CallCore(pipeline, concurrency=1)
 
 

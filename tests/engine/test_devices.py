@@ -14,6 +14,7 @@ from ovserve.engine.devices import (
     device_base,
     is_npu,
     max_prompt_tokens,
+    vision_properties,
 )
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.rerank_kind import RerankSpec
@@ -58,6 +59,13 @@ def test_the_longest_prompt_is_npu_s_max_prompt_len_and_unbounded_elsewhere():
     assert max_prompt_tokens("NPU", {}) == 1024
     assert max_prompt_tokens("NPU.0", {"MAX_PROMPT_LEN": "4000"}) == 4000
     assert max_prompt_tokens("CPU", {}) is None
+
+
+def test_a_vlm_on_npu_takes_its_static_shape_settings_as_its_device_s_properties():
+    config = {"MAX_PROMPT_LEN": 2048, "MIN_RESPONSE_LEN": 512, "CACHE_DIR": "c"}
+    assert vision_properties("NPU", config) == {"CACHE_DIR": "c", "DEVICE_PROPERTIES": {
+        "NPU": {"MAX_PROMPT_LEN": 2048, "MIN_RESPONSE_LEN": 512}}}
+    assert vision_properties("CPU", {"CACHE_DIR": "c"}) == {"CACHE_DIR": "c"}
 
 
 @pytest.mark.slow
