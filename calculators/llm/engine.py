@@ -114,8 +114,9 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
                           "one request at a time), AUTO (default: LM/VLM on NPU, else the batching engine); a VLM type "
                           "needs a vision model folder")
     max_queued_requests: int = Field(
-        16, ge=0, description="ovserve's own: on the stateful pipeline (pipeline_type LM or VLM, NPU), the most "
-                              "requests that wait behind the running one; more are refused with 503 and Retry-After")
+        16, ge=1, description="ovserve's own: on the stateful pipeline (pipeline_type LM or VLM, NPU), the most "
+                              "requests held at once, the running one and those waiting behind it (as the speech "
+                              "nodes' option); more are refused with 503 and Retry-After")
     allowed_local_media_path: str | None = Field(
         None, description="ovserve's own (vLLM's --allowed-local-media-path): a folder whose images chat requests may "
                           "name by local path, relative to the graph file (default: none, local paths refused)")
@@ -249,7 +250,7 @@ class LLMEngine(Resource):
         if not self.stateful:
             return EngineClient(settings, step_timeout=step_timeout)
         unused = [name for name in SCHEDULER_OPTIONS if name in options.model_fields_set]
-        log.info("%s: the stateful pipeline (OpenVINO GenAI's %s), one request at a time, up to %d waiting%s",
+        log.info("%s: the stateful pipeline (OpenVINO GenAI's %s), one request at a time, up to %d held%s",
                  settings.model.display_name, "VLMPipeline" if settings.model.vision else "LLMPipeline",
                  options.max_queued_requests, f"; scheduler options it has no use for: {', '.join(unused)}"
                  if unused else "")

@@ -4,7 +4,8 @@ request at a time, as OVMS serves NPU.
 OVMS runs a language model on the stateful pipeline for NPU, and for graphs with ``pipeline_type: LM``: requests
 may arrive together, and run one after another. Here the pipeline is a one-call kind (:class:`StatefulLLMSpec`):
 each request is one ``generate`` call (:class:`StatefulGenerateJob`) in the engine process, its tokens sent to the
-client as they come (partial results), the rest queued up to ``max_queue`` (past it: 503 with ``Retry-After``). A
+client as they come (partial results), the rest queued, up to ``max_requests`` in all (past it: 503 with
+``Retry-After``). A
 client that goes away cancels its call at the next token, through the pipeline's streamer.
 
 What the stateful pipeline does differently from the batching one (OpenVINO GenAI 2026.4, measured on CPU):
@@ -38,21 +39,22 @@ from ovserve.engine.settings import PROMPT_LOOKUP, ModelFiles
 from ovserve.engine.vision import image_tensor
 from ovserve.framework.metrics import Histogram
 
-#: Requests that may wait behind the running one, when the graph does not say (``max_queued_requests``).
-DEFAULT_MAX_QUEUE = 16
+#: The most requests the engine holds at once (running and waiting), when the graph does not say
+#: (``max_queued_requests``, as the speech nodes name it).
+DEFAULT_MAX_REQUESTS = 16
 
 
 @dataclass(frozen=True)
 class StatefulLLMSpec(EngineSpec):
     """A language model on the stateful pipeline: its files, the device and OpenVINO properties, and how many
-    requests may wait behind the running one."""
+    requests it may hold at once, the running one included."""
 
     one_call: ClassVar[bool] = True
 
     model: ModelFiles
     device: str = "CPU"
     plugin_config: dict[str, Any] = field(default_factory=dict)
-    max_queue: int = DEFAULT_MAX_QUEUE
+    max_requests: int = DEFAULT_MAX_REQUESTS
 
     @property
     def name(self) -> str:
@@ -64,7 +66,7 @@ class StatefulLLMSpec(EngineSpec):
 
     @property
     def max_in_flight(self) -> int:
-        return 1 + self.max_queue
+        return self.max_requests
 
     def load(self) -> EngineCore:
         import openvino_genai
@@ -191,8 +193,8 @@ class StatefulStream:
 
 class StatefulEngine(GenerationEngine):
     """The front end of the stateful kind in the HTTP process: the LLM graph's engine for ``pipeline_type: LM`` and
-    NPU. One engine process (restart, backoff and the watchdog as every kind's); requests are refused with 503 once
-    ``max_queue`` wait behind the running one."""
+    NPU. One engine process (restart, backoff and the watchdog as every kind's); requests are refused with 503 while
+    it holds ``max_requests``, the running one included."""
 
     def __init__(self, spec: StatefulLLMSpec, **options: Any) -> None:
         self.calls = CallEngine(spec, **options)

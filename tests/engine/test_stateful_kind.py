@@ -18,7 +18,7 @@ GREEDY = SamplingParams(max_new_tokens=6, temperature=0, ignore_eos=True)
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engine(default_model):
-    engine = StatefulEngine(StatefulLLMSpec(find_model_files(default_model), max_queue=1), step_timeout=30)
+    engine = StatefulEngine(StatefulLLMSpec(find_model_files(default_model), max_requests=2), step_timeout=30)
     await engine.start()
     yield engine
     await engine.stop()
@@ -53,7 +53,7 @@ async def test_an_answer_a_stop_token_ends_finishes_with_stop(engine):
 async def test_requests_wait_their_turn_up_to_the_bound_and_an_abort_frees_the_engine(engine):
     endless = SamplingParams(max_new_tokens=5000, temperature=0, ignore_eos=True)
     running = engine.submit(PROMPT, endless)
-    waiting = engine.submit(PROMPT, GREEDY)  # max_queue=1: one may wait
+    waiting = engine.submit(PROMPT, GREEDY)  # max_requests=2: one may wait
     with pytest.raises(EngineBusyError, match="has 2 requests running or queued"):
         engine.submit(PROMPT, GREEDY)
     stream = aiter(running)

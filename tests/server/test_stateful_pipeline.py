@@ -37,7 +37,7 @@ def wait_for(condition, timeout=15.0):
 
 
 def test_the_server_says_which_pipeline_serves_the_model(one_at_a_time):
-    assert "the stateful pipeline (OpenVINO GenAI's LLMPipeline), one request at a time, up to 16 waiting" in \
+    assert "the stateful pipeline (OpenVINO GenAI's LLMPipeline), one request at a time, up to 16 held" in \
         one_at_a_time.output()
 
 
@@ -165,3 +165,17 @@ def test_npu_static_shape_settings_fail_the_load_on_cpu_saying_why(default_model
                                            r"device 'CPU'"):
         start_server(["--model", str(default_model), "--pipeline-type", "LM", "--plugin-config",
                       '{"MAX_PROMPT_LEN": 1024}'], tmp_path)
+
+
+def test_the_messages_and_responses_apis_and_tool_calls_run_on_it_unchanged(one_at_a_time):
+    base = one_at_a_time.base_url
+    message = httpx.post(f"{base}/v1/messages", timeout=60, json={
+        "model": MODEL_NAME, "max_tokens": 4, "messages": HELLO}).json()
+    assert message["type"] == "message" and message["usage"]["output_tokens"] <= 4
+    response = one_at_a_time.openai().responses.create(model=MODEL_NAME, input="Hi", max_output_tokens=16)
+    assert response.output and response.usage.output_tokens <= 16
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    answer = one_at_a_time.openai().chat.completions.create(
+        model=MODEL_NAME, messages=HELLO, max_tokens=30, tools=[weather], tool_choice="required")
+    assert answer.choices[0].message.tool_calls[0].function.name == "get_weather"
