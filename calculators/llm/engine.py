@@ -227,7 +227,7 @@ class LLMEngine(Resource):
             batch_invariant=options.batch_invariant,
         )
         self.settings, self.cpu = settings, cpu
-        self.engine = self._engine(ctx, options, settings)
+        self.engine = self._engine(options, settings)
         self.scorer = LogitScorer(model, device=options.device, budget=2 * options.max_scored_tokens)
         ctx.set(self.SCORER, self.scorer)
         tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
@@ -243,8 +243,7 @@ class LLMEngine(Resource):
             await self.engine.stop()
             raise
 
-    def _engine(self, ctx: ResourceContext, options: LLMCalculatorOptions,
-                settings: EngineSettings) -> EngineClient | StatefulEngine:
+    def _engine(self, options: LLMCalculatorOptions, settings: EngineSettings) -> EngineClient | StatefulEngine:
         """The front end of the model's engine: the continuous-batching engine, or the stateful pipeline's."""
         step_timeout = options.engine_step_timeout or None
         if not self.stateful:
