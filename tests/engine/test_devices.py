@@ -17,7 +17,7 @@ from ovserve.engine.devices import (
     vision_properties,
 )
 from ovserve.engine.protocol import SamplingParams
-from ovserve.engine.rerank_kind import RerankSpec
+from ovserve.engine.rerank_kind import RerankJob, RerankSpec
 from ovserve.engine.settings import EngineSettings, find_model_files
 from tests.tiny_models import RERANKER
 
@@ -89,6 +89,19 @@ async def test_a_gpu_that_is_not_there_fails_the_llm_load_naming_what_there_is(d
     with pytest.raises(EngineError, match=rf"device '{device}' is not available: GPU(\.0)? not found; this machine "
                                           rf"has CPU"):
         await client.start()
+
+
+async def test_a_reranker_loads_and_scores_on_auto_and_hetero():
+    """Plumbing only: on this machine both resolve to CPU."""
+    for device in ("AUTO", "HETERO:CPU"):
+        engine = CallEngine(RerankSpec(str(RERANKER), device=device), in_process=True)
+        info = await engine.start()
+        try:
+            ranked = await engine.call(RerankJob("capital of france?", ("Paris is the capital.", "Cats sleep."),
+                                                 (12, 10)))
+            assert info.device == device and sorted(index for index, _ in ranked) == [0, 1]
+        finally:
+            await engine.stop()
 
 
 async def test_a_gpu_that_is_not_there_fails_a_reranker_s_load_too():
