@@ -111,7 +111,9 @@ class SentenceEncoder:
         import openvino as ov
 
         self.settings = settings or encoder_settings(folder)
-        self._model = ov.Core().compile_model(folder / "openvino_model.xml", device, properties or {})
+        from ovserve.engine.devices import checked_device
+
+        self._model = ov.Core().compile_model(folder / "openvino_model.xml", checked_device(device), properties or {})
         self._inputs = {port.get_any_name() for port in self._model.inputs}
         self._lock = threading.Lock()
         self._request = self._model.create_infer_request()

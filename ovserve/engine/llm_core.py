@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ovserve.engine.devices import check_device, checked_device  # noqa: F401 (their old home)
 from ovserve.engine.kinds import EngineCore
 from ovserve.engine.protocol import FINISH_LENGTH, FINISH_STOP, SamplingParams
 from ovserve.engine.vision import VisionGenerateJob, add_vision_request
@@ -28,25 +29,6 @@ class GenerateJob:
 
     token_ids: bytes
     params: SamplingParams
-
-
-def check_device(device: str, available: list[str]) -> None:
-    """Raise ``ValueError`` naming the devices that exist if ``device`` (or one it lists) does not."""
-    head, _, rest = device.partition(":")
-    wanted = [d.strip() for d in rest.split(",") if d.strip()] if head in ("AUTO", "HETERO", "MULTI") else [device]
-    bases = {d.split(".")[0] for d in available}
-    missing = [d for d in wanted if d not in available and d.split(".")[0] not in bases]
-    if missing:
-        raise ValueError(f"device '{device}' is not available: {', '.join(missing)} not found; "
-                         f"this machine has {', '.join(available) or 'no OpenVINO devices'}")
-
-
-def checked_device(device: str) -> str:
-    """``device``, once :func:`check_device` has found it on this machine."""
-    import openvino
-
-    check_device(device, openvino.Core().available_devices)
-    return device
 
 
 class LLMCore(EngineCore):

@@ -74,10 +74,13 @@ class RerankSpec(EngineSpec):
     def load(self) -> EngineCore:
         import openvino_genai as ov_genai
 
+        from ovserve.engine.devices import checked_device
+
+        device = checked_device(self.device)
         config = ov_genai.TextRerankPipeline.Config()
         config.top_n = self.documents_per_call  # every document of a call comes back
         config.max_length = self.max_length
-        pipelines = [ov_genai.TextRerankPipeline(self.folder, self.device, config, **self.plugin_config)
+        pipelines = [ov_genai.TextRerankPipeline(self.folder, device, config, **self.plugin_config)
                      for _ in range(self.concurrency)]
         return CallCore(RerankRunner(pipelines, self.documents_per_call, self.max_batch_tokens), self.concurrency)
 

@@ -242,6 +242,7 @@ def load_scoring_model(model: ModelFiles, device: str) -> tuple[Any, frozenset[s
     import openvino as ov
 
     from ovserve.engine.cpu import BATCH_INVARIANT, detect_cpu
+    from ovserve.engine.devices import checked_device
 
     path = scoring_model_path(model)
     core = ov.Core()
@@ -256,7 +257,7 @@ def load_scoring_model(model: ModelFiles, device: str) -> tuple[Any, frozenset[s
     config: dict[str, str] = {}
     if device == "CPU":
         config = dict(BATCH_INVARIANT.get(detect_cpu().kind, {"INFERENCE_PRECISION_HINT": "f32"}))
-    compiled = core.compile_model(graph, device, config)
+    compiled = core.compile_model(graph, checked_device(device), config)
     log.info("%s: scoring model %s loaded on %s for token alternatives (%s)", model.display_name, path, device,
              ", ".join(f"{k}={v}" for k, v in config.items()) or "the device's defaults")
     return compiled, frozenset(names | {LOGITS_START})

@@ -55,7 +55,7 @@ class SpeechSpec(FolderSpec):
     def load(self) -> EngineCore:
         import openvino_genai
 
-        from ovserve.engine.llm_core import checked_device
+        from ovserve.engine.devices import checked_device
 
         folder = Path(self.folder)
         device = checked_device(self.target_device)

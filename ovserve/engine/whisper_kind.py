@@ -33,7 +33,7 @@ class WhisperSpec(FolderSpec):
     def load(self) -> EngineCore:
         import openvino_genai
 
-        from ovserve.engine.llm_core import checked_device
+        from ovserve.engine.devices import checked_device
 
         pipeline = openvino_genai.WhisperPipeline(self.folder, checked_device(self.target_device),
                                                   word_timestamps=self.word_timestamps, **self.plugin_config)

@@ -12,7 +12,7 @@ from ovserve.store.catalog import TASKS
 from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL
 
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
-ENGINE_FLAGS = ("device", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
+ENGINE_FLAGS = ("device", "pipeline_type", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
                 "enable_prefix_caching", "max_tokens_limit", "max_scored_tokens", "tool_parser", "reasoning_parser",
                 "batch_invariant", "engine_step_timeout", "allowed_local_media_path", "allowed_media_domains")
 
@@ -83,7 +83,13 @@ def _add_speech_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The LLM engine's options (``LLMCalculatorOptions``), for a model named on the command line."""
     engine = parser.add_argument_group("engine options for --model and the default model (LLMCalculatorOptions)")
-    engine.add_argument("--device", "--target_device", dest="device", help="CPU (default), GPU, NPU, AUTO, ...")
+    engine.add_argument("--device", "--target_device", dest="device",
+                        help="CPU (default), GPU, GPU.0, NPU, AUTO, AUTO:GPU,CPU, HETERO:GPU,CPU: as OpenVINO "
+                             "names them (see docs/devices.md)")
+    engine.add_argument("--pipeline-type", "--pipeline_type", dest="pipeline_type", type=str.upper,
+                        choices=("LM", "LM_CB", "VLM", "VLM_CB", "AUTO"),
+                        help="LM or VLM: the stateful pipeline, one request at a time (as OVMS serves NPU); LM_CB or "
+                             "VLM_CB: the continuous-batching engine; AUTO (default): LM/VLM on NPU, else batching")
     engine.add_argument("--plugin-config", "--plugin_config", dest="plugin_config", metavar="JSON",
                         help='OpenVINO properties, e.g. \'{"KV_CACHE_PRECISION": "u8"}\'')
     engine.add_argument("--cache-size", "--cache_size", dest="cache_size", type=int,

@@ -11,6 +11,7 @@ import pytest
 
 from ovserve.engine.embedder import EncoderTokenizer, encoder_settings
 from ovserve.engine.embedding_kind import EmbeddingEngine, EmbeddingSpec, EmbedJob
+from ovserve.engine.process import EngineError
 from ovserve.errors import ModelNotReadyError
 from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, pull
 
@@ -70,3 +71,10 @@ async def test_a_killed_engine_fails_its_batch_with_503_and_is_restarted(encoder
         assert engine.starts == 2 and (await engine.embed([[101, 102]])).shape == (1, 384)
     finally:
         await engine.stop()
+
+
+async def test_an_embedding_model_on_a_gpu_that_is_not_there_fails_its_load_naming_what_there_is(encoder_folder):
+    spec = EmbeddingSpec(encoder_folder, "GPU", settings=encoder_settings(encoder_folder))
+    engine = EmbeddingEngine(spec, in_process=True)
+    with pytest.raises(EngineError, match="device 'GPU' is not available: GPU not found; this machine has CPU"):
+        await engine.start()

@@ -272,7 +272,7 @@ node: {
 """
 
 
-def test_ovms_vlm_cb_and_vlm_graphs_are_served_on_the_batching_engine(tmp_path):
+def test_ovms_vlm_cb_and_vlm_graphs_are_served_on_their_pipelines(tmp_path):
     names = {"VLM_CB": "llava-cb", "VLM": "llava-one"}
     for pipeline, name in names.items():
         folder = tmp_path / name
@@ -288,6 +288,6 @@ def test_ovms_vlm_cb_and_vlm_graphs_are_served_on_the_batching_engine(tmp_path):
         for name in names.values():
             answer = client.chat.completions.create(model=name, messages=chat(data_url(png())), max_tokens=3)
             assert answer.usage.completion_tokens == 3
-        assert "pipeline_type VLM runs one request at a time in OVMS" in server.output()
+        assert "the stateful pipeline (OpenVINO GenAI's VLMPipeline), one request at a time" in server.output()
     finally:
         server.stop()

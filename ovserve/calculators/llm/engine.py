@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -19,9 +20,16 @@ from ovserve.calculators.llm.reasoning import THINK_PARSERS, choose_reasoning, o
 from ovserve.calculators.llm.tool_parsers import PARSERS as TOOL_PARSERS
 from ovserve.calculators.llm.tool_parsers import choose as choose_tool_parser
 from ovserve.calculators.llm.tool_parsers import special_markers
-from ovserve.calculators.llm.types import DEFAULT_MAX_SCORED_TOKENS, GenerationLimits, ModelParsers, VisionLimits
+from ovserve.calculators.llm.types import (
+    DEFAULT_MAX_SCORED_TOKENS,
+    GenerationLimits,
+    ModelParsers,
+    StatefulLimits,
+    VisionLimits,
+)
 from ovserve.engine.client import EngineClient
 from ovserve.engine.cpu import detect_cpu
+from ovserve.engine.devices import check_batching_device, check_static_shape_settings, is_npu, max_prompt_tokens
 from ovserve.engine.fingerprint import model_identity, system_fingerprint
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
 from ovserve.engine.interface import GenerationEngine
@@ -34,6 +42,7 @@ from ovserve.engine.settings import (
     find_model_files,
     plugin_config_for,
 )
+from ovserve.engine.stateful_kind import StatefulEngine, StatefulLLMSpec
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.engine.vision import tokens_per_image
 from ovserve.framework.metrics import Histogram
@@ -102,9 +111,13 @@ class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
         description="ovserve's own: seconds without a finished engine step, with requests in flight, after which the "
                     "engine is deemed hung: its requests fail, it is killed and restarted (0: never)")
     pipeline_type: str | None = Field(
-        None, description="OVMS's: LM_CB or VLM_CB (the continuous-batching engine, what ovserve runs), LM or VLM "
-                          "(OVMS's one-request pipelines: served on the continuous-batching engine, with a log line "
-                          "saying so), AUTO; a VLM type needs a vision model folder")
+        None, description="OVMS's: LM_CB or VLM_CB (the continuous-batching engine), LM or VLM (the stateful pipeline, "
+                          "one request at a time), AUTO (default: LM/VLM on NPU, else the batching engine); a VLM type "
+                          "needs a vision model folder")
+    max_queued_requests: int = Field(
+        16, ge=1, description="ovserve's own: on the stateful pipeline (pipeline_type LM or VLM, NPU), the most "
+                              "requests held at once, the running one and those waiting behind it (as the speech "
+                              "nodes' option); more are refused with 503 and Retry-After")
     allowed_local_media_path: str | None = Field(
         None, description="ovserve's own (vLLM's --allowed-local-media-path): a folder whose images chat requests may "
                           "name by local path, relative to the graph file (default: none, local paths refused)")
@@ -143,22 +156,31 @@ BATCHING_PIPELINES = ("LM_CB", "VLM_CB", "AUTO")
 ONE_AT_A_TIME_PIPELINES = ("LM", "VLM")
 
 
-def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles) -> None:
-    """Check an OVMS graph's ``pipeline_type`` against the model. Every type runs on the continuous-batching engine:
-    ``LM`` and ``VLM`` (OVMS's pipelines that run one request at a time) too, until ovserve has a one-stream engine,
-    and a log line says so."""
-    if pipeline_type is None:
-        return
-    kind = pipeline_type.upper()
+def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles, device: str = "CPU",
+                        plugin_config: Mapping[str, Any] | None = None) -> bool:
+    """Check an OVMS graph's ``pipeline_type`` and ``device`` against the model and each other (``ValueError`` says
+    what is wrong), and say whether the model runs on the stateful pipeline, one request at a time: for ``LM`` and
+    ``VLM``, and for an NPU when the type is left open, as OVMS chooses; else on the continuous-batching engine."""
+    kind = (pipeline_type or "AUTO").upper()
     if kind not in BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES:
         raise ValueError(f"node '{node}': pipeline_type '{pipeline_type}' is not one of "
                          f"{', '.join(BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES)}")
     if kind.startswith("VLM") and not model.vision:
         raise ValueError(f"node '{node}': pipeline_type {kind} needs a vision model folder (with "
                          f"openvino_vision_embeddings_model.xml); {model.path} holds a text model")
-    if kind in ONE_AT_A_TIME_PIPELINES:
-        log.warning("node '%s': pipeline_type %s runs one request at a time in OVMS; ovserve serves it on the "
-                    "continuous-batching engine (%s_CB), which batches requests", node, kind, kind)
+    stateful = kind in ONE_AT_A_TIME_PIPELINES or (kind == "AUTO" and is_npu(device))
+    try:
+        check_static_shape_settings(device, plugin_config or {})
+        if not stateful:
+            check_batching_device(device)
+    except ValueError as error:
+        raise ValueError(f"node '{node}': {error}") from None
+    return stateful
+
+
+#: The scheduler's options, which the stateful pipeline has no use for (it runs one request, with no paged cache).
+SCHEDULER_OPTIONS = ("cache_size", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching",
+                     "dynamic_split_fuse")
 
 
 class LLMEngine(Resource):
@@ -181,7 +203,8 @@ class LLMEngine(Resource):
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
-        check_pipeline_type(ctx.node, options.pipeline_type, model)
+        self.stateful = check_pipeline_type(ctx.node, options.pipeline_type, model, options.device,
+                                            options.plugin_config)  # type: ignore[arg-type]
         self.model_digest = await asyncio.to_thread(model_identity, model)
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
@@ -206,7 +229,7 @@ class LLMEngine(Resource):
             batch_invariant=options.batch_invariant,
         )
         self.settings, self.cpu = settings, cpu
-        self.engine = EngineClient(settings, step_timeout=options.engine_step_timeout or None)
+        self.engine = self._engine(options, settings)
         self.scorer = LogitScorer(model, device=options.device, budget=2 * options.max_scored_tokens)
         ctx.set(self.SCORER, self.scorer)
         tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
@@ -221,6 +244,19 @@ class LLMEngine(Resource):
             await self.scorer.close()
             await self.engine.stop()
             raise
+
+    def _engine(self, options: LLMCalculatorOptions, settings: EngineSettings) -> EngineClient | StatefulEngine:
+        """The front end of the model's engine: the continuous-batching engine, or the stateful pipeline's."""
+        step_timeout = options.engine_step_timeout or None
+        if not self.stateful:
+            return EngineClient(settings, step_timeout=step_timeout)
+        unused = [name for name in SCHEDULER_OPTIONS if name in options.model_fields_set]
+        log.info("%s: the stateful pipeline (OpenVINO GenAI's %s), one request at a time, up to %d held%s",
+                 settings.model.display_name, "VLMPipeline" if settings.model.vision else "LLMPipeline",
+                 options.max_queued_requests, f"; scheduler options it has no use for: {', '.join(unused)}"
+                 if unused else "")
+        spec = StatefulLLMSpec(settings.model, settings.device, settings.plugin_config, options.max_queued_requests)
+        return StatefulEngine(spec, step_timeout=step_timeout)
 
     def _describe_model(self, ctx: ResourceContext, options: LLMCalculatorOptions, model: ModelFiles,
                         sampling: SamplingDefaults, tokenizer: TextTokenizer) -> None:
@@ -247,11 +283,18 @@ class LLMEngine(Resource):
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
         fingerprint = system_fingerprint(self.model_digest, self.settings, self.cpu, {
-            "sampling": sampling, "tool_parser": parsers.tool_parser, "reasoning_parser": parsers.reasoning_parser})
+            "sampling": sampling, "tool_parser": parsers.tool_parser, "reasoning_parser": parsers.reasoning_parser,
+            **({"pipeline": "stateful"} if self.stateful else {})})
         log.info("%s: system_fingerprint %s", name, fingerprint)
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit,
                                               options.prompt_lookup, options.max_scored_tokens, fingerprint,
-                                              self._vision_limits(ctx, options, model)))
+                                              self._vision_limits(ctx, options, model), self._stateful_limits(options)))
+
+    def _stateful_limits(self, options: LLMCalculatorOptions) -> StatefulLimits | None:
+        """The stateful pipeline's bounds (``None`` on the batching engine)."""
+        if not self.stateful:
+            return None
+        return StatefulLimits(options.device, max_prompt_tokens(options.device, options.plugin_config))  # type: ignore[arg-type]
 
     def _vision_limits(self, ctx: ResourceContext, options: LLMCalculatorOptions,
                        model: ModelFiles) -> VisionLimits | None:

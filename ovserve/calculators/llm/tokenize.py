@@ -11,6 +11,7 @@ from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.llm.images import MediaPolicy
 from ovserve.calculators.llm.plan import RequestPlan, plan_request
 from ovserve.calculators.llm.schema import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
+from ovserve.calculators.llm.stateful_limits import check_stateful_request
 from ovserve.calculators.llm.tools import Tool, family_calls, template_message, template_tools, tool_call_schema
 from ovserve.calculators.llm.types import GenerationLimits, LLMRequest, ModelParsers, Prompt, VisionPrompt
 from ovserve.calculators.llm.vision_prompt import refuse_images, vision_prompt
@@ -146,6 +147,8 @@ def engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokenizer: Te
         raise RequestError(f"'{param}' is {best_of}, above this server's limit of {limits.best_of_limit} answers "
                            f"per request", param=param, code="invalid_value")
     sizes = [(int(token_ids.size), params.max_new_tokens) for token_ids, params in parts]
+    if limits.stateful is not None:
+        check_stateful_request(body, [size for size, _ in sizes], parts[0][1], limits.stateful)
     if len(parts) > 1:
         check_prompts_size(sizes, best_of, limits)
     check_scoring_cost(body, sizes, limits.max_scored_tokens)
@@ -163,6 +166,8 @@ def vision_engine_prompt(body: ChatCompletionRequest | CompletionRequest, tokeni
     vision, token_ids = vision_prompt(body, tokenizer, limits.vision, template_variables(body, parsers))
     plan = plan_request(body, parsers, tokenizer)
     params = engine_settings(body, vision.prompt_tokens, limits, parsers, "messages", plan)
+    if limits.stateful is not None:
+        check_stateful_request(body, [vision.prompt_tokens], params, limits.stateful, images=len(vision.images))
     if body.n > limits.best_of_limit:
         raise RequestError(f"'n' is {body.n}, above this server's limit of {limits.best_of_limit} answers per "
                            f"request", param="n", code="invalid_value")
@@ -221,12 +226,13 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_toke
     if tools:
         params = tool_call_settings(body, tools, params, plan.tool_format, parsers)  # type: ignore[arg-type]
     params = prompt_lookup_settings(body, params, limits.prompt_lookup)
-    if limits.prompt_lookup or body.include_stop_str_in_output:
+    if limits.prompt_lookup or body.include_stop_str_in_output or limits.stateful is not None:
         # The detokenizer alone finds the stop strings then (it always cuts the text there; the run's end aborts the
         # engine's request). With prompt lookup, the engine's own stop-string check failed its step ("Cannot remove
         # more tokens than has been generated", found by tests/engine/engine_fuzz.py); with include_stop_str_in_output,
         # the engine (GenAI 2026.4) dropped a token that begins with a stop string (stop " ", token " capital"), and the
-        # answer would end without the stop it was asked to include.
+        # answer would end without the stop it was asked to include. The stateful pipeline, given token ids, ended the
+        # answer before its first token on a stop string (GenAI 2026.4).
         params = replace(params, stop=())
     try:
         params.check()

@@ -209,6 +209,17 @@ DEFAULT_MAX_SCORED_TOKENS = 8192
 
 
 @dataclass(frozen=True, slots=True)
+class StatefulLimits:
+    """The stateful pipeline's bounds (``GenerationLimits.stateful``: ``pipeline_type: LM`` and NPU), checked before
+    its engine sees a request (:mod:`ovserve.calculators.llm.stateful_limits`)."""
+
+    #: The device it runs on, for errors.
+    device: str = "CPU"
+    #: The longest prompt it takes (NPU's ``MAX_PROMPT_LEN``); ``None``: the context alone bounds it.
+    max_prompt_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationLimits:
     """What the model can take and how it samples by default (``LIMITS``): its context, the server's cap
     on new tokens, and the sampling settings for requests that do not give their own."""
@@ -227,6 +238,8 @@ class GenerationLimits:
     system_fingerprint: str | None = None
     #: A vision model's images: what the operator allows and what one costs; ``None``: the model takes text only.
     vision: VisionLimits | None = None
+    #: The engine runs one request at a time on the stateful pipeline; ``None``: the continuous-batching engine.
+    stateful: StatefulLimits | None = None
 
 
 @dataclass(frozen=True, slots=True)
