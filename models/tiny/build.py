@@ -611,7 +611,8 @@ def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     from open_clip.tokenizer import bytes_to_unicode
 
     source = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    lines = gzip.open(source, "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(source, "rt", encoding="utf-8") as file:
+        lines = file.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1:1 + SD_CLIP_MERGES]]
     assert all(len(merge) == 2 for merge in merges)
     symbols = list(bytes_to_unicode().values())
