@@ -123,6 +123,7 @@ class OpenAIRoutes:
     async def completions(self, request: Request) -> Response | GraphResponse:
         """Every model endpoint (``POST /v3/chat/completions``, ``/completions``, ``/responses``, ``/embeddings``,
         ``/rerank``, ``/score``, ``/audio/transcriptions``, ``/audio/translations``, ``/audio/speech``,
+        ``/images/generations``, ``/images/edits``,
         ``/tokenize``, ``/detokenize``): run the model's graph, which answers by the path."""
         started = time.perf_counter()
         request_id = request_id_of(request)
@@ -284,19 +285,24 @@ def _kind_of(path: str) -> tuple[str, ...]:
         return ("speech2text",)
     if path.endswith("/audio/speech"):
         return ("text2speech",)
+    if path.endswith(IMAGE_PATHS):
+        return ("image_generation",)
     if path.endswith(("/rerank", "/score")):
         return "rerank", "embeddings"
     return ("embeddings",) if path.endswith("/embeddings") else ("text_generation",)
 
 
-#: The endpoints whose bodies are multipart forms (an audio file and text fields).
-FORM_PATHS = ("/audio/transcriptions", "/audio/translations")
+#: The endpoints whose bodies are multipart forms (an audio file, or an image and a mask, and text fields).
+FORM_PATHS = ("/audio/transcriptions", "/audio/translations", "/images/edits")
+#: The image endpoints.
+IMAGE_PATHS = ("/images/generations", "/images/edits")
 
 
 async def form_body(body: bytes, request: Request) -> tuple[dict[str, Any], dict[str, tuple[str, str, bytes]]]:
     """A multipart body's text fields (as :func:`~ovserve.calculators.audio.schema.form_fields` gathers them, with
     ``stream`` read as the bool it means, for the keep-alive) and its files."""
-    form = await parse_form(body, request.headers)
+    edit = request.url.path.endswith("/images/edits")
+    form = await parse_form(body, request.headers, max_files=2 if edit else 1)
     data = form_fields(form.fields)
     stream = data.get("stream")
     if isinstance(stream, str) and stream.strip().lower() in ("true", "false", "1", "0"):
@@ -398,6 +404,8 @@ def build_app(servables: Servables, settings: ServerSettings | None = None) -> S
             Route(f"{prefix}/audio/transcriptions", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/translations", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/audio/speech", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/images/generations", routes_of.completions, methods=["POST"]),
+            Route(f"{prefix}/images/edits", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/responses", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages", routes_of.completions, methods=["POST"]),
             Route(f"{prefix}/messages/count_tokens", routes_of.completions, methods=["POST"]),

@@ -60,8 +60,10 @@ class Servable:
     @property
     def kind(self) -> str:
         """``rerank`` for a graph with a reranker, ``embeddings`` for one with an encoder, ``speech2text`` for one
-        with a Whisper engine, ``text2speech`` for one with a speech engine, else ``text_generation``."""
+        with a Whisper engine, ``text2speech`` for one with a speech engine, ``image_generation`` for one with an
+        image engine, else ``text_generation``."""
         from ovserve.calculators.audio.model import SpeechModel
+        from ovserve.calculators.images.model import ImageModel
         from ovserve.calculators.rerank.model import Reranker
         from ovserve.calculators.speech.model import TtsModel
         from ovserve.engine.embedder import BatchingEncoder
@@ -73,6 +75,8 @@ class Servable:
             return "rerank"
         if any(isinstance(value, TtsModel) for value in packets):
             return "text2speech"
+        if any(isinstance(value, ImageModel) for value in packets):
+            return "image_generation"
         encoder = any(isinstance(value, BatchingEncoder) for value in packets)
         return "embeddings" if encoder else "text_generation"
 

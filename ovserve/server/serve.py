@@ -39,7 +39,7 @@ ENGINE_NODE = "engine"
 #: The graph each task is served with, and the node of it that ``models_path`` goes to.
 TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder"),
                "speech2text": ("speech2text.pbtxt", "whisper"), "text2speech": ("text2speech.pbtxt", "speech"),
-               "rerank": ("rerank.pbtxt", "reranker")}
+               "rerank": ("rerank.pbtxt", "reranker"), "image_generation": ("image_generation.pbtxt", "images")}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,9 +76,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OVMS's --pull: fetch the model into the store, print its path and exit")
     parser.add_argument("--task", choices=TASKS,
                         help="what the model does: text_generation (chat and completions), embeddings, speech2text "
-                             "(audio transcriptions and translations), text2speech (audio speech) or rerank (/rerank "
-                             "and /score on a cross-encoder); default: speech2text for a Whisper folder, text2speech "
-                             "for a SpeechT5 or Kokoro folder, rerank for a reranker folder, embeddings for a "
+                             "(audio transcriptions and translations), text2speech (audio speech), rerank (/rerank "
+                             "and /score on a cross-encoder) or image_generation (images generations and edits); "
+                             "default: speech2text for a Whisper folder, text2speech for a SpeechT5 or Kokoro "
+                             "folder, rerank for a reranker folder, image_generation for a diffusion pipeline "
+                             "(model_index.json), embeddings for a "
                              "sentence-transformers folder, with modules.json, else text_generation")
     parser.add_argument("--embedding-model", metavar="MODEL",
                         help=f"an embedding model served beside the chat model, loaded in the background (default, "
@@ -246,11 +248,11 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
              getattr(args, flag, None) is not None]
     if given:
         what = {"speech2text": "speech-to-text model", "text2speech": "text-to-speech model",
-                "rerank": "reranker"}.get(task, "embedding model")
+                "rerank": "reranker", "image_generation": "image generation model"}.get(task, "embedding model")
         raise ValueError(f"{', '.join(given)} set an LLM engine; the {what} '{name}' takes --device only")
     options: dict[str, Any] = {"models_path": str(path.resolve()), **voices}
     if args.device:
-        options["target_device"] = args.device
+        options["device" if task == "image_generation" else "target_device"] = args.device
     if getattr(args, "enable_word_timestamps", None):
         options["enable_word_timestamps"] = True
     return ServableSpec(name, graph_path(graph), {node: options})
