@@ -60,11 +60,20 @@ class ImageGenerationCalculator(Calculator):
             model.release()
         body = {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(image).decode()}
                                                      for image in result.images],
-                "output_format": job.output_format, "size": f"{result.width}x{result.height}"}
+                "output_format": job.output_format, "size": f"{result.width}x{result.height}",
+                "usage": usage(result)}
         ctx.send(self.HTTP_RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(),
                                                                  content_type="application/json",
-                                                                 log={"images": len(result.images),
+                                                                 log={"prompt_tokens": result.input_tokens,
+                                                                      "images": len(result.images),
                                                                       "steps": result.steps}))
+
+
+def usage(result: ImageResult) -> dict[str, Any]:
+    """OpenAI's image usage: the prompt's text tokens (as the model's first tokenizer reads it); no image tokens in
+    (an edit's image is encoded by the VAE, not tokenized) and none out (a diffusion model makes no tokens)."""
+    return {"input_tokens": result.input_tokens, "output_tokens": 0, "total_tokens": result.input_tokens,
+            "input_tokens_details": {"text_tokens": result.input_tokens, "image_tokens": 0}}
 
 
 def checked_settings(request: ImageRequest, model: ImageModel) -> dict[str, Any]:
@@ -165,9 +174,10 @@ async def stream(model: ImageModel, job: ImageJob, prefix: str) -> AsyncIterator
                     "partial_image_index": piece.index}), content_type=SSE, last=False)
         elif isinstance(piece, ImageResult):
             body = b"".join(event(f"{prefix}.completed", {
-                **common, "size": f"{piece.width}x{piece.height}", "b64_json": base64.b64encode(image).decode()})
-                for image in piece.images)
-            yield HttpResponsePayload(body, content_type=SSE, log={"images": len(piece.images),
+                **common, "size": f"{piece.width}x{piece.height}", "b64_json": base64.b64encode(image).decode(),
+                "usage": usage(piece)}) for image in piece.images)
+            yield HttpResponsePayload(body, content_type=SSE, log={"prompt_tokens": piece.input_tokens,
+                                                                   "images": len(piece.images),
                                                                    "steps": piece.steps})
             return
 

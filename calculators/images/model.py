@@ -174,4 +174,6 @@ class ImageGenModel(EngineBacked, Resource):
             PictureLimits(options.max_image_bytes), options.max_queued_requests))
 
     def metrics(self) -> dict[str, float]:
-        return {**self.engine.metrics(), **self.engine.engine_stats}
+        """The engine's gauges, with ``image_denoise_steps``: the denoising steps its current process has run (0
+        until its first job reports)."""
+        return {**self.engine.metrics(), "image_denoise_steps": 0.0, **self.engine.engine_stats}

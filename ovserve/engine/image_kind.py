@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ovserve.engine.folder_spec import FolderSpec
@@ -55,7 +56,13 @@ class ImageSpec(FolderSpec):
     guidance_scale: float | None = None
 
     def load(self) -> EngineCore:
-        return ImageCore(build_pipelines(self), concurrency=1)
+        import openvino_genai
+
+        pipelines = build_pipelines(self)
+        tokenizer = Path(self.folder) / "tokenizer"
+        if (tokenizer / "openvino_tokenizer.xml").is_file():
+            pipelines.tokenizer = openvino_genai.Tokenizer(str(tokenizer))
+        return ImageCore(pipelines, concurrency=1)
 
 
 @dataclass
@@ -68,6 +75,14 @@ class ImagePipelines:
     image2image: Any = None
     inpainting: Any = None
     steps_run: int = 0
+    #: The model's (first) tokenizer, to count a prompt's tokens; ``None`` when it has none GenAI reads.
+    tokenizer: Any = None
+
+    def count_tokens(self, prompt: str) -> int:
+        """The tokens the first text encoder reads ``prompt`` as (0 without a tokenizer)."""
+        if self.tokenizer is None:
+            return 0
+        return int(self.tokenizer.encode(prompt).input_ids.get_shape()[-1])
 
 
 def build_pipelines(spec: ImageSpec) -> ImagePipelines:
@@ -130,12 +145,14 @@ class ImagePartial:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """What a job gives back: the images encoded in the asked format, their size, and the steps the call ran."""
+    """What a job gives back: the images encoded in the asked format, their size, the steps the call ran, and the
+    tokens the prompt was read as."""
 
     images: tuple[bytes, ...]
     width: int
     height: int
     steps: int
+    input_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -243,7 +260,8 @@ class ImageJob(CallJob):
             outputs.append(np.array(result.data, copy=True))
         pixels = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
         images = encode_images(_Tensor(pixels), self.output_format, self.output_compression)
-        return ImageResult(images, int(pixels.shape[2]), int(pixels.shape[1]), steps_run)
+        return ImageResult(images, int(pixels.shape[2]), int(pixels.shape[1]), steps_run,
+                           pipelines.count_tokens(self.prompt))
 
 
 def copied(latent: Any) -> Any:
