@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from ovserve.calculators.embeddings.rerank import RerankRequest
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
+from ovserve.calculators.images.schema import ImageGenerationRequest
 from ovserve.calculators.llm.messages_api import MessagesCountRequest, MessagesRequest
 from ovserve.calculators.llm.responses_api import ResponsesRequest
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
@@ -27,6 +28,7 @@ MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("/rerank", RerankRequest, ("rerank", "embeddings")),
     ("/score", ScoreRequest, ("rerank", "embeddings")),
     ("/audio/speech", SpeechRequest, ("text2speech",)),
+    ("/images/generations", ImageGenerationRequest, ("image_generation",)),
     ("/tokenize", TokenizeRequest, ("any",)),
     ("/detokenize", DetokenizeRequest, ("any",)),
 )

@@ -9,8 +9,12 @@ import base64
 import io
 import json
 import re
+import shutil
+import subprocess
+import sys
 import textwrap
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -261,7 +265,9 @@ OVMS_STATIC_GRAPH = """
               device: "CPU",
               resolution: "64x64",
               num_images_per_prompt: 1,
-              guidance_scale: 7.5
+              guidance_scale: 7.5,
+              default_num_inference_steps: 4,
+              max_num_inference_steps: 8
           }
       }
     }
@@ -335,3 +341,18 @@ def test_a_model_holds_at_most_its_queued_requests(ovms_server):
             break
         time.sleep(0.1)
     assert answer.status_code == 200
+
+
+def test_no_fuzzed_generation_request_gets_a_server_error(ovms_server, tmp_path):
+    """A bounded fuzz run (schemathesis) of /v3/images/generations on the static graph (64 x 64, at most 8 steps, so
+    that every request it sends is fast)."""
+    schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    assert schemathesis is not None, "schemathesis is in the test extra"
+    result = subprocess.run([schemathesis, "run", f"{ovms_server.base_url}/openapi.json", "--checks",
+                             "not_a_server_error", "--include-path-regex", "/images/generations$", "--phases",
+                             "fuzzing", "--max-examples", "40", "--request-timeout", "60", "--no-color"],
+                            capture_output=True, text=True, check=False, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1]
+    assert httpx.post(f"{ovms_server.base_url}/v3/images/generations", timeout=60,
+                      json={"model": "static", "prompt": "a cat"}).status_code == 200
