@@ -165,8 +165,9 @@ def test_a_client_that_goes_away_stops_its_job_at_the_next_step(sd_server):
 
 @pytest.mark.parametrize(("body", "param", "words"), [
     ({"size": "60x64"}, "size", "multiples of 8"),
-    ({"size": "8192x8192"}, "size", "max_resolution 4096x4096"),
+    ({"size": "4096x4096"}, "size", "max_resolution 2048x2048"),
     ({"size": "big"}, "size", "WIDTHxHEIGHT"),
+    ({"n": 5}, "n", "limit of 4 images"),
     ({"n": 11}, "n", ""),
     ({"num_images_per_prompt": 2, "n": 3}, "num_images_per_prompt", "disagree"),
     ({"num_inference_steps": 101}, "num_inference_steps", "max_num_inference_steps"),
