@@ -15,7 +15,16 @@ from ovserve.calculators.images.inputs import read_picture
 from ovserve.calculators.images.model import ImageModel
 from ovserve.calculators.images.schema import IGNORED_BY_DESIGN, ImageEditForm, ImageGenerationRequest, ImageRequest
 from ovserve.calculators.llm.request_fields import log_ignored
-from ovserve.engine.image_kind import EditJob, GenerateJob, ImageJob, ImagePartial, ImageResult, InpaintJob
+from ovserve.engine.client import EngineError
+from ovserve.engine.image_kind import (
+    NO_PIPELINE,
+    EditJob,
+    GenerateJob,
+    ImageJob,
+    ImagePartial,
+    ImageResult,
+    InpaintJob,
+)
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 
@@ -56,6 +65,11 @@ class ImageGenerationCalculator(Calculator):
                     await ctx.send(self.HTTP_RESPONSE_PAYLOAD, event)
                 return
             result: ImageResult = await model.engine.call(job)
+        except EngineError as error:
+            if str(error).startswith(NO_PIPELINE):  # an edit the model cannot make: the request's, not the server's
+                raise RequestError(f"{error}: it cannot make this edit", param="mask" if uploads and uploads[1]
+                                   else "image", code="unsupported_model") from None
+            raise
         finally:
             model.release()
         body = {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(image).decode()}

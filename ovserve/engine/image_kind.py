@@ -39,6 +39,8 @@ from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore
 
 #: How many jobs an image engine holds by default, running and waiting.
 DEFAULT_MAX_QUEUED_JOBS = 4
+#: How a job that the model has no pipeline for fails (the server answers it with a 400).
+NO_PIPELINE = "this model has no"
 #: The output formats the jobs encode, with Pillow's names for them.
 PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
@@ -292,7 +294,7 @@ class EditJob(ImageJob):
 
     def pipeline_of(self, pipelines: ImagePipelines) -> Any:
         if pipelines.image2image is None:
-            raise ValueError("this model has no image-to-image pipeline in OpenVINO GenAI")
+            raise ValueError(f"{NO_PIPELINE} image-to-image pipeline in OpenVINO GenAI")
         return pipelines.image2image
 
     def call(self, pipeline: Any, callback: Any, seed: int, images: int) -> Any:
@@ -309,7 +311,7 @@ class InpaintJob(EditJob):
 
     def pipeline_of(self, pipelines: ImagePipelines) -> Any:
         if pipelines.inpainting is None:
-            raise ValueError("this model has no inpainting pipeline in OpenVINO GenAI")
+            raise ValueError(f"{NO_PIPELINE} inpainting pipeline in OpenVINO GenAI")
         return pipelines.inpainting
 
     def calls(self) -> list[tuple[int, int]]:
