@@ -177,14 +177,12 @@ async def stream(model: ImageModel, job: ImageJob, prefix: str) -> AsyncIterator
     """OpenAI's image events: a ``<prefix>.partial_image`` per preview the engine sends, then ``<prefix>.completed``
     with the image (a streamed request makes one)."""
     created = int(time.time())
-    width, height = dict(job.settings).get("width"), dict(job.settings).get("height")
-    size = f"{width}x{height}" if width else "auto"
     common = {"created_at": created, "quality": "auto", "background": "opaque", "output_format": job.output_format}
     async for piece in model.engine.submit(job).partials():
         if isinstance(piece, ImagePartial):
             for image in piece.images:
                 yield HttpResponsePayload(event(f"{prefix}.partial_image", {
-                    **common, "size": size, "b64_json": base64.b64encode(image).decode(),
+                    **common, "size": f"{piece.width}x{piece.height}", "b64_json": base64.b64encode(image).decode(),
                     "partial_image_index": piece.index}), content_type=SSE, last=False)
         elif isinstance(piece, ImageResult):
             body = b"".join(event(f"{prefix}.completed", {

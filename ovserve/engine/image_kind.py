@@ -139,10 +139,12 @@ class ImageCore(CallCore):
 
 @dataclass(frozen=True)
 class ImagePartial:
-    """A preview of the images at a step: ``index`` (0 for the first preview), each image encoded."""
+    """A preview of the images at a step: ``index`` (0 for the first preview), each image encoded, and their size."""
 
     index: int
     images: tuple[bytes, ...]
+    width: int = 0
+    height: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,13 +184,11 @@ def preview_steps(partial_images: int, steps: int) -> frozenset[int]:
                      for index in range(1, partial_images + 1))
 
 
-def encode_images(images: Any, output_format: str, compression: int | None) -> tuple[bytes, ...]:
-    """A [N, H, W, 3] uint8 tensor as N files in ``output_format``; ``compression`` (0-100, jpeg and webp) is OpenAI's
+def encode_images(pixels: Any, output_format: str, compression: int | None) -> tuple[bytes, ...]:
+    """A [N, H, W, 3] uint8 array as N files in ``output_format``; ``compression`` (0-100, jpeg and webp) is OpenAI's
     ``output_compression``: 100 keeps the most detail."""
-    import numpy as np
     from PIL import Image
 
-    pixels = np.array(images.data, copy=False)
     options: dict[str, Any] = {}
     if output_format in ("jpeg", "webp"):
         options["quality"] = 95 if compression is None else max(1, compression)
@@ -249,11 +249,11 @@ class ImageJob(CallJob):
                     chosen = preview_steps(self.partial_images, steps)
                 if step in chosen and not cancelled.is_set():
                     order = sorted(chosen).index(step)
-                    images = encode_images(pipeline.decode(copied(latent)), self.output_format,
-                                           self.output_compression)
-                    previews.setdefault(order, []).extend(images)
+                    pixels = np.array(pipeline.decode(copied(latent)).data)
+                    previews.setdefault(order, []).extend(encode_images(pixels, self.output_format,
+                                                                        self.output_compression))
                     if number == len(calls) - 1:  # every call's preview of this order is in: send them together
-                        emit(ImagePartial(order, tuple(previews.pop(order))))
+                        emit(ImagePartial(order, tuple(previews.pop(order)), pixels.shape[2], pixels.shape[1]))
                 return cancelled.is_set()
 
             result = self.call(pipeline, callback, seed, count)
@@ -261,7 +261,7 @@ class ImageJob(CallJob):
                 return None
             outputs.append(np.array(result.data, copy=True))
         pixels = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
-        images = encode_images(_Tensor(pixels), self.output_format, self.output_compression)
+        images = encode_images(pixels, self.output_format, self.output_compression)
         return ImageResult(images, int(pixels.shape[2]), int(pixels.shape[1]), steps_run,
                            pipelines.count_tokens(self.prompt))
 
@@ -272,13 +272,6 @@ def copied(latent: Any) -> Any:
     import openvino
 
     return openvino.Tensor(np.array(latent.data, copy=True))
-
-
-class _Tensor:
-    """A NumPy array where :func:`encode_images` reads a tensor's ``data``."""
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
 
 
 @dataclass(frozen=True)
