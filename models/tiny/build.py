@@ -665,6 +665,7 @@ def build_sd(out: Path, work: Path) -> None:
     checkpoint = work / "sd-hf"
     pipeline.save_pretrained(checkpoint)
     export(checkpoint, "text-to-image", out)
+    (out / "tokenizer" / "tokenizer.json").unlink()  # GenAI reads the tokenizer IR only
 
 # ------------------------------------------------------------------------------------------------------ common
 
