@@ -141,26 +141,42 @@ def test_streamed_edits_send_image_edit_events(client):
     assert {event.type for event in events[:-1]} <= {"image_edit.partial_image"}
 
 
+def settled_steps(server):
+    """The engine's denoising step count once it has stopped moving (three readings 0.1 s apart agree)."""
+    counts = [server.metric("ovserve_image_denoise_steps")]
+    for _ in range(100):
+        time.sleep(0.1)
+        counts.append(server.metric("ovserve_image_denoise_steps"))
+        if len(counts) >= 3 and counts[-1] == counts[-2] == counts[-3]:
+            return counts[-1]
+    raise AssertionError(f"the step count did not settle: {counts[-10:]}")
+
+
 def test_a_client_that_goes_away_stops_its_job_at_the_next_step(sd_server):
     """100 steps at 256 x 256 take seconds; the client leaves at the first preview (about a quarter of the way):
     the engine's step count stops well short of 100, and the next request is served at once."""
-    before = sd_server.metric("ovserve_image_denoise_steps")
+    before = settled_steps(sd_server)
     body = {"model": NAME, "prompt": "a cat", "size": "256x256", "num_inference_steps": 100, "stream": True,
             "partial_images": 3}
     with httpx.stream("POST", f"{sd_server.base_url}/v3/images/generations", json=body, timeout=60) as answer:
         assert answer.status_code == 200
         assert next(line for line in answer.iter_lines() if line.startswith("data: "))
-    counts = [sd_server.metric("ovserve_image_denoise_steps")]
-    for _ in range(40):  # settles once the job has stopped
-        time.sleep(0.1)
-        counts.append(sd_server.metric("ovserve_image_denoise_steps"))
-        if counts[-1] == counts[-2] == counts[-3]:
-            break
-    assert counts[-1] == counts[-2] == counts[-3], counts
-    assert counts[-1] - before < 80, f"{counts[-1] - before} of 101 steps ran for a client that had gone"
+    ran = settled_steps(sd_server) - before
+    assert 0 < ran < 80, f"{ran} of 101 steps ran for a client that had gone"
     started = time.monotonic()
     still_serves(sd_server)
     assert time.monotonic() - started < 10
+
+
+def test_a_client_that_goes_away_while_waiting_for_the_images_stops_its_job(sd_server):
+    """100 steps at 512 x 512 take half a minute here; the client gives up after a second."""
+    before = settled_steps(sd_server)
+    body = {"model": NAME, "prompt": "a cat", "size": "512x512", "num_inference_steps": 100}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{sd_server.base_url}/v3/images/generations", json=body, timeout=httpx.Timeout(60, read=1.0))
+    ran = settled_steps(sd_server) - before
+    assert 0 < ran < 80, f"{ran} of 101 steps ran for a client that had gone"
+    still_serves(sd_server)
 
 
 @pytest.mark.parametrize(("body", "param", "words"), [
