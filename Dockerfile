@@ -40,7 +40,6 @@ print('\n'.join(p['dependencies'] + [r for e in extras for r in e]))" > /tmp/req
         && /opt/ovserve/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt; \
     fi
 COPY ovserve ovserve
-COPY calculators calculators
 COPY graphs graphs
 RUN if [ -n "$PIP_CERT" ]; then export PIP_CERT; else unset PIP_CERT; fi \
     && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \

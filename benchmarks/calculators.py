@@ -18,29 +18,34 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.workload import MODEL_PATH
+from ovserve.calculators.llm.plan import plan_request
 from ovserve.calculators.llm.schema import ChatCompletionRequest
-from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, ModelParsers
+from ovserve.calculators.llm.types import GenerationDelta, LLMRequest, ModelParsers, Prompt
+from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.settings import find_model_files
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.framework import Graph, build_registry, graph_from_text
 
 _HEAD = """
 input_stream: "REQUEST:request"
+input_stream: "PROMPT:prompt"
 input_stream: "DELTAS:deltas"
 input_side_packet: "TOKENIZER:tokenizer"
 input_side_packet: "PARSERS:parsers"
 output_stream: "HTTP_RESPONSE_PAYLOAD:out"
-node { calculator: "DetokenizerCalculator" input_stream: "DELTAS:deltas" input_stream: "REQUEST:request"
+node { calculator: "DetokenizerCalculator" input_stream: "DELTAS:deltas" input_stream: "PROMPT:prompt"
        input_side_packet: "TOKENIZER:tokenizer" output_stream: "TEXT:text" }
 """
 #: The per-token part of graphs/llm.pbtxt, and the same without its two parser nodes (what it was before them).
 GRAPHS = {
     "served": _HEAD + """
-node { calculator: "ReasoningParserCalculator" input_stream: "REQUEST:request" input_stream: "TEXT:text"
-       input_side_packet: "PARSERS:parsers" output_stream: "PARSED:answer" }
-node { calculator: "ToolCallParserCalculator" input_stream: "REQUEST:request" input_stream: "TEXT:answer"
-       input_side_packet: "PARSERS:parsers" output_stream: "PARSED:message" }
+node { calculator: "ReasoningParserCalculator" input_stream: "PROMPT:prompt" input_stream: "TEXT:text"
+       output_stream: "PARSED:answer" }
+node { calculator: "ToolCallParserCalculator" input_stream: "PROMPT:prompt" input_stream: "TEXT:answer"
+       output_stream: "PARSED:message" }
 node { calculator: "OpenAIResponseCalculator" input_stream: "REQUEST:request" input_stream: "TEXT:message"
        output_stream: "HTTP_RESPONSE_PAYLOAD:out" }
 """,
@@ -56,10 +61,13 @@ REPLY = (
 )
 
 
-async def _one_request(graph: Graph, request: LLMRequest, token_ids: list[int], per_delta: int) -> int:
+async def _one_request(graph: Graph, request: LLMRequest, prompt: Prompt, token_ids: list[int],
+                       per_delta: int) -> int:
     async with graph.run() as run:
         await run.send("REQUEST", request)
         run.close_input("REQUEST")
+        await run.send("PROMPT", prompt)
+        run.close_input("PROMPT")
         count = 0
         for start in range(0, len(token_ids), per_delta):
             chunk = tuple(token_ids[start:start + per_delta])
@@ -82,15 +90,17 @@ async def measure(model: Path, requests: int = 200, rounds: int = 3) -> dict[str
     body = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     request = LLMRequest("chat", body, "m", "chatcmpl-bench", int(time.time()))
+    prompt = Prompt(np.array([1, 2, 3]), SamplingParams(max_new_tokens=len(token_ids)),
+                    plan=plan_request(body, ModelParsers(), tokenizer))
     best: dict[str, float] = {}
     for _ in range(rounds):
         for name, graph in graphs.items():
             for per_delta in (1, 4):
-                await _one_request(graph, request, token_ids, per_delta)  # warm-up
+                await _one_request(graph, request, prompt, token_ids, per_delta)  # warm-up
                 cpu = time.process_time()
                 tokens = 0
                 for _ in range(requests):
-                    tokens += await _one_request(graph, request, token_ids, per_delta)
+                    tokens += await _one_request(graph, request, prompt, token_ids, per_delta)
                 key = f"{name}_cpu_us_per_token_{per_delta}_per_delta"
                 best[key] = min(best.get(key, float("inf")), (time.process_time() - cpu) / tokens * 1e6)
     results: dict[str, Any] = {"fast_detokenizer": tokenizer.fast_detokenizer, "tokens_per_request": len(token_ids)}

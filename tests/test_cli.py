@@ -37,6 +37,16 @@ def test_graph_show_prints_mermaid_and_dot(capsys):
     assert dot.startswith("digraph") and 'label="redact\\nRedactCalculator"' in dot
 
 
+def test_graph_show_says_what_runs_where(capsys):
+    assert main(["graph", "show", str(REPO / "graphs" / "llm.pbtxt")]) == 0
+    mermaid = capsys.readouterr().out
+    assert "engine<br/>LLMEngine<br/>(engine processes" in mermaid  # the model runs outside the server's process
+    assert "tokenize<br/>TokenizerCalculator<br/>(thread pool 'default')" in mermaid
+    assert '"detokenize<br/>DetokenizerCalculator"]' in mermaid  # plain: on the server's event loop
+    assert main(["graph", "show", "--format", "dot", str(REPO / "graphs" / "speech2text.pbtxt")]) == 0
+    assert "(engine process)" in capsys.readouterr().out
+
+
 def test_calculators_lists_ports_and_options(capsys):
     assert main(["calculators"]) == 0
     out = capsys.readouterr().out
@@ -100,7 +110,7 @@ def test_version_and_serve_help_show_defaults(capsys):
 
 def test_a_model_as_the_positional_argument_is_served_like_model(tmp_path):
     from ovserve.cli import build_parser
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
 
     model = tmp_path / "tiny.gguf"
     model.write_bytes(b"GGUF")
@@ -131,8 +141,8 @@ def test_the_ready_line_shows_an_address_clients_can_use(host, url):
 
 def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_path, capsys):
     from ovserve.cli import build_parser
-    from ovserve.model_catalog import list_models, model_kind, model_task
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
+    from ovserve.store.catalog import list_models, model_kind, model_task
     from tests.tiny_models import RERANKER, WHISPER
 
     assert (model_task(WHISPER), model_kind(WHISPER)) == ("speech2text", "openvino_ir")
@@ -159,8 +169,8 @@ def test_a_whisper_folder_is_served_for_speech2text_and_pull_task_checks_it(tmp_
 
 def test_a_speecht5_folder_is_served_for_text2speech_with_voices_and_pull_task_checks_it(tmp_path, capsys):
     from ovserve.cli import build_parser
-    from ovserve.model_catalog import list_models, model_kind, model_task, speech_model_type
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
+    from ovserve.store.catalog import list_models, model_kind, model_task, speech_model_type
     from tests.tiny_models import RERANKER, SPEECHT5, SPEECHT5_SPEAKER, WHISPER
 
     assert (model_task(SPEECHT5), model_kind(SPEECHT5), speech_model_type(SPEECHT5)) == (
@@ -197,7 +207,7 @@ def test_a_speecht5_folder_is_served_for_text2speech_with_voices_and_pull_task_c
 def test_kokoro_folders_are_told_apart_and_speech_checkpoints_are_not_exported(tmp_path, capsys):
     import json
 
-    from ovserve.model_catalog import model_kind, model_task, speech_model_type
+    from ovserve.store.catalog import model_kind, model_task, speech_model_type
 
     kokoro = tmp_path / "kokoro"
     kokoro.mkdir()
@@ -215,8 +225,8 @@ def test_kokoro_folders_are_told_apart_and_speech_checkpoints_are_not_exported(t
 
 def test_an_image_generation_folder_is_served_for_image_generation_and_pull_task_checks_it(tmp_path, capsys):
     from ovserve.cli import build_parser
-    from ovserve.model_catalog import list_models, model_kind, model_task
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
+    from ovserve.store.catalog import list_models, model_kind, model_task
     from tests.tiny_models import RERANKER, SD
 
     assert (model_task(SD), model_kind(SD)) == ("image_generation", "openvino_ir")

@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ovserve.engine.client import EngineError, EngineProcess
 from ovserve.engine.kinds import CallJob
+from ovserve.engine.process import EngineError, EngineProcess
 from ovserve.engine.protocol import FINISH_ABORT
 
 

@@ -20,7 +20,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -160,6 +160,9 @@ class BatchingEncoder:
     runs the rows of concurrent requests together, up to ``max_batch`` rows a run, one run at a time. A new request
     waits up to ``wait`` seconds for others to join. Requests take turns, a slice of rows each, so that a big one
     does not hold back small ones; a request whose client went away is dropped."""
+
+    #: What this side packet makes its graph serve (:attr:`~ovserve.server.servables.Servable.kind`).
+    model_kind: ClassVar[str] = "embeddings"
 
     def __init__(self, model: Embedder, tokenizer: EncoderTokenizer | None = None, max_batch: int = 32,
                  wait: float = 0.002, truncate: bool = False) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import EngineError
 from ovserve.engine.kinds import CallJob
+from ovserve.engine.process import EngineError
 from ovserve.engine.scoring_kind import (
     CloseSessions,
     ScorePrompt,

@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from ovserve.engine.gguf_export import IR_WEIGHTS, GGUFExportError, export_gguf
 from ovserve.engine.settings import IR_MODEL, ModelFiles
+from ovserve.store.gguf_export import IR_WEIGHTS, GGUFExportError, export_gguf
 
 
 class ScoringModelError(RuntimeError):

@@ -14,7 +14,7 @@ from ovserve.framework.packet import Packet
 from ovserve.framework.ports import Contract, Port
 
 if TYPE_CHECKING:
-    from ovserve.framework.runtime import OutputPort
+    from ovserve.framework.queues import OutputPort
 
 
 class NoOptions(BaseModel):
@@ -188,6 +188,10 @@ class Resource(_Declared):
 
         node { calculator: "LLMEngine" output_side_packet: "ENGINE:engine" node_options { ... } }
     """
+
+    #: Where this resource's work runs, as ``ovserve graph show`` draws it: empty for the server's own process; a
+    #: resource whose model runs in a process of its own names it (``"engine process"``).
+    runs_in: ClassVar[str] = ""
 
     def open(self, ctx: ResourceContext) -> Awaitable[None] | None:
         """Called once at graph load, in dependency order. Must ``ctx.set`` every side output.

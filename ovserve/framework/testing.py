@@ -24,8 +24,9 @@ from pydantic import BaseModel
 
 from ovserve.framework.calculator import Calculator
 from ovserve.framework.config import port_key
+from ovserve.framework.graph import Graph
+from ovserve.framework.graph_run import GraphRun
 from ovserve.framework.ports import type_name
-from ovserve.framework.runtime import Graph, GraphRun
 from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, InputSpec, NodeSpec, OutputSpec
 
 

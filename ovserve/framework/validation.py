@@ -4,13 +4,13 @@ Checks, each reported with file:line:column and the node name:
 unknown calculators (with a suggestion), port tags the calculator does not declare and required ones
 left out, streams and side packets with no producer or with two, cycles not marked ``back_edge``,
 connected ports whose types disagree (naming both ends and both types), invalid options, and
-unknown input stream handlers. Subgraph nodes are expanded first.
+unknown input stream handlers. Subgraph nodes are expanded first (``node_drafts`` reads and checks the
+nodes one by one; this module wires them into a graph).
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,23 +19,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ovserve.framework.calculator import Calculator, Resource
+from ovserve.framework.calculator import Calculator
 from ovserve.framework.config import (
-    InputStreamHandlerConfig,
     LoadedGraphConfig,
-    NodeConfig,
     StreamRef,
     load_graph_config,
     parse_graph_config,
     parse_stream_refs,
-    parse_tag_index,
     port_key,
 )
 from ovserve.framework.errors import GraphConfigError, Problem
-from ovserve.framework.executors import DEFAULT_EXECUTOR, declared_executors
+from ovserve.framework.node_drafts import KINDS, Draft, NodeReader
 from ovserve.framework.ports import Port, PortKind, type_name, types_compatible
-from ovserve.framework.registry import Registration, Registry
-from ovserve.framework.schema import did_you_mean, validate_message
+from ovserve.framework.registry import Registry
+from ovserve.framework.schema import did_you_mean
 from ovserve.framework.spec import (
     DEFAULT_QUEUE_SIZE,
     GRAPH_OUTPUT,
@@ -46,326 +43,85 @@ from ovserve.framework.spec import (
     OutputSpec,
     ResourceSpec,
 )
-from ovserve.framework.textproto import Field, Identifier, Message, SourceLocation
+from ovserve.framework.textproto import SourceLocation
 
-HANDLERS = ("DefaultInputStreamHandler", "ImmediateInputStreamHandler", "SyncSetInputStreamHandler")
-log = logging.getLogger("ovserve.graph")
+__all__ = ["build_spec", "graph_from_text", "load_graph"]
 
-_KINDS = (PortKind.INPUT, PortKind.OUTPUT, PortKind.SIDE_INPUT, PortKind.SIDE_OUTPUT)
-_MAX_SUBGRAPH_DEPTH = 16
+Located = list[tuple[StreamRef, SourceLocation | None]]
+#: What produces a stream or side packet: (a description for messages, its type, where it is written).
+Producers = dict[str, list[tuple[str, Any, SourceLocation | None]]]
 
 
 @dataclass
-class _Draft:
-    """A node on its way to a spec: its config, where it was written, its (renamed) connections."""
+class _Streams:
+    """How the nodes' streams connect: who writes each stream, who reads it, and the node-to-node edges."""
 
-    name: str
-    config: NodeConfig
-    loaded: LoadedGraphConfig
-    index: int
-    refs: dict[PortKind, list[tuple[StreamRef, SourceLocation | None]]]
-    back_edges: dict[str, SourceLocation | None] = field(default_factory=dict)
-    options: Field | None = None
-    registration: Registration | None = None
-    #: Relative paths in options resolve against this: the graph file of the outermost node.
-    base_path: Path = Path()
-
-    def loc(self, *path: str | int) -> SourceLocation | None:
-        return self.loaded.location("node", self.index, *path)
+    producers: Producers = field(default_factory=lambda: defaultdict(list))
+    consumers: dict[str, list[Consumer]] = field(default_factory=lambda: defaultdict(list))
+    consumer_names: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    edges: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    node_inputs: dict[str, list[InputSpec]] = field(default_factory=dict)
+    graph_outputs: dict[str, str] = field(default_factory=dict)
 
 
-_COMMAND_LINE = SourceLocation("<overrides>", 1, 1)
+def _port_of(draft: Draft, kind: PortKind, ref: StreamRef) -> Port | None:
+    assert draft.registration is not None
+    return draft.registration.calculator.contract.of(kind).get(ref.tag)
 
 
-def _override_field(name: str, value: Any) -> Field:
-    """An option set from the command line as the field a graph file would have: a dict is a message, a list of
-    dicts a repeated message (``voices { name path }``)."""
-    return Field(name, _override_value(value), _COMMAND_LINE)
-
-
-def _override_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return Identifier("true" if value else "false")
-    if isinstance(value, dict):
-        return Message(_COMMAND_LINE, [_override_field(k, v) for k, v in value.items()])
-    if isinstance(value, list):
-        return [_override_value(item) for item in value]
-    return value
-
-
-class _Validator:
-    def __init__(self, registry: Registry, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self.registry = registry
-        self.problems: list[Problem] = []
-        self.warnings: list[Problem] = []
-        self.overrides = dict(overrides or {})
-        #: Streams written by nodes whose calculator is unknown: already reported, not reported again.
-        self.unresolved_streams: set[str] = set()
-
-    def problem(self, message: str, location: SourceLocation | None, node: str | None = None) -> None:
-        self.problems.append(Problem(message, location, node))
-
-    # --- reading nodes ----------------------------------------------------------------------------
-
-    def drafts(self, loaded: LoadedGraphConfig) -> list[_Draft]:
-        drafts: list[_Draft] = []
-        used: dict[str, int] = defaultdict(int)
-        explicit = {n.name for n in loaded.config.node if n.name}
-        for index, node in enumerate(loaded.config.node):
-            name = node.name
-            if not name:
-                base = node.calculator.rsplit(":", 1)[-1]
-                used[base] += 1
-                name = base if used[base] == 1 and base not in explicit else f"{base}_{used[base]}"
-            elif name in {d.name for d in drafts}:
-                self.problem(f"node name '{name}' is used twice; node names must be unique",
-                             loaded.location("node", index, "name"), name)
-            draft = _Draft(name, node, loaded, index, {}, base_path=loaded.base_path)
-            for kind in _KINDS:
-                draft.refs[kind] = self.refs(draft, kind, getattr(node, kind.value))
-            for info_index, info in enumerate(node.input_stream_info):
-                if info.back_edge:
-                    key = port_key(*parse_tag_index(info.tag_index))
-                    draft.back_edges[key] = draft.loc("input_stream_info", info_index)
-            draft.options = self.options_field(draft)
-            drafts.append(draft)
-        return drafts
-
-    def executor(self, draft: _Draft, target: type[Calculator]) -> tuple[str, int]:
-        """(the thread pool the node's plain ``process`` runs in, or "" for the event loop; its threads)."""
-        declared = declared_executors(draft.loaded.config.executor)
-        name = draft.config.executor
-        if name and name not in declared and name != DEFAULT_EXECUTOR:
-            self.problem(f"executor '{name}' is not declared; declare it in the graph, e.g. executor {{ name: "
-                         f"\"{name}\" type: \"ThreadPoolExecutor\" }} (declared: {', '.join(declared) or 'none'})",
-                         draft.loc("executor"), draft.name)
-            return "", 0
-        if inspect.iscoroutinefunction(target.process):
-            if name:
-                log.warning("node '%s': %s.process is async, so it runs on the event loop; executor '%s' is not "
-                            "used", draft.name, target.name, name)
-            return "", 0
-        if name or target.runs_in_thread:
-            return name or DEFAULT_EXECUTOR, declared.get(name or DEFAULT_EXECUTOR, 0)
-        return "", 0
-
-    def refs(self, draft: _Draft, kind: PortKind, specs: list[str]) -> list[tuple[StreamRef, SourceLocation | None]]:
-        try:
-            refs = parse_stream_refs(specs)
-        except ValueError as error:
-            self.problem(f"{kind.value}: {error}", draft.loc(kind.value), draft.name)
-            return []
-        return [(ref, draft.loc(kind.value, i)) for i, ref in enumerate(refs)]
-
-    def options_field(self, draft: _Draft) -> Field | None:
-        """The one options message of a node: ``node_options { [type/X] {..} }`` or ``options { [X.ext] {..} }``."""
-        blocks: list[Message] = list(draft.config.node_options)
-        if draft.config.options is not None:
-            blocks.append(draft.config.options)
-        fields = [f for block in blocks for f in block]
-        for f in fields:
-            if not f.is_extension or not isinstance(f.value, Message):
-                self.problem(
-                    f"options must be written as '[type.googleapis.com/package.Type] {{ ... }}', found '{f.name}'",
-                    f.location, draft.name)
-                return None
-        if len(fields) > 1:
-            self.problem("a node takes one options message; found " + ", ".join(f.name for f in fields),
-                         fields[1].location, draft.name)
-            return None
-        return fields[0] if fields else None
-
-    # --- subgraphs --------------------------------------------------------------------------------
-
-    def expand(self, drafts: list[_Draft], stack: tuple[str, ...] = ()) -> list[_Draft]:
-        out: list[_Draft] = []
-        for draft in drafts:
-            try:
-                registration = self.registry.resolve(draft.config.calculator)
-            except KeyError as error:
-                self.problem(str(error.args[0]), draft.loc("calculator"), draft.name)
-                self.unresolved_streams.update(ref.name for ref, _ in draft.refs[PortKind.OUTPUT])
-                continue
-            if registration.kind != "subgraph":
-                draft.registration = registration
-                out.append(draft)
-                continue
-            if registration.name in stack or len(stack) >= _MAX_SUBGRAPH_DEPTH:
-                self.problem(f"subgraph '{registration.name}' includes itself ({' -> '.join(stack)})",
-                             draft.loc("calculator"), draft.name)
-                continue
-            inner = self.instantiate(draft, registration.subgraph)
-            out.extend(self.expand(inner, (*stack, registration.name)))
-        return out
-
-    def instantiate(self, outer: _Draft, sub: LoadedGraphConfig) -> list[_Draft]:
-        """The subgraph's nodes, renamed into the outer graph and wired to the outer node's streams."""
-        config = sub.config
-        contract = {
-            PortKind.INPUT: config.input_stream, PortKind.OUTPUT: config.output_stream,
-            PortKind.SIDE_INPUT: config.input_side_packet, PortKind.SIDE_OUTPUT: config.output_side_packet,
-        }
-        stream_map: dict[str, str | None] = {}
-        side_map: dict[str, str | None] = {}
-        back_edge_streams: set[str] = set()
-        for kind, specs in contract.items():
-            mapping = stream_map if kind in (PortKind.INPUT, PortKind.OUTPUT) else side_map
-            inner_ports = {ref.port: ref.name for ref in parse_stream_refs(specs)}
-            outer_ports = {ref.port: (ref.name, loc) for ref, loc in outer.refs[kind]}
-            for port, (_, location) in outer_ports.items():
-                if port not in inner_ports:
-                    self.problem(
-                        f"subgraph '{config.type}' has no {kind.value} '{port}'."
-                        f"{did_you_mean(port, inner_ports)} Its {kind.value}s: {', '.join(inner_ports) or 'none'}",
-                        location, outer.name)
-            for port, inner_name in inner_ports.items():
-                mapping[inner_name] = outer_ports[port][0] if port in outer_ports else None
-                if kind is PortKind.INPUT and port in outer.back_edges:
-                    back_edge_streams.add(inner_name)
-        inner_drafts = self.drafts(sub)
-        used_option_type = False
-        for draft in inner_drafts:
-            draft.name = f"{outer.name}/{draft.name}"
-            draft.base_path = outer.base_path
-            for kind in _KINDS:
-                mapping = stream_map if kind in (PortKind.INPUT, PortKind.OUTPUT) else side_map
-                renamed = []
-                for ref, location in draft.refs[kind]:
-                    if kind is PortKind.INPUT and ref.name in back_edge_streams:
-                        draft.back_edges.setdefault(ref.port, location)
-                    name = mapping.get(ref.name, f"{outer.name}/{ref.name}")
-                    if name is not None:
-                        renamed.append((StreamRef(ref.tag, ref.index, name), location))
-                draft.refs[kind] = renamed
-            if outer.options is not None and draft.options is not None and (
-                draft.options.type_name == outer.options.type_name
-            ):
-                used_option_type = True
-                assert isinstance(draft.options.value, Message) and isinstance(outer.options.value, Message)
-                given = {f.name for f in outer.options.value}
-                merged = [f for f in draft.options.value if f.name not in given] + list(outer.options.value)
-                draft.options = Field(outer.options.name, Message(outer.options.location, merged),
-                                      outer.options.location)
-        if outer.options is not None and not used_option_type:
-            self.problem(f"options of type '{outer.options.type_name}' are not used by any node of subgraph "
-                         f"'{config.type}'", outer.options.location, outer.name)
-        return inner_drafts
-
-    # --- one node ---------------------------------------------------------------------------------
-
-    def check_ports(self, draft: _Draft, target: type[Calculator] | type[Resource]) -> None:
-        contract = target.contract
-        what = "resource" if issubclass(target, Resource) else "calculator"
-        for kind in _KINDS:
-            declared = contract.of(kind)
-            connected = draft.refs[kind]
-            for ref, location in connected:
-                port = declared.get(ref.tag)
-                if port is None:
-                    names = ", ".join(t or "(untagged)" for t in declared) or "none"
-                    self.problem(
-                        f"{what} '{target.name}' has no {kind.value} tag '{ref.tag or '(untagged)'}'."
-                        f"{did_you_mean(ref.tag, declared)} Its {kind.value} tags: {names}",
-                        location, draft.name)
-                elif ref.index > 0 and not port.multiple:
-                    self.problem(f"{kind.value} '{ref.port}': tag '{ref.tag}' takes one stream (index 0 only)",
-                                 location, draft.name)
-            tags = {ref.tag for ref, _ in connected}
-            for tag, port in declared.items():
-                if not port.optional and kind is not PortKind.OUTPUT and tag not in tags:
-                    self.problem(f"required {kind.value} '{tag or '(untagged)'}' of {what} '{target.name}' "
-                                 f"is not connected", draft.loc("calculator"), draft.name)
-        if issubclass(target, Resource) and (draft.refs[PortKind.INPUT] or draft.refs[PortKind.OUTPUT]):
-            self.problem(f"'{target.name}' is a resource: it is built once at load and takes no "
-                         f"input_stream or output_stream, only side packets", draft.loc("calculator"), draft.name)
-        for port, location in draft.back_edges.items():
-            if port not in {ref.port for ref, _ in draft.refs[PortKind.INPUT]}:
-                self.problem(f"input_stream_info names input '{port}', which this node does not connect",
-                             location, draft.name)
-
-    def check_options(self, draft: _Draft, target: type[Calculator] | type[Resource]) -> BaseModel | None:
-        options = draft.options
-        override = self.overrides.pop(draft.name, None)
-        if override:
-            given = Message(_COMMAND_LINE, [_override_field(k, v) for k, v in override.items()])
-            if options is None:
-                options = Field(f"[type.googleapis.com/{target.options_type or 'overrides'}]", given, _COMMAND_LINE)
-            else:
-                assert isinstance(options.value, Message)
-                kept = [f for f in options.value if f.name not in override]
-                options = Field(options.name, Message(options.value.location, kept + given.fields), options.location)
-        if options is None:
-            try:
-                return target.Options()
-            except Exception as error:
-                missing = getattr(error, "errors", lambda: [])()
-                fields = ", ".join(str(e["loc"][0]) for e in missing if e.get("type") == "missing")
-                self.problem(f"{target.name} needs options ({fields or error}); add node_options "
-                             f"{{ [type.googleapis.com/{target.options_type or 'package.Type'}] {{ ... }} }}",
-                             draft.loc("calculator"), draft.name)
-                return None
-        if target.options_type and options.type_name != target.options_type:
-            self.problem(f"options are of type '{options.type_name}', but {target.name} takes "
-                         f"'{target.options_type}'", options.location, draft.name)
-            return None
-        assert isinstance(options.value, Message)
-        try:
-            model, _ = validate_message(options.value, target.Options,
-                                        what=f"options of {target.name}", node=draft.name)
-        except GraphConfigError as error:
-            self.problems.extend(error.problems)
-            return None
-        return model
-
-    def sync_sets(self, draft: _Draft, inputs: list[InputSpec], default: str) -> tuple[tuple[int, ...], ...]:
-        handler: InputStreamHandlerConfig | None = draft.config.input_stream_handler
-        name = handler.input_stream_handler if handler else default
-        if name not in HANDLERS:
-            self.problem(f"unknown input_stream_handler '{name}'.{did_you_mean(name, HANDLERS)} "
-                         f"Known: {', '.join(HANDLERS)}", draft.loc("input_stream_handler"), draft.name)
-            return (tuple(range(len(inputs))),)
-        if name == "ImmediateInputStreamHandler":
-            return tuple((i,) for i in range(len(inputs)))
-        if name == "DefaultInputStreamHandler":
-            return (tuple(range(len(inputs))),) if inputs else ()
-        index_of = {spec.port: i for i, spec in enumerate(inputs)}
-        sets: list[tuple[int, ...]] = []
-        extensions = list(handler.options) if handler and handler.options else []
-        for f in extensions:
-            if not isinstance(f.value, Message):
-                continue
-            for sync_set in f.value.all("sync_set"):
-                members = []
-                for tag_field in sync_set.value.all("tag_index") if isinstance(sync_set.value, Message) else []:
-                    port = port_key(*parse_tag_index(str(tag_field.value)))
-                    if port not in index_of:
-                        self.problem(f"sync_set names input '{port}', which this node does not connect",
-                                     tag_field.location, draft.name)
-                    else:
-                        members.append(index_of[port])
-                if members:
-                    sets.append(tuple(members))
-        grouped = {i for s in sets for i in s}
-        rest = tuple(i for i in range(len(inputs)) if i not in grouped)
-        return tuple(sets) + ((rest,) if rest else ())
-
-    # --- the whole graph --------------------------------------------------------------------------
+class _Validator(NodeReader):
+    """Builds one graph's spec: reads its nodes (``NodeReader``), then wires streams and side packets."""
 
     def build(self, loaded: LoadedGraphConfig) -> GraphSpec:
-        config = loaded.config
-        graph_refs: dict[PortKind, list[tuple[StreamRef, SourceLocation | None]]] = {}
-        for kind in _KINDS:
+        graph_refs = self.graph_refs(loaded)
+        drafts = self.expand(self.drafts(loaded))
+        calc_drafts, resource_drafts, node_options = self.check_nodes(drafts)
+        streams = self.wire_streams(graph_refs, calc_drafts)
+        self.check_cycles(calc_drafts, streams.edges)
+        side_producers, side_consumers = self.wire_side_packets(graph_refs, drafts, resource_drafts)
+        resource_order = self.order_resources(resource_drafts)
+        for name in self.overrides:
+            self.problem(f"options were given for node '{name}', but the graph has no such node; its nodes: "
+                         f"{', '.join(d.name for d in drafts)}", None)
+        if self.problems:
+            raise GraphConfigError(self.problems)
+        nodes = [self.node_spec(draft, streams, node_options[draft.name]) for draft in calc_drafts]
+        if self.problems:
+            raise GraphConfigError(self.problems)
+        inputs = {ref.port: ref.name for ref, _ in graph_refs[PortKind.INPUT]}
+        return GraphSpec(
+            source=loaded.source,
+            base_path=loaded.base_path,
+            nodes=tuple(nodes),
+            resources=tuple(_resource_spec(d, node_options[d.name]) for d in resource_order),
+            inputs=inputs,
+            input_consumers={port: tuple(streams.consumers.get(name, ())) for port, name in inputs.items()},
+            outputs=streams.graph_outputs,
+            input_side_packets={ref.port: ref.name for ref, _ in graph_refs[PortKind.SIDE_INPUT]},
+            queue_size=loaded.config.max_queue_size if loaded.config.max_queue_size > 0 else DEFAULT_QUEUE_SIZE,
+            streams={name: (found[0][0], tuple(streams.consumer_names.get(name, ())))
+                     for name, found in streams.producers.items()},
+            side_packets={name: (found[0][0], tuple(side_consumers.get(name, ())))
+                          for name, found in side_producers.items()},
+            warnings=tuple(self.warnings),
+        )
+
+    def graph_refs(self, loaded: LoadedGraphConfig) -> dict[PortKind, Located]:
+        """The graph's own input and output streams and side packets, with where each is written."""
+        graph_refs: dict[PortKind, Located] = {}
+        for kind in KINDS:
             try:
-                refs = parse_stream_refs(getattr(config, kind.value))
+                refs = parse_stream_refs(getattr(loaded.config, kind.value))
             except ValueError as error:
                 self.problem(f"graph {kind.value}: {error}", loaded.location(kind.value))
                 refs = []
             graph_refs[kind] = [(r, loaded.location(kind.value, i)) for i, r in enumerate(refs)]
+        return graph_refs
 
-        drafts = self.expand(self.drafts(loaded))
-
-        calc_drafts: list[_Draft] = []
-        resource_drafts: list[_Draft] = []
+    def check_nodes(self, drafts: list[Draft]) -> tuple[list[Draft], list[Draft], dict[str, BaseModel]]:
+        """Check each node's ports and options; split calculators from resources."""
+        calc_drafts: list[Draft] = []
+        resource_drafts: list[Draft] = []
         node_options: dict[str, BaseModel] = {}
         for draft in drafts:
             assert draft.registration is not None
@@ -376,27 +132,47 @@ class _Validator:
                 node_options[draft.name] = options
             if draft.registration.kind == "resource":
                 resource_drafts.append(draft)
-            else:
-                if draft.refs[PortKind.SIDE_OUTPUT]:
-                    self.problem(f"calculator '{target.name}' cannot produce side packets; side packets come "
-                                 f"from resources (subclasses of Resource)",
-                                 draft.refs[PortKind.SIDE_OUTPUT][0][1], draft.name)
-                calc_drafts.append(draft)
+                continue
+            if draft.refs[PortKind.SIDE_OUTPUT]:
+                self.problem(f"calculator '{target.name}' cannot produce side packets; side packets come "
+                             f"from resources (subclasses of Resource)",
+                             draft.refs[PortKind.SIDE_OUTPUT][0][1], draft.name)
+            calc_drafts.append(draft)
+        return calc_drafts, resource_drafts, node_options
 
-        def port_of(draft: _Draft, kind: PortKind, ref: StreamRef) -> Port | None:
-            assert draft.registration is not None
-            return draft.registration.calculator.contract.of(kind).get(ref.tag)
+    # --- streams ----------------------------------------------------------------------------------
 
-        # Streams: producers and consumers.
-        producers: dict[str, list[tuple[str, Any, SourceLocation | None]]] = defaultdict(list)
+    def wire_streams(self, graph_refs: dict[PortKind, Located], calc_drafts: list[Draft]) -> _Streams:
+        streams = _Streams()
+        producer_node = self.stream_producers(graph_refs, calc_drafts, streams.producers)
+        node_index = {d.name: i for i, d in enumerate(calc_drafts)}
+        for draft in calc_drafts:
+            streams.node_inputs[draft.name] = self.node_inputs(draft, node_index[draft.name], streams,
+                                                               producer_node)
+        known_streams = list(streams.producers)
+        for i, (ref, location) in enumerate(graph_refs[PortKind.OUTPUT]):
+            if ref.name not in streams.producers and ref.name not in self.unresolved_streams:
+                self.problem(f"graph output_stream '{ref}' is produced by no node."
+                             f"{did_you_mean(ref.name, known_streams)}", location)
+            streams.consumers[ref.name].append((GRAPH_OUTPUT, i))
+            streams.consumer_names[ref.name].append(f"graph output '{ref.port}'")
+            streams.graph_outputs[ref.port] = ref.name
+        for ref, location in graph_refs[PortKind.INPUT]:
+            if not streams.consumers.get(ref.name):
+                self.warnings.append(Problem(f"graph input_stream '{ref}' is read by no node: what the host sends "
+                                             f"there is dropped", location))
+        return streams
+
+    def stream_producers(self, graph_refs: dict[PortKind, Located], calc_drafts: list[Draft],
+                         producers: Producers) -> dict[str, str]:
+        """Fill ``producers`` (reporting streams written twice); return each stream's first producing node."""
         for ref, location in graph_refs[PortKind.INPUT]:
             producers[ref.name].append((f"graph input_stream '{ref}'", Any, location))
-        node_index = {d.name: i for i, d in enumerate(calc_drafts)}
         producer_node: dict[str, str] = {}
         for draft in calc_drafts:
             for ref, location in draft.refs[PortKind.OUTPUT]:
                 producer_node.setdefault(ref.name, draft.name)
-                port = port_of(draft, PortKind.OUTPUT, ref)
+                port = _port_of(draft, PortKind.OUTPUT, ref)
                 producers[ref.name].append((f"node '{draft.name}' output '{ref.port}'",
                                             port.type if port else Any, location))
         for name, found in producers.items():
@@ -404,133 +180,52 @@ class _Validator:
                 self.problem(f"stream '{name}' has {len(found)} producers: "
                              + " and ".join(f"{what} ({loc})" for what, _, loc in found)
                              + "; every stream must have exactly one", found[1][2])
-        known_streams = list(producers)
+        return producer_node
 
-        consumers: dict[str, list[Consumer]] = defaultdict(list)
-        consumer_names: dict[str, list[str]] = defaultdict(list)
-        edges: dict[str, set[str]] = defaultdict(set)
-        node_inputs: dict[str, list[InputSpec]] = {}
-        for draft in calc_drafts:
-            specs: list[InputSpec] = []
-            for ref, location in draft.refs[PortKind.INPUT]:
-                port = port_of(draft, PortKind.INPUT, ref)
-                back_edge = ref.port in draft.back_edges
-                found = producers.get(ref.name)
-                if not found and ref.name in self.unresolved_streams:
-                    pass  # its producer's unknown calculator is the problem, already reported
-                elif not found:
-                    self.problem(f"input '{ref.port}' reads stream '{ref.name}', which nothing produces."
-                                 f"{did_you_mean(ref.name, known_streams)}", location, draft.name)
-                elif port is not None and not types_compatible(found[0][1], port.type):
-                    self.problem(f"input '{ref.port}' takes {port.type_name} but stream '{ref.name}' carries "
-                                 f"{type_name(found[0][1])} from {found[0][0]}", location, draft.name)
-                consumers[ref.name].append((node_index[draft.name], len(specs)))
-                consumer_names[ref.name].append(f"{draft.name}.{ref.port}")
-                if ref.name in producer_node and not back_edge:
-                    edges[producer_node[ref.name]].add(draft.name)
-                specs.append(InputSpec(ref.port, ref.name, back_edge))
-            node_inputs[draft.name] = specs
-        graph_outputs: dict[str, str] = {}
-        for i, (ref, location) in enumerate(graph_refs[PortKind.OUTPUT]):
-            if ref.name not in producers and ref.name not in self.unresolved_streams:
-                self.problem(f"graph output_stream '{ref}' is produced by no node."
-                             f"{did_you_mean(ref.name, known_streams)}", location)
-            consumers[ref.name].append((GRAPH_OUTPUT, i))
-            consumer_names[ref.name].append(f"graph output '{ref.port}'")
-            graph_outputs[ref.port] = ref.name
+    def node_inputs(self, draft: Draft, index: int, streams: _Streams,
+                    producer_node: dict[str, str]) -> list[InputSpec]:
+        """One node's inputs, checked against what produces each stream, and recorded as consumers and edges."""
+        specs: list[InputSpec] = []
+        for ref, location in draft.refs[PortKind.INPUT]:
+            port = _port_of(draft, PortKind.INPUT, ref)
+            back_edge = ref.port in draft.back_edges
+            found = streams.producers.get(ref.name)
+            if not found and ref.name in self.unresolved_streams:
+                pass  # its producer's unknown calculator is the problem, already reported
+            elif not found:
+                self.problem(f"input '{ref.port}' reads stream '{ref.name}', which nothing produces."
+                             f"{did_you_mean(ref.name, list(streams.producers))}", location, draft.name)
+            elif port is not None and not types_compatible(found[0][1], port.type):
+                self.problem(f"input '{ref.port}' takes {port.type_name} but stream '{ref.name}' carries "
+                             f"{type_name(found[0][1])} from {found[0][0]}", location, draft.name)
+            streams.consumers[ref.name].append((index, len(specs)))
+            streams.consumer_names[ref.name].append(f"{draft.name}.{ref.port}")
+            if ref.name in producer_node and not back_edge:
+                streams.edges[producer_node[ref.name]].add(draft.name)
+            specs.append(InputSpec(ref.port, ref.name, back_edge))
+        return specs
 
-        for ref, location in graph_refs[PortKind.INPUT]:
-            if not consumers.get(ref.name):
-                self.warnings.append(Problem(f"graph input_stream '{ref}' is read by no node: what the host sends "
-                                             f"there is dropped", location))
-        self.check_cycles(calc_drafts, edges)
-
-        # Side packets: producers (host or resources) and consumers.
-        side_producers: dict[str, list[tuple[str, Any, SourceLocation | None]]] = defaultdict(list)
-        for ref, location in graph_refs[PortKind.SIDE_INPUT]:
-            side_producers[ref.name].append((f"graph input_side_packet '{ref}'", Any, location))
-        for draft in resource_drafts:
-            for ref, location in draft.refs[PortKind.SIDE_OUTPUT]:
-                port = port_of(draft, PortKind.SIDE_OUTPUT, ref)
-                side_producers[ref.name].append((f"resource '{draft.name}' output '{ref.port}'",
-                                                 port.type if port else Any, location))
-        for name, found in side_producers.items():
-            if len(found) > 1:
-                self.problem(f"side packet '{name}' has {len(found)} producers: "
-                             + " and ".join(f"{what} ({loc})" for what, _, loc in found), found[1][2])
-        side_consumers: dict[str, list[str]] = defaultdict(list)
-        for draft in drafts:
-            for ref, location in draft.refs[PortKind.SIDE_INPUT]:
-                port = port_of(draft, PortKind.SIDE_INPUT, ref)
-                found = side_producers.get(ref.name)
-                side_consumers[ref.name].append(f"{draft.name}.{ref.port}")
-                if not found:
-                    self.problem(f"input_side_packet '{ref.port}' reads side packet '{ref.name}', which no "
-                                 f"resource produces and the graph does not declare as input_side_packet."
-                                 f"{did_you_mean(ref.name, side_producers)}", location, draft.name)
-                elif port is not None and not types_compatible(found[0][1], port.type):
-                    self.problem(f"input_side_packet '{ref.port}' takes {port.type_name} but side packet "
-                                 f"'{ref.name}' is {type_name(found[0][1])} from {found[0][0]}",
-                                 location, draft.name)
-        resource_order = self.order_resources(resource_drafts)
-        for name in self.overrides:
-            self.problem(f"options were given for node '{name}', but the graph has no such node; its nodes: "
-                         f"{', '.join(d.name for d in drafts)}", None)
-
-        if self.problems:
-            raise GraphConfigError(self.problems)
-
-        nodes: list[NodeSpec] = []
-        for draft in calc_drafts:
-            target = draft.registration.calculator  # type: ignore[union-attr]
-            assert issubclass(target, Calculator)
-            inputs = node_inputs[draft.name]
-            outputs = tuple(OutputSpec(ref.port, ref.name, tuple(consumers.get(ref.name, ())))
-                            for ref, _ in draft.refs[PortKind.OUTPUT])
-            connected = {output.port for output in outputs}
-            # Declared outputs left unconnected still accept sends (and drop them).
-            outputs += tuple(OutputSpec(port_key(tag, 0), "", ()) for tag in target.contract.outputs
-                             if port_key(tag, 0) not in connected)
-            sync = self.sync_sets(draft, inputs, target.input_stream_handler)
-            executor, threads = self.executor(draft, target)
-            nodes.append(NodeSpec(
-                name=draft.name, calculator=target, options=node_options[draft.name], inputs=tuple(inputs),
-                outputs=outputs, side_inputs={r.port: r.name for r, _ in draft.refs[PortKind.SIDE_INPUT]},
-                sync_sets=sync, location=draft.loc(), base_path=draft.base_path,
-                process_is_async=inspect.iscoroutinefunction(target.process), executor=executor,
-                executor_threads=threads, max_in_flight=max(draft.config.max_in_flight, 0),
-            ))
-        if self.problems:
-            raise GraphConfigError(self.problems)
-        resources = tuple(
-            ResourceSpec(
-                name=d.name, resource=d.registration.calculator,  # type: ignore[union-attr, arg-type]
-                options=node_options[d.name],
-                side_inputs={r.port: r.name for r, _ in d.refs[PortKind.SIDE_INPUT]},
-                side_outputs={r.port: r.name for r, _ in d.refs[PortKind.SIDE_OUTPUT]},
-                location=d.loc(), base_path=d.base_path,
-            )
-            for d in resource_order
-        )
-        inputs = {ref.port: ref.name for ref, _ in graph_refs[PortKind.INPUT]}
-        return GraphSpec(
-            source=loaded.source,
-            base_path=loaded.base_path,
-            nodes=tuple(nodes),
-            resources=resources,
-            inputs=inputs,
-            input_consumers={port: tuple(consumers.get(name, ())) for port, name in inputs.items()},
-            outputs=graph_outputs,
-            input_side_packets={ref.port: ref.name for ref, _ in graph_refs[PortKind.SIDE_INPUT]},
-            queue_size=config.max_queue_size if config.max_queue_size > 0 else DEFAULT_QUEUE_SIZE,
-            streams={name: (found[0][0], tuple(consumer_names.get(name, ())))
-                     for name, found in producers.items()},
-            side_packets={name: (found[0][0], tuple(side_consumers.get(name, ())))
-                          for name, found in side_producers.items()},
-            warnings=tuple(self.warnings),
+    def node_spec(self, draft: Draft, streams: _Streams, options: BaseModel) -> NodeSpec:
+        target = draft.registration.calculator  # type: ignore[union-attr]
+        assert issubclass(target, Calculator)
+        inputs = streams.node_inputs[draft.name]
+        outputs = tuple(OutputSpec(ref.port, ref.name, tuple(streams.consumers.get(ref.name, ())))
+                        for ref, _ in draft.refs[PortKind.OUTPUT])
+        connected = {output.port for output in outputs}
+        # Declared outputs left unconnected still accept sends (and drop them).
+        outputs += tuple(OutputSpec(port_key(tag, 0), "", ()) for tag in target.contract.outputs
+                         if port_key(tag, 0) not in connected)
+        sync = self.sync_sets(draft, inputs, target.input_stream_handler)
+        executor, threads = self.executor(draft, target)
+        return NodeSpec(
+            name=draft.name, calculator=target, options=options, inputs=tuple(inputs),
+            outputs=outputs, side_inputs={r.port: r.name for r, _ in draft.refs[PortKind.SIDE_INPUT]},
+            sync_sets=sync, location=draft.loc(), base_path=draft.base_path,
+            process_is_async=inspect.iscoroutinefunction(target.process), executor=executor,
+            executor_threads=threads, max_in_flight=max(draft.config.max_in_flight, 0),
         )
 
-    def check_cycles(self, drafts: list[_Draft], edges: dict[str, set[str]]) -> None:
+    def check_cycles(self, drafts: list[Draft], edges: dict[str, set[str]]) -> None:
         state: dict[str, int] = {}
         path: list[str] = []
         by_name = {d.name: d for d in drafts}
@@ -556,13 +251,47 @@ class _Validator:
             if state.get(draft.name) is None and visit(draft.name):
                 return
 
-    def order_resources(self, drafts: list[_Draft]) -> list[_Draft]:
+    # --- side packets -----------------------------------------------------------------------------
+
+    def wire_side_packets(self, graph_refs: dict[PortKind, Located], drafts: list[Draft],
+                          resource_drafts: list[Draft]) -> tuple[Producers, dict[str, list[str]]]:
+        """Side packets come from the host or from resources; check each reader against its producer."""
+        side_producers: Producers = defaultdict(list)
+        for ref, location in graph_refs[PortKind.SIDE_INPUT]:
+            side_producers[ref.name].append((f"graph input_side_packet '{ref}'", Any, location))
+        for draft in resource_drafts:
+            for ref, location in draft.refs[PortKind.SIDE_OUTPUT]:
+                port = _port_of(draft, PortKind.SIDE_OUTPUT, ref)
+                side_producers[ref.name].append((f"resource '{draft.name}' output '{ref.port}'",
+                                                 port.type if port else Any, location))
+        for name, found in side_producers.items():
+            if len(found) > 1:
+                self.problem(f"side packet '{name}' has {len(found)} producers: "
+                             + " and ".join(f"{what} ({loc})" for what, _, loc in found), found[1][2])
+        side_consumers: dict[str, list[str]] = defaultdict(list)
+        for draft in drafts:
+            for ref, location in draft.refs[PortKind.SIDE_INPUT]:
+                port = _port_of(draft, PortKind.SIDE_INPUT, ref)
+                found = side_producers.get(ref.name)
+                side_consumers[ref.name].append(f"{draft.name}.{ref.port}")
+                if not found:
+                    self.problem(f"input_side_packet '{ref.port}' reads side packet '{ref.name}', which no "
+                                 f"resource produces and the graph does not declare as input_side_packet."
+                                 f"{did_you_mean(ref.name, side_producers)}", location, draft.name)
+                elif port is not None and not types_compatible(found[0][1], port.type):
+                    self.problem(f"input_side_packet '{ref.port}' takes {port.type_name} but side packet "
+                                 f"'{ref.name}' is {type_name(found[0][1])} from {found[0][0]}",
+                                 location, draft.name)
+        return side_producers, side_consumers
+
+    def order_resources(self, drafts: list[Draft]) -> list[Draft]:
+        """Resources in an order where each comes after those whose side packets it reads."""
         produced_by = {ref.name: d.name for d in drafts for ref, _ in d.refs[PortKind.SIDE_OUTPUT]}
         by_name = {d.name: d for d in drafts}
-        order: list[_Draft] = []
+        order: list[Draft] = []
         state: dict[str, int] = {}
 
-        def visit(draft: _Draft) -> None:
+        def visit(draft: Draft) -> None:
             if state.get(draft.name) == 2:
                 return
             if state.get(draft.name) == 1:
@@ -580,6 +309,16 @@ class _Validator:
         for draft in drafts:
             visit(draft)
         return order
+
+
+def _resource_spec(draft: Draft, options: BaseModel) -> ResourceSpec:
+    return ResourceSpec(
+        name=draft.name, resource=draft.registration.calculator,  # type: ignore[union-attr, arg-type]
+        options=options,
+        side_inputs={r.port: r.name for r, _ in draft.refs[PortKind.SIDE_INPUT]},
+        side_outputs={r.port: r.name for r, _ in draft.refs[PortKind.SIDE_OUTPUT]},
+        location=draft.loc(), base_path=draft.base_path,
+    )
 
 
 def build_spec(loaded: LoadedGraphConfig, registry: Registry,

@@ -1,8 +1,24 @@
-"""Draw a validated graph as Mermaid or Graphviz DOT text (``ovserve graph show``)."""
+"""Draw a validated graph as Mermaid or Graphviz DOT text (``ovserve graph show``), with what runs where: a node
+whose ``process`` runs in a thread pool names it, and a resource whose work runs in a process of its own names that
+(``Resource.runs_in``); the rest runs on the server's event loop."""
 
 from __future__ import annotations
 
-from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec
+from ovserve.framework.spec import GRAPH_OUTPUT, GraphSpec, NodeSpec, ResourceSpec
+
+DOT_NEWLINE = "\\n"
+
+
+def _node_where(node: NodeSpec) -> str:
+    return f"thread pool '{node.executor}'" if node.executor else ""
+
+
+def _resource_where(resource: ResourceSpec) -> str:
+    return getattr(resource.resource, "runs_in", "")
+
+
+def _label(name: str, kind: str, where: str, newline: str) -> str:
+    return newline.join(part for part in (name, kind, f"({where})" if where else "") if part)
 
 
 def _edges(spec: GraphSpec) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
@@ -46,9 +62,9 @@ def to_mermaid(spec: GraphSpec) -> str:
     for port, name in spec.input_side_packets.items():
         lines.append(f'  side_{port or name}[("side packet {port}:{name}")]')
     for i, resource in enumerate(spec.resources):
-        lines.append(f'  r{i}[/"{resource.name}<br/>{resource.resource.name}"/]')
+        lines.append(f'  r{i}[/"{_label(resource.name, resource.resource.name, _resource_where(resource), "<br/>")}"/]')
     for i, node in enumerate(spec.nodes):
-        lines.append(f'  n{i}["{node.name}<br/>{node.calculator.name}"]')
+        lines.append(f'  n{i}["{_label(node.name, node.calculator.name, _node_where(node), "<br/>")}"]')
     streams, side = _edges(spec)
     lines += [f'  {a} -->|"{label}"| {b}' for a, b, label in streams]
     lines += [f'  {a} -.->|"{label}"| {b}' for a, b, label in side]
@@ -65,9 +81,11 @@ def to_dot(spec: GraphSpec) -> str:
     for port, name in spec.input_side_packets.items():
         lines.append(f'  side_{port or name} [label="side packet {port}:{name}", shape=cylinder];')
     for i, resource in enumerate(spec.resources):
-        lines.append(f'  r{i} [label="{resource.name}\\n{resource.resource.name}", shape=parallelogram];')
+        label = _label(resource.name, resource.resource.name, _resource_where(resource), DOT_NEWLINE)
+        lines.append(f'  r{i} [label="{label}", shape=parallelogram];')
     for i, node in enumerate(spec.nodes):
-        lines.append(f'  n{i} [label="{node.name}\\n{node.calculator.name}", shape=box];')
+        label = _label(node.name, node.calculator.name, _node_where(node), DOT_NEWLINE)
+        lines.append(f'  n{i} [label="{label}", shape=box];')
     streams, side = _edges(spec)
     lines += [f'  {a} -> {b} [label="{label}"];' for a, b, label in streams]
     lines += [f'  {a} -> {b} [label="{label}", style=dashed];' for a, b, label in side]

@@ -5,33 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from ovserve.endpoints import builtin_endpoints
 
-from ovserve.calculators.embeddings.rerank import RerankRequest
-from ovserve.calculators.embeddings.schema import EmbeddingRequest
-from ovserve.calculators.images.schema import ImageGenerationRequest
-from ovserve.calculators.llm.messages_api import MessagesCountRequest, MessagesRequest
-from ovserve.calculators.llm.responses_api import ResponsesRequest
-from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
-from ovserve.calculators.llm.tokenize_endpoint import DetokenizeRequest, TokenizeRequest
-from ovserve.calculators.rerank.schema import ScoreRequest
-from ovserve.calculators.speech.schema import SpeechRequest
-
-#: The model endpoints: path under /v3 (and /v1), request schema, and the kinds of model that serve it.
-MODEL_ENDPOINTS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
-    ("/chat/completions", ChatCompletionRequest, ("text_generation",)),
-    ("/completions", CompletionRequest, ("text_generation",)),
-    ("/responses", ResponsesRequest, ("text_generation",)),
-    ("/messages", MessagesRequest, ("text_generation",)),
-    ("/messages/count_tokens", MessagesCountRequest, ("text_generation",)),
-    ("/embeddings", EmbeddingRequest, ("embeddings",)),
-    ("/rerank", RerankRequest, ("rerank", "embeddings")),
-    ("/score", ScoreRequest, ("rerank", "embeddings")),
-    ("/audio/speech", SpeechRequest, ("text2speech",)),
-    ("/images/generations", ImageGenerationRequest, ("image_generation",)),
-    ("/tokenize", TokenizeRequest, ("any",)),
-    ("/detokenize", DetokenizeRequest, ("any",)),
-)
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "type", "param", "code"],
@@ -58,10 +33,13 @@ def openapi_document(models: dict[str, list[str]]) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, "AnthropicError": _ANTHROPIC_ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     everyone = sorted(name for names in models.values() for name in names)
-    for path, schema, kinds in MODEL_ENDPOINTS:
+    for endpoint in builtin_endpoints():
+        path, schema, kinds = endpoint.path, endpoint.schema, endpoint.kinds
+        if schema is None:
+            continue
         body = schema.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
         schemas.update(body.pop("$defs", {}))
-        served = everyone if kinds == ("any",) else sorted(name for kind in kinds for name in models.get(kind, []))
+        served = everyone if endpoint.any_model else sorted(name for kind in kinds for name in models.get(kind, []))
         if served:
             body["properties"]["model"] = {"type": "string", "enum": served}
         schemas[schema.__name__] = body
@@ -73,9 +51,9 @@ def openapi_document(models: dict[str, list[str]]) -> dict[str, Any]:
                                   "content": {"application/json": {}, "text/event-stream": {}}},
                           **_errors(400, 404, 413, 429, 503, anthropic=path.startswith("/messages"))},
         }}
-    for path in ("/tokenize", "/detokenize"):  # vLLM's, at the root too (where lm-evaluation-harness asks)
-        if f"/v3{path}" in paths:
-            paths[path] = {"post": {**paths[f"/v3{path}"]["post"], "operationId": f"root_{path.strip('/')}"}}
+        for other in endpoint.also_at:  # e.g. vLLM's /tokenize at the root (where lm-evaluation-harness asks)
+            if other in ("/tokenize", "/detokenize"):
+                paths[other] = {"post": {**paths[f"/v3{path}"]["post"], "operationId": f"root_{other.strip('/')}"}}
     paths["/tokenizer_info"] = {"get": {"operationId": "tokenizer_info", "responses": {
         "200": {"description": "the text generation model's special tokens, context and chat template"},
         **_errors(400, 404)}}}

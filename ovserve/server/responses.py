@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.responses import JSONResponse
@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from ovserve.errors import RequestError, ServerShuttingDownError, anthropic_error
 from ovserve.framework.errors import CalculatorError, RunCancelledError
-from ovserve.framework.runtime import Graph
+from ovserve.framework.graph import Graph
 from ovserve.payloads import REQUEST_TAG, RESPONSE_TAG, HttpRequestPayload, HttpResponsePayload
 from ovserve.server.metrics import ServerMetrics
 
@@ -26,14 +26,13 @@ log = logging.getLogger("ovserve.requests")
 
 
 class Capture(Protocol):
-    """Sees a response's body as it is sent, and keeps the answer once it ended well (``store: true``)."""
+    """Keeps an answer that ended well (``store``): the graph's last payload carries it whole (``answer``)."""
 
     #: Where the answer is kept: ``finish`` runs on its thread.
     store: CompletionStore
 
-    def add(self, chunk: bytes) -> None: ...
-
-    def finish(self) -> None: ...
+    def finish(self, answer: Mapping[str, Any]) -> None:
+        """Called on the store's thread once the response was sent in full: keep ``answer``."""
 
 
 #: Seconds of silence after which a stream gets an SSE comment line (``ovserve serve --sse-keepalive``).
@@ -158,8 +157,9 @@ class GraphResponse:
                  keepalive: float | None = DEFAULT_KEEPALIVE_SECONDS, deadline: float | None = None,
                  tags: tuple[str, str] = (REQUEST_TAG, RESPONSE_TAG), capture: Capture | None = None) -> None:
         self.on_done = on_done
-        #: Keeps a ``store: true`` completion: sees every body chunk, and stores it if it ended well.
+        #: Keeps a ``store: true`` completion if it ended well: the answer object of the graph's last payload.
         self.capture = capture
+        self.answer: Mapping[str, Any] | None = None
         #: The graph's request input and response output tags.
         self.request_tag, self.response_tag = tags
         #: A stream silent this long gets an SSE comment line, so that proxies do not cut it (None: never).
@@ -217,8 +217,9 @@ class GraphResponse:
         except asyncio.CancelledError:  # uvicorn's shutdown timeout passed: tell the client, end this task quietly
             await self._cut_off(scope, receive, send)
         finally:
-            if self.capture is not None and self.status == 200 and self.completed and not self.expired:
-                self._keep()  # asked before any await: a read the client asks after its answer sees it
+            if (self.capture is not None and self.answer is not None and self.status == 200 and self.completed
+                    and not self.expired):  # kept before any await: a read asked after the answer sees it
+                self._keep(self.capture, self.answer)
             if timer is not None:
                 timer.cancel()
             if keeper is not None:
@@ -231,16 +232,15 @@ class GraphResponse:
             if self.on_done is not None:
                 self.on_done()
 
-    def _keep(self) -> None:
+    def _keep(self, capture: Capture, answer: Mapping[str, Any]) -> None:
         """Keep the answer, on the store's thread (never on the event loop)."""
-        capture, request_id = self.capture, self.payload.request_id
-        assert capture is not None
+        request_id = self.payload.request_id
 
         def kept(done: asyncio.Future[None]) -> None:
             if not done.cancelled() and done.exception() is not None:  # the client has its answer: logged, not sent
                 log.error("%s: the answer could not be stored: %r", request_id, done.exception())
 
-        capture.store.run(capture.finish).add_done_callback(kept)
+        capture.store.run(capture.finish, answer).add_done_callback(kept)
 
     def _expire(self, run: Any) -> None:
         self.expired = True
@@ -287,8 +287,6 @@ class GraphResponse:
                 return
             if message["type"] == "http.response.body":
                 self.chunks += 1
-                if self.capture is not None:
-                    self.capture.add(message.get("body", b""))
                 if self.responses_events is not None:
                     self.responses_events.saw(message.get("body", b""))
                 if not message.get("more_body", False):
@@ -307,6 +305,8 @@ class GraphResponse:
             while True:
                 if payload.log:
                     self.facts.update(payload.log)
+                if payload.answer is not None:
+                    self.answer = payload.answer
                 now = time.perf_counter()
                 if between_chunks is not None and payload is not first:
                     between_chunks.observe(now - last_chunk)

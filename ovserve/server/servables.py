@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.framework.errors import GraphConfigError, Problem
+from ovserve.framework.graph import Graph
 from ovserve.framework.registry import Registry
-from ovserve.framework.runtime import Graph
 from ovserve.framework.spec import GraphSpec
 from ovserve.framework.validation import load_graph
 from ovserve.payloads import OVMS_REQUEST_TAG, OVMS_RESPONSE_TAG, REQUEST_TAG, RESPONSE_TAG
 
 log = logging.getLogger("ovserve.server")
+
+#: A graph with several models serves as the first of these kinds it has (a voice graph: speech to text).
+KIND_ORDER = ("speech2text", "rerank", "text2speech", "image_generation", "embeddings")
 
 
 @dataclass(frozen=True)
@@ -59,26 +62,12 @@ class Servable:
 
     @property
     def kind(self) -> str:
-        """``rerank`` for a graph with a reranker, ``embeddings`` for one with an encoder, ``speech2text`` for one
-        with a Whisper engine, ``text2speech`` for one with a speech engine, ``image_generation`` for one with an
-        image engine, else ``text_generation``."""
-        from ovserve.calculators.audio.model import SpeechModel
-        from ovserve.calculators.images.model import ImageModel
-        from ovserve.calculators.rerank.model import Reranker
-        from ovserve.calculators.speech.model import TtsModel
-        from ovserve.engine.embedder import BatchingEncoder
-
-        packets = self.graph.side_packets.values()
-        if any(isinstance(value, SpeechModel) for value in packets):
-            return "speech2text"
-        if any(isinstance(value, Reranker) for value in packets):
-            return "rerank"
-        if any(isinstance(value, TtsModel) for value in packets):
-            return "text2speech"
-        if any(isinstance(value, ImageModel) for value in packets):
-            return "image_generation"
-        encoder = any(isinstance(value, BatchingEncoder) for value in packets)
-        return "embeddings" if encoder else "text_generation"
+        """What the graph serves, as its models' side packets say (``model_kind``): ``speech2text`` for a Whisper
+        engine, ``rerank`` for a reranker, ``text2speech`` for a speech engine, ``image_generation`` for an image
+        engine, ``embeddings`` for an encoder, in
+        that order when a graph has several; else ``text_generation``."""
+        kinds = {getattr(value, "model_kind", None) for value in self.graph.side_packets.values()}
+        return next((kind for kind in KIND_ORDER if kind in kinds), "text_generation")
 
     def acquire(self) -> None:
         """A request starts on this version."""

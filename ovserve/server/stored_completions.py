@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ovserve.calculators.llm.request import parse_body
 from ovserve.calculators.llm.schema import Metadata
 from ovserve.errors import RequestError
+from ovserve.request_body import parse_body
 from ovserve.server.completion_store import CompletionStore, owner_of
 from ovserve.server.responses import error_response
 
@@ -34,34 +35,19 @@ def request_owner(request: Request) -> str:
     return owner_of(authorization[7:].strip() if authorization.lower().startswith("bearer ") else None)
 
 
-class BodyCapture:
-    """Collects a response's body as it is sent; ``finish`` (once it ended well) keeps what it says in ``store``.
-    ``finish`` is blocking: the server calls it on the store's thread (:meth:`CompletionStore.run`)."""
-
-    def __init__(self, store: CompletionStore) -> None:
-        self.store = store
-        self.parts: list[bytes] = []
-
-    def add(self, chunk: bytes) -> None:
-        self.parts.append(chunk)
-
-    def finish(self) -> None:
-        raise NotImplementedError
-
-
-class StoreCapture(BodyCapture):
-    """Keeps a ``store: true`` chat completion, unary or streamed."""
+class StoreCapture:
+    """Keeps a ``store: true`` chat completion, unary or streamed: the ``chat.completion`` object the graph's last
+    payload carries, with the request's messages."""
 
     def __init__(self, store: CompletionStore, owner: str, body: dict[str, Any]) -> None:
-        super().__init__(store)
+        self.store = store
         self.owner = owner
         self.body = body
 
-    def finish(self) -> None:
-        raw = b"".join(self.parts)
-        completion = completion_from_stream(raw) if self.body.get("stream") else json.loads(raw)
-        if completion is None or completion.get("object") != "chat.completion":
+    def finish(self, answer: Mapping[str, Any]) -> None:
+        if answer.get("object") != "chat.completion":
             return
+        completion = dict(answer)
         messages = [{**_stored_message(message), "id": f"{completion['id']}-{i}"}
                     for i, message in enumerate(self.body.get("messages", []))]
         self.store.put(self.owner, completion, messages, self.body.get("metadata"))
@@ -76,50 +62,6 @@ def _stored_message(message: Any) -> dict[str, Any]:
         text = "".join(part.get("text", "") for part in content if isinstance(part, dict))
         return {**message, "content": text, "content_parts": content}
     return {**message, "content_parts": None}
-
-
-def completion_from_stream(raw: bytes) -> dict[str, Any] | None:
-    """The ``chat.completion`` a stream of ``chat.completion.chunk`` events adds up to; None if it failed."""
-    chunks = []
-    for line in raw.split(b"\n"):
-        if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-            continue
-        event = json.loads(line[6:])
-        if "error" in event:
-            return None
-        chunks.append(event)
-    if not chunks:
-        return None
-    choices: dict[int, dict[str, Any]] = {}
-    usage = None
-    for chunk in chunks:
-        usage = chunk.get("usage") or usage
-        for part in chunk.get("choices") or []:
-            _add_delta(choices.setdefault(part["index"], {
-                "index": part["index"], "message": {"role": "assistant", "content": None}, "finish_reason": None,
-                "logprobs": None}), part)
-    first = chunks[0]
-    return {"id": first["id"], "object": "chat.completion", "created": first["created"], "model": first["model"],
-            "choices": [choices[index] for index in sorted(choices)], "usage": usage,
-            "system_fingerprint": first.get("system_fingerprint")}
-
-
-def _add_delta(choice: dict[str, Any], part: dict[str, Any]) -> None:
-    delta, message = part.get("delta") or {}, choice["message"]
-    for field in ("content", "reasoning_content"):
-        if delta.get(field):
-            message[field] = (message.get(field) or "") + delta[field]
-    for call in delta.get("tool_calls") or []:
-        calls = message.setdefault("tool_calls", [])
-        while len(calls) <= call["index"]:
-            calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        target = calls[call["index"]]
-        target["id"] = call.get("id") or target["id"]
-        function = call.get("function") or {}
-        target["function"]["name"] += function.get("name") or ""
-        target["function"]["arguments"] += function.get("arguments") or ""
-    if part.get("finish_reason"):
-        choice["finish_reason"] = part["finish_reason"]
 
 
 class StoredCompletionRoutes:

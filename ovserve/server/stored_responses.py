@@ -5,8 +5,8 @@ keeps a response; ``previous_response_id`` continues from one; and ``GET /v3/res
 
 from __future__ import annotations
 
-import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from ovserve.errors import RequestError
 from ovserve.server.completion_store import CompletionStore
 from ovserve.server.responses import error_response
-from ovserve.server.stored_completions import BodyCapture, request_owner
+from ovserve.server.stored_completions import request_owner
 
 
 class StoreField(BaseModel):
@@ -74,29 +74,19 @@ async def continue_conversation(store: CompletionStore | None, owner: str, data:
     return own
 
 
-class ResponseCapture(BodyCapture):
-    """Keeps a response with ``store`` (the default) once it finished: the ``response`` object, or the one the
-    stream's last event (``response.completed`` or ``.incomplete``) carries."""
+class ResponseCapture:
+    """Keeps a response with ``store`` (the default) once it finished: the ``response`` object the graph's last
+    payload carries (what ``response.completed`` or ``.incomplete`` carries when it streamed)."""
 
     def __init__(self, store: CompletionStore, owner: str, data: dict[str, Any], own: list[dict[str, Any]],
                  previous_id: str | None) -> None:
-        super().__init__(store)
+        self.store = store
         self.owner, self.data, self.own, self.previous_id = owner, data, own, previous_id
 
-    def finish(self) -> None:
-        raw = b"".join(self.parts)
-        response = None
-        if self.data.get("stream"):
-            for line in raw.split(b"\n"):
-                if line.startswith(b"data: "):
-                    event = json.loads(line[6:])
-                    if event.get("type") in ("response.completed", "response.incomplete"):
-                        response = event["response"]
-        else:
-            response = json.loads(raw)
-        if response is None or response.get("object") != "response":
+    def finish(self, answer: Mapping[str, Any]) -> None:
+        if answer.get("object") != "response":
             return
-        self.store.put_response(self.owner, response, self.own, self.previous_id)
+        self.store.put_response(self.owner, dict(answer), self.own, self.previous_id)
 
 
 class StoredResponseRoutes:

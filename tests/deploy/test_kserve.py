@@ -265,7 +265,7 @@ def test_the_runtime_starts_ovserve_on_kserves_port_with_the_model_at_mnt_models
 
 
 def test_ovserve_serves_the_folder_kserve_mounts(default_model, tmp_path):
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
 
     mount = tmp_path / "mnt" / "models"  # the PVC folder of storageUri, as `ovserve pull --models-dir` fills it
     mount.mkdir(parents=True)

@@ -360,7 +360,7 @@ async def run_group(target: EngineUnderFuzz, group: list[tuple[Case, Prompt]], r
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ovserve.model_store import DEFAULT_MODEL, pull
+    from ovserve.store.fetch import DEFAULT_MODEL, pull
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=500)

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import EngineBusyError, EngineError
+from ovserve.engine.process import EngineBusyError, EngineError
 from ovserve.errors import ModelNotReadyError
 from tests.engine.echo_kind import EchoJob, EchoSpec
 

@@ -12,7 +12,7 @@ import pytest
 from ovserve.engine.embedder import EncoderTokenizer, encoder_settings
 from ovserve.engine.embedding_kind import EmbeddingEngine, EmbeddingSpec, EmbedJob
 from ovserve.errors import ModelNotReadyError
-from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, pull
 
 TEXTS = ["A man is eating food.", "A man is eating a piece of bread.", "A monkey is playing drums."]
 

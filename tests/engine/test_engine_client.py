@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ovserve.engine.client import EngineClient, EngineError
+from ovserve.engine.client import EngineClient
+from ovserve.engine.process import EngineError
 from ovserve.engine.protocol import SamplingParams
 from ovserve.engine.settings import EngineSettings, find_model_files
 from ovserve.errors import ModelNotReadyError

@@ -10,8 +10,8 @@ import openvino_genai as ov_genai
 import pytest
 
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import EngineBusyError
 from ovserve.engine.kinds import CallSignal
+from ovserve.engine.process import EngineBusyError
 from ovserve.engine.rerank_kind import (
     RerankJob,
     RerankRunner,

@@ -8,8 +8,8 @@ import openvino as ov
 import pytest
 
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import EngineError
 from ovserve.engine.kinds import CallSignal
+from ovserve.engine.process import EngineError
 from ovserve.engine.tts_kind import Speaker, SpeakJob, SpeechResult, SpeechSpec, decoder_bounds, fitting_parts
 from tests.tiny_models import (
     SPEECHT5,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import EngineError
+from ovserve.engine.process import EngineError
 from ovserve.engine.whisper_kind import TranscribeJob, WhisperResult, WhisperSpec
 from tests.tiny_models import WHISPER, WHISPER_SEGMENT_SECONDS, WHISPER_TEXT
 

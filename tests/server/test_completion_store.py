@@ -4,7 +4,6 @@ import json
 import time
 
 from ovserve.server.completion_store import CompletionStore, owner_of
-from ovserve.server.stored_completions import completion_from_stream
 
 
 def completion(n: int, created: int | None = None, model: str = "m") -> dict:
@@ -46,38 +45,6 @@ def test_an_owner_sees_and_changes_only_its_own_and_the_file_outlives_the_store(
     assert reopened.get(mine, "chatcmpl-1")["metadata"] == {"k": "v"}
     assert reopened.messages(mine, "chatcmpl-1")[0]["content"] == "hi"
     assert reopened.delete(mine, "chatcmpl-1") and reopened.get(mine, "chatcmpl-1") is None
-
-
-def sse(*events) -> bytes:
-    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-def chunk(choices, usage=None):
-    return {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": choices,
-            "usage": usage}
-
-
-def test_a_stream_adds_up_to_the_completion_with_its_tool_calls_and_usage():
-    raw = sse(
-        chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}}]),
-        chunk([{"index": 0, "delta": {"content": "Hel"}}, {"index": 1, "delta": {"tool_calls": [
-            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get", "arguments": '{"ci'}}]}}]),
-        chunk([{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}, {"index": 1, "delta": {
-            "tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Paris"}'}}]}, "finish_reason": "tool_calls"}]),
-        chunk([], usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
-    )
-    added = completion_from_stream(raw)
-    assert added["object"] == "chat.completion" and added["usage"]["total_tokens"] == 7
-    first, second = added["choices"]
-    assert first["message"]["content"] == "Hello" and first["finish_reason"] == "stop"
-    (call,) = second["message"]["tool_calls"]
-    assert call["id"] == "call_1" and json.loads(call["function"]["arguments"]) == {"city": "Paris"}
-    assert second["finish_reason"] == "tool_calls"
-
-
-def test_a_stream_that_ended_in_an_error_is_not_kept():
-    raw = sse(chunk([{"index": 0, "delta": {"content": "Hi"}}]), {"error": {"message": "cut off"}})
-    assert completion_from_stream(raw) is None
 
 
 def test_a_key_s_writes_never_evict_another_key_s_items_and_all_keys_together_are_bounded(tmp_path):

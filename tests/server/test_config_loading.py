@@ -9,7 +9,7 @@ import pytest
 from ovserve.cli import build_parser
 from ovserve.framework.errors import GraphConfigError
 from ovserve.server.ovms_config import load_ovms_config
-from ovserve.server.serve import engine_overrides, servable_specs
+from ovserve.server.serve_models import engine_overrides, servable_specs
 
 
 def write_config(tmp_path, config, graph=True):

@@ -14,7 +14,7 @@ import openai
 import pytest
 from langchain_openai import OpenAIEmbeddings
 
-from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, pull
 from tests.conftest import start_server
 from tests.server.test_bad_input import assert_openai_error
 
@@ -320,8 +320,8 @@ def test_a_sentence_transformers_checkpoint_is_pulled_as_an_encoder_without_pyto
     assert {"openvino_model.xml", "openvino_tokenizer.xml", "modules.json"} <= {p.name for p in folder.iterdir()}
     assert (folder / "1_Pooling" / "config.json").is_file()
 
-    from ovserve.model_catalog import resolve_model
-    from ovserve.model_store import ModelFetchError
+    from ovserve.store.catalog import resolve_model
+    from ovserve.store.fetch import ModelFetchError
 
     served, name = resolve_model(str(checkpoint), store)  # by path: exported once, under the folder's name
     assert (served, name) == (store / "model", "model") and (served / "openvino_model.xml").is_file()

@@ -14,12 +14,12 @@ from starlette.routing import Route
 from ovserve.errors import RequestError
 from ovserve.framework.packet import Packet
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
-from ovserve.server.app import OpenAIRoutes, ServerSettings, model_alias
 from ovserve.server.guard import GuardSettings, RequestGuard
 from ovserve.server.metrics import ServerMetrics
 from ovserve.server.responses import GraphResponse, RequestRecorder, anthropic_error_event, error_response
+from ovserve.server.routes import OpenAIRoutes, ServerSettings, model_alias
 from ovserve.server.servables import Servables
-from ovserve.server.serve import model_aliases
+from ovserve.server.serve_settings import model_aliases
 
 
 async def refuse(request: Request) -> Response:

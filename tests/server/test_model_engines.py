@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, pull
 from tests.conftest import MODEL_NAME, start_server
 
 pytestmark = pytest.mark.slow

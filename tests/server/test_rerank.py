@@ -18,12 +18,12 @@ import cohere
 import httpx
 import pytest
 
-from ovserve.model_catalog import TASK_FILE, model_task
-from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+from ovserve.store.catalog import TASK_FILE, model_task
+from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, pull
 from tests.conftest import start_server
 from tests.fake_hub import fake_hub
 from tests.server.test_bad_input import assert_openai_error
-from tests.test_model_catalog import ovserve
+from tests.store.test_catalog import ovserve
 from tests.tiny_models import QWEN3_RERANKER, RERANKER
 
 pytestmark = pytest.mark.slow  # real servers, four of them
@@ -325,7 +325,7 @@ def test_a_qwen3_reranker_pulled_with_task_rerank_is_served_as_one(tmp_path):
 
 def test_task_rerank_serves_any_folder_as_a_reranker(tmp_path):
     from ovserve.cli import build_parser
-    from ovserve.server.serve import servable_specs
+    from ovserve.server.serve_models import servable_specs
 
     folder = tmp_path / "qwen3-small"
     shutil.copytree(QWEN3_RERANKER, folder)

@@ -10,7 +10,7 @@ from ovserve.calculators.audio.decode import AudioLimits
 from ovserve.calculators.audio.model import S2tCalculatorOptions, SpeechModel, read_languages
 from ovserve.calculators.audio.schema import TranscriptionForm, TranslationForm
 from ovserve.engine.call_client import CallEngine
-from ovserve.engine.client import EngineBusyError
+from ovserve.engine.process import EngineBusyError
 from ovserve.engine.whisper_kind import WhisperSpec
 from ovserve.errors import RequestError
 from tests.tiny_models import WHISPER

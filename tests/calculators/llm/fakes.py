@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
+from ovserve.calculators.llm.plan import plan_request
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
-from ovserve.calculators.llm.types import LLMRequest
+from ovserve.calculators.llm.types import LLMRequest, ModelParsers, Prompt
 from ovserve.engine.client import TokenDelta
 from ovserve.engine.interface import GenerationEngine
 from ovserve.engine.protocol import EngineInfo, SamplingParams
@@ -45,6 +47,15 @@ class FakeOVTokenizer:
 
 def fake_tokenizer() -> TextTokenizer:
     return TextTokenizer(FakeOVTokenizer())
+
+
+def planned(request: LLMRequest, parsers: ModelParsers | None = None, prompt: Prompt | None = None) -> Prompt:
+    """The prompt the tokenize node sends for ``request`` as the nodes after the engine see it: its plan (for a
+    model with these ``parsers``), on ``prompt`` (else on a stand-in prompt with the request's ``n``)."""
+    plan = plan_request(request.body, parsers or ModelParsers(), fake_tokenizer())
+    if prompt is None:
+        prompt = Prompt(np.array([1]), SamplingParams(max_new_tokens=16), request.body.n)
+    return replace(prompt, plan=plan)
 
 
 def chat_request(**fields) -> LLMRequest:

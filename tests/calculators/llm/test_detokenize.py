@@ -7,7 +7,7 @@ from ovserve.calculators.llm.tool_parsers import special_markers
 from ovserve.calculators.llm.types import GenerationDelta, ModelParsers
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.testing import run_calculator
-from tests.calculators.llm.fakes import FakeOVTokenizer, chat_request, fake_tokenizer
+from tests.calculators.llm.fakes import FakeOVTokenizer, chat_request, fake_tokenizer, planned
 
 
 def test_stop_filter_holds_back_a_possible_stop_and_cuts_a_real_one():
@@ -37,7 +37,7 @@ def deltas(*chunks, finish="stop"):
 
 
 async def detokenize(request, token_deltas):
-    inputs = {"DELTAS": token_deltas, "REQUEST": [request]}
+    inputs = {"DELTAS": token_deltas, "PROMPT": [planned(request)]}
     return (await run_calculator(DetokenizerCalculator, inputs, side_packets={"TOKENIZER": fake_tokenizer()}))["TEXT"]
 
 
@@ -101,10 +101,10 @@ async def test_a_special_token_the_tool_parser_needs_is_written_out_where_it_is(
     tokenizer = TextTokenizer(MistralLikeTokenizer())
     markers = special_markers(tokenizer, ["[TOOL_CALLS]", "{"])
     assert markers == ((1, "[TOOL_CALLS]"),)  # "{" is ordinary text, which decoding keeps
-    inputs = {"DELTAS": deltas(b"ok ", (1, *b"[{"), b'"name"}]'), "REQUEST": [chat_request()]}
+    inputs = {"DELTAS": deltas(b"ok ", (1, *b"[{"), b'"name"}]'), "PROMPT": [planned(chat_request())]}
     side = {"TOKENIZER": tokenizer, "PARSERS": ModelParsers("mistral", marker_tokens=markers)}
     texts = (await run_calculator(DetokenizerCalculator, inputs, side_packets=side))["TEXT"]
     assert "".join(t.text for t in texts) == 'ok [TOOL_CALLS][{"name"}]'
-    inputs = {"DELTAS": deltas(b"ok ", (1, *b"[{")), "REQUEST": [chat_request()]}
+    inputs = {"DELTAS": deltas(b"ok ", (1, *b"[{")), "PROMPT": [planned(chat_request())]}
     plain = (await run_calculator(DetokenizerCalculator, inputs, side_packets={"TOKENIZER": tokenizer}))["TEXT"]
     assert "".join(t.text for t in plain) == "ok [{"  # without the parsers' markers it is dropped

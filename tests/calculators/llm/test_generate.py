@@ -7,7 +7,8 @@ import pytest
 
 from ovserve.calculators.llm.generate import LLMCalculator
 from ovserve.calculators.llm.types import Prompt
-from ovserve.engine.client import EngineError, TokenDelta
+from ovserve.engine.client import TokenDelta
+from ovserve.engine.process import EngineError
 from ovserve.engine.protocol import SamplingParams
 from ovserve.framework.errors import CalculatorError
 from ovserve.testing import CalculatorRunner, run_calculator

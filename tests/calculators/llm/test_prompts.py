@@ -16,7 +16,7 @@ from ovserve.calculators.llm.types import GenerationDelta, Prompt, TextDelta
 from ovserve.engine.client import TokenDelta
 from ovserve.engine.protocol import SamplingParams
 from ovserve.testing import run_calculator
-from tests.calculators.llm.fakes import FakeEngine, completion_request, fake_tokenizer
+from tests.calculators.llm.fakes import FakeEngine, completion_request, fake_tokenizer, planned
 from tests.calculators.llm.test_request import deserialize
 from tests.calculators.llm.test_request import refused as refused_body
 from tests.calculators.llm.test_score import FakeScorer
@@ -131,7 +131,7 @@ async def test_each_prompt_is_scored_once_and_its_scores_go_to_its_own_choices()
     scorer = FakeScorer()
     request = completion_request(prompt=[[5, 6], [7, 8, 9]], n=2, max_tokens=1, logprobs=1, echo=True)
     sent = [GenerationDelta((i,), "length", 2 if i < 2 else 3, 1, i) for i in range(4)]
-    inputs = {"DELTAS": sent, "PROMPT": [TWO_SCORED], "REQUEST": [request]}
+    inputs = {"DELTAS": sent, "PROMPT": [planned(request, prompt=TWO_SCORED)]}
     scored = (await run_calculator(TokenScorerCalculator, inputs, side_packets={"SCORER": scorer}))["SCORED"]
     assert [[s.token_id for s in d.prompt_logprobs] for d in scored] == [[5, 6], [5, 6], [7, 8, 9], [7, 8, 9]]
     prompts = [entry for entry in scorer.log if entry[0] == "prompt"]
@@ -148,7 +148,7 @@ async def test_echo_puts_each_prompt_in_front_of_its_own_choices():
     for prompt in (["Q:", "Hi"], [[81, 58], [72, 105]]):
         request = completion_request(prompt=prompt, n=2, echo=True, max_tokens=1)
         deltas = [GenerationDelta((33,), "length", 2, 1, index) for index in (0, 2, 3, 1)]
-        inputs = {"DELTAS": deltas, "REQUEST": [request]}
+        inputs = {"DELTAS": deltas, "PROMPT": [planned(request)]}
         texts = (await run_calculator(DetokenizerCalculator, inputs,
                                       side_packets={"TOKENIZER": fake_tokenizer()}))["TEXT"]
         assert [(t.index, t.text) for t in texts] == [(0, "Q:!"), (2, "Hi!"), (3, "Hi!"), (1, "Q:!")]

@@ -8,7 +8,7 @@ from ovserve.calculators.llm.reasoning import ReasoningParserCalculator, choose_
 from ovserve.calculators.llm.response import OpenAIResponseCalculator
 from ovserve.calculators.llm.types import ModelParsers, TextDelta
 from ovserve.testing import run_calculator
-from tests.calculators.llm.fakes import chat_request, completion_request
+from tests.calculators.llm.fakes import chat_request, completion_request, planned
 
 RECORDED = [
     ("<think>\nThe user asks for 2 + 2. That is 4.\n</think>\n\nThe answer is 4.",
@@ -27,8 +27,7 @@ THINKS = ModelParsers(reasoning_parser="qwen3")
 async def parse(request, text, size=4, parsers=THINKS):
     pieces = [text[i:i + size] for i in range(0, len(text), size)]
     texts = [TextDelta(p, "stop" if i == len(pieces) - 1 else None, 5, i + 1) for i, p in enumerate(pieces)]
-    out = await run_calculator(ReasoningParserCalculator, {"REQUEST": [request], "TEXT": texts},
-                               side_packets={"PARSERS": parsers})
+    out = await run_calculator(ReasoningParserCalculator, {"PROMPT": [planned(request, parsers)], "TEXT": texts})
     return out["PARSED"]
 
 

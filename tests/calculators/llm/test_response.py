@@ -3,7 +3,7 @@
 import json
 
 from ovserve.calculators.llm.response import OpenAIResponseCalculator
-from ovserve.calculators.llm.types import GenerationLimits, TextDelta, TokenLogprob
+from ovserve.calculators.llm.types import GenerationLimits, TextDelta, TokenLogprob, ToolCall
 from ovserve.testing import run_calculator
 from tests.calculators.llm.fakes import chat_request, completion_request
 
@@ -135,3 +135,27 @@ async def test_tokens_are_named_by_id_when_asked_as_vllm_does():
     # the offsets still count the text, which the ids do not show
     assert second == {"tokens": ["token_id:905"], "token_logprobs": [-1.25], "top_logprobs": [{"token_id:905": -1.25}],
                       "text_offset": [2]}
+
+
+CALL_TEXTS = [TextDelta("Hel", None, 4, 1, index=0), TextDelta("", None, 4, 1, index=1, reasoning="think"),
+              TextDelta("lo", "stop", 4, 2, index=0),
+              TextDelta("", "tool_calls", 4, 3, index=1,
+                        tool_calls=(ToolCall("call_1", "get", '{"city": "Paris"}'),))]
+
+
+async def test_a_kept_answer_streamed_or_not_is_the_unary_chat_completion():
+    unary = await serialize(chat_request(store=True, n=2), CALL_TEXTS)
+    streamed = await serialize(chat_request(store=True, n=2, stream=True), CALL_TEXTS)
+    assert [p.answer is None for p in streamed] == [True] * (len(streamed) - 1) + [False]
+    (whole,) = unary
+    assert whole.answer == json.loads(whole.body) == streamed[-1].answer
+    first, second = whole.answer["choices"]
+    assert first["message"]["content"] == "Hello" and first["finish_reason"] == "stop"
+    assert second["message"]["reasoning_content"] == "think"
+    assert second["message"]["tool_calls"][0]["function"] == {"name": "get", "arguments": '{"city": "Paris"}'}
+
+
+async def test_an_answer_nobody_keeps_is_not_built():
+    for request in (chat_request(), chat_request(stream=True), chat_request(store=False, stream=True),
+                    completion_request()):
+        assert all(p.answer is None for p in await serialize(request, TEXTS))

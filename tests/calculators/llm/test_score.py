@@ -10,7 +10,7 @@ from ovserve.engine.scorer import ScorerUnavailable, TokenScore
 from ovserve.errors import RequestError
 from ovserve.framework.errors import CalculatorError
 from ovserve.testing import run_calculator
-from tests.calculators.llm.fakes import chat_request, completion_request
+from tests.calculators.llm.fakes import chat_request, completion_request, planned
 
 PROMPT = Prompt(np.array([5, 6, 7]), SamplingParams(max_new_tokens=4))
 
@@ -60,7 +60,7 @@ def deltas(*chunks, logprobs=True):
 
 
 async def score(request, token_deltas, scorer):
-    inputs = {"DELTAS": token_deltas, "PROMPT": [PROMPT], "REQUEST": [request]}
+    inputs = {"DELTAS": token_deltas, "PROMPT": [planned(request, prompt=PROMPT)]}
     return (await run_calculator(TokenScorerCalculator, inputs, side_packets={"SCORER": scorer}))["SCORED"]
 
 

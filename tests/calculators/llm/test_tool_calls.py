@@ -10,7 +10,7 @@ from ovserve.calculators.llm.tool_parsers import parse_generic
 from ovserve.calculators.llm.tools import NamedToolChoice, Tool, tool_call_schema
 from ovserve.calculators.llm.types import TextDelta
 from ovserve.testing import run_calculator
-from tests.calculators.llm.fakes import chat_request
+from tests.calculators.llm.fakes import chat_request, planned
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -45,7 +45,7 @@ def test_the_generic_format_parses_into_calls_or_content():
 
 
 async def parse(request, texts):
-    return (await run_calculator(ToolCallParserCalculator, {"REQUEST": [request], "TEXT": texts}))["PARSED"]
+    return (await run_calculator(ToolCallParserCalculator, {"PROMPT": [planned(request)], "TEXT": texts}))["PARSED"]
 
 
 async def test_the_parser_passes_answers_without_tools_through_delta_by_delta():

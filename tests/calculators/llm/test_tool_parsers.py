@@ -8,7 +8,7 @@ from ovserve.calculators.llm.tool_calls import ToolCallParserCalculator
 from ovserve.calculators.llm.tool_parsers import PARSERS, choose, detect
 from ovserve.calculators.llm.types import ModelParsers, TextDelta
 from ovserve.testing import run_calculator
-from tests.calculators.llm.fakes import chat_request
+from tests.calculators.llm.fakes import chat_request, planned
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 PARIS = ("get_weather", {"city": "Paris"})
@@ -51,8 +51,8 @@ async def stream(parser, text, size=3):
     pieces = [text[i:i + size] for i in range(0, len(text), size)]
     texts = [TextDelta(piece, "stop" if i == len(pieces) - 1 else None, 5, i + 1) for i, piece in enumerate(pieces)]
     out = await run_calculator(ToolCallParserCalculator,
-                               {"REQUEST": [chat_request(tools=[WEATHER])], "TEXT": texts},
-                               side_packets={"PARSERS": ModelParsers(parser)})
+                               {"PROMPT": [planned(chat_request(tools=[WEATHER]), ModelParsers(parser))],
+                                "TEXT": texts})
     return out["PARSED"]
 
 
@@ -113,8 +113,8 @@ async def test_parallel_tool_calls_false_keeps_the_first_call():
     two = RECORDED[1][1]  # hermes3, two calls
     texts = [TextDelta(two, "stop", 5, 30)]
     out = await run_calculator(ToolCallParserCalculator,
-                               {"REQUEST": [chat_request(tools=[WEATHER], parallel_tool_calls=False)], "TEXT": texts},
-                               side_packets={"PARSERS": ModelParsers("hermes3")})
+                               {"PROMPT": [planned(chat_request(tools=[WEATHER], parallel_tool_calls=False),
+                                                   ModelParsers("hermes3"))], "TEXT": texts})
     assert calls_of(out["PARSED"][-1].tool_calls) == [PARIS]
 
 
@@ -157,9 +157,8 @@ async def whole_and_in_pieces(parser, text, finish="stop"):
     for size in (len(text), 1, 3):
         pieces = [text[i:i + size] for i in range(0, len(text), size)]
         deltas = [TextDelta(p, finish if i == len(pieces) - 1 else None, 5, i + 1) for i, p in enumerate(pieces)]
-        out = (await run_calculator(ToolCallParserCalculator, {"REQUEST": [chat_request(tools=[WEATHER])],
-                                                                "TEXT": deltas},
-                                    side_packets={"PARSERS": ModelParsers(parser)}))["PARSED"]
+        prompt = planned(chat_request(tools=[WEATHER]), ModelParsers(parser))
+        out = (await run_calculator(ToolCallParserCalculator, {"PROMPT": [prompt], "TEXT": deltas}))["PARSED"]
         calls = out[-1].tool_calls
         streamed = {}
         for delta in out:

@@ -129,7 +129,7 @@ def test_a_tokenizer_converted_without_special_tokens_fails_the_load_saying_how_
     """OVMS's export_model.py rerank_ov converts the tokenizer with add_special_tokens=False (its own node adds them);
     GenAI's pipeline cannot pair with such a tokenizer. All-MiniLM's tokenizer, as ovserve's BERT export writes it,
     has no pair post-processor either."""
-    from ovserve.model_store import DEFAULT_EMBEDDING_MODEL, pull
+    from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL, pull
 
     folder = tmp_path / "ovms-rerank-export"
     shutil.copytree(RERANKER, folder, ignore=shutil.ignore_patterns("openvino_*tokenizer.*"))

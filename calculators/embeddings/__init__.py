@@ -1,4 +1,0 @@
-"""OpenAI embeddings as a graph: the ``EmbeddingsModel`` resource (an encoder on the OpenVINO runtime, with
-dynamic batching) and the ``EmbeddingsCalculator`` node (request in, response out). ``graphs/embeddings.pbtxt``
-wires them; OVMS's ``EmbeddingsCalculatorOV`` node (``embeddings_calculator_ov.pbtxt``) is the same as a subgraph.
-"""
