@@ -221,6 +221,8 @@ MASK = upload(mode="L", color=255)
     ({"response_format": "url"}, {"image": ("x.png", upload())}, 400, "response_format", "image store"),
     ({"input_fidelity": "high"}, {"image": ("x.png", upload())}, 400, "input_fidelity", "strength"),
     ({"strength": "1.5"}, {"image": ("x.png", upload())}, 400, "strength", ""),
+    ({"strength": "0.1", "num_inference_steps": "5"}, {"image": ("x.png", upload())}, 400, "strength", "run none"),
+    ({"num_inference_steps": "1"}, {"image": ("x.png", upload())}, 400, "num_inference_steps", "strength 0.8"),
 ])
 def test_bad_edits_are_a_400_naming_the_field_and_the_server_serves_on(sd_server, fields, files, status, param,
                                                                         words):

@@ -31,6 +31,8 @@ from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 #: What the node answers, by the end of the path.
 GENERATIONS, EDITS = "/images/generations", "/images/edits"
 SSE = "text/event-stream"
+#: GenAI's default ``strength`` for image to image (inpainting's is 1).
+IMAGE2IMAGE_STRENGTH = 0.8
 #: The seeds drawn for requests that name no ``rng_seed`` (GenAI's own default, 42, would draw the same image).
 SEED_RANGE = 2**31
 
@@ -157,6 +159,7 @@ async def build_job(request: ImageRequest, model: ImageModel, settings: dict[str
                                    code="invalid_value")
         if request.size_asked is None:
             asked = (image.width, image.height)
+        check_strength(request, settings["num_inference_steps"], mask is not None)
     if asked is not None:
         field = "size" if request.size_asked is not None or uploads is None else "image"
         model.check_size(*asked, field)
@@ -171,6 +174,15 @@ async def build_job(request: ImageRequest, model: ImageModel, settings: dict[str
     if mask is None:
         return EditJob(**common, image=image)
     return InpaintJob(**common, image=image, mask=mask)
+
+
+def check_strength(request: ImageRequest, steps: int, inpainting: bool) -> None:
+    """An edit runs int(steps x strength) steps, and GenAI fails one that would run none: a 400 naming the field."""
+    strength = request.strength if request.strength is not None else 1.0 if inpainting else IMAGE2IMAGE_STRENGTH
+    if 0 < steps * strength < 1:
+        field = "strength" if request.strength is not None else "num_inference_steps"
+        raise RequestError(f"{steps} step(s) at strength {strength:g} run none: an edit runs int(num_inference_steps "
+                           f"x strength) steps; raise {field}", param=field, code="invalid_value")
 
 
 async def stream(model: ImageModel, job: ImageJob, prefix: str) -> AsyncIterator[HttpResponsePayload]:
