@@ -338,7 +338,7 @@ def test_ovms_graphs_are_served_unchanged_with_their_limits(ovms_server):
     assert_openai_error(ask("image_generation", {"n": 3}), 400, "n", "limit of 2 images")
     static = client.images.generate(model="static", prompt="a cat", extra_body=FAST)
     assert picture(static.data[0].b64_json).size == (64, 64)
-    assert_openai_error(ask("static", {"size": "128x128"}), 400, "size", "reshaped to 64x64 only")
+    assert_openai_error(ask("static", {"size": "128x128"}), 400, "size", "takes 64x64 only")
     assert_openai_error(ask("static", {"n": 2}), 400, "n", "reshaped to 1 images")
 
 

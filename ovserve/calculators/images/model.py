@@ -29,8 +29,15 @@ log = logging.getLogger("ovserve.calculators")
 
 
 def size_option(value: str | None, name: str) -> str | None:
+    """A size option checked: ``WIDTHxHEIGHT``; ``resolution`` may list several, space-separated, as in OVMS."""
     if value is not None:
-        parse_size(value, name)
+        sizes = value.split() if name == "resolution" else [value]
+        if not sizes:
+            raise ValueError(f"{name} is empty: give WIDTHxHEIGHT")
+        for size in sizes:
+            parse_size(size, name)
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"{name} lists a size twice: {value!r}")
     return value
 
 
@@ -50,10 +57,12 @@ class ImageGenCalculatorOptions(DeviceOptions):
     max_num_images_per_prompt: int = Field(10, ge=1, description="the most images a request may ask for (n)")
     default_num_inference_steps: int = Field(50, ge=1, description="the steps when a request names none")
     max_num_inference_steps: int = Field(100, ge=1, description="the most steps a request may ask for")
-    resolution: str | None = Field(None, description="a static WIDTHxHEIGHT the models are reshaped to; requests "
-                                                     "may ask for no other")
-    num_images_per_prompt: int | None = Field(None, ge=1, description="with resolution: the static batch size")
-    guidance_scale: float | None = Field(None, ge=0, description="with resolution: the static guidance scale")
+    resolution: str | None = Field(None, description="the sizes requests may ask for, space-separated; one: a static "
+                                                     "WIDTHxHEIGHT the models are reshaped to")
+    num_images_per_prompt: int | None = Field(None, ge=1, description="with one resolution: the static batch size")
+    guidance_scale: float | None = Field(None, ge=0, description="with one resolution: the static guidance scale")
+    composite_lora_adapters: list[dict[str, object]] = Field(default_factory=list, description="OVMS's LoRA "
+                                                             "presets: not served by ovserve, as lora_adapters")
     lora_adapters: list[dict[str, object]] = Field(default_factory=list, description="OVMS's LoRA adapters: not "
                                                    "served by ovserve (a graph that lists some fails to load)")
     max_queued_requests: int = Field(DEFAULT_MAX_QUEUED_JOBS, ge=1, description="ovserve's own: the most requests "
@@ -67,11 +76,40 @@ class ImageGenCalculatorOptions(DeviceOptions):
     _sizes = field_validator("max_resolution", "default_resolution", "resolution")(
         lambda value, info: size_option(value, info.field_name))
 
+    @property
+    def resolutions(self) -> tuple[tuple[int, int], ...]:
+        """The static sizes (``resolution``), none when it is not set."""
+        return tuple(parse_size(size, "resolution") for size in (self.resolution or "").split())
+
     @model_validator(mode="after")
     def _coherent(self) -> ImageGenCalculatorOptions:
-        if self.lora_adapters:
+        if self.lora_adapters or self.composite_lora_adapters:
             raise ValueError("lora_adapters are not served by ovserve: merge the adapter into the model, or leave "
                              "them out")
+        self._static_shape_coherent()
+        if self.default_resolution is not None:
+            default = parse_size(self.default_resolution, "default_resolution")
+            maximum = parse_size(self.max_resolution, "max_resolution")
+            if default[0] > maximum[0] or default[1] > maximum[1]:
+                raise ValueError(f"default_resolution {self.default_resolution} is over max_resolution "
+                                 f"{self.max_resolution}")
+            if self.resolutions and default not in self.resolutions:
+                raise ValueError(f"default_resolution {self.default_resolution} is not among the static "
+                                 f"resolutions ({self.resolution})")
+        return self._steps_coherent()
+
+    def _static_shape_coherent(self) -> None:
+        """OVMS's rules: one device or three (text encoder, denoiser, VAE); a static batch size or guidance scale
+        needs one static resolution."""
+        if len(self.chosen_device.split()) not in (1, 3):
+            raise ValueError(f"device '{self.chosen_device}': give one device, or three (text encoder, denoiser, "
+                             f"VAE), e.g. 'CPU GPU GPU'")
+        for name in ("num_images_per_prompt", "guidance_scale"):
+            if getattr(self, name) is not None and len(self.resolutions) != 1:
+                raise ValueError(f"{name} sets the static shape: it needs one 'resolution' (got "
+                                 f"{self.resolution or 'none'})")
+
+    def _steps_coherent(self) -> ImageGenCalculatorOptions:
         if self.default_num_inference_steps > self.max_num_inference_steps:
             raise ValueError(f"default_num_inference_steps ({self.default_num_inference_steps}) is above "
                              f"max_num_inference_steps ({self.max_num_inference_steps})")
@@ -92,7 +130,7 @@ class ImageModel(HoldsRequests):
     max_images: int
     default_steps: int
     max_steps: int
-    static_resolution: tuple[int, int] | None = None
+    static_resolutions: tuple[tuple[int, int], ...] = ()
     static_images: int | None = None
     static_guidance: float | None = None
     size_multiple: int = 8
@@ -104,10 +142,10 @@ class ImageModel(HoldsRequests):
 
     def check_size(self, width: int, height: int, field: str) -> None:
         """A 400 naming ``field`` for a size the graph or the model does not take."""
-        if self.static_resolution is not None and (width, height) != self.static_resolution:
-            raise RequestError(f"{field} {width}x{height}: this model is reshaped to "
-                               f"{self.static_resolution[0]}x{self.static_resolution[1]} only", param=field,
-                               code="unsupported_size")
+        if self.static_resolutions and (width, height) not in self.static_resolutions:
+            sizes = ", ".join(f"{w}x{h}" for w, h in self.static_resolutions)
+            raise RequestError(f"{field} {width}x{height}: this model takes {sizes} only (its static resolution)",
+                               param=field, code="unsupported_size")
         max_width, max_height = self.max_resolution
         if width > max_width or height > max_height:
             raise RequestError(f"{field} {width}x{height} is over this model's max_resolution "
@@ -151,20 +189,21 @@ class ImageGenModel(EngineBacked, Resource):
             raise FileNotFoundError(f"models_path '{folder}' is not an image generation OpenVINO IR folder "
                                     f"(model_index.json and unet/ or transformer/ openvino_model.xml); "
                                     f"'ovserve pull OpenVINO/stable-diffusion-v1-5-int8-ov' fetches one")
-        static = parse_size(options.resolution, "resolution") if options.resolution else None
+        resolutions = options.resolutions
+        static = resolutions[0] if len(resolutions) == 1 else None  # several: the models stay dynamic
         spec = ImageSpec(str(folder), options.chosen_device, dict(options.plugin_config),
                          max_queued=options.max_queued_requests, resolution=static,
                          num_images_per_prompt=options.num_images_per_prompt, guidance_scale=options.guidance_scale)
         self.engine = CallEngine(spec, step_timeout=options.engine_step_timeout or None)
         await self.engine.start()
         multiple, encoders, t5 = model_shape(folder)
-        default = options.default_resolution or options.resolution
+        default = options.default_resolution or (options.resolution if static else None)
         log.info("%s: image generation on %s, sizes up to %s in multiples of %d", folder.name, spec.device,
                  options.max_resolution, multiple)
         ctx.set(self.IMAGES, ImageModel(
             self.engine, parse_size(options.max_resolution, "max_resolution"),
             parse_size(default, "default_resolution") if default else None, options.max_num_images_per_prompt,
-            options.default_num_inference_steps, options.max_num_inference_steps, static,
+            options.default_num_inference_steps, options.max_num_inference_steps, resolutions,
             options.num_images_per_prompt, options.guidance_scale, multiple, encoders, t5,
             PictureLimits(options.max_image_bytes), options.max_queued_requests))
 
