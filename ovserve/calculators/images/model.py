@@ -204,7 +204,8 @@ class ImageGenModel(EngineBacked, Resource):
             self.engine, parse_size(options.max_resolution, "max_resolution"),
             parse_size(default, "default_resolution") if default else None, options.max_num_images_per_prompt,
             options.default_num_inference_steps, options.max_num_inference_steps, resolutions,
-            options.num_images_per_prompt, options.guidance_scale, multiple, encoders, t5,
+            # reshaped, the models take their batch size only (OVMS's default: 1)
+            options.num_images_per_prompt or (1 if static else None), options.guidance_scale, multiple, encoders, t5,
             PictureLimits(options.max_image_bytes), options.max_queued_requests))
 
     def metrics(self) -> dict[str, float]:
