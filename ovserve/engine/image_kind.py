@@ -102,7 +102,7 @@ def build_pipelines(spec: ImageSpec) -> ImagePipelines:
     devices = [checked_device(device) for device in devices]
     static = spec.resolution is not None or len(devices) == 3
 
-    def loaded(kind: Any, *args: Any) -> Any:
+    def loaded(kind: Any) -> Any:
         if not static:
             return kind(spec.folder, devices[0], **spec.plugin_config)
         pipeline = kind(spec.folder)
