@@ -255,8 +255,10 @@ def _add_store_commands(commands: Any) -> None:
     pull.add_argument("--task", choices=TASKS,
                       help="what the model is for, as OVMS's --pull --task: speech2text checks that it is a Whisper "
                            "OpenVINO IR, text2speech that it is a text-to-speech one (SpeechT5 with its vocoder, or "
-                           "Kokoro); a task its files do not say (a Qwen3-Reranker's are an LLM's) is recorded, "
-                           "and 'ovserve serve NAME' serves it so from then on (default: as the model's files say)")
+                           "Kokoro), image_generation that it is an image generation one (model_index.json and "
+                           "unet/ or transformer/ IR); a task its files do not say (a Qwen3-Reranker's are an "
+                           "LLM's) is recorded, and 'ovserve serve NAME' serves it so from then on (default: as the "
+                           "model's files say)")
     add_model_source_arguments(pull)
     pull.add_argument("--models-dir", "--model_repository_path", dest="models_dir", type=Path, help=STORE_HELP)
     pull.set_defaults(func=cmd_pull)

@@ -221,3 +221,30 @@ def test_kokoro_folders_are_told_apart_and_speech_checkpoints_are_not_exported(t
         "text2speech", "checkpoint", None)
     assert main(["pull", str(checkpoint), "--models-dir", str(tmp_path / "store")]) == 1
     assert "is a text-to-speech checkpoint (PyTorch weights), which ovserve does not export" in capsys.readouterr().err
+
+
+def test_an_image_generation_folder_is_served_for_image_generation_and_pull_task_checks_it(tmp_path, capsys):
+    from ovserve.cli import build_parser
+    from ovserve.server.serve_models import servable_specs
+    from ovserve.store.catalog import list_models, model_kind, model_task
+    from tests.tiny_models import RERANKER, SD
+
+    assert (model_task(SD), model_kind(SD)) == ("image_generation", "openvino_ir")
+    ((spec,), _) = servable_specs(build_parser().parse_args(["serve", str(SD), "--device", "CPU"]))
+    assert spec.graph_path.name == "image_generation.pbtxt"
+    assert spec.overrides["images"] == {"models_path": str(SD), "device": "CPU"}  # OVMS's option name: device
+    with pytest.raises(ValueError, match="--max-num-seqs set an LLM engine; the image generation model"):
+        servable_specs(build_parser().parse_args(["serve", str(SD), "--max-num-seqs", "4"]))
+    store = tmp_path / "store"
+    assert main(["pull", str(SD), "--task", "image_generation", "--name", "tiny-sd", "--models-dir",
+                 str(store)]) == 0
+    assert capsys.readouterr().out.strip() == str(store / "tiny-sd")
+    assert (store / "tiny-sd" / "unet" / "openvino_model.xml").is_file()
+    assert [(m.name, m.kind) for m in list_models(store)] == [("tiny-sd", "openvino_ir")]
+    assert main(["serve", "--pull", "--source_model", "tiny-sd", "--task", "image_generation", "--models-dir",
+                 str(store)]) == 0
+    assert capsys.readouterr().out.strip() == str(store / "tiny-sd")
+    assert main(["pull", str(RERANKER), "--task", "image_generation", "--name", "no-sd", "--models-dir",
+                 str(store)]) == 1
+    assert "is not an image generation OpenVINO IR folder (model_index.json and unet/" in capsys.readouterr().err
+    assert [m.name for m in list_models(store)] == ["tiny-sd"]

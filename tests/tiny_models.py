@@ -41,3 +41,9 @@ def speecht5_samples(text: str) -> int:
     """How many samples the tiny SpeechT5 says ``text`` in (for the ASCII text the tests use): one token a character,
     plus the word marker before the first and the end token."""
     return (len(text) + 2) * SPEECHT5_SAMPLES_PER_TOKEN
+
+#: A Stable-Diffusion-1.5-shaped pipeline (``Text2ImagePipeline``, ``Image2ImagePipeline``, ``InpaintingPipeline``): a
+#: CLIP text encoder on CLIP's first 2,000 BPE merges, a UNet and a VAE with 8x latents, SD 1.5's PNDM scheduler,
+#: random weights (the images are noise). Width and height must be multiples of 8; the default is 64 x 64.
+SD = TINY / "sd"
+SD_DEFAULT_SIZE = 64

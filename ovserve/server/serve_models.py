@@ -23,7 +23,7 @@ ENGINE_NODE = "engine"
 #: The graph each task is served with, and the node of it that ``models_path`` goes to.
 TASK_GRAPHS = {"text_generation": ("llm.pbtxt", ENGINE_NODE), "embeddings": ("embeddings.pbtxt", "encoder"),
                "speech2text": ("speech2text.pbtxt", "whisper"), "text2speech": ("text2speech.pbtxt", "speech"),
-               "rerank": ("rerank.pbtxt", "reranker")}
+               "rerank": ("rerank.pbtxt", "reranker"), "image_generation": ("image_generation.pbtxt", "images")}
 
 #: ``--enable-prefix-caching`` when not given: on, as OVMS's CLI sets it (measured in docs/performance.md).
 CLI_PREFIX_CACHING = True
@@ -75,11 +75,11 @@ def servable_for(args: argparse.Namespace, path: Path, name: str, task: str) -> 
              getattr(args, flag, None) is not None]
     if given:
         what = {"speech2text": "speech-to-text model", "text2speech": "text-to-speech model",
-                "rerank": "reranker"}.get(task, "embedding model")
+                "rerank": "reranker", "image_generation": "image generation model"}.get(task, "embedding model")
         raise ValueError(f"{', '.join(given)} set an LLM engine; the {what} '{name}' takes --device only")
     options: dict[str, Any] = {"models_path": str(path.resolve()), **voices}
-    if args.device:
-        options["target_device"] = args.device
+    if args.device:  # OVMS's image generation node names it device; the others target_device
+        options["device" if task == "image_generation" else "target_device"] = args.device
     if getattr(args, "enable_word_timestamps", None):
         options["enable_word_timestamps"] = True
     return ServableSpec(name, graph_path(graph), {node: options})

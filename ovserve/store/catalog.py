@@ -25,6 +25,9 @@ IR_ENCODER = "openvino_encoder_model.xml"
 _KINDS = ((IR_MODEL, "openvino_ir"), (IR_ENCODER, "openvino_ir"), (IR_LANGUAGE_MODEL, "openvino_ir"),
           ("*.gguf", "gguf"),
           ("config.json", "checkpoint"))
+#: What says a folder is a diffusion pipeline (diffusers' index of its models), and its denoisers' folders.
+IMAGE_INDEX = "model_index.json"
+IMAGE_DENOISERS = ("unet", "transformer")
 #: The architectures (config.json) of speech-to-text models, as OVMS detects them.
 SPEECH_ARCHITECTURES = ("WhisperForConditionalGeneration",)
 #: What a SpeechT5 text-to-speech IR folder holds (``optimum-cli export openvino --model microsoft/speecht5_tts
@@ -43,8 +46,17 @@ class StoredModel:
     size: int
 
 
+def is_image_generation_ir(folder: Path) -> bool:
+    """Whether ``folder`` is an image generation OpenVINO IR folder, as ``optimum-cli export openvino --task
+    text-to-image`` and the ``OpenVINO/stable-diffusion-*`` and ``OpenVINO/FLUX.*`` repositories lay it out:
+    ``model_index.json`` and a denoiser IR (``unet/`` or ``transformer/openvino_model.xml``)."""
+    return (folder / IMAGE_INDEX).is_file() and any((folder / name / IR_MODEL).is_file() for name in IMAGE_DENOISERS)
+
+
 def model_kind(folder: Path) -> str | None:
     """``openvino_ir``, ``gguf`` or ``checkpoint`` (Hugging Face, to export), by what the folder holds."""
+    if is_image_generation_ir(folder):
+        return "openvino_ir"
     for pattern, kind in _KINDS:
         if any(folder.glob(pattern)):
             return kind
@@ -60,7 +72,8 @@ def model_task(path: Path) -> str:
     """What a model folder does: the task a pull recorded (:data:`TASK_FILE`); else, as OVMS detects it (in its
     order), ``speech2text`` for a Whisper (its config.json's architectures), ``text2speech`` for a text-to-speech
     model (an architecture ending in ``ForTextToSpeech``, or Kokoro's config.json: no architectures and a phoneme
-    ``vocab``), ``rerank`` for a reranker (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``embeddings`` for a
+    ``vocab``), ``rerank`` for a reranker (:func:`~ovserve.engine.rerank_kind.is_reranker`), ``image_generation``
+    for a diffusion pipeline (``model_index.json``), ``embeddings`` for a
     sentence-transformers folder (with ``modules.json``), else ``text_generation``."""
     if not path.is_dir():
         return "text_generation"
@@ -77,6 +90,8 @@ def model_task(path: Path) -> str:
         return "text2speech"
     if is_reranker(path):
         return "rerank"
+    if (path / IMAGE_INDEX).is_file():
+        return "image_generation"
     return "embeddings" if (path / "modules.json").is_file() else "text_generation"
 
 
@@ -112,7 +127,7 @@ def record_task(path: Path, task: str | None, models_dir: Path | None = None) ->
 
 
 #: The tasks ``--task`` names, as OVMS's CLI names them (those ovserve serves).
-TASKS = ("text_generation", "embeddings", "speech2text", "text2speech", "rerank")
+TASKS = ("text_generation", "embeddings", "speech2text", "text2speech", "rerank", "image_generation")
 #: What a speech-to-text folder must hold to be served (as ``optimum-cli export openvino --task
 #: automatic-speech-recognition-with-past`` and the ``OpenVINO/whisper-*`` repositories lay it out).
 WHISPER_FILES = (IR_ENCODER, "openvino_decoder_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
@@ -122,6 +137,12 @@ def check_task(path: Path, task: str | None) -> None:
     """``--task speech2text`` on a folder that is no Whisper OpenVINO IR, or ``--task text2speech`` on one that is no
     text-to-speech IR, fails here, naming what is missing (other tasks choose the graph a model is served with, and
     its load says what is wrong)."""
+    if task == "image_generation":
+        if not is_image_generation_ir(path):
+            raise ModelFetchError(f"--task image_generation: {path} is not an image generation OpenVINO IR folder "
+                                  f"({IMAGE_INDEX} and unet/ or transformer/{IR_MODEL}); an "
+                                  f"OpenVINO/stable-diffusion-v1-5-int8-ov repository is one")
+        return
     if task == "text2speech":
         if not path.is_dir() or speech_model_type(path) is None:
             missing = [name for name in SPEECHT5_FILES if not (path / name).is_file()] if path.is_dir() else []

@@ -38,7 +38,9 @@ def pull_from_hub(repo_id: str, models_dir: Path, *, gguf_filename: str | None =
 
 
 def _fill(repo_id: str, files: set[str], partial: Path, gguf_filename: str | None, weight_format: str) -> None:
-    if IR_MODEL in files or IR_ENCODER in files:  # an LLM or encoder IR, a Whisper or SpeechT5 one, or Kokoro's
+    if "model_index.json" in files and any(f"{name}/{IR_MODEL}" in files for name in ("unet", "transformer")):
+        _download(repo_id, partial)  # an image generation IR (OpenVINO/stable-diffusion-*, OpenVINO/FLUX.*)
+    elif IR_MODEL in files or IR_ENCODER in files:  # an LLM or encoder IR, a Whisper or SpeechT5 one, or Kokoro's
         missing = [name for name in _tokenizers_needed(files) if name not in files]
         if missing == [IR_DETOKENIZER]:  # a reranker reads text only (OVMS's rerank exports have no detokenizer)
             _download(repo_id, partial, allow_patterns=["config.json", "modules.json"])

@@ -13,6 +13,8 @@ from tests.tiny_models import (
     LLAVA_IMAGE_TOKENS,
     QWEN3_RERANKER,
     RERANKER,
+    SD,
+    SD_DEFAULT_SIZE,
     SPEECHT5,
     SPEECHT5_OTHER_SPEAKER,
     SPEECHT5_RATE,
@@ -53,10 +55,12 @@ def test_the_folders_hold_what_genai_reads_and_stay_small():
                           (LLAVA, ["openvino_language_model", "openvino_text_embeddings_model",
                                    "openvino_vision_embeddings_model", "openvino_tokenizer", "openvino_detokenizer"]),
                           (SPEECHT5, ["openvino_encoder_model", "openvino_decoder_model", "openvino_postnet",
-                                      "openvino_vocoder", "openvino_tokenizer", "openvino_detokenizer"])):
+                                      "openvino_vocoder", "openvino_tokenizer", "openvino_detokenizer"]),
+                          (SD, ["text_encoder/openvino_model", "unet/openvino_model", "vae_decoder/openvino_model",
+                                "vae_encoder/openvino_model", "tokenizer/openvino_tokenizer"])):
         for name in files:
             assert (folder / f"{name}.xml").is_file() and (folder / f"{name}.bin").stat().st_size > 0
-        total = sum(path.stat().st_size for path in folder.iterdir())
+        total = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
         assert total < 16_000_000, f"{folder} grew to {total:,} bytes"
     generation = json.loads((WHISPER / "generation_config.json").read_text())
     assert len(generation["lang_to_id"]) == 99 and generation["lang_to_id"]["<|en|>"] == 50259
@@ -238,3 +242,51 @@ def test_speecht5_refuses_a_speaker_embedding_of_another_shape(speecht5):
     with pytest.raises(RuntimeError):
         speecht5.generate("Hello there.", ov.Tensor(np.zeros((1, 16), dtype=np.float32)))
     assert speecht5.generate("Hello.").speeches[0].get_size() == speecht5_samples("Hello.")
+
+
+@pytest.fixture(scope="module")
+def sd() -> tuple[ov_genai.Text2ImagePipeline, ov_genai.Image2ImagePipeline, ov_genai.InpaintingPipeline]:
+    """The three pipelines built from one another, so the weights load once (as the image kind builds them)."""
+    inpaint = ov_genai.InpaintingPipeline(SD, "CPU")
+    image2image = ov_genai.Image2ImagePipeline(inpaint)
+    return ov_genai.Text2ImagePipeline(image2image), image2image, inpaint
+
+
+def picture(height: int, width: int, seed: int = 0) -> ov.Tensor:
+    return ov.Tensor(np.random.default_rng(seed).integers(0, 256, (1, height, width, 3), dtype=np.uint8))
+
+
+def test_sd_generates_images_of_the_size_asked(sd):
+    text2image, _, _ = sd
+    config = text2image.get_generation_config()
+    assert (config.width, config.height) == (SD_DEFAULT_SIZE, SD_DEFAULT_SIZE) or config.width <= 0
+    assert list(text2image.generate("a cat", num_inference_steps=2).shape) == [1, 64, 64, 3]
+    images = text2image.generate("a cat", width=96, height=48, num_inference_steps=2, num_images_per_prompt=2)
+    assert list(images.shape) == [2, 48, 96, 3] and images.data.dtype == np.uint8
+
+
+def test_sd_step_callback_sees_every_step_decodes_a_latent_and_stops_early(sd):
+    text2image, _, _ = sd
+    seen = []
+
+    def callback(step: int, steps: int, latent: ov.Tensor) -> bool:
+        seen.append((step, steps))
+        if step == 0:
+            assert list(text2image.decode(latent).shape) == [1, 64, 64, 3]
+        return step == 1  # True stops the generation
+
+    stopped = text2image.generate("a cat", num_inference_steps=4, callback=callback)
+    assert [step for step, _ in seen] == [0, 1] and seen[0][1] >= 4
+    assert list(stopped.shape) == []  # a stopped generation returns no images
+
+
+def test_sd_edits_an_image_with_and_without_a_mask(sd):
+    _, image2image, inpaint = sd
+    steps = []
+    edited = image2image.generate("a dog", picture(48, 80), strength=0.5, num_inference_steps=4,
+                                  callback=lambda step, total, latent: steps.append(step) or False)
+    assert list(edited.shape) == [1, 48, 80, 3] and 0 < len(steps) < 4  # strength 0.5 runs about half the steps
+    assert list(image2image.generate("a dog", picture(64, 64), strength=0.8, num_inference_steps=2,
+                                     num_images_per_prompt=2).shape) == [2, 64, 64, 3]
+    mask = ov.Tensor(np.full((1, 64, 64, 3), 255, dtype=np.uint8))
+    assert list(inpaint.generate("a dog", picture(64, 64), mask, num_inference_steps=2).shape) == [1, 64, 64, 3]

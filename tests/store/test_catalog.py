@@ -167,3 +167,19 @@ def test_a_speecht5_ir_repository_is_pulled_as_it_is_for_text2speech(tmp_path):
         assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(files)
         refused = ovserve("pull", "someone/speecht5-untokenized", "--models-dir", store, env=env)
         assert refused.returncode == 1 and "has an OpenVINO IR but no openvino_tokenizer.xml" in refused.stderr
+
+
+def test_an_image_generation_ir_repository_is_pulled_whole_and_served_for_image_generation(tmp_path):
+    """A diffusion pipeline's IR (OpenVINO/stable-diffusion-*) has its models in folders, and no openvino_model.xml
+    at its root: it is downloaded as it is, and its model_index.json says its task."""
+    from ovserve.store.catalog import model_task
+    from tests.tiny_models import SD
+
+    files = {str(path.relative_to(SD)): path for path in SD.rglob("*") if path.is_file()}
+    with fake_hub({"someone/tiny-sd-ov": files}) as endpoint:
+        env = {"HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home")}
+        pulled = ovserve("pull", "someone/tiny-sd-ov", "--models-dir", str(tmp_path / "store"), env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        folder = Path(pulled.stdout.strip())
+        assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == sorted(files)
+        assert model_task(folder) == "image_generation"
