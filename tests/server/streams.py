@@ -49,3 +49,13 @@ async def stream_one(client: openai.AsyncOpenAI, question: str, **fields) -> Str
     assert usage is not None, "the stream ended without its usage chunk"
     return Streamed("".join(parts), finish, usage.prompt_tokens, usage.completion_tokens,
                     first or time.monotonic(), time.monotonic())
+
+
+def wait_for(condition, timeout=15.0):
+    """Whether ``condition()`` came true within ``timeout`` seconds (asked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,22 +1,13 @@
 """A client that goes away mid-stream stops its generation in the engine."""
 
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import MODEL_NAME
+from tests.server.streams import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_client_disconnecting_mid_stream_aborts_its_generation(server):

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import MODEL_NAME, start_server
+from tests.server.streams import wait_for
 from tests.server.test_bad_input import assert_openai_error
 from tests.server.test_vision import OVMS_VLM_GRAPH, chat, data_url, png
 from tests.tiny_models import LLAVA
@@ -25,15 +26,6 @@ def one_at_a_time(default_model, tmp_path_factory):
                           tmp_path_factory.mktemp("stateful"))
     yield server
     server.stop()
-
-
-def wait_for(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_the_server_says_which_pipeline_serves_the_model(one_at_a_time):
