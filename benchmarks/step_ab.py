@@ -11,7 +11,8 @@ step switches compiled models (each has its own thread arena), which the engine 
 Usage::
 
     python -m benchmarks.step_ab --variant default: --variant dq0:DYNAMIC_QUANTIZATION_GROUP_SIZE=0
-    python -m benchmarks.step_ab --variant u8:INFERENCE_PRECISION_HINT=bf16 --variant ir:ir=/path/to/ir
+    python -m benchmarks.step_ab --variant paged: --variant stateful:mode=stateful --variant ir:ir=/path/to/ir
+    python -m benchmarks.step_ab --variant bare: --variant engine:engine=1   # what GenAI adds around the step
 """
 
 from __future__ import annotations
@@ -27,13 +28,18 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import machine_info
-from benchmarks.step_profile import REPO, WARMUP_STEPS, Stepper, _prompt, _vocab, resolve_ir
+from benchmarks.step_profile import REPO, WARMUP_STEPS, Stepper, _prompt, resolve_ir
 from benchmarks.tables import markdown
 from benchmarks.workload import MODEL_PATH
 
+#: Prompt ids are drawn below this (every model the benchmarks serve has a larger vocabulary).
+VOCAB = 32_000
+
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    """``NAME:KEY=VALUE,KEY=VALUE`` (``NAME:`` alone: ovserve's defaults); the key ``ir`` names another IR folder."""
+    """``NAME:KEY=VALUE,KEY=VALUE`` (``NAME:`` alone: ovserve's defaults); the key ``ir`` names another IR folder,
+    ``mode`` another mode (``paged`` or ``stateful``), ``engine=1`` the engine itself (:class:`EngineStepper`), on
+    ``model`` if given (a ``.gguf`` or an IR folder); the others are plugin properties."""
     name, sep, rest = text.partition(":")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME:KEY=VALUE,..., got {text!r}")
@@ -46,10 +52,51 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name, settings
 
 
-def one_run(steppers: list[Stepper], order: list[int], context: int, steps: int) -> list[tuple[float, float]]:
+class EngineStepper:
+    """The engine itself as a variant: ``ContinuousBatchingPipeline`` loaded as ovserve loads it
+    (:class:`benchmarks.engine_direct.Engine`), one greedy request in flight, each decode a ``step()``: what GenAI's
+    scheduler and sampler add to the inference shows against the bare compiled model."""
+
+    def __init__(self, model: Path, plugin_config: dict[str, str]) -> None:
+        from benchmarks.engine_direct import Engine
+
+        self.engine = Engine(model, plugin_config=plugin_config)
+        self.handle: Any = None
+        self.number = 0
+
+    def prefill(self, ids: list[int]) -> np.ndarray:
+        """Cancel the request in flight, if any, and start one on ``ids`` (run until its first token)."""
+        import openvino as ov
+
+        from ovserve.engine.protocol import SamplingParams
+
+        if self.handle is not None:
+            self.handle.cancel()
+            while self.engine.pipe.has_non_finished_requests():
+                self.engine.pipe.step()
+        self.number += 1
+        config = SamplingParams(max_new_tokens=4096, temperature=0, ignore_eos=True).to_generation_config()
+        self.handle = self.engine.pipe.add_request(self.number, ov.Tensor(np.array(ids, np.int64)), config)
+        while not self.handle.can_read():
+            self.engine.pipe.step()
+        self.handle.read()
+        return np.zeros(1, np.float32)
+
+    def decode(self, ids: list[int]) -> np.ndarray:
+        """One engine step (it samples the token itself; ``ids`` is ignored) and read its output."""
+        self.engine.pipe.step()
+        self.handle.read()
+        return np.zeros(1, np.float32)
+
+    def properties(self) -> dict[str, str]:
+        return {"engine": "ContinuousBatchingPipeline", **{k: str(v) for k, v in
+                                                           self.engine.settings.plugin_config.items()}}
+
+
+def one_run(steppers: list[Any], order: list[int], context: int, steps: int) -> list[tuple[float, float]]:
     """One run: every variant starts a fresh sequence (prefill and a few unmeasured steps), then the variants take
     turns step by step in ``order``; returns each variant's median and 10th-percentile step (ms)."""
-    logits = {index: steppers[index].prefill(_prompt(context, _vocab(steppers[index]))) for index in order}
+    logits = {index: steppers[index].prefill(_prompt(context, VOCAB)) for index in order}
     walls: dict[int, list[float]] = {index: [] for index in order}
     for number in range(WARMUP_STEPS // 2 + steps):
         for index in order:
@@ -73,11 +120,14 @@ def run(model: Path, variants: list[tuple[str, dict[str, str]]], runs: int, cont
 
     default_ir = resolve_ir(model, cache)
     capacity = context + WARMUP_STEPS + steps + 1
-    steppers = []
+    steppers: list[Any] = []
     for _, settings in variants:
-        properties = {key: value for key, value in settings.items() if key != "ir"}
+        properties = {key: value for key, value in settings.items() if key not in ("ir", "mode", "engine", "model")}
+        if settings.get("engine"):
+            steppers.append(EngineStepper(Path(settings.get("model", model)), properties))
+            continue
         ir = Path(settings["ir"]) if "ir" in settings else default_ir
-        steppers.append(Stepper(ir, mode, plugin_config_for("CPU", properties), capacity))
+        steppers.append(Stepper(ir, settings.get("mode", mode), plugin_config_for("CPU", properties), capacity))
     figures: list[list[float]] = [[] for _ in variants]
     quiet: list[list[float]] = [[] for _ in variants]
     for number in range(runs):

@@ -4,8 +4,9 @@ GenAI's pipelines do not expose their infer request, so this compiles the model 
 IR that GenAI writes from the ``.gguf`` (:mod:`ovserve.engine.gguf_export`; an IR folder is used as it is), in
 ``paged`` mode with OpenVINO's SDPA-to-PagedAttention transformation (what ``ContinuousBatchingPipeline``, the
 engine, runs; KV-cache blocks of the shape the compiled model asks for) or in ``stateful`` mode as it is (what
-``LLMPipeline`` runs), compiled with ovserve's plugin properties for this CPU (``plugin_config_for``, plus any
-``--plugin-config``). It fills a ``--context``-token prompt, then runs single-token decode steps, greedy:
+``LLMPipeline`` runs), with the output projection on the last token only (as both pipelines do), compiled with
+ovserve's plugin properties for this CPU (``plugin_config_for``, plus any ``--plugin-config``). It fills a
+``--context``-token prompt, then runs single-token decode steps, greedy:
 
 - ``--steps`` steps without counters: the inference's wall time, and what a greedy sampler's work costs on the
   logits (argmax; argmax plus a log-softmax, which a sampler reporting log-probabilities adds);
@@ -60,6 +61,22 @@ def resolve_ir(model: Path, cache: Path) -> Path:
     return target
 
 
+def last_token_logits(model: Any, axis: int) -> None:
+    """Compute the logits of the last token only, as GenAI's pipelines do (they gather or slice the hidden states
+    before the output projection): a prompt of N tokens would otherwise compute N rows of logits, and the
+    plugin's buffers for them slow the decode steps that follow."""
+    from openvino import opset13
+
+    node = model.output(0).get_node().input_value(0).get_node()
+    while node.get_type_name() != "MatMul":
+        node = node.input_value(0).get_node()
+    hidden = node.input_value(0)
+    last = opset13.slice(hidden, np.array([-1]), np.array([np.iinfo(np.int64).max]), np.array([1]),
+                         np.array([axis]))
+    node.input(0).replace_source_output(last.output(0))
+    model.validate_nodes_and_infer_types()
+
+
 class Stepper:
     """A compiled decoder and its infer request, run one sequence at a time: :meth:`prefill`, then :meth:`decode`."""
 
@@ -75,6 +92,7 @@ class Stepper:
             from openvino._offline_transformations import paged_attention_transformation
 
             paged_attention_transformation(model, False, False, False, False, False)
+        last_token_logits(model, axis=0 if mode == "paged" else 1)
         started = time.perf_counter()
         self.compiled = core.compile_model(model, "CPU", config)
         self.compile_s = time.perf_counter() - started
