@@ -17,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 ATTENTION_TYPES = ("PagedAttentionExtension", "PagedAttention", "ScaledDotProductAttention",
                    "ScaledDotProductAttentionWithKVCache", "SDPA")
 #: The parts of the model a node is counted in, in the order the report lists them.
@@ -188,3 +190,20 @@ def weight_bytes(runtime_model: object) -> Mapping[str, int]:
             total += elements * port.get_element_type().bitwidth // 8
         sizes[op.get_friendly_name()] = total
     return sizes
+
+
+def fc_fit(steps: Sequence[Sequence[Classified]], sizes: Mapping[str, int]) -> dict[str, float] | None:
+    """Fit each fully connected node's fastest time over the steps to ``fixed + bytes / bandwidth`` (least squares):
+    the fixed cost of one call (µs) and the rate at which its weights stream in (GB/s), over nodes of every size
+    (q/k/v, MLP, output projection). None with fewer than two sizes."""
+    fastest: dict[str, float] = {}
+    for step in steps:
+        for item in step:
+            if _is_fc(item.node) and sizes.get(item.node.name):
+                fastest[item.node.name] = min(fastest.get(item.node.name, math.inf), item.node.us)
+    if len({sizes[name] for name in fastest}) < 2:
+        return None
+    names = sorted(fastest)
+    slope, intercept = np.polyfit([sizes[name] for name in names], [fastest[name] for name in names], 1)
+    return {"fixed_us": float(intercept), "gb_per_s": float(1e-3 / slope) if slope > 0 else math.inf,
+            "nodes": len(names), "fixed_ms_a_step": float(intercept) * len(names) / 1e3}

@@ -224,6 +224,7 @@ def analyse(plain: dict[str, Any], counted: dict[str, Any], stepper: Stepper) ->
         "weight_mb": sum(part_bytes.values()) / 1e6,
         "sampling_us": {key: statistics.median(s[key] for s in plain["sampling"])
                         for key in ("argmax_us", "log_softmax_us")},
+        "fc_fit": sb.fc_fit(steps, sizes),
         "by_part": parts,
         "by_type": sb.by_type(steps),
         "by_layer": sb.by_layer(steps, layers),
@@ -277,6 +278,10 @@ def render(report: dict[str, Any]) -> str:
         f"weights read a step {report['weight_mb']:.1f} MB; greedy sampling on the logits: argmax "
         f"{report['sampling_us']['argmax_us']:.0f} us, log-softmax {report['sampling_us']['log_softmax_us']:.0f} us",
     ]
+    if report.get("fc_fit"):
+        fit = report["fc_fit"]
+        lines.append(f"fully connected nodes, fastest = fixed + bytes / bandwidth: fixed {fit['fixed_us']:.1f} us a "
+                     f"call ({fit['nodes']} calls: {fit['fixed_ms_a_step']:.2f} ms a step), {fit['gb_per_s']:.1f} GB/s")
     if report.get("pipeline"):
         pipe = report["pipeline"]
         lines.append(f"engine (ContinuousBatchingPipeline) one stream: ITL p50 {pipe['itl_p50_ms']:.2f} ms, "
