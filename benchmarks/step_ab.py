@@ -93,19 +93,24 @@ class EngineStepper:
                                                            self.engine.settings.plugin_config.items()}}
 
 
-def one_run(steppers: list[Any], order: list[int], context: int, steps: int) -> list[tuple[float, float]]:
+def one_run(steppers: list[Any], order: list[int], context: int, steps: int) -> list[tuple[float, float, float]]:
     """One run: every variant starts a fresh sequence (prefill and a few unmeasured steps), then the variants take
-    turns step by step in ``order``; returns each variant's median and 10th-percentile step (ms)."""
+    turns step by step in ``order``; returns each variant's median and 10th-percentile step (ms), and the median
+    CPU time of this process's threads a step (ms: with one inference thread, the work itself, whatever else
+    the machine runs)."""
     logits = {index: steppers[index].prefill(_prompt(context, VOCAB)) for index in order}
     walls: dict[int, list[float]] = {index: [] for index in order}
+    cpus: dict[int, list[float]] = {index: [] for index in order}
     for number in range(WARMUP_STEPS // 2 + steps):
         for index in order:
             token = int(np.argmax(logits[index]))
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             logits[index] = steppers[index].decode([token])
             if number >= WARMUP_STEPS // 2:
                 walls[index].append((time.perf_counter() - started) * 1e3)
-    return [(statistics.median(walls[index]), _p10(walls[index])) for index in range(len(steppers))]
+                cpus[index].append((time.process_time() - cpu) * 1e3)
+    return [(statistics.median(walls[index]), _p10(walls[index]), statistics.median(cpus[index]))
+            for index in range(len(steppers))]
 
 
 def _p10(values: list[float]) -> float:
@@ -130,19 +135,22 @@ def run(model: Path, variants: list[tuple[str, dict[str, str]]], runs: int, cont
         steppers.append(Stepper(ir, settings.get("mode", mode), plugin_config_for("CPU", properties), capacity))
     figures: list[list[float]] = [[] for _ in variants]
     quiet: list[list[float]] = [[] for _ in variants]
+    cpu: list[list[float]] = [[] for _ in variants]
     for number in range(runs):
         order = [(number + offset) % len(variants) for offset in range(len(variants))]
-        for index, (median, p10) in enumerate(one_run(steppers, order, context, steps)):
+        for index, (median, p10, cpu_ms) in enumerate(one_run(steppers, order, context, steps)):
             figures[index].append(median)
             quiet[index].append(p10)
+            cpu[index].append(cpu_ms)
     base, quiet_base = statistics.median(figures[0]), statistics.median(quiet[0])
     rows = []
-    for (name, settings), values, fast, stepper in zip(variants, figures, quiet, steppers, strict=True):
+    for (name, settings), values, fast, used, stepper in zip(variants, figures, quiet, cpu, steppers, strict=True):
         median = statistics.median(values)
         rows.append({"variant": name, "settings": settings, "runs_ms": values, "median_ms": median,
                      "min_ms": min(values), "max_ms": max(values), "ratio": median / base,
                      "p10_runs_ms": fast, "p10_ms": statistics.median(fast),
-                     "p10_ratio": statistics.median(fast) / quiet_base, "compiled": stepper.properties()})
+                     "p10_ratio": statistics.median(fast) / quiet_base, "cpu_runs_ms": used,
+                     "cpu_ms": statistics.median(used), "compiled": stepper.properties()})
     return rows
 
 
@@ -166,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.mode}, context {args.context}, {args.runs} interleaved runs of {args.steps} steps; load average "
           f"at start {machine['loadavg_at_start']}")
     print(markdown(["variant", "settings", "step p50 ms (median of runs)", "spread ms", "ratio", "runs ms",
-                    "step p10 ms", "p10 ratio"],
+                    "step p10 ms", "p10 ratio", "CPU ms a step"],
                    [[row["variant"], " ".join(f"{k}={v}" for k, v in row["settings"].items()) or "defaults",
                      round(row["median_ms"], 2), f"{row['min_ms']:.2f} to {row['max_ms']:.2f}", round(row["ratio"], 3),
                      " ".join(f"{v:.2f}" for v in row["runs_ms"]), round(row["p10_ms"], 2),
-                     round(row["p10_ratio"], 3)] for row in rows]))
+                     round(row["p10_ratio"], 3), round(row["cpu_ms"], 2)] for row in rows]))
     if args.json_out:
         args.json_out.write_text(json.dumps({"machine": machine, "config": vars(args) | {"variant": args.variant},
                                              "rows": rows}, indent=2, default=str))
