@@ -1,7 +1,7 @@
 """One decode step measured to the kernel: the OpenVINO CPU plugin's per-node counters for one stream.
 
 GenAI's pipelines do not expose their infer request, so this compiles the model itself, as the engine does: the
-IR that GenAI writes from the ``.gguf`` (:mod:`ovserve.engine.gguf_export`; an IR folder is used as it is), in
+IR that GenAI writes from the ``.gguf`` (:mod:`ovserve.store.gguf_export`; an IR folder is used as it is), in
 ``paged`` mode with OpenVINO's SDPA-to-PagedAttention transformation (what ``ContinuousBatchingPipeline``, the
 engine, runs; KV-cache blocks of the shape the compiled model asks for) or in ``stateful`` mode as it is (what
 ``LLMPipeline`` runs), with the output projection on the last token only (as both pipelines do), compiled with
@@ -49,8 +49,8 @@ WARMUP_STEPS = 8
 
 def resolve_ir(model: Path, cache: Path) -> Path:
     """The IR folder of ``model``: itself, or for a ``.gguf`` the IR GenAI writes from it (cached in ``cache``)."""
-    from ovserve.engine.gguf_export import export_gguf
     from ovserve.engine.settings import IR_MODEL
+    from ovserve.store.gguf_export import export_gguf
 
     if model.is_dir():
         return model
