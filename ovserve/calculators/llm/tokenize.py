@@ -67,10 +67,18 @@ DEFAULT_MAX_NGRAM_SIZE = 3
 
 
 def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, params: SamplingParams,
-                           prompt_lookup: bool) -> SamplingParams:
-    """``params`` with the request's prompt lookup settings (OVMS's defaults for those it leaves out) when the
-    engine decodes with prompt lookup; without it, a 400 naming the setting the request asks for."""
-    if prompt_lookup:
+                           limits: GenerationLimits) -> SamplingParams:
+    """``params`` with the request's settings for an engine that checks proposed tokens: prompt lookup's (OVMS's
+    defaults for those it leaves out), or speculative decoding's (:func:`speculative_settings`). Where the engine
+    does neither, a 400 naming the setting the request asks for, which would have no effect."""
+    if limits.speculative:
+        return speculative_settings(body, params)
+    if body.assistant_confidence_threshold is not None:
+        raise RequestError("'assistant_confidence_threshold' is a speculative decoding setting, and this model is not "
+                           "served with a draft model (its graph would set draft_models_path, or 'ovserve serve "
+                           "--draft-model PATH')", param="assistant_confidence_threshold",
+                           code="unsupported_parameter")
+    if limits.prompt_lookup:
         if params.min_new_tokens:
             # measured with GenAI 2026.4: the engine lets end-of-sequence through before min_tokens
             raise RequestError("'min_tokens' is not supported on a model served with prompt lookup: its engine does "
@@ -80,11 +88,27 @@ def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, para
                        max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE)
     for name in ("num_assistant_tokens", "max_ngram_size"):
         if getattr(body, name) is not None:
-            raise RequestError(f"'{name}' is a prompt lookup setting, and this model's engine does not decode with "
-                               f"prompt lookup (its graph would set plugin_config: {{\"prompt_lookup\": true}}; "
-                               f"ovserve has no speculative decoding with a draft model)",
-                               param=name, code="unsupported_parameter")
+            raise RequestError(f"'{name}' is a prompt lookup or speculative decoding setting, and this model's engine "
+                               f"does neither (its graph would set plugin_config: {{\"prompt_lookup\": true}}, or "
+                               f"draft_models_path)", param=name, code="unsupported_parameter")
     return params
+
+
+def speculative_settings(body: ChatCompletionRequest | CompletionRequest, params: SamplingParams) -> SamplingParams:
+    """``params`` for an engine with a draft model: ``num_assistant_tokens`` or ``assistant_confidence_threshold``
+    (OVMS's default, 5 tokens a step, when neither is given). The engine takes exactly one of them: a request with both
+    is refused, and one with neither would fail the engine's step for every request in it."""
+    if body.num_assistant_tokens is not None and body.assistant_confidence_threshold is not None:
+        raise RequestError("'num_assistant_tokens' and 'assistant_confidence_threshold' cannot be given together: the "
+                           "draft model proposes either a fixed number of tokens a step or as many as it is confident "
+                           "of; give one", param="num_assistant_tokens", code="invalid_value")
+    if body.max_ngram_size is not None:
+        raise RequestError("'max_ngram_size' is a prompt lookup setting, and this model decodes speculatively with a "
+                           "draft model, which proposes tokens without n-grams", param="max_ngram_size",
+                           code="unsupported_parameter")
+    if body.assistant_confidence_threshold is not None:
+        return replace(params, assistant_confidence_threshold=body.assistant_confidence_threshold)
+    return replace(params, num_assistant_tokens=body.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS)
 
 
 class TokenizerCalculator(Calculator):
@@ -225,14 +249,15 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_toke
     tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
     if tools:
         params = tool_call_settings(body, tools, params, plan.tool_format, parsers)  # type: ignore[arg-type]
-    params = prompt_lookup_settings(body, params, limits.prompt_lookup)
-    if limits.prompt_lookup or body.include_stop_str_in_output or limits.stateful is not None:
+    params = prompt_lookup_settings(body, params, limits)
+    if limits.prompt_lookup or limits.speculative or body.include_stop_str_in_output or limits.stateful is not None:
         # The detokenizer alone finds the stop strings then (it always cuts the text there; the run's end aborts the
         # engine's request). With prompt lookup, the engine's own stop-string check failed its step ("Cannot remove
-        # more tokens than has been generated", found by tests/engine/engine_fuzz.py); with include_stop_str_in_output,
-        # the engine (GenAI 2026.4) dropped a token that begins with a stop string (stop " ", token " capital"), and the
-        # answer would end without the stop it was asked to include. The stateful pipeline, given token ids, ended the
-        # answer before its first token on a stop string (GenAI 2026.4).
+        # more tokens than has been generated", found by tests/engine/engine_fuzz.py; with a draft model too, on GenAI
+        # 2026.4 with 8 sampled requests and one-letter stops); with include_stop_str_in_output, the engine (GenAI
+        # 2026.4) dropped a token that begins with a stop string (stop " ", token " capital"), and the answer would
+        # end without the stop it was asked to include. The stateful pipeline, given token ids, ended the answer
+        # before its first token on a stop string (GenAI 2026.4).
         params = replace(params, stop=())
     try:
         params.check()

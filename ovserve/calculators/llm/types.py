@@ -240,6 +240,8 @@ class GenerationLimits:
     vision: VisionLimits | None = None
     #: The engine runs one request at a time on the stateful pipeline; ``None``: the continuous-batching engine.
     stateful: StatefulLimits | None = None
+    #: The engine decodes speculatively with a draft model (OVMS's ``draft_models_path``).
+    speculative: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ from tests.calculators.llm.fakes import chat_request, completion_request, fake_t
 
 
 async def tokenize(request, context_length=100, max_tokens_limit=None, sampling=OPENAI_SAMPLING, prompt_lookup=False,
-                   max_scored_tokens=8192):
+                   max_scored_tokens=8192, speculative=False):
     limits = GenerationLimits(context_length, max_tokens_limit, sampling, prompt_lookup=prompt_lookup,
-                              max_scored_tokens=max_scored_tokens)
+                              max_scored_tokens=max_scored_tokens, speculative=speculative)
     side = {"TOKENIZER": fake_tokenizer(), "LIMITS": limits}
     (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [request]}, side_packets=side))["PROMPT"]
     return prompt
@@ -184,6 +184,30 @@ async def test_prompt_lookup_settings_are_refused_by_an_engine_without_it(field)
     error = await refused(completion_request(prompt="hi", **{field: 3}))
     assert (error.status, error.param) == (400, field)
     assert '"prompt_lookup": true' in error.message
+
+
+async def test_with_a_draft_model_a_request_gets_5_tokens_a_step_or_its_own_setting():
+    assert (await tokenize(chat_request(), speculative=True)).params.num_assistant_tokens == 5
+    own = (await tokenize(chat_request(num_assistant_tokens=2), speculative=True)).params
+    assert (own.num_assistant_tokens, own.assistant_confidence_threshold) == (2, 0)
+    confident = (await tokenize(chat_request(assistant_confidence_threshold=0.4), speculative=True)).params
+    assert (confident.num_assistant_tokens, confident.assistant_confidence_threshold) == (0, 0.4)
+    assert (await tokenize(chat_request(stop=["END"]), speculative=True)).params.stop == ()  # as with prompt lookup
+
+
+async def test_with_a_draft_model_both_speculative_settings_or_an_ngram_size_are_refused_by_name():
+    both = await refused(chat_request(num_assistant_tokens=2, assistant_confidence_threshold=0.4), speculative=True)
+    assert (both.status, both.param) == (400, "num_assistant_tokens")
+    assert "'num_assistant_tokens' and 'assistant_confidence_threshold' cannot be given together" in both.message
+    ngram = await refused(chat_request(max_ngram_size=3), speculative=True)
+    assert (ngram.status, ngram.param) == (400, "max_ngram_size")
+
+
+@pytest.mark.parametrize("prompt_lookup", [False, True])
+async def test_without_a_draft_model_a_confidence_threshold_is_refused_not_ignored(prompt_lookup):
+    error = await refused(chat_request(assistant_confidence_threshold=0.4), prompt_lookup=prompt_lookup)
+    assert (error.status, error.param) == (400, "assistant_confidence_threshold")
+    assert "not served with a draft model" in error.message
 
 
 async def test_with_prompt_lookup_stop_strings_are_left_to_the_detokenizer():
