@@ -30,12 +30,18 @@ class TaggedCalls:
     end: str
     separator: str = ""
     several: bool = False
+    #: Free text until the model writes this (the start of ``begin``), then calls as above: ``tool_choice`` ``auto``
+    #: with OVMS's ``enable_tool_guided_generation``. Empty: the answer is calls from its start.
+    trigger: str = ""
 
     def grammar(self) -> Any:
         import openvino_genai
 
         config = openvino_genai.StructuredOutputConfig
         tag = config.Tag(self.begin, config.JSONSchema(self.schema), self.end)
+        if self.trigger:
+            return config(compound_grammar=config.TriggeredTags([self.trigger], [tag], at_least_one=False,
+                                                                stop_after_first=not self.several))
         return config(compound_grammar=config.TagsWithSeparator([tag], self.separator, at_least_one=True,
                                                                 stop_after_first=not self.several))
 

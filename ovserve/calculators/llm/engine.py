@@ -198,6 +198,24 @@ SCHEDULER_OPTIONS = ("cache_size", "max_num_seqs", "max_num_batched_tokens", "en
                      "dynamic_split_fuse")
 
 
+#: The tool-call formats whose calls begin with a tag that constrained decoding can wait for.
+GUIDED_FORMATS = ("hermes3", "phi4")
+
+
+def log_tool_guidance(node: str, tool_parser: str | None) -> None:
+    """Say what ``enable_tool_guided_generation`` does for the model's tool-call format."""
+    if tool_parser == "generic":
+        log.info("node '%s': enable_tool_guided_generation: calls in the generic format are held to the tools' "
+                 "schemas with or without it", node)
+    elif tool_parser in GUIDED_FORMATS:
+        log.info("node '%s': enable_tool_guided_generation: with tool_choice auto, a call the model begins in the %s "
+                 "format is held to the tools' schemas", node, tool_parser)
+    else:
+        log.warning("node '%s': enable_tool_guided_generation has no effect on tool_choice auto in the %s format, "
+                    "whose calls begin without a tag to wait for (required and named calls are held to the schemas "
+                    "where ovserve can force them)", node, tool_parser or "no")
+
+
 class LLMEngine(Resource):
     """Starts the model's engine process and loads its tokenizer once per graph load."""
 
@@ -309,7 +327,10 @@ class LLMEngine(Resource):
         markers = [*(TOOL_PARSERS[parsers.tool_parser].markers if parsers.tool_parser else ()),
                    *((THINK_OPEN, THINK_CLOSE) if reasoning else ())]
         parsers = replace(parsers, reasoning_parser=reasoning, marker_tokens=special_markers(tokenizer, markers),
-                          reasoning_opened_by_template=bool(reasoning) and opens_reasoning(tokenizer))
+                          reasoning_opened_by_template=bool(reasoning) and opens_reasoning(tokenizer),
+                          tool_guided=options.enable_tool_guided_generation)
+        if options.enable_tool_guided_generation:
+            log_tool_guidance(ctx.node, parsers.tool_parser)
         if unknown_reasoning:
             log.warning("node '%s': reasoning_parser '%s' is not implemented (ovserve has %s); the reasoning "
                         "stays in the content", ctx.node, unknown_reasoning, ", ".join(sorted(THINK_PARSERS)))

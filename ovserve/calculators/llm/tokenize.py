@@ -41,13 +41,24 @@ def tool_call_settings(body: ChatCompletionRequest, tools: list[Tool], params: S
     if tool_format == "generic":
         return replace(params, json_schema=tool_call_schema(tools, body.tool_choice, body.parallel_tool_calls))
     if body.tool_choice in (None, "auto"):
-        return params
+        return guided_calls(tools, params, tool_format, parsers.tool_guided, body.parallel_tool_calls)
     forced = family_calls(tool_format, tools, body.parallel_tool_calls)
     if forced is None:
         raise RequestError(f"'tool_choice' {body.tool_choice!r} is not supported in the {tool_format} "
                            f"format (ovserve can force calls in the generic, hermes3, llama3 and phi4 formats); use "
                            f"'auto'", param="tool_choice", code="unsupported_parameter")
     return replace(params, tool_calls=forced)
+
+
+def guided_calls(tools: list[Tool], params: SamplingParams, tool_format: str, guided: bool,
+                 parallel: bool) -> SamplingParams:
+    """``tool_choice`` ``auto`` in a family's format: free, or with ``enable_tool_guided_generation`` (``guided``) free
+    text until the model writes the format's opening tag, then calls valid for the tools (formats without one stay
+    free)."""
+    calls = family_calls(tool_format, tools, parallel) if guided else None
+    if calls is None or not calls.begin.strip():
+        return params
+    return replace(params, tool_calls=replace(calls, trigger=calls.begin.strip()))
 
 
 def template_variables(body: ChatCompletionRequest, parsers: ModelParsers) -> dict[str, Any] | None:

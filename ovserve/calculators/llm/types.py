@@ -261,3 +261,6 @@ class ModelParsers:
     #: Markers the parsers look for that are special tokens of the model's vocabulary, which decoding drops
     #: (Mistral's ``[TOOL_CALLS]``): (token id, its text), for the detokenizer to put back.
     marker_tokens: tuple[tuple[int, str], ...] = ()
+    #: OVMS's ``enable_tool_guided_generation``: with ``tool_choice`` ``auto``, a call the model begins in its family's
+    #: format is held to the tools' schemas (the generic format is held to them always).
+    tool_guided: bool = False

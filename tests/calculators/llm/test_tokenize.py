@@ -150,6 +150,14 @@ async def test_a_required_call_in_a_family_format_is_held_to_that_format(parser,
     prompt.params.check()  # the engine takes the grammar
 
 
+@pytest.mark.parametrize(("parser", "trigger"), [("hermes3", "<tool_call>"), ("phi4", "functools"), ("llama3", None)])
+async def test_tool_guided_generation_holds_an_auto_call_once_its_tag_opens(parser, trigger):
+    guided = (await tokenize_with(chat_request(tools=[WEATHER]), ModelParsers(parser, tool_guided=True))).params
+    assert (guided.tool_calls.trigger if guided.tool_calls else None) == trigger  # llama3's calls open with no tag
+    guided.check()  # the engine takes the grammar
+    assert (await tokenize_with(chat_request(tools=[WEATHER]), ModelParsers(parser))).params.tool_calls is None
+
+
 @pytest.mark.parametrize(
     ("request_", "parsers", "param", "words"),
     [
