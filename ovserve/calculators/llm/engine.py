@@ -16,6 +16,7 @@ from ovserve.calculators.engine_resource import plugin_config_object
 from ovserve.calculators.llm.engine_options import (
     CacheEvictionOptions,
     SparseAttentionOptions,
+    check_cache_eviction,
     draft_model,
 )
 from ovserve.calculators.llm.images import MediaPolicy
@@ -238,6 +239,7 @@ class LLMEngine(Resource):
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
         self.stateful = check_pipeline_type(ctx.node, options.pipeline_type, model, options.device,
                                             options.plugin_config)  # type: ignore[arg-type]
+        check_cache_eviction(ctx.node, options.cache_eviction_config, options.device)
         draft = await asyncio.to_thread(draft_model, ctx.node, ctx.base_path, options)
         if draft is not None and model.vision:
             raise ValueError(f"node '{ctx.node}': draft_models_path is set for the vision model {model.path}: "

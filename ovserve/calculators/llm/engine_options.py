@@ -82,6 +82,27 @@ class SparseAttentionOptions(BaseModel):
         return SparseAttention(**self.model_dump())
 
 
+#: OpenVINO GenAI's KV cache block on CPU, in tokens (2026.4): cache eviction's sizes must be multiples of it.
+CPU_BLOCK_SIZE = 32
+
+
+def check_cache_eviction(node: str, eviction: CacheEvictionOptions | None, device: str) -> None:
+    """Raise ``ValueError`` naming the field whose size is not a whole number of the CPU's KV cache blocks: OpenVINO
+    GenAI loads such a config, then fails the first engine step (every request in it) saying so. Other devices'
+    block sizes are left to OpenVINO GenAI (not tested here)."""
+    if eviction is None or device != "CPU":
+        return
+    for name in ("start_size", "recent_size", "max_cache_size"):
+        value = getattr(eviction, name)
+        if value % CPU_BLOCK_SIZE:
+            below = value // CPU_BLOCK_SIZE * CPU_BLOCK_SIZE
+            raise ValueError(f"node '{node}': cache_eviction_config.{name} is {value}, not a multiple of the CPU's KV "
+                             f"cache block of {CPU_BLOCK_SIZE} tokens: use {below} or {below + CPU_BLOCK_SIZE}")
+    if eviction.start_size == 0:
+        raise ValueError(f"node '{node}': cache_eviction_config.start_size must be at least one block "
+                         f"({CPU_BLOCK_SIZE} tokens): OpenVINO GenAI refuses 0")
+
+
 def draft_model(node: str, base_path: Path, options: Any) -> DraftModel | None:
     """The draft model the node's options ask for (``None`` without ``draft_models_path``).
 
