@@ -345,6 +345,7 @@ class LLMEngine(Resource):
             log.info("%s: tool calls in the %s format", name, parsers.tool_parser or "no")
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
+        eviction = options.cache_eviction_config
         fingerprint = system_fingerprint(self.model_digest, self.settings, self.cpu, {
             "sampling": sampling, "tool_parser": parsers.tool_parser, "reasoning_parser": parsers.reasoning_parser,
             **({"pipeline": "stateful"} if self.stateful else {})})
@@ -352,7 +353,8 @@ class LLMEngine(Resource):
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit,
                                               options.prompt_lookup, options.max_scored_tokens, fingerprint,
                                               self._vision_limits(ctx, options, model), self._stateful_limits(options),
-                                              speculative=self.settings.draft is not None))
+                                              speculative=self.settings.draft is not None,
+                                              eviction_gap=eviction.prompt_gap if eviction else None))
 
     def _stateful_limits(self, options: LLMCalculatorOptions) -> StatefulLimits | None:
         """The stateful pipeline's bounds (``None`` on the batching engine)."""

@@ -58,6 +58,13 @@ class CacheEvictionOptions(BaseModel):
                              f"({self.start_size} + {self.recent_size}): the tokens between them are the ones evicted")
         return self
 
+    @property
+    def prompt_gap(self) -> tuple[int, int] | None:
+        """The prompt lengths the engine fails on (:func:`~ovserve.calculators.llm.tokenize.check_eviction_gap`)."""
+        if self.snapkv_window_size <= 1:
+            return None
+        return self.start_size + 1, self.start_size + self.snapkv_window_size - 1
+
     def settings(self) -> CacheEviction:
         crush = self.kv_crush_config
         return CacheEviction(self.start_size, self.recent_size, self.max_cache_size, self.aggregation_mode,
@@ -98,6 +105,11 @@ def check_cache_eviction(node: str, eviction: CacheEvictionOptions | None, devic
             below = value // CPU_BLOCK_SIZE * CPU_BLOCK_SIZE
             raise ValueError(f"node '{node}': cache_eviction_config.{name} is {value}, not a multiple of the CPU's KV "
                              f"cache block of {CPU_BLOCK_SIZE} tokens: use {below} or {below + CPU_BLOCK_SIZE}")
+    if eviction.apply_rotation:
+        # GenAI 2026.4 on CPU: a 357-token chat prompt failed the first decode step ("Check '*roi_end <= *max_dim'
+        # failed"), once with the heap corrupted ("corrupted size vs. prev_size").
+        raise ValueError(f"node '{node}': cache_eviction_config.apply_rotation: true is not supported on CPU: "
+                         f"OpenVINO GenAI failed engine steps with it (and corrupted its memory once); set it false")
     if eviction.start_size == 0:
         raise ValueError(f"node '{node}': cache_eviction_config.start_size must be at least one block "
                          f"({CPU_BLOCK_SIZE} tokens): OpenVINO GenAI refuses 0")

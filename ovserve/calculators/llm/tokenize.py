@@ -257,6 +257,7 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_toke
             raise
         message = error.message if param == "prompt" else error.message.replace("the prompt has", f"'{param}' has")
         raise RequestError(message, param=param, code=error.code) from None
+    check_eviction_gap(prompt_tokens, limits, param)
     tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
     if tools:
         params = tool_call_settings(body, tools, params, plan.tool_format, parsers)  # type: ignore[arg-type]
@@ -275,6 +276,20 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_toke
     except ValueError as error:
         raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
     return params
+
+
+def check_eviction_gap(prompt_tokens: int, limits: GenerationLimits, param: str) -> None:
+    """Refuse a prompt of a length the engine's KV cache eviction fails its step on (which would fail every request in
+    the step and restart the engine): more tokens than the cache's ``start_size``, but fewer beyond it than its SnapKV
+    window. Measured on GenAI 2026.4: every such length failed, no other did (1 to 140 and 250 to 530 tokens)."""
+    if limits.eviction_gap is None:
+        return
+    first, last = limits.eviction_gap
+    if first <= prompt_tokens <= last:
+        what = "the prompt" if param in ("messages", "prompt") else repr(param)
+        raise RequestError(f"{what} has {prompt_tokens} tokens, and this model's KV cache eviction cannot take prompts "
+                           f"of {first} to {last} tokens (OpenVINO GenAI fails on them): send a shorter or a longer "
+                           f"prompt", param=param, code="invalid_value")
 
 
 def check_prompts_size(sizes: list[tuple[int, int]], best_of: int, limits: GenerationLimits) -> None:

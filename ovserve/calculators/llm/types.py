@@ -242,6 +242,9 @@ class GenerationLimits:
     stateful: StatefulLimits | None = None
     #: The engine decodes speculatively with a draft model (OVMS's ``draft_models_path``).
     speculative: bool = False
+    #: With KV cache eviction: the prompt lengths (first, last) the engine fails its step on, those that leave fewer
+    #: tokens after the cache's ``start_size`` than its SnapKV window (GenAI 2026.4); ``None``: none.
+    eviction_gap: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,6 +168,8 @@ def test_draft_scheduler_settings_default_to_the_main_models_as_in_ovms(tmp_path
                                                           "block of 32 tokens: use 0 or 32"),
     ("start_size: 32 recent_size: 32 max_cache_size: 100", "max_cache_size is 100"),
     ("start_size: 0 recent_size: 32 max_cache_size: 128", "start_size must be at least one block"),
+    ("start_size: 32 recent_size: 32 max_cache_size: 128 apply_rotation: true", "apply_rotation: true is not "
+                                                                              "supported on CPU"),
 ])
 def test_cache_eviction_sizes_the_cpu_engine_would_fail_on_fail_the_load(sizes, words):
     from ovserve.calculators.llm.engine_options import check_cache_eviction
@@ -175,3 +177,10 @@ def test_cache_eviction_sizes_the_cpu_engine_would_fail_on_fail_the_load(sizes, 
     options = engine_options(f"cache_eviction_config: {{ {sizes} }}")
     with pytest.raises(ValueError, match="node 'llm': cache_eviction_config." + words):
         check_cache_eviction("llm", options.cache_eviction_config, "CPU")
+
+
+def test_cache_eviction_knows_the_prompt_lengths_the_engine_fails_on():
+    assert engine_options("cache_eviction_config: { start_size: 64 recent_size: 32 max_cache_size: 256 }"
+                          ).cache_eviction_config.prompt_gap == (65, 71)  # SnapKV's window of 8: 65 to 71 failed
+    assert engine_options("cache_eviction_config: { start_size: 32 recent_size: 32 max_cache_size: 256 "
+                          "snapkv_window_size: 1 }").cache_eviction_config.prompt_gap is None

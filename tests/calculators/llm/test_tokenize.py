@@ -218,6 +218,18 @@ async def test_without_a_draft_model_a_confidence_threshold_is_refused_not_ignor
     assert "not served with a draft model" in error.message
 
 
+async def test_a_prompt_length_the_eviction_engine_fails_on_is_refused_naming_the_prompt():
+    limits = GenerationLimits(100, eviction_gap=(33, 39))
+    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": limits}
+    with pytest.raises(CalculatorError) as caught:
+        await run_calculator(TokenizerCalculator, {"REQUEST": [completion_request(prompt="x" * 35)]},
+                             side_packets=side)
+    assert (caught.value.cause.status, caught.value.cause.param) == (400, "prompt")
+    assert "has 35 tokens" in caught.value.cause.message and "33 to 39" in caught.value.cause.message
+    for fits in ("x" * 32, "x" * 40):
+        await run_calculator(TokenizerCalculator, {"REQUEST": [completion_request(prompt=fits)]}, side_packets=side)
+
+
 async def test_with_prompt_lookup_stop_strings_are_left_to_the_detokenizer():
     params = (await tokenize(chat_request(stop=["END"]), prompt_lookup=True)).params
     assert params.stop == ()  # the engine's own check failed its steps with prompt lookup
