@@ -45,11 +45,12 @@ def test_the_draft_proposes_several_tokens_that_one_step_accepts(drafted, fields
 
 def test_what_a_request_may_ask_for_works_with_a_draft(drafted):
     client = drafted.openai()
-    several = client.chat.completions.create(model=MODEL_NAME, messages=STORY, max_tokens=12, n=4, seed=1,
-                                             logprobs=True)
-    assert len(several.choices) == 4
-    assert sum(len(choice.logprobs.content) for choice in several.choices) == several.usage.completion_tokens
-    assert all(entry.logprob <= 0 for choice in several.choices for entry in choice.logprobs.content)
+    several = client.chat.completions.create(model=MODEL_NAME, messages=STORY, max_tokens=12, n=4, seed=1)
+    assert len(several.choices) == 4 and all(choice.message.content for choice in several.choices)
+    greedy = client.chat.completions.create(model=MODEL_NAME, messages=STORY, max_tokens=12, temperature=0,
+                                            logprobs=True, top_logprobs=2)
+    assert len(greedy.choices[0].logprobs.content) == greedy.usage.completion_tokens
+    assert all(entry.logprob <= 0 and len(entry.top_logprobs) == 2 for entry in greedy.choices[0].logprobs.content)
     stopped = client.completions.create(model=MODEL_NAME, prompt="Count: one, two, three, four,", max_tokens=32,
                                         temperature=0.8, seed=3, stop=[","])
     assert "," not in stopped.choices[0].text
@@ -67,6 +68,7 @@ def test_what_a_request_may_ask_for_works_with_a_draft(drafted):
     ({"assistant_confidence_threshold": 0}, "assistant_confidence_threshold"),  # would mean neither is set
     ({"num_assistant_tokens": 11}, "num_assistant_tokens"),
     ({"max_ngram_size": 3}, "max_ngram_size"),  # prompt lookup's
+    ({"logprobs": True, "temperature": 0.8}, "logprobs"),  # the engine's sampled log-probabilities went above 0
 ])
 def test_speculative_settings_the_engine_cannot_take_are_refused_by_name(drafted, fields, param):
     response = httpx.post(f"{drafted.base_url}/v3/chat/completions", timeout=30,

@@ -117,6 +117,15 @@ def speculative_settings(body: ChatCompletionRequest | CompletionRequest, params
         raise RequestError("'max_ngram_size' is a prompt lookup setting, and this model decodes speculatively with a "
                            "draft model, which proposes tokens without n-grams", param="max_ngram_size",
                            code="unsupported_parameter")
+    if params.temperature > 0:
+        # GenAI 2026.4: sampled with a draft, 38 of 192 tokens' log-probabilities came back above 0 (greedy ones
+        # matched the model's within 3e-5); best_of ranks answers by them.
+        ranked = isinstance(body, CompletionRequest) and (body.best_of or body.n) > body.n
+        for name, asked in (("logprobs", body.wants_logprobs), ("best_of", ranked)):
+            if asked:
+                raise RequestError(f"'{name}' with sampling (temperature above 0) is not supported on a model served "
+                                   f"with a draft model: its engine reports wrong log-probabilities for sampled "
+                                   f"tokens; ask at temperature 0", param=name, code="unsupported_parameter")
     if body.assistant_confidence_threshold is not None:
         return replace(params, assistant_confidence_threshold=body.assistant_confidence_threshold)
     return replace(params, num_assistant_tokens=body.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS)

@@ -211,6 +211,19 @@ async def test_with_a_draft_model_both_speculative_settings_or_an_ngram_size_are
     assert (ngram.status, ngram.param) == (400, "max_ngram_size")
 
 
+@pytest.mark.parametrize(("request_", "param"), [
+    (chat_request(logprobs=True, temperature=0.7), "logprobs"),
+    (completion_request(prompt="hi", logprobs=0), "logprobs"),  # the default sampling: temperature 1
+    (completion_request(prompt="hi", n=1, best_of=3, temperature=0.5), "best_of"),
+])
+async def test_with_a_draft_model_sampled_log_probabilities_are_refused(request_, param):
+    error = await refused(request_, speculative=True)
+    assert (error.status, error.param) == (400, param)
+    assert "wrong log-probabilities for sampled tokens" in error.message
+    greedy = (await tokenize(chat_request(logprobs=True, temperature=0), speculative=True)).params
+    assert greedy.logprobs and greedy.num_assistant_tokens == 5
+
+
 @pytest.mark.parametrize("prompt_lookup", [False, True])
 async def test_without_a_draft_model_a_confidence_threshold_is_refused_not_ignored(prompt_lookup):
     error = await refused(chat_request(assistant_confidence_threshold=0.4), prompt_lookup=prompt_lookup)
