@@ -113,5 +113,8 @@ def test_draft_flags_set_the_engine_nodes_draft_options(tmp_path, monkeypatch):
                                        "--enable-tool-guided-generation"), tmp_path / "m.gguf")
     assert overrides["draft_models_path"] == str(tmp_path / "draft.gguf")  # a path from here, made absolute
     assert (overrides["draft_device"], overrides["enable_tool_guided_generation"]) == ("CPU", True)
+    assert overrides["enable_prefix_caching"] is False  # on by default on the command line, but not with a draft
+    assert engine_overrides(parse("--draft-model", "draft.gguf", "--enable-prefix-caching", "true"),
+                            tmp_path / "m.gguf")["enable_prefix_caching"] is True  # asked for: the load refuses it
     assert engine_overrides(parse("--draft_models_path", "smollm2"), tmp_path / "m.gguf")[
         "draft_models_path"] == "smollm2"  # not a path here: a model in the store

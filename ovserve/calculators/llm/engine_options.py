@@ -151,14 +151,21 @@ def draft_model(node: str, base_path: Path, options: Any) -> DraftModel | None:
 
 
 def refuse_with_draft(node: str, options: Any) -> None:
-    """Raise ``ValueError`` for what a draft model is not served with: Eagle-3 drafts, prompt lookup, cache eviction,
-    batch-invariant mode."""
+    """Raise ``ValueError`` for what a draft model is not served with: Eagle-3 drafts, prompt lookup, the prefix cache,
+    cache eviction, batch-invariant mode."""
     if options.draft_eagle3_mode:
         raise ValueError(f"node '{node}': draft_eagle3_mode is not supported: ovserve serves draft models that are "
                          f"whole language models; set it false or drop it")
     if options.prompt_lookup:
         raise ValueError(f"node '{node}': draft_models_path and plugin_config's prompt_lookup both propose tokens; "
                          f"the engine takes one of them: drop one")
+    if options.enable_prefix_caching:
+        # GenAI 2026.4, 4 sampled requests of one prompt, each cancelled partway (as a client that goes away, or
+        # max_tokens reached before the engine ends it): 5 of 15 rounds failed a step ("Check 'content_length <=
+        # prompt_ids.size() + m_generated_ids.size()' failed"), every request in it with it; 0 of 15 without the cache.
+        raise ValueError(f"node '{node}': enable_prefix_caching cannot be combined with draft_models_path: OpenVINO "
+                         f"GenAI's speculative decoding failed engine steps when a request was cancelled with the "
+                         f"prefix cache on: set enable_prefix_caching: false")
     if options.cache_eviction_config is not None:
         # GenAI 2026.4: the first step failed ("Total number of aggregated SnapKV scores during prefill phase may not
         # be larger than the configured SnapKV window size"), and the engine could not step again.

@@ -139,6 +139,8 @@ def engine_options(options: str):
     ("draft_models_path: 'd' draft_eagle3_mode: true", "draft_eagle3_mode is not supported"),
     ("draft_models_path: 'd' plugin_config: '{\"prompt_lookup\": true}'", "the engine takes one of them"),
     ("draft_models_path: 'd' batch_invariant: true", "batch_invariant cannot be combined with draft_models_path"),
+    ("draft_models_path: 'd' enable_prefix_caching: true", "enable_prefix_caching cannot be combined with "
+                                                           "draft_models_path"),
     ("draft_models_path: 'd' cache_eviction_config: { start_size: 32 recent_size: 32 max_cache_size: 128 }",
      "cache_eviction_config cannot be combined with draft_models_path"),
 ])
@@ -155,11 +157,11 @@ def test_draft_scheduler_settings_default_to_the_main_models_as_in_ovms(tmp_path
     from tests.tiny_models import QWEN3_RERANKER  # an IR folder of a causal LM: the draft need not load here
 
     options = engine_options(f"draft_models_path: '{QWEN3_RERANKER}' max_num_seqs: 12 cache_size: 2 "
-                             f"draft_max_num_batched_tokens: 64 enable_prefix_caching: true")
+                             f"draft_max_num_batched_tokens: 64 dynamic_split_fuse: false")
     draft = draft_model("llm", tmp_path, options)
     assert (draft.path, draft.device) == (str(QWEN3_RERANKER), "CPU")
-    assert (draft.max_num_seqs, draft.cache_size, draft.max_num_batched_tokens, draft.enable_prefix_caching) == (
-        12, 2, 64, True)
+    assert (draft.max_num_seqs, draft.cache_size, draft.max_num_batched_tokens, draft.dynamic_split_fuse) == (
+        12, 2, 64, False)
     assert draft_model("llm", tmp_path, engine_options("")) is None
 
 
