@@ -87,6 +87,8 @@ def test_without_a_draft_model_its_settings_are_refused_not_ignored(server, para
 @pytest.mark.parametrize(("flags", "words"), [
     (["--batch-invariant"], "batch_invariant cannot be combined with draft_models_path"),
     (["--plugin_config", '{"prompt_lookup": true}'], "the engine takes one of them"),
+    (["--enable-prefix-caching", "true"], "enable_prefix_caching cannot be combined with draft_models_path"),
+    (["--pipeline-type", "LM"], "draft_models_path needs the continuous-batching engine"),
 ])
 def test_a_draft_with_what_it_cannot_serve_stops_the_start_naming_both(default_model, flags, words):
     result = subprocess.run([sys.executable, "-m", "ovserve.cli", "serve", "--model", str(default_model),

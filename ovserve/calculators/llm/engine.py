@@ -247,9 +247,10 @@ class LLMEngine(Resource):
         batching_only = [name for name in ("draft_models_path", "cache_eviction_config", "sparse_attention_config")
                          if getattr(options, name)]
         if self.stateful and batching_only:
-            raise ValueError(f"node '{ctx.node}': {', '.join(batching_only)} need the continuous-batching engine, and "
-                             f"this node runs the stateful pipeline (pipeline_type {options.pipeline_type}, device "
-                             f"{options.device}): use pipeline_type LM_CB, or drop them")
+            verb = "needs" if len(batching_only) == 1 else "need"
+            raise ValueError(f"node '{ctx.node}': {', '.join(batching_only)} {verb} the continuous-batching engine, "
+                             f"and this node runs the stateful pipeline (pipeline_type {options.pipeline_type}, "
+                             f"device {options.device}): use pipeline_type LM_CB, or drop them")
         self.model_digest = await asyncio.to_thread(model_identity, model)
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
