@@ -54,7 +54,7 @@ SOAK_MAX_TOKENS = 16
 SOAK_CONCURRENCY = 16
 SOAK_WARMUP = 256
 #: ``--workload``: this command's closed loop (the default) or one of benchmarks/workloads.py's.
-WORKLOADS = ("closed", "openloop", "long", "multiturn", "mix", "prefix-cost", "prompt-lookup")
+WORKLOADS = ("closed", "openloop", "long", "multiturn", "mix", "prefix-cost", "prompt-lookup", "speculative")
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ Usage::
     python -m benchmarks.workloads mix [--requests 64] [--concurrency 4,16] [--rates 1,2 --duration 120]
     python -m benchmarks.workloads prefix-cost [--concurrency 16] [--rounds 1]
     python -m benchmarks.workloads prompt-lookup [--requests 8] [--concurrency 1,4]
+    python -m benchmarks.workloads speculative [--requests 8] [--concurrency 1,4] [--rounds 1]
 
 (the same as ``python -m benchmarks.run --workload NAME ...``). Each one starts ``ovserve serve --model
 GGUF --model-name smollm2`` on 127.0.0.1 and a free port (``--server-args`` adds flags; multiturn and
 prefix-cost start one server with ``--enable-prefix-caching true`` and one with ``false``, prompt-lookup one
-without and one with ``--plugin_config '{"prompt_lookup": true}'``), or uses a
+without and one with ``--plugin_config '{"prompt_lookup": true}'``, speculative one without and one with
+``--draft-model`` the served model itself), or uses a
 running server given with ``--base-url``. Writes ``<workload>-<stamp>.json`` and ``<workload>-<stamp>.md``
 into ``--out`` with the servers' logs in ``logs-<stamp>/``. See benchmarks/README.md.
 """
@@ -37,12 +39,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import length_mix, long_prompts, multiturn, openloop, peers, prefix_cost, prompt_lookup, report
+from benchmarks import (
+    length_mix,
+    long_prompts,
+    multiturn,
+    openloop,
+    peers,
+    prefix_cost,
+    prompt_lookup,
+    report,
+    speculative,
+)
 from benchmarks.openloop import Slo, parse_float_list
 from benchmarks.workload import MODEL_PATH, parse_int_list
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("openloop", "long", "multiturn", "mix", "prefix-cost", "prompt-lookup")
+WORKLOADS = ("openloop", "long", "multiturn", "mix", "prefix-cost", "prompt-lookup", "speculative")
 #: Pause after stopping a server so that its shutdown does not reach into the next measurement.
 SETTLE_S = 2.0
 
@@ -241,6 +253,25 @@ def run_prompt_lookup(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]
     return {"config": asdict(cfg), "servers": dict(rows), "table": prompt_lookup.table(rows), "notes": notes}
 
 
+def run_speculative(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Open-ended and copying tasks against a server without a draft model, then one with the model as its own draft,
+    ``--rounds`` times in turn."""
+    cfg = prompt_lookup.PromptLookupConfig(args.requests, tuple(args.concurrency), args.max_tokens)
+    variants = [("given server", ())] if args.base_url else list(speculative.variants(str(args.model)))
+    rows = []
+    for number in range(args.rounds):
+        for label, extra in variants:
+            name = label if args.rounds == 1 else f"{label}, round {number + 1}"
+            with ovserve(args, log_dir, "ovserve-speculative-" + label.split()[1], extra) as (url, _pid):
+                print(f"[speculative] {name}", flush=True)
+                rows.append((name, asyncio.run(speculative.run(url, cfg))))
+    notes = ["The model is its own draft: an upper bound on acceptance, and no speed-up to expect (the draft costs "
+             "as much as the model). Greedy, streamed, no ignore_eos: each answer ends where the model ends it (at "
+             f"most {cfg.max_tokens} tokens). Acceptance at one stream: (tokens a step - 1) / "
+             f"{speculative.NUM_ASSISTANT_TOKENS}, prefill steps included."]
+    return {"config": asdict(cfg), "servers": dict(rows), "table": speculative.table(rows), "notes": notes}
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "openloop": run_openloop,
     "long": run_long,
@@ -248,6 +279,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "mix": run_mix,
     "prefix-cost": run_prefix_cost,
     "prompt-lookup": run_prompt_lookup,
+    "speculative": run_speculative,
 }
 
 
@@ -372,12 +404,23 @@ def _add_prompt_lookup(sub: Any) -> None:
     p.add_argument("--max-tokens", type=int, default=256)
 
 
+def _add_speculative(sub: Any) -> None:
+    """The speculative subcommand."""
+    p = sub.add_parser("speculative", help="open-ended and copying tasks, a draft model off and on")
+    _common(p)
+    p.add_argument("--requests", type=int, default=8, help="requests per kind and stream count")
+    p.add_argument("--concurrency", type=parse_int_list, default=[1, 4])
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=1, help="repeat the pair of servers, in turn")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.workloads", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="workload", required=True)
-    for add in (_add_openloop, _add_long, _add_multiturn, _add_mix, _add_prefix_cost, _add_prompt_lookup):
+    for add in (_add_openloop, _add_long, _add_multiturn, _add_mix, _add_prefix_cost, _add_prompt_lookup,
+                _add_speculative):
         add(sub)
     return parser.parse_args(argv)
 

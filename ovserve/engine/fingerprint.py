@@ -99,6 +99,10 @@ def system_fingerprint(model_digest: str, settings: EngineSettings, cpu: CPUInfo
         "dynamic_split_fuse": settings.dynamic_split_fuse,
         "max_num_batched_tokens": settings.max_num_batched_tokens,
         "batch_invariant": settings.batch_invariant,
+        # Speculative decoding checks several tokens a pass, eviction drops tokens, sparse attention skips some:
+        # each changes what is computed (the draft by its path and scheduler; its files are not hashed).
+        **{name: _plain(getattr(settings, name)) for name in ("draft", "cache_eviction", "sparse_attention")
+           if getattr(settings, name, None) is not None},
         "answers": {key: _plain(value) for key, value in (answer_settings or {}).items()},
     }
     text = json.dumps(parts, sort_keys=True, default=str)

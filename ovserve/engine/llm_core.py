@@ -14,6 +14,7 @@ from typing import Any
 from ovserve.engine.devices import check_device, checked_device  # noqa: F401 (their old home)
 from ovserve.engine.kinds import EngineCore
 from ovserve.engine.protocol import FINISH_LENGTH, FINISH_STOP, SamplingParams
+from ovserve.engine.scheduler_options import apply_scheduler_options
 from ovserve.engine.vision import VisionGenerateJob, add_vision_request
 
 #: Steps after which a cancelled request's handle is let go. OpenVINO GenAI frees a cancelled request within
@@ -256,5 +257,10 @@ def load_pipeline(settings: Any) -> Any:
     scheduler.max_num_batched_tokens = settings.max_num_batched_tokens
     scheduler.enable_prefix_caching = settings.enable_prefix_caching
     scheduler.dynamic_split_fuse = settings.dynamic_split_fuse
+    apply_scheduler_options(scheduler, settings.cache_eviction, settings.sparse_attention)
+    plugin_config = dict(settings.plugin_config)
+    if settings.draft is not None:
+        checked_device(settings.draft.device)
+        plugin_config["draft_model"] = settings.draft.genai()
     return openvino_genai.ContinuousBatchingPipeline(
-        str(settings.model.path), scheduler, checked_device(settings.device), settings.plugin_config)
+        str(settings.model.path), scheduler, checked_device(settings.device), plugin_config)

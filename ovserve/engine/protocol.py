@@ -30,12 +30,18 @@ class TaggedCalls:
     end: str
     separator: str = ""
     several: bool = False
+    #: Free text until the model writes this (the start of ``begin``), then calls as above: ``tool_choice`` ``auto``
+    #: with OVMS's ``enable_tool_guided_generation``. Empty: the answer is calls from its start.
+    trigger: str = ""
 
     def grammar(self) -> Any:
         import openvino_genai
 
         config = openvino_genai.StructuredOutputConfig
         tag = config.Tag(self.begin, config.JSONSchema(self.schema), self.end)
+        if self.trigger:
+            return config(compound_grammar=config.TriggeredTags([self.trigger], [tag], at_least_one=False,
+                                                                stop_after_first=not self.several))
         return config(compound_grammar=config.TagsWithSeparator([tag], self.separator, at_least_one=True,
                                                                 stop_after_first=not self.several))
 
@@ -96,6 +102,9 @@ class SamplingParams:
     #: and the longest n-gram matched to find them; 0 for engines without it.
     num_assistant_tokens: int = 0
     max_ngram_size: int = 0
+    #: Speculative decoding (an engine loaded with a draft model): the draft proposes tokens while it is at least this
+    #: confident, instead of ``num_assistant_tokens`` a step; 0: not set. The engine needs exactly one of the two.
+    assistant_confidence_threshold: float = 0.0
 
     def check(self) -> None:
         """Raise ``ValueError`` with the engine's own reason if it would refuse these settings (so that the
@@ -140,7 +149,10 @@ class SamplingParams:
             config.structured_output_config = self.grammar.config()
         if self.num_assistant_tokens:
             config.num_assistant_tokens = self.num_assistant_tokens
-            config.max_ngram_size = self.max_ngram_size
+            if self.max_ngram_size:
+                config.max_ngram_size = self.max_ngram_size
+        if self.assistant_confidence_threshold:
+            config.assistant_confidence_threshold = self.assistant_confidence_threshold
         if self.seed is not None:
             config.rng_seed = self.seed % (1 << 64)  # OpenAI seeds are any integer; the engine's are unsigned
         if self.stop:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from ovserve.engine.cpu import BATCH_INVARIANT, DEFAULTS, CPUInfo, detect_cpu
 from ovserve.engine.gguf import GGUFError, check_gguf_tensors, gguf_context_length, read_gguf_metadata
 from ovserve.engine.kinds import EngineCore, EngineSpec
+from ovserve.engine.scheduler_options import CacheEviction, DraftModel, SparseAttention
 from ovserve.engine.vision import is_vision_folder
 
 #: OpenVINO IR files that make a model folder servable (as written by optimum-intel).
@@ -149,6 +150,12 @@ class EngineSettings(EngineSpec):
     dynamic_split_fuse: bool = True
     #: Greedy output independent of the batch (the plugin config already holds what that needs).
     batch_invariant: bool = False
+    #: Speculative decoding with this draft model (OVMS's ``draft_models_path``); ``None``: off.
+    draft: DraftModel | None = None
+    #: KV cache eviction during generation (OVMS's ``cache_eviction_config``); ``None``: off.
+    cache_eviction: CacheEviction | None = None
+    #: Sparse attention in prefill (OVMS's ``sparse_attention_config``); ``None``: off.
+    sparse_attention: SparseAttention | None = None
 
     @property
     def name(self) -> str:

@@ -14,7 +14,8 @@ from ovserve.store.fetch import DEFAULT_EMBEDDING_MODEL
 #: The engine flags: each sets the LLMCalculatorOptions field of its name on the engine node.
 ENGINE_FLAGS = ("device", "pipeline_type", "plugin_config", "cache_size", "max_num_seqs", "max_num_batched_tokens",
                 "enable_prefix_caching", "max_tokens_limit", "max_scored_tokens", "tool_parser", "reasoning_parser",
-                "batch_invariant", "engine_step_timeout", "allowed_local_media_path", "allowed_media_domains")
+                "batch_invariant", "engine_step_timeout", "allowed_local_media_path", "allowed_media_domains",
+                "draft_models_path", "draft_device", "enable_tool_guided_generation")
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``ovserve serve``; OVMS's names are accepted as aliases."""
@@ -122,6 +123,16 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--batch-invariant", dest="batch_invariant", action="store_true", default=None,
                         help="a request's output at temperature 0 (or with a seed) is the same alone as batched "
                              "with any others: computes in f32 (slower where the CPU has bf16); CPU only")
+    engine.add_argument("--enable-tool-guided-generation", "--enable_tool_guided_generation",
+                        dest="enable_tool_guided_generation", action="store_true", default=None,
+                        help="with tool_choice auto, a tool call the model begins (hermes3, phi4 formats) is held to "
+                             "the tools' schemas by constrained decoding, as OVMS's option does")
+    engine.add_argument("--draft-model", "--draft-models-path", "--draft_models_path", dest="draft_models_path",
+                        metavar="PATH",
+                        help="speculative decoding: a smaller model with the same vocabulary proposes tokens that the "
+                             "model checks in one pass (an OpenVINO IR folder, a .gguf, or a model in the store)")
+    engine.add_argument("--draft-device", "--draft_device", dest="draft_device", metavar="DEVICE",
+                        help="the draft model's device (default: --device)")
     engine.add_argument("--allowed-local-media-path", "--allowed_local_media_path", dest="allowed_local_media_path",
                         metavar="DIR", help="a vision model's chat requests may name images by local path inside DIR "
                                             "(default: no local paths)")

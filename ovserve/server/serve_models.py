@@ -38,6 +38,11 @@ def engine_overrides(args: argparse.Namespace, models_path: Path) -> dict[str, A
             overrides[name] = value
     if "plugin_config" in overrides:
         json.loads(overrides["plugin_config"])  # fail here, with the flag's name, on bad JSON
+    draft = overrides.get("draft_models_path")
+    if draft and Path(draft).expanduser().exists():  # a path from the working directory; else a model in the store
+        overrides["draft_models_path"] = str(Path(draft).expanduser().resolve())
+    if draft and getattr(args, "enable_prefix_caching", None) is None:
+        overrides["enable_prefix_caching"] = False  # the engine cannot have both (engine_options.refuse_with_draft)
     return overrides
 
 

@@ -104,3 +104,17 @@ def test_batch_invariant_mode_on_a_gpu_refuses_to_start_and_says_why(default_mod
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert "batch-invariant mode runs on device CPU only; on 'GPU'" in result.stderr
+
+
+def test_draft_flags_set_the_engine_nodes_draft_options(tmp_path, monkeypatch):
+    (tmp_path / "draft.gguf").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    overrides = engine_overrides(parse("--draft-model", "draft.gguf", "--draft-device", "CPU",
+                                       "--enable-tool-guided-generation"), tmp_path / "m.gguf")
+    assert overrides["draft_models_path"] == str(tmp_path / "draft.gguf")  # a path from here, made absolute
+    assert (overrides["draft_device"], overrides["enable_tool_guided_generation"]) == ("CPU", True)
+    assert overrides["enable_prefix_caching"] is False  # on by default on the command line, but not with a draft
+    assert engine_overrides(parse("--draft-model", "draft.gguf", "--enable-prefix-caching", "true"),
+                            tmp_path / "m.gguf")["enable_prefix_caching"] is True  # asked for: the load refuses it
+    assert engine_overrides(parse("--draft_models_path", "smollm2"), tmp_path / "m.gguf")[
+        "draft_models_path"] == "smollm2"  # not a path here: a model in the store

@@ -1,6 +1,7 @@
 """An OVMS user's config.json + graph.pbtxt, written by hand, served unchanged."""
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -102,3 +103,80 @@ def test_the_ovms_graph_answers_tokenize_through_its_own_node(ovms_server):
     answer = httpx.post(f"{ovms_server.base_url}/v3/tokenize", timeout=30,
                         json={"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "prompt": "hello world"}).json()
     assert answer["count"] == len(answer["tokens"]) > 0
+
+
+#: OVMS's engine features, each as an OVMS user writes it (the draft model relative to the graph, as OVMS resolves it;
+#: the default model is its own draft). Speculative decoding and cache eviction cannot be combined (the engine fails
+#: its first step): two graphs.
+FEATURE_OPTIONS = {
+    "drafted": """models_path: "./SmolLM2-135M-Instruct.Q4_1.gguf",
+              draft_models_path: "./SmolLM2-135M-Instruct.Q4_1.gguf",
+              draft_device: "CPU",
+              draft_max_num_seqs: 16,
+              draft_block_size: 32,
+              sparse_attention_config: { mode: TRISHAPE, num_last_dense_tokens_in_prefill: 64 },
+              tool_parser: "hermes3",
+              enable_tool_guided_generation: true""",
+    "evicting": """models_path: "./SmolLM2-135M-Instruct.Q4_1.gguf",
+              cache_eviction_config: { start_size: 32, recent_size: 64, max_cache_size: 256,
+                                       aggregation_mode: SUM, apply_rotation: false,
+                                       kv_crush_config: { budget: 1, anchor_point_mode: MEAN } },
+              sparse_attention_config: { mode: XATTENTION }""",
+}
+
+
+@pytest.fixture(scope="module")
+def features_server(default_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ovms-features")
+    listed = []
+    for name, options in FEATURE_OPTIONS.items():
+        (root / name).mkdir()
+        (root / name / default_model.name).symlink_to(default_model)
+        start, end = re.search(r'models_path: .*?generation_config_path: "[^"]*"', OVMS_GRAPH, re.DOTALL).span()
+        graph = textwrap.dedent(OVMS_GRAPH[:start] + options + OVMS_GRAPH[end:])
+        (root / name / "graph.pbtxt").write_text(graph)
+        listed.append({"name": name, "base_path": name})
+    (root / "config.json").write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": listed}))
+    server = start_server(["--config_path", str(root / "config.json")], root)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("name", list(FEATURE_OPTIONS))
+def test_an_ovms_graph_with_each_engine_feature_loads_and_answers(features_server, name):
+    client = features_server.openai()
+    long_story = "Once upon a time, a dragon lived in a cave above a quiet village. " * 20
+    answer = client.chat.completions.create(model=name, max_tokens=80, temperature=0, messages=[
+        {"role": "user", "content": long_story + "How does the story go on?"}])
+    assert answer.choices[0].message.content and answer.usage.completion_tokens > 0
+    streamed = client.chat.completions.create(model=name, max_tokens=20, stream=True, messages=[
+        {"role": "user", "content": "Say hello to the dragon who lives in the cave above the quiet village."}])
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+
+
+def test_the_features_are_on_in_the_engines_the_log_says(features_server):
+    log = "".join(features_server.lines)
+    assert "speculative decoding with the draft model" in log
+    assert "KV cache eviction CacheEviction(start_size=32, recent_size=64, max_cache_size=256" in log
+    assert "sparse attention SparseAttention(mode='XATTENTION'" in log
+    assert "a call the model begins in the hermes3 format is held to the tools' schemas" in log
+    assert "draft_block_size has no effect" in log
+
+
+def test_a_prompt_length_the_eviction_engine_fails_on_is_refused_and_the_engine_keeps_serving(features_server):
+    import httpx
+
+    from tests.server.test_bad_input import assert_openai_error
+
+    # start_size 32 and SnapKV's window of 8: 33 to 39 prompt tokens failed the engine's step
+    response = httpx.post(f"{features_server.base_url}/v3/completions", timeout=30,
+                          json={"model": "evicting", "prompt": list(range(100, 135)), "max_tokens": 4})
+    assert_openai_error(response, 400, "prompt")
+    assert "cannot take prompts of 33 to 39 tokens" in response.json()["error"]["message"]
+    for length in (32, 40):
+        answer = features_server.openai().completions.create(model="evicting", prompt=list(range(100, 100 + length)),
+                                                             max_tokens=4)
+        assert answer.usage.prompt_tokens == length and answer.choices[0].text is not None
+    starts = [line for line in httpx.get(f"{features_server.base_url}/metrics", timeout=10).text.splitlines()
+              if line.startswith("ovserve_engine_starts_total") and '"evicting"' in line]
+    assert [float(line.split()[-1]) for line in starts] == [1.0], starts  # never restarted

@@ -13,6 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovserve import Resource, ResourceContext, SideOutput
 from ovserve.calculators.engine_resource import plugin_config_object
+from ovserve.calculators.llm.engine_options import (
+    CacheEvictionOptions,
+    SparseAttentionOptions,
+    check_cache_eviction,
+    draft_model,
+)
 from ovserve.calculators.llm.images import MediaPolicy
 from ovserve.calculators.llm.reasoning import CLOSE as THINK_CLOSE
 from ovserve.calculators.llm.reasoning import OPEN as THINK_OPEN
@@ -46,7 +52,6 @@ from ovserve.engine.stateful_kind import StatefulEngine, StatefulLLMSpec
 from ovserve.engine.tokenizer import TextTokenizer
 from ovserve.engine.vision import tokens_per_image
 from ovserve.framework.metrics import Histogram
-from ovserve.framework.textproto import Message
 from ovserve.store.catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.llm")
@@ -61,24 +66,35 @@ class OVMSOptionsNotYetSupported(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     cache_interval_multiplier: int | None = None
-    draft_models_path: str | None = None
-    draft_device: str | None = None
-    draft_max_num_batched_tokens: int | None = None
-    draft_cache_size: int | None = None
-    draft_block_size: int | None = None
-    draft_max_num_seqs: int | None = None
-    draft_dynamic_split_fuse: bool | None = None
-    draft_eagle3_mode: bool | None = None
-    cache_eviction_config: Message | None = None
-    enable_tool_guided_generation: bool | None = None
-    sparse_attention_config: Message | None = None
     chat_template_mode: str | None = None
 
 
 NOT_YET_SUPPORTED = tuple(OVMSOptionsNotYetSupported.model_fields)
 
 
-class LLMCalculatorOptions(OVMSOptionsNotYetSupported):
+class OVMSEngineFeatures(OVMSOptionsNotYetSupported):
+    """OVMS's options for speculative decoding, KV cache eviction, sparse attention and tool-guided generation
+    (:mod:`ovserve.calculators.llm.engine_options`)."""
+
+    draft_models_path: str | None = Field(
+        None, description="speculative decoding: the draft model (an OpenVINO IR folder or a .gguf, relative to the "
+                          "graph file, or a model in the store); it must share the main model's vocabulary")
+    draft_device: str | None = Field(None, description="the draft's device (default: the main model's)")
+    draft_max_num_batched_tokens: int | None = Field(None, ge=1, description="default: the main model's")
+    draft_cache_size: int | None = Field(None, ge=0, description="GB; default: the main model's")
+    draft_block_size: int | None = Field(None, ge=1, description="accepted; no effect (OpenVINO picks it)")
+    draft_max_num_seqs: int | None = Field(None, ge=1, description="default: the main model's")
+    draft_dynamic_split_fuse: bool | None = Field(None, description="default: the main model's")
+    draft_eagle3_mode: bool | None = Field(None, description="Eagle-3 drafts: not supported (true is refused)")
+    cache_eviction_config: CacheEvictionOptions | None = Field(
+        None, description="bound each sequence's KV cache during generation (start/recent/max_cache_size, ...)")
+    sparse_attention_config: SparseAttentionOptions | None = Field(
+        None, description="prefill attends to part of a long prompt (TRISHAPE or XATTENTION)")
+    enable_tool_guided_generation: bool = Field(
+        False, description="a tool call the model begins is held to the tools' schemas by constrained decoding")
+
+
+class LLMCalculatorOptions(OVMSEngineFeatures):
     """OVMS's ``mediapipe.LLMCalculatorOptions``, field for field (``src/llm/llm_calculator.proto``)."""
 
     models_path: str = Field(description="a .gguf file or an OpenVINO IR folder, relative to the graph file, or "
@@ -183,6 +199,24 @@ SCHEDULER_OPTIONS = ("cache_size", "max_num_seqs", "max_num_batched_tokens", "en
                      "dynamic_split_fuse")
 
 
+#: The tool-call formats whose calls begin with a tag that constrained decoding can wait for.
+GUIDED_FORMATS = ("hermes3", "phi4")
+
+
+def log_tool_guidance(node: str, tool_parser: str | None) -> None:
+    """Say what ``enable_tool_guided_generation`` does for the model's tool-call format."""
+    if tool_parser == "generic":
+        log.info("node '%s': enable_tool_guided_generation: calls in the generic format are held to the tools' "
+                 "schemas with or without it", node)
+    elif tool_parser in GUIDED_FORMATS:
+        log.info("node '%s': enable_tool_guided_generation: with tool_choice auto, a call the model begins in the %s "
+                 "format is held to the tools' schemas", node, tool_parser)
+    else:
+        log.warning("node '%s': enable_tool_guided_generation has no effect on tool_choice auto in the %s format, "
+                    "whose calls begin without a tag to wait for (required and named calls are held to the schemas "
+                    "where ovserve can force them)", node, tool_parser or "no")
+
+
 class LLMEngine(Resource):
     """Starts the model's engine process and loads its tokenizer once per graph load."""
 
@@ -205,6 +239,18 @@ class LLMEngine(Resource):
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
         self.stateful = check_pipeline_type(ctx.node, options.pipeline_type, model, options.device,
                                             options.plugin_config)  # type: ignore[arg-type]
+        check_cache_eviction(ctx.node, options.cache_eviction_config, options.device)
+        draft = await asyncio.to_thread(draft_model, ctx.node, ctx.base_path, options)
+        if draft is not None and model.vision:
+            raise ValueError(f"node '{ctx.node}': draft_models_path is set for the vision model {model.path}: "
+                             f"ovserve serves speculative decoding for text models only")
+        batching_only = [name for name in ("draft_models_path", "cache_eviction_config", "sparse_attention_config")
+                         if getattr(options, name)]
+        if self.stateful and batching_only:
+            verb = "needs" if len(batching_only) == 1 else "need"
+            raise ValueError(f"node '{ctx.node}': {', '.join(batching_only)} {verb} the continuous-batching engine, "
+                             f"and this node runs the stateful pipeline (pipeline_type {options.pipeline_type}, "
+                             f"device {options.device}): use pipeline_type LM_CB, or drop them")
         self.model_digest = await asyncio.to_thread(model_identity, model)
         if options.generation_config_path:
             sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
@@ -227,7 +273,11 @@ class LLMEngine(Resource):
             enable_prefix_caching=options.enable_prefix_caching,
             dynamic_split_fuse=options.dynamic_split_fuse,
             batch_invariant=options.batch_invariant,
+            draft=draft,
+            cache_eviction=options.cache_eviction_config.settings() if options.cache_eviction_config else None,
+            sparse_attention=options.sparse_attention_config.settings() if options.sparse_attention_config else None,
         )
+        self._log_features(model, settings)
         self.settings, self.cpu = settings, cpu
         self.engine = self._engine(options, settings)
         self.scorer = LogitScorer(model, device=options.device, budget=2 * options.max_scored_tokens)
@@ -258,6 +308,17 @@ class LLMEngine(Resource):
         spec = StatefulLLMSpec(settings.model, settings.device, settings.plugin_config, options.max_queued_requests)
         return StatefulEngine(spec, step_timeout=step_timeout)
 
+    @staticmethod
+    def _log_features(model: ModelFiles, settings: EngineSettings) -> None:
+        """One log line for each optional engine feature the graph switches on."""
+        if settings.draft is not None:
+            log.info("%s: speculative decoding with the draft model %s on %s", model.display_name,
+                     settings.draft.path, settings.draft.device)
+        if settings.cache_eviction is not None:
+            log.info("%s: KV cache eviction %s", model.display_name, settings.cache_eviction)
+        if settings.sparse_attention is not None:
+            log.info("%s: sparse attention %s", model.display_name, settings.sparse_attention)
+
     def _describe_model(self, ctx: ResourceContext, options: LLMCalculatorOptions, model: ModelFiles,
                         sampling: SamplingDefaults, tokenizer: TextTokenizer) -> None:
         """Set the side outputs that come from the tokenizer: the engine's, the parsers and the limits."""
@@ -269,7 +330,10 @@ class LLMEngine(Resource):
         markers = [*(TOOL_PARSERS[parsers.tool_parser].markers if parsers.tool_parser else ()),
                    *((THINK_OPEN, THINK_CLOSE) if reasoning else ())]
         parsers = replace(parsers, reasoning_parser=reasoning, marker_tokens=special_markers(tokenizer, markers),
-                          reasoning_opened_by_template=bool(reasoning) and opens_reasoning(tokenizer))
+                          reasoning_opened_by_template=bool(reasoning) and opens_reasoning(tokenizer),
+                          tool_guided=options.enable_tool_guided_generation)
+        if options.enable_tool_guided_generation:
+            log_tool_guidance(ctx.node, parsers.tool_parser)
         if unknown_reasoning:
             log.warning("node '%s': reasoning_parser '%s' is not implemented (ovserve has %s); the reasoning "
                         "stays in the content", ctx.node, unknown_reasoning, ", ".join(sorted(THINK_PARSERS)))
@@ -282,13 +346,16 @@ class LLMEngine(Resource):
             log.info("%s: tool calls in the %s format", name, parsers.tool_parser or "no")
         ctx.set(self.PARSERS, parsers)
         context = model.context_length or DEFAULT_CONTEXT_LENGTH
+        eviction = options.cache_eviction_config
         fingerprint = system_fingerprint(self.model_digest, self.settings, self.cpu, {
             "sampling": sampling, "tool_parser": parsers.tool_parser, "reasoning_parser": parsers.reasoning_parser,
             **({"pipeline": "stateful"} if self.stateful else {})})
         log.info("%s: system_fingerprint %s", name, fingerprint)
         ctx.set(self.LIMITS, GenerationLimits(context, options.max_tokens_limit, sampling, options.best_of_limit,
                                               options.prompt_lookup, options.max_scored_tokens, fingerprint,
-                                              self._vision_limits(ctx, options, model), self._stateful_limits(options)))
+                                              self._vision_limits(ctx, options, model), self._stateful_limits(options),
+                                              speculative=self.settings.draft is not None,
+                                              eviction_gap=eviction.prompt_gap if eviction else None))
 
     def _stateful_limits(self, options: LLMCalculatorOptions) -> StatefulLimits | None:
         """The stateful pipeline's bounds (``None`` on the batching engine)."""

@@ -30,8 +30,7 @@ VLLM_UNSUPPORTED = ("guided_whitespace_pattern", "bad_words", "allowed_token_ids
                     "length_penalty", "spaces_between_special_tokens", "echo", "documents", "mm_processor_kwargs")
 
 #: OVMS's request extensions that change the answer and that ovserve does not implement, with why.
-OVMS_UNSUPPORTED = {"assistant_confidence_threshold": "(OVMS's speculative decoding with a draft model) is not "
-                                                      "supported"}
+OVMS_UNSUPPORTED: dict[str, str] = {}
 
 #: The most field names logged in all, and named in one log line.
 MAX_LOGGED = 1000

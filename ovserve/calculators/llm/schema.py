@@ -149,9 +149,14 @@ class OpenAIRequestBase(_Request):
     return_tokens_as_token_ids: bool = False
     #: OVMS's prompt lookup settings (a model served with ``plugin_config: {"prompt_lookup": true}``): how many
     #: tokens to propose from the prompt per step, and the longest n-gram matched to find them. At most
-    #: :data:`MAX_ASSISTANT_TOKENS` are proposed.
+    #: :data:`MAX_ASSISTANT_TOKENS` are proposed. ``num_assistant_tokens`` is also the draft model's tokens per step
+    #: in speculative decoding.
     num_assistant_tokens: Annotated[int, Field(ge=1, le=MAX_ASSISTANT_TOKENS)] | None = None
     max_ngram_size: Annotated[int, Field(ge=1, le=64)] | None = None
+    #: OVMS's speculative decoding (a model served with a draft model): the draft proposes tokens while its own
+    #: probability for each stays above this, instead of a fixed ``num_assistant_tokens``. 0 would mean neither is
+    #: set, which fails the engine's step: refused by the bound.
+    assistant_confidence_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @field_validator("stop")
     @classmethod

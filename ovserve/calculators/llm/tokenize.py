@@ -41,13 +41,24 @@ def tool_call_settings(body: ChatCompletionRequest, tools: list[Tool], params: S
     if tool_format == "generic":
         return replace(params, json_schema=tool_call_schema(tools, body.tool_choice, body.parallel_tool_calls))
     if body.tool_choice in (None, "auto"):
-        return params
+        return guided_calls(tools, params, tool_format, parsers.tool_guided, body.parallel_tool_calls)
     forced = family_calls(tool_format, tools, body.parallel_tool_calls)
     if forced is None:
         raise RequestError(f"'tool_choice' {body.tool_choice!r} is not supported in the {tool_format} "
                            f"format (ovserve can force calls in the generic, hermes3, llama3 and phi4 formats); use "
                            f"'auto'", param="tool_choice", code="unsupported_parameter")
     return replace(params, tool_calls=forced)
+
+
+def guided_calls(tools: list[Tool], params: SamplingParams, tool_format: str, guided: bool,
+                 parallel: bool) -> SamplingParams:
+    """``tool_choice`` ``auto`` in a family's format: free, or with ``enable_tool_guided_generation`` (``guided``) free
+    text until the model writes the format's opening tag, then calls valid for the tools (formats without one stay
+    free)."""
+    calls = family_calls(tool_format, tools, parallel) if guided else None
+    if calls is None or not calls.begin.strip():
+        return params
+    return replace(params, tool_calls=replace(calls, trigger=calls.begin.strip()))
 
 
 def template_variables(body: ChatCompletionRequest, parsers: ModelParsers) -> dict[str, Any] | None:
@@ -67,10 +78,18 @@ DEFAULT_MAX_NGRAM_SIZE = 3
 
 
 def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, params: SamplingParams,
-                           prompt_lookup: bool) -> SamplingParams:
-    """``params`` with the request's prompt lookup settings (OVMS's defaults for those it leaves out) when the
-    engine decodes with prompt lookup; without it, a 400 naming the setting the request asks for."""
-    if prompt_lookup:
+                           limits: GenerationLimits) -> SamplingParams:
+    """``params`` with the request's settings for an engine that checks proposed tokens: prompt lookup's (OVMS's
+    defaults for those it leaves out), or speculative decoding's (:func:`speculative_settings`). Where the engine
+    does neither, a 400 naming the setting the request asks for, which would have no effect."""
+    if limits.speculative:
+        return speculative_settings(body, params)
+    if body.assistant_confidence_threshold is not None:
+        raise RequestError("'assistant_confidence_threshold' is a speculative decoding setting, and this model is not "
+                           "served with a draft model (its graph would set draft_models_path, or 'ovserve serve "
+                           "--draft-model PATH')", param="assistant_confidence_threshold",
+                           code="unsupported_parameter")
+    if limits.prompt_lookup:
         if params.min_new_tokens:
             # measured with GenAI 2026.4: the engine lets end-of-sequence through before min_tokens
             raise RequestError("'min_tokens' is not supported on a model served with prompt lookup: its engine does "
@@ -80,11 +99,36 @@ def prompt_lookup_settings(body: ChatCompletionRequest | CompletionRequest, para
                        max_ngram_size=body.max_ngram_size or DEFAULT_MAX_NGRAM_SIZE)
     for name in ("num_assistant_tokens", "max_ngram_size"):
         if getattr(body, name) is not None:
-            raise RequestError(f"'{name}' is a prompt lookup setting, and this model's engine does not decode with "
-                               f"prompt lookup (its graph would set plugin_config: {{\"prompt_lookup\": true}}; "
-                               f"ovserve has no speculative decoding with a draft model)",
-                               param=name, code="unsupported_parameter")
+            raise RequestError(f"'{name}' is a prompt lookup or speculative decoding setting, and this model's engine "
+                               f"does neither (its graph would set plugin_config: {{\"prompt_lookup\": true}}, or "
+                               f"draft_models_path)", param=name, code="unsupported_parameter")
     return params
+
+
+def speculative_settings(body: ChatCompletionRequest | CompletionRequest, params: SamplingParams) -> SamplingParams:
+    """``params`` for an engine with a draft model: ``num_assistant_tokens`` or ``assistant_confidence_threshold``
+    (OVMS's default, 5 tokens a step, when neither is given). The engine takes exactly one of them: a request with both
+    is refused, and one with neither would fail the engine's step for every request in it."""
+    if body.num_assistant_tokens is not None and body.assistant_confidence_threshold is not None:
+        raise RequestError("'num_assistant_tokens' and 'assistant_confidence_threshold' cannot be given together: the "
+                           "draft model proposes either a fixed number of tokens a step or as many as it is confident "
+                           "of; give one", param="num_assistant_tokens", code="invalid_value")
+    if body.max_ngram_size is not None:
+        raise RequestError("'max_ngram_size' is a prompt lookup setting, and this model decodes speculatively with a "
+                           "draft model, which proposes tokens without n-grams", param="max_ngram_size",
+                           code="unsupported_parameter")
+    if params.temperature > 0:
+        # GenAI 2026.4: sampled with a draft, 38 of 192 tokens' log-probabilities came back above 0 (greedy ones
+        # matched the model's within 3e-5); best_of ranks answers by them.
+        ranked = isinstance(body, CompletionRequest) and (body.best_of or body.n) > body.n
+        for name, asked in (("logprobs", body.wants_logprobs), ("best_of", ranked)):
+            if asked:
+                raise RequestError(f"'{name}' with sampling (temperature above 0) is not supported on a model served "
+                                   f"with a draft model: its engine reports wrong log-probabilities for sampled "
+                                   f"tokens; ask at temperature 0", param=name, code="unsupported_parameter")
+    if body.assistant_confidence_threshold is not None:
+        return replace(params, assistant_confidence_threshold=body.assistant_confidence_threshold)
+    return replace(params, num_assistant_tokens=body.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS)
 
 
 class TokenizerCalculator(Calculator):
@@ -222,23 +266,39 @@ def engine_settings(body: ChatCompletionRequest | CompletionRequest, prompt_toke
             raise
         message = error.message if param == "prompt" else error.message.replace("the prompt has", f"'{param}' has")
         raise RequestError(message, param=param, code=error.code) from None
+    check_eviction_gap(prompt_tokens, limits, param)
     tools = body.callable_tools() if isinstance(body, ChatCompletionRequest) else []
     if tools:
         params = tool_call_settings(body, tools, params, plan.tool_format, parsers)  # type: ignore[arg-type]
-    params = prompt_lookup_settings(body, params, limits.prompt_lookup)
-    if limits.prompt_lookup or body.include_stop_str_in_output or limits.stateful is not None:
+    params = prompt_lookup_settings(body, params, limits)
+    if limits.prompt_lookup or limits.speculative or body.include_stop_str_in_output or limits.stateful is not None:
         # The detokenizer alone finds the stop strings then (it always cuts the text there; the run's end aborts the
         # engine's request). With prompt lookup, the engine's own stop-string check failed its step ("Cannot remove
-        # more tokens than has been generated", found by tests/engine/engine_fuzz.py); with include_stop_str_in_output,
-        # the engine (GenAI 2026.4) dropped a token that begins with a stop string (stop " ", token " capital"), and the
-        # answer would end without the stop it was asked to include. The stateful pipeline, given token ids, ended the
-        # answer before its first token on a stop string (GenAI 2026.4).
+        # more tokens than has been generated", found by tests/engine/engine_fuzz.py; with a draft model too, on GenAI
+        # 2026.4 with 8 sampled requests and one-letter stops); with include_stop_str_in_output, the engine (GenAI
+        # 2026.4) dropped a token that begins with a stop string (stop " ", token " capital"), and the answer would
+        # end without the stop it was asked to include. The stateful pipeline, given token ids, ended the answer
+        # before its first token on a stop string (GenAI 2026.4).
         params = replace(params, stop=())
     try:
         params.check()
     except ValueError as error:
         raise RequestError(f"the engine refuses these settings: {error}", code="invalid_value") from None
     return params
+
+
+def check_eviction_gap(prompt_tokens: int, limits: GenerationLimits, param: str) -> None:
+    """Refuse a prompt of a length the engine's KV cache eviction fails its step on (which would fail every request in
+    the step and restart the engine): more tokens than the cache's ``start_size``, but fewer beyond it than its SnapKV
+    window. Measured on GenAI 2026.4: every such length failed, no other did (1 to 140 and 250 to 530 tokens)."""
+    if limits.eviction_gap is None:
+        return
+    first, last = limits.eviction_gap
+    if first <= prompt_tokens <= last:
+        what = "the prompt" if param in ("messages", "prompt") else repr(param)
+        raise RequestError(f"{what} has {prompt_tokens} tokens, and this model's KV cache eviction cannot take prompts "
+                           f"of {first} to {last} tokens (OpenVINO GenAI fails on them): send a shorter or a longer "
+                           f"prompt", param=param, code="invalid_value")
 
 
 def check_prompts_size(sizes: list[tuple[int, int]], best_of: int, limits: GenerationLimits) -> None:

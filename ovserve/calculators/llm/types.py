@@ -240,6 +240,11 @@ class GenerationLimits:
     vision: VisionLimits | None = None
     #: The engine runs one request at a time on the stateful pipeline; ``None``: the continuous-batching engine.
     stateful: StatefulLimits | None = None
+    #: The engine decodes speculatively with a draft model (OVMS's ``draft_models_path``).
+    speculative: bool = False
+    #: With KV cache eviction: the prompt lengths (first, last) the engine fails its step on, those that leave fewer
+    #: tokens after the cache's ``start_size`` than its SnapKV window (GenAI 2026.4); ``None``: none.
+    eviction_gap: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,3 +264,6 @@ class ModelParsers:
     #: Markers the parsers look for that are special tokens of the model's vocabulary, which decoding drops
     #: (Mistral's ``[TOOL_CALLS]``): (token id, its text), for the detokenizer to put back.
     marker_tokens: tuple[tuple[int, str], ...] = ()
+    #: OVMS's ``enable_tool_guided_generation``: with ``tool_choice`` ``auto``, a call the model begins in its family's
+    #: format is held to the tools' schemas (the generic format is held to them always).
+    tool_guided: bool = False

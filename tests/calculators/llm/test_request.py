@@ -84,7 +84,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         ("/v3/chat/completions", {"add_generation_prompt": False}, "add_generation_prompt"),
         ("/v3/chat/completions", {"echo": True}, "echo"),
         ("/v3/completions", {"suffix": "end"}, "suffix"),
-        ("/v3/chat/completions", {"assistant_confidence_threshold": 0.4}, "assistant_confidence_threshold"),
     ],
 )
 async def test_fields_that_would_change_the_answer_and_are_not_supported_are_refused(uri, fields, param):

@@ -14,9 +14,9 @@ from tests.calculators.llm.fakes import chat_request, completion_request, fake_t
 
 
 async def tokenize(request, context_length=100, max_tokens_limit=None, sampling=OPENAI_SAMPLING, prompt_lookup=False,
-                   max_scored_tokens=8192):
+                   max_scored_tokens=8192, speculative=False):
     limits = GenerationLimits(context_length, max_tokens_limit, sampling, prompt_lookup=prompt_lookup,
-                              max_scored_tokens=max_scored_tokens)
+                              max_scored_tokens=max_scored_tokens, speculative=speculative)
     side = {"TOKENIZER": fake_tokenizer(), "LIMITS": limits}
     (prompt,) = (await run_calculator(TokenizerCalculator, {"REQUEST": [request]}, side_packets=side))["PROMPT"]
     return prompt
@@ -150,6 +150,14 @@ async def test_a_required_call_in_a_family_format_is_held_to_that_format(parser,
     prompt.params.check()  # the engine takes the grammar
 
 
+@pytest.mark.parametrize(("parser", "trigger"), [("hermes3", "<tool_call>"), ("phi4", "functools"), ("llama3", None)])
+async def test_tool_guided_generation_holds_an_auto_call_once_its_tag_opens(parser, trigger):
+    guided = (await tokenize_with(chat_request(tools=[WEATHER]), ModelParsers(parser, tool_guided=True))).params
+    assert (guided.tool_calls.trigger if guided.tool_calls else None) == trigger  # llama3's calls open with no tag
+    guided.check()  # the engine takes the grammar
+    assert (await tokenize_with(chat_request(tools=[WEATHER]), ModelParsers(parser))).params.tool_calls is None
+
+
 @pytest.mark.parametrize(
     ("request_", "parsers", "param", "words"),
     [
@@ -184,6 +192,55 @@ async def test_prompt_lookup_settings_are_refused_by_an_engine_without_it(field)
     error = await refused(completion_request(prompt="hi", **{field: 3}))
     assert (error.status, error.param) == (400, field)
     assert '"prompt_lookup": true' in error.message
+
+
+async def test_with_a_draft_model_a_request_gets_5_tokens_a_step_or_its_own_setting():
+    assert (await tokenize(chat_request(), speculative=True)).params.num_assistant_tokens == 5
+    own = (await tokenize(chat_request(num_assistant_tokens=2), speculative=True)).params
+    assert (own.num_assistant_tokens, own.assistant_confidence_threshold) == (2, 0)
+    confident = (await tokenize(chat_request(assistant_confidence_threshold=0.4), speculative=True)).params
+    assert (confident.num_assistant_tokens, confident.assistant_confidence_threshold) == (0, 0.4)
+    assert (await tokenize(chat_request(stop=["END"]), speculative=True)).params.stop == ()  # as with prompt lookup
+
+
+async def test_with_a_draft_model_both_speculative_settings_or_an_ngram_size_are_refused_by_name():
+    both = await refused(chat_request(num_assistant_tokens=2, assistant_confidence_threshold=0.4), speculative=True)
+    assert (both.status, both.param) == (400, "num_assistant_tokens")
+    assert "'num_assistant_tokens' and 'assistant_confidence_threshold' cannot be given together" in both.message
+    ngram = await refused(chat_request(max_ngram_size=3), speculative=True)
+    assert (ngram.status, ngram.param) == (400, "max_ngram_size")
+
+
+@pytest.mark.parametrize(("request_", "param"), [
+    (chat_request(logprobs=True, temperature=0.7), "logprobs"),
+    (completion_request(prompt="hi", logprobs=0), "logprobs"),  # the default sampling: temperature 1
+    (completion_request(prompt="hi", n=1, best_of=3, temperature=0.5), "best_of"),
+])
+async def test_with_a_draft_model_sampled_log_probabilities_are_refused(request_, param):
+    error = await refused(request_, speculative=True)
+    assert (error.status, error.param) == (400, param)
+    assert "wrong log-probabilities for sampled tokens" in error.message
+    greedy = (await tokenize(chat_request(logprobs=True, temperature=0), speculative=True)).params
+    assert greedy.logprobs and greedy.num_assistant_tokens == 5
+
+
+@pytest.mark.parametrize("prompt_lookup", [False, True])
+async def test_without_a_draft_model_a_confidence_threshold_is_refused_not_ignored(prompt_lookup):
+    error = await refused(chat_request(assistant_confidence_threshold=0.4), prompt_lookup=prompt_lookup)
+    assert (error.status, error.param) == (400, "assistant_confidence_threshold")
+    assert "not served with a draft model" in error.message
+
+
+async def test_a_prompt_length_the_eviction_engine_fails_on_is_refused_naming_the_prompt():
+    limits = GenerationLimits(100, eviction_gap=(33, 39))
+    side = {"TOKENIZER": fake_tokenizer(), "LIMITS": limits}
+    with pytest.raises(CalculatorError) as caught:
+        await run_calculator(TokenizerCalculator, {"REQUEST": [completion_request(prompt="x" * 35)]},
+                             side_packets=side)
+    assert (caught.value.cause.status, caught.value.cause.param) == (400, "prompt")
+    assert "has 35 tokens" in caught.value.cause.message and "33 to 39" in caught.value.cause.message
+    for fits in ("x" * 32, "x" * 40):
+        await run_calculator(TokenizerCalculator, {"REQUEST": [completion_request(prompt=fits)]}, side_packets=side)
 
 
 async def test_with_prompt_lookup_stop_strings_are_left_to_the_detokenizer():

@@ -1,0 +1,86 @@
+"""Speculative decoding (``ovserve serve MODEL --draft-model DRAFT``, OVMS's ``draft_models_path``), on and off.
+
+No smaller model than the default is at hand, so the default model is its own draft (its .gguf; the draft runs as its
+OpenVINO IR). That bounds the acceptance rate from above (the draft proposes what the model would say, up to the two
+formats' numerics) and is no speed-up to hope for: the draft costs as much as the model. The figures show what the
+plumbing costs and gives, not what a real draft would.
+
+Two kinds of request from benchmarks/prompt_lookup.py (``open``: the closed loop's open-ended prompts; ``copy``: a
+passage to repeat), greedy, streamed, ending where the model ends them. Per server, kind and stream count: output
+tok/s, time per output token after the first, and from the engine's step counter (``/metrics``) the output tokens per
+engine step; at one stream, each step is one request's, so the acceptance rate is
+``(tokens per step - 1) / num_assistant_tokens`` (steps include each request's prefill step, so it is a lower bound).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from benchmarks.loadgen import LoadConfig
+from benchmarks.openloop import metrics_url
+from benchmarks.prompt_lookup import PromptLookupConfig, _level, prompts
+from benchmarks.stream_client import Prepared, chat_body, run_closed
+from benchmarks.tables import markdown
+
+KINDS = ("open", "copy")
+#: The draft's tokens per step (OVMS's default, which ovserve applies when a request does not say).
+NUM_ASSISTANT_TOKENS = 5
+STEPS = "ovserve_engine_steps_total"
+
+
+def variants(model: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The two servers: without a draft, and with the model as its own draft (prefix caching off in both)."""
+    no_cache = ("--enable-prefix-caching", "false")
+    return (("draft off", no_cache), ("draft on (the model itself)", (*no_cache, "--draft-model", model)))
+
+
+def engine_steps(base_url: str) -> float:
+    """The engine's steps so far, from ``/metrics``."""
+    for line in httpx.get(metrics_url(base_url), timeout=10).text.splitlines():
+        if line.startswith(STEPS):
+            return float(line.split()[-1])
+    raise RuntimeError(f"{metrics_url(base_url)} has no {STEPS}")
+
+
+async def run(base_url: str, cfg: PromptLookupConfig) -> dict[str, Any]:
+    """Every kind at every stream count against one server."""
+    load = LoadConfig(base_url=base_url, max_tokens=cfg.max_tokens, ignore_eos=False)
+    await run_closed([chat_body([{"role": "user", "content": "Hello!"}], 8, load)], 1, load)
+    levels = []
+    for kind in KINDS:
+        texts = prompts(kind, cfg.requests, cfg)
+        for concurrency in cfg.concurrency:
+            requests: list[Prepared] = [chat_body([{"role": "user", "content": text}], cfg.max_tokens, load)
+                                        for text in texts]
+            before = engine_steps(base_url)
+            results, wall = await run_closed(requests, concurrency, load)
+            level = _level(kind, concurrency, results, wall)
+            steps = engine_steps(base_url) - before
+            level["tokens_per_step"] = round(level["output_tokens"] / steps, 2) if steps else None
+            print(f"[speculative] {kind}, {concurrency} streams: {level['tokens_per_s']} tok/s, per token "
+                  f"{level['tpot_p50_ms']} ms, {level['tokens_per_step']} tokens a step, errors {level['errors']}",
+                  flush=True)
+            levels.append(level)
+    return {"levels": levels}
+
+
+def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """One line per server, kind and stream count; speed-ups and equal answers against the first server."""
+    headers = ["server", "kind", "streams", "requests", "errors", "output tokens", "tok/s", "tok/s ÷ first",
+               "per token p50 ms", "tokens a step", "acceptance (1 stream)", "answers equal to the first"]
+    base = {(lv["kind"], lv["concurrency"]): lv for lv in rows[0][1]["levels"]}
+    body = []
+    for label, result in rows:
+        for lv in result["levels"]:
+            first = base[(lv["kind"], lv["concurrency"])]
+            ratio = round(lv["tokens_per_s"] / first["tokens_per_s"], 2) if first["tokens_per_s"] else None
+            same = sum(a is not None and a == b for a, b in zip(lv["answers"], first["answers"], strict=True))
+            per_step = lv["tokens_per_step"]
+            acceptance = (f"{max(0.0, (per_step - 1) / NUM_ASSISTANT_TOKENS):.0%}"
+                          if per_step and lv["concurrency"] == 1 and "on" in label else "")
+            body.append([label, lv["kind"], lv["concurrency"], lv["requests"], lv["errors"], lv["output_tokens"],
+                         lv["tokens_per_s"], ratio, lv["tpot_p50_ms"], per_step, acceptance,
+                         f"{same}/{len(lv['answers'])}"])
+    return markdown(headers, body)
