@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +16,7 @@ from ovserve.calculators.llm.engine_options import (
     CacheEvictionOptions,
     SparseAttentionOptions,
     check_cache_eviction,
+    check_pipeline_type,
     draft_model,
 )
 from ovserve.calculators.llm.images import MediaPolicy
@@ -34,12 +34,13 @@ from ovserve.calculators.llm.types import (
     VisionLimits,
 )
 from ovserve.engine.client import EngineClient
-from ovserve.engine.cpu import detect_cpu
-from ovserve.engine.devices import check_batching_device, check_static_shape_settings, is_npu, max_prompt_tokens
+from ovserve.engine.cpu import CPUInfo, detect_cpu
+from ovserve.engine.devices import max_prompt_tokens
 from ovserve.engine.fingerprint import model_identity, system_fingerprint
 from ovserve.engine.generation_config import SamplingDefaults, generation_config_of, load_sampling_defaults
 from ovserve.engine.interface import GenerationEngine
 from ovserve.engine.process import DEFAULT_STEP_TIMEOUT
+from ovserve.engine.scheduler_options import DraftModel
 from ovserve.engine.scorer import LogitScorer
 from ovserve.engine.settings import (
     PROMPT_LOOKUP,
@@ -167,33 +168,6 @@ class LLMCalculatorOptions(OVMSEngineFeatures):
         return bool(self.plugin_config.get(PROMPT_LOOKUP, False))  # type: ignore[union-attr]
 
 
-#: OVMS's pipeline types: the continuous-batching ones, and those it runs one request at a time.
-BATCHING_PIPELINES = ("LM_CB", "VLM_CB", "AUTO")
-ONE_AT_A_TIME_PIPELINES = ("LM", "VLM")
-
-
-def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles, device: str = "CPU",
-                        plugin_config: Mapping[str, Any] | None = None) -> bool:
-    """Check an OVMS graph's ``pipeline_type`` and ``device`` against the model and each other (``ValueError`` says
-    what is wrong), and say whether the model runs on the stateful pipeline, one request at a time: for ``LM`` and
-    ``VLM``, and for an NPU when the type is left open, as OVMS chooses; else on the continuous-batching engine."""
-    kind = (pipeline_type or "AUTO").upper()
-    if kind not in BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES:
-        raise ValueError(f"node '{node}': pipeline_type '{pipeline_type}' is not one of "
-                         f"{', '.join(BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES)}")
-    if kind.startswith("VLM") and not model.vision:
-        raise ValueError(f"node '{node}': pipeline_type {kind} needs a vision model folder (with "
-                         f"openvino_vision_embeddings_model.xml); {model.path} holds a text model")
-    stateful = kind in ONE_AT_A_TIME_PIPELINES or (kind == "AUTO" and is_npu(device))
-    try:
-        check_static_shape_settings(device, plugin_config or {})
-        if not stateful:
-            check_batching_device(device)
-    except ValueError as error:
-        raise ValueError(f"node '{node}': {error}") from None
-    return stateful
-
-
 #: The scheduler's options, which the stateful pipeline has no use for (it runs one request, with no paged cache).
 SCHEDULER_OPTIONS = ("cache_size", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching",
                      "dynamic_split_fuse")
@@ -237,6 +211,36 @@ class LLMEngine(Resource):
         if ignored:
             log.warning("node '%s': options not supported yet, ignored: %s", ctx.node, ", ".join(ignored))
         model = find_model_files(models_path_in_graph(ctx.base_path, options.models_path))
+        draft = await self._check_engine(ctx, options, model)
+        self.model_digest = await asyncio.to_thread(model_identity, model)
+        if options.generation_config_path:
+            sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
+        else:
+            sampling = load_sampling_defaults(generation_config_of(model))
+        log.info("%s: default sampling %s", model.display_name, sampling.describe())
+        settings, cpu = self._engine_settings(options, model, draft)
+        self._log_features(model, settings)
+        self.settings, self.cpu = settings, cpu
+        self.engine = self._engine(options, settings)
+        self.scorer = LogitScorer(model, device=options.device, budget=2 * options.max_scored_tokens)
+        ctx.set(self.SCORER, self.scorer)
+        tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
+        try:
+            await self.engine.start()
+        except BaseException:
+            await asyncio.gather(tokenizer_task, return_exceptions=True)
+            raise
+        try:
+            self._describe_model(ctx, options, model, sampling, await tokenizer_task)
+        except BaseException:  # the engine process is running: stop it, or a failed (re)load leaks it
+            await self.scorer.close()
+            await self.engine.stop()
+            raise
+
+    async def _check_engine(self, ctx: ResourceContext, options: LLMCalculatorOptions,
+                            model: ModelFiles) -> DraftModel | None:
+        """Which pipeline serves the model (``self.stateful``), and the engine options checked against it and the
+        device; the draft model, converted if need be."""
         self.stateful = check_pipeline_type(ctx.node, options.pipeline_type, model, options.device,
                                             options.plugin_config)  # type: ignore[arg-type]
         check_cache_eviction(ctx.node, options.cache_eviction_config, options.device)
@@ -251,12 +255,12 @@ class LLMEngine(Resource):
             raise ValueError(f"node '{ctx.node}': {', '.join(batching_only)} {verb} the continuous-batching engine, "
                              f"and this node runs the stateful pipeline (pipeline_type {options.pipeline_type}, "
                              f"device {options.device}): use pipeline_type LM_CB, or drop them")
-        self.model_digest = await asyncio.to_thread(model_identity, model)
-        if options.generation_config_path:
-            sampling = load_sampling_defaults(ctx.base_path / options.generation_config_path, required=True)
-        else:
-            sampling = load_sampling_defaults(generation_config_of(model))
-        log.info("%s: default sampling %s", model.display_name, sampling.describe())
+        return draft
+
+    @staticmethod
+    def _engine_settings(options: LLMCalculatorOptions, model: ModelFiles,
+                         draft: DraftModel | None) -> tuple[EngineSettings, CPUInfo | None]:
+        """What the engine process is started with: the node's options, with this CPU's plugin defaults."""
         cpu = detect_cpu() if options.device == "CPU" else None
         plugin_config = plugin_config_for(options.device, dict(options.plugin_config),  # type: ignore[arg-type]
                                           batch_invariant=options.batch_invariant, cpu=cpu)
@@ -277,23 +281,7 @@ class LLMEngine(Resource):
             cache_eviction=options.cache_eviction_config.settings() if options.cache_eviction_config else None,
             sparse_attention=options.sparse_attention_config.settings() if options.sparse_attention_config else None,
         )
-        self._log_features(model, settings)
-        self.settings, self.cpu = settings, cpu
-        self.engine = self._engine(options, settings)
-        self.scorer = LogitScorer(model, device=options.device, budget=2 * options.max_scored_tokens)
-        ctx.set(self.SCORER, self.scorer)
-        tokenizer_task = asyncio.ensure_future(asyncio.to_thread(TextTokenizer.load, model))
-        try:
-            await self.engine.start()
-        except BaseException:
-            await asyncio.gather(tokenizer_task, return_exceptions=True)
-            raise
-        try:
-            self._describe_model(ctx, options, model, sampling, await tokenizer_task)
-        except BaseException:  # the engine process is running: stop it, or a failed (re)load leaks it
-            await self.scorer.close()
-            await self.engine.stop()
-            raise
+        return settings, cpu
 
     def _engine(self, options: LLMCalculatorOptions, settings: EngineSettings) -> EngineClient | StatefulEngine:
         """The front end of the model's engine: the continuous-batching engine, or the stateful pipeline's."""

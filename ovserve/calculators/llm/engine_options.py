@@ -9,14 +9,16 @@ raise ``ValueError`` naming the node and the field when they cannot be served.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ovserve.engine.devices import check_batching_device, check_static_shape_settings, is_npu
 from ovserve.engine.scheduler_options import CacheEviction, DraftModel, KVCrush, SparseAttention
 from ovserve.engine.scoring_model import ScoringModelError, scoring_model_path
-from ovserve.engine.settings import find_model_files
+from ovserve.engine.settings import ModelFiles, find_model_files
 from ovserve.store.catalog import models_path_in_graph
 
 log = logging.getLogger("ovserve.llm")
@@ -175,3 +177,30 @@ def refuse_with_draft(node: str, options: Any) -> None:
         raise ValueError(f"node '{node}': batch_invariant cannot be combined with draft_models_path: speculative "
                          f"decoding checks a varying number of proposed tokens in one pass, and that its greedy output "
                          f"does not depend on the batch has not been established: drop one")
+
+
+#: OVMS's pipeline types: the continuous-batching ones, and those it runs one request at a time.
+BATCHING_PIPELINES = ("LM_CB", "VLM_CB", "AUTO")
+ONE_AT_A_TIME_PIPELINES = ("LM", "VLM")
+
+
+def check_pipeline_type(node: str, pipeline_type: str | None, model: ModelFiles, device: str = "CPU",
+                        plugin_config: Mapping[str, Any] | None = None) -> bool:
+    """Check an OVMS graph's ``pipeline_type`` and ``device`` against the model and each other (``ValueError`` says
+    what is wrong), and say whether the model runs on the stateful pipeline, one request at a time: for ``LM`` and
+    ``VLM``, and for an NPU when the type is left open, as OVMS chooses; else on the continuous-batching engine."""
+    kind = (pipeline_type or "AUTO").upper()
+    if kind not in BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES:
+        raise ValueError(f"node '{node}': pipeline_type '{pipeline_type}' is not one of "
+                         f"{', '.join(BATCHING_PIPELINES + ONE_AT_A_TIME_PIPELINES)}")
+    if kind.startswith("VLM") and not model.vision:
+        raise ValueError(f"node '{node}': pipeline_type {kind} needs a vision model folder (with "
+                         f"openvino_vision_embeddings_model.xml); {model.path} holds a text model")
+    stateful = kind in ONE_AT_A_TIME_PIPELINES or (kind == "AUTO" and is_npu(device))
+    try:
+        check_static_shape_settings(device, plugin_config or {})
+        if not stateful:
+            check_batching_device(device)
+    except ValueError as error:
+        raise ValueError(f"node '{node}': {error}") from None
+    return stateful

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from ovserve.calculators.llm.engine import check_pipeline_type
+from ovserve.calculators.llm.engine_options import check_pipeline_type
 from ovserve.engine.settings import find_model_files
 from tests.tiny_models import LLAVA, QWEN3_RERANKER
 
