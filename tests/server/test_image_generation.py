@@ -242,18 +242,28 @@ def test_other_endpoints_of_an_image_model_say_what_it_serves(sd_server):
     assert_openai_error(answer, 400, "model", "it serves /images/generations and /images/edits")
 
 
-OVMS_GRAPH = """
+def ovms_graph(options: str) -> str:
+    """An OVMS image generation graph, as its export script writes it, with these node options."""
+    return f"""
     input_stream: "HTTP_REQUEST_PAYLOAD:input"
     output_stream: "HTTP_RESPONSE_PAYLOAD:output"
 
-    node: {
+    node: {{
       name: "ImageGenExecutor"
       calculator: "ImageGenCalculator"
       input_stream: "HTTP_REQUEST_PAYLOAD:input"
       input_side_packet: "IMAGE_GEN_NODE_RESOURCES:pipes"
       output_stream: "HTTP_RESPONSE_PAYLOAD:output"
-      node_options: {
-          [type.googleapis.com / mediapipe.ImageGenCalculatorOptions]: {
+      node_options: {{
+          [type.googleapis.com / mediapipe.ImageGenCalculatorOptions]: {{
+{options}
+          }}
+      }}
+    }}
+"""
+
+
+OVMS_GRAPH = ovms_graph("""\
               models_path: "./",
               device: "CPU",
               plugin_config: '{"NUM_STREAMS": "1"}',
@@ -262,35 +272,16 @@ OVMS_GRAPH = """
               max_num_images_per_prompt: 2,
               default_num_inference_steps: 3,
               max_num_inference_steps: 300,
-              max_queued_requests: 1
-          }
-      }
-    }
-"""
+              max_queued_requests: 1""")
 
-OVMS_STATIC_GRAPH = """
-    input_stream: "HTTP_REQUEST_PAYLOAD:input"
-    output_stream: "HTTP_RESPONSE_PAYLOAD:output"
-
-    node: {
-      name: "ImageGenExecutor"
-      calculator: "ImageGenCalculator"
-      input_stream: "HTTP_REQUEST_PAYLOAD:input"
-      input_side_packet: "IMAGE_GEN_NODE_RESOURCES:pipes"
-      output_stream: "HTTP_RESPONSE_PAYLOAD:output"
-      node_options: {
-          [type.googleapis.com / mediapipe.ImageGenCalculatorOptions]: {
+OVMS_STATIC_GRAPH = ovms_graph("""\
               models_path: "../sd-model",
               device: "CPU",
               resolution: "64x64",
               num_images_per_prompt: 1,
               guidance_scale: 7.5,
               default_num_inference_steps: 4,
-              max_num_inference_steps: 8
-          }
-      }
-    }
-"""
+              max_num_inference_steps: 8""")
 
 
 @pytest.fixture(scope="module")
