@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
+
+from ovserve.errors import RequestError
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,11 @@ def form_fields(items: Iterable[tuple[str, str]], list_fields: Iterable[str] = (
         else:
             fields[name] = value
     return {**fields, **lists}
+
+
+def not_served(uri: str, model: str, what: str, served: Sequence[str]) -> RequestError:
+    """The 400 for a request sent to a model whose graph does not answer its path: what the model is (``what``, e.g.
+    "a reranker") and the paths it serves."""
+    listed = served[0] if len(served) == 1 else f"{', '.join(served[:-1])} and {served[-1]}"
+    return RequestError(f"the model '{model}' is {what}: it serves {listed}, not {uri}", param="model",
+                        code="unsupported_model")

@@ -13,6 +13,7 @@ from ovserve.calculators.audio.model import SpeechModel
 from ovserve.calculators.audio.schema import IGNORED_BY_DESIGN, TranscriptionForm, TranslationForm
 from ovserve.calculators.audio.transcript import Segment, Transcript, TranscriptStream, Word, render
 from ovserve.calculators.llm.request_fields import log_ignored
+from ovserve.endpoints import not_served
 from ovserve.engine.whisper_kind import TranscribeJob, WhisperResult
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
@@ -35,9 +36,7 @@ class SpeechToTextCalculator(Calculator):
         payload: HttpRequestPayload = ctx.value(self.HTTP_REQUEST_PAYLOAD)
         model: SpeechModel = ctx.side["WHISPER"]
         if not payload.uri.endswith(ENDPOINTS):
-            raise RequestError(f"the model '{payload.model}' is a speech-to-text model: it serves "
-                               f"/audio/transcriptions and /audio/translations, not {payload.uri}", param="model",
-                               code="unsupported_model")
+            raise not_served(payload.uri, payload.model, "a speech-to-text model", ENDPOINTS)
         translate = payload.uri.endswith("/audio/translations")
         form = (TranslationForm if translate else TranscriptionForm).from_fields(payload.json)
         log_ignored(form, IGNORED_BY_DESIGN)

@@ -13,6 +13,7 @@ from ovserve.calculators.embeddings.rerank import RerankRequest, rerank_response
 from ovserve.calculators.embeddings.schema import EmbeddingRequest
 from ovserve.calculators.llm.tokenize_endpoint import encoder_tokens
 from ovserve.calculators.rerank.schema import ScoreRequest, score_answer
+from ovserve.endpoints import not_served
 from ovserve.engine.embedder import BatchingEncoder, EncoderTokenizer
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
@@ -43,8 +44,8 @@ class EmbeddingsCalculator(Calculator):
         elif payload.uri.endswith("/embeddings"):
             await self.embeddings(ctx, payload, batcher)
         else:
-            raise RequestError(f"the model '{payload.model}' is an embedding model: it serves /embeddings, /rerank, "
-                               f"/score and /tokenize, not {payload.uri}", param="model", code="unsupported_model")
+            raise not_served(payload.uri, payload.model, "an embedding model",
+                             ("/embeddings", "/rerank", "/score", "/tokenize"))
 
     async def rerank(self, ctx: CalculatorContext, payload: HttpRequestPayload, batcher: BatchingEncoder) -> None:
         request = parse_body(RerankRequest, payload.json)

@@ -15,6 +15,7 @@ from ovserve.calculators.images.inputs import read_picture
 from ovserve.calculators.images.model import ImageModel
 from ovserve.calculators.images.schema import IGNORED_BY_DESIGN, ImageEditForm, ImageGenerationRequest, ImageRequest
 from ovserve.calculators.llm.request_fields import log_ignored
+from ovserve.endpoints import not_served
 from ovserve.engine.image_kind import (
     NO_PIPELINE,
     EditJob,
@@ -51,9 +52,7 @@ class ImageGenerationCalculator(Calculator):
         payload: HttpRequestPayload = ctx.value(self.HTTP_REQUEST_PAYLOAD)
         model: ImageModel = ctx.side["IMAGES"]
         if not payload.uri.endswith((GENERATIONS, EDITS)):
-            raise RequestError(f"the model '{payload.model}' is an image generation model: it serves "
-                               f"{GENERATIONS} and {EDITS}, not {payload.uri}", param="model",
-                               code="unsupported_model")
+            raise not_served(payload.uri, payload.model, "an image generation model", (GENERATIONS, EDITS))
         edit = payload.uri.endswith(EDITS)
         request = (ImageEditForm if edit else ImageGenerationRequest).parse(payload.json)
         log_ignored(request, IGNORED_BY_DESIGN)

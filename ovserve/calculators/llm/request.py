@@ -13,6 +13,7 @@ from ovserve.calculators.llm.request_fields import log_ignored, refuse_unsupport
 from ovserve.calculators.llm.responses_api import ResponsesRequest, chat_body
 from ovserve.calculators.llm.schema import ChatCompletionRequest, CompletionRequest
 from ovserve.calculators.llm.types import LLMRequest
+from ovserve.endpoints import not_served
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload
 from ovserve.request_body import parse_body
@@ -77,9 +78,8 @@ class OpenAIRequestCalculator(Calculator):
         elif payload.uri.endswith("/completions"):
             kind, schema, prefix = "completion", CompletionRequest, "cmpl-"
         else:
-            raise RequestError(f"the model '{payload.model}' is a text generation model: it serves /chat/completions, "
-                               f"/completions, /responses, /messages and /tokenize, not {payload.uri}", param="model",
-                               code="unsupported_model")
+            raise not_served(payload.uri, payload.model, "a text generation model",
+                             ("/chat/completions", "/completions", "/responses", "/messages", "/tokenize"))
         body = completion_body(schema, payload.json)
         log_ignored(body)
         ctx.send(self.REQUEST, LLMRequest(kind, body, payload.model, prefix + uuid.uuid4().hex, int(time.time())))

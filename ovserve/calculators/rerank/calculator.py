@@ -9,6 +9,7 @@ from typing import Any
 from ovserve import Calculator, CalculatorContext, Input, Output, SideInput
 from ovserve.calculators.rerank.model import Reranker
 from ovserve.calculators.rerank.schema import CrossEncoderRerankRequest, ScoreRequest, rerank_answer, score_answer
+from ovserve.endpoints import not_served
 from ovserve.engine.rerank_kind import RerankJob, ScoreJob
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
@@ -32,8 +33,7 @@ class RerankCalculator(Calculator):
         elif payload.uri.endswith("/score"):
             body, tokens = await self.score(payload, reranker)
         else:
-            raise RequestError(f"the model '{payload.model}' is a reranker: it serves /rerank and /score, not "
-                               f"{payload.uri}", param="model", code="unsupported_model")
+            raise not_served(payload.uri, payload.model, "a reranker", ("/rerank", "/score"))
         ctx.send(self.RESPONSE_PAYLOAD, HttpResponsePayload(json.dumps(body).encode(), log={"prompt_tokens": tokens}))
 
     @staticmethod

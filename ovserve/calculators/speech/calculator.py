@@ -15,6 +15,7 @@ from ovserve.calculators.speech.model import TtsModel
 from ovserve.calculators.speech.schema import IGNORED_BY_DESIGN, SpeechRequest
 from ovserve.calculators.speech.sentences import split_sentences
 from ovserve.calculators.speech.synthesize import Speech, speak
+from ovserve.endpoints import not_served
 from ovserve.errors import RequestError
 from ovserve.payloads import HttpRequestPayload, HttpResponsePayload
 
@@ -38,8 +39,7 @@ class TextToSpeechCalculator(Calculator):
         payload: HttpRequestPayload = ctx.value(self.HTTP_REQUEST_PAYLOAD)
         model: TtsModel = ctx.side["SPEECH"]
         if not payload.uri.endswith(ENDPOINT):
-            raise RequestError(f"the model '{payload.model}' is a text-to-speech model: it serves /audio/speech, not "
-                               f"{payload.uri}", param="model", code="unsupported_model")
+            raise not_served(payload.uri, payload.model, "a text-to-speech model", (ENDPOINT,))
         request = SpeechRequest.parse(payload.json)
         log_ignored(request, IGNORED_BY_DESIGN)
         voice = self.check(request, model)
