@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,8 +87,10 @@ def _level(kind: str, concurrency: int, results: list[ChatResult], wall: float) 
     return level
 
 
-async def run(base_url: str, cfg: PromptLookupConfig) -> dict[str, Any]:
-    """Every kind at every stream count against one server."""
+async def run(base_url: str, cfg: PromptLookupConfig, steps: Callable[[str], float] | None = None,
+              label: str = "prompt-lookup") -> dict[str, Any]:
+    """Every kind at every stream count against one server; with ``steps`` (the engine's step count so far, read
+    from the server), also the tokens each engine step gave (``tokens_per_step``)."""
     load = LoadConfig(base_url=base_url, max_tokens=cfg.max_tokens, ignore_eos=False)
     await run_closed([chat_body([{"role": "user", "content": "Hello!"}], 8, load)], 1, load)
     levels = []
@@ -96,10 +99,16 @@ async def run(base_url: str, cfg: PromptLookupConfig) -> dict[str, Any]:
         for concurrency in cfg.concurrency:
             requests: list[Prepared] = [chat_body([{"role": "user", "content": text}], cfg.max_tokens, load)
                                         for text in texts]
+            before = steps(base_url) if steps is not None else 0.0
             results, wall = await run_closed(requests, concurrency, load)
             level = _level(kind, concurrency, results, wall)
-            print(f"[prompt-lookup] {kind}, {concurrency} streams: {level['tokens_per_s']} tok/s, per token "
-                  f"{level['tpot_p50_ms']} ms, errors {level['errors']}", flush=True)
+            per_step = ""
+            if steps is not None:
+                taken = steps(base_url) - before
+                level["tokens_per_step"] = round(level["output_tokens"] / taken, 2) if taken else None
+                per_step = f", {level['tokens_per_step']} tokens a step"
+            print(f"[{label}] {kind}, {concurrency} streams: {level['tokens_per_s']} tok/s, per token "
+                  f"{level['tpot_p50_ms']} ms{per_step}, errors {level['errors']}", flush=True)
             levels.append(level)
     return {"levels": levels}
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import httpx
 
-from benchmarks.loadgen import LoadConfig
+from benchmarks import prompt_lookup
 from benchmarks.openloop import metrics_url
-from benchmarks.prompt_lookup import PromptLookupConfig, _level, prompts
-from benchmarks.stream_client import Prepared, chat_body, run_closed
+from benchmarks.prompt_lookup import PromptLookupConfig
 from benchmarks.tables import markdown
 
 KINDS = ("open", "copy")
@@ -45,25 +44,8 @@ def engine_steps(base_url: str) -> float:
 
 
 async def run(base_url: str, cfg: PromptLookupConfig) -> dict[str, Any]:
-    """Every kind at every stream count against one server."""
-    load = LoadConfig(base_url=base_url, max_tokens=cfg.max_tokens, ignore_eos=False)
-    await run_closed([chat_body([{"role": "user", "content": "Hello!"}], 8, load)], 1, load)
-    levels = []
-    for kind in KINDS:
-        texts = prompts(kind, cfg.requests, cfg)
-        for concurrency in cfg.concurrency:
-            requests: list[Prepared] = [chat_body([{"role": "user", "content": text}], cfg.max_tokens, load)
-                                        for text in texts]
-            before = engine_steps(base_url)
-            results, wall = await run_closed(requests, concurrency, load)
-            level = _level(kind, concurrency, results, wall)
-            steps = engine_steps(base_url) - before
-            level["tokens_per_step"] = round(level["output_tokens"] / steps, 2) if steps else None
-            print(f"[speculative] {kind}, {concurrency} streams: {level['tokens_per_s']} tok/s, per token "
-                  f"{level['tpot_p50_ms']} ms, {level['tokens_per_step']} tokens a step, errors {level['errors']}",
-                  flush=True)
-            levels.append(level)
-    return {"levels": levels}
+    """Every kind at every stream count against one server, with the tokens each engine step gave."""
+    return await prompt_lookup.run(base_url, cfg, steps=engine_steps, label="speculative")
 
 
 def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
