@@ -137,12 +137,27 @@ def plugin_config_for(device: str, plugin_config: Mapping[str, Any], *, batch_in
 
 
 @dataclass(frozen=True)
-class EngineSettings(EngineSpec):
-    """The text generation kind: everything its engine process is started with (it is pickled across to it)."""
+class ModelFilesSpec(EngineSpec):
+    """An engine for a language model's files (``model``), on ``device`` with OpenVINO properties; named after the
+    model. The batching and the stateful kinds add their settings (with defaults)."""
 
     model: ModelFiles
     device: str = "CPU"
     plugin_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.model.display_name
+
+    @property
+    def location(self) -> str:
+        return str(self.model.path)
+
+
+@dataclass(frozen=True)
+class EngineSettings(ModelFilesSpec):
+    """The text generation kind: everything its engine process is started with (it is pickled across to it)."""
+
     cache_size: int = 0
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 256
@@ -156,14 +171,6 @@ class EngineSettings(EngineSpec):
     cache_eviction: CacheEviction | None = None
     #: Sparse attention in prefill (OVMS's ``sparse_attention_config``); ``None``: off.
     sparse_attention: SparseAttention | None = None
-
-    @property
-    def name(self) -> str:
-        return self.model.display_name
-
-    @property
-    def location(self) -> str:
-        return str(self.model.path)
 
     def load(self) -> EngineCore:
         from ovserve.engine.llm_core import load_llm

@@ -24,7 +24,7 @@ runs on it unchanged.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,9 +33,9 @@ from ovserve.engine.call_client import CallEngine, CallRequest
 from ovserve.engine.client import TokenDelta
 from ovserve.engine.devices import checked_device, vision_properties
 from ovserve.engine.interface import GenerationEngine, TokenStream
-from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore, EngineSpec
+from ovserve.engine.kinds import CallCore, CallJob, CallSignal, EngineCore
 from ovserve.engine.protocol import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, EngineInfo, SamplingParams
-from ovserve.engine.settings import PROMPT_LOOKUP, ModelFiles
+from ovserve.engine.settings import PROMPT_LOOKUP, ModelFilesSpec
 from ovserve.engine.vision import image_tensor
 from ovserve.framework.metrics import Histogram
 
@@ -45,24 +45,13 @@ DEFAULT_MAX_REQUESTS = 16
 
 
 @dataclass(frozen=True)
-class StatefulLLMSpec(EngineSpec):
+class StatefulLLMSpec(ModelFilesSpec):
     """A language model on the stateful pipeline: its files, the device and OpenVINO properties, and how many
     requests it may hold at once, the running one included."""
 
     one_call: ClassVar[bool] = True
 
-    model: ModelFiles
-    device: str = "CPU"
-    plugin_config: dict[str, Any] = field(default_factory=dict)
     max_requests: int = DEFAULT_MAX_REQUESTS
-
-    @property
-    def name(self) -> str:
-        return self.model.display_name
-
-    @property
-    def location(self) -> str:
-        return str(self.model.path)
 
     @property
     def max_in_flight(self) -> int:
