@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import start_server
+from tests.ovms_graphs import ovms_llm_graph
 from tests.server.test_bad_input import assert_openai_error
 from tests.tiny_models import LLAVA, LLAVA_IMAGE_TOKENS
 
@@ -241,20 +242,7 @@ def test_responses_take_input_image_parts(client, vision):
 
 
 #: OVMS's graph for a VLM (as its export_model.py writes it for --pipeline_type VLM_CB), the pipeline type left open.
-OVMS_VLM_GRAPH = """
-input_stream: "HTTP_REQUEST_PAYLOAD:input"
-output_stream: "HTTP_RESPONSE_PAYLOAD:output"
-node: {
-  name: "LLMExecutor"
-  calculator: "HttpLLMCalculator"
-  input_stream: "LOOPBACK:loopback"
-  input_stream: "HTTP_REQUEST_PAYLOAD:input"
-  input_side_packet: "LLM_NODE_RESOURCES:llm"
-  output_stream: "LOOPBACK:loopback"
-  output_stream: "HTTP_RESPONSE_PAYLOAD:output"
-  input_stream_info: { tag_index: 'LOOPBACK:0', back_edge: true }
-  node_options: {
-    [type.googleapis.com / mediapipe.LLMCalculatorOptions]: {
+OVMS_VLM_GRAPH = ovms_llm_graph("""
       models_path: "./",
       plugin_config: '{ }',
       enable_prefix_caching: false,
@@ -262,14 +250,7 @@ node: {
       pipeline_type: PIPELINE,
       max_num_seqs: 16,
       device: "CPU",
-    }
-  }
-  input_stream_handler {
-    input_stream_handler: "SyncSetInputStreamHandler",
-    options { [mediapipe.SyncSetInputStreamHandlerOptions.ext] { sync_set { tag_index: "LOOPBACK:0" } } }
-  }
-}
-"""
+""")
 
 
 def test_ovms_vlm_cb_and_vlm_graphs_are_served_on_their_pipelines(tmp_path):

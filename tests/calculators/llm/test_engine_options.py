@@ -6,6 +6,7 @@ import pytest
 
 from ovserve.calculators.llm.engine_options import check_pipeline_type
 from ovserve.engine.settings import find_model_files
+from tests.ovms_graphs import ovms_llm_graph
 from tests.tiny_models import LLAVA, QWEN3_RERANKER
 
 
@@ -57,25 +58,11 @@ def test_a_graph_s_device_is_checked_against_the_batching_pipeline_and_its_plugi
 
 # --- OVMS's options for speculative decoding, KV cache eviction and sparse attention ------------------------------
 
-GRAPH = """input_stream: "HTTP_REQUEST_PAYLOAD:input"
-output_stream: "HTTP_RESPONSE_PAYLOAD:output"
-node: {
-  name: "LLMExecutor"
-  calculator: "HttpLLMCalculator"
-  input_stream: "LOOPBACK:loopback"
-  input_stream: "HTTP_REQUEST_PAYLOAD:input"
-  input_side_packet: "LLM_NODE_RESOURCES:llm"
-  output_stream: "LOOPBACK:loopback"
-  output_stream: "HTTP_RESPONSE_PAYLOAD:output"
-  input_stream_info: { tag_index: 'LOOPBACK:0', back_edge: true }
-  node_options: {
-    [type.googleapis.com / mediapipe.LLMCalculatorOptions]: {
-      models_path: "./model.gguf"
-      OPTIONS
-    }
-  }
-}
-"""
+
+
+def options_graph(options: str) -> str:
+    """OVMS's LLM graph on a .gguf with these option lines."""
+    return ovms_llm_graph(f'models_path: "./model.gguf"\n{options}')
 
 
 def graph_problems(options: str) -> list[str]:
@@ -84,7 +71,7 @@ def graph_problems(options: str) -> list[str]:
     from ovserve.framework.validation import graph_from_text
 
     with pytest.raises(GraphConfigError) as caught:
-        graph_from_text(GRAPH.replace("OPTIONS", options), build_registry(entry_points=False), source="graph.pbtxt")
+        graph_from_text(options_graph(options), build_registry(entry_points=False), source="graph.pbtxt")
     return [str(problem) for problem in caught.value.problems]
 
 
@@ -98,7 +85,7 @@ def test_the_options_of_an_ovms_graph_with_every_feature_validate():
         apply_rotation: true snapkv_window_size: 8 kv_crush_config: { budget: 2 anchor_point_mode: MEAN } }
       sparse_attention_config: { mode: XATTENTION xattention_threshold: 0.9 xattention_block_size: 64 }
       enable_tool_guided_generation: true"""
-    spec = graph_from_text(GRAPH.replace("OPTIONS", options), build_registry(entry_points=False))
+    spec = graph_from_text(options_graph(options), build_registry(entry_points=False))
     (engine,) = [resource for resource in spec.resources if resource.name == "LLMExecutor/engine"]
     assert engine.options.draft_device == "CPU" and engine.options.enable_tool_guided_generation
     assert engine.options.cache_eviction_config.settings().kv_crush.anchor_point_mode == "MEAN"
@@ -129,7 +116,7 @@ def engine_options(options: str):
     from ovserve.framework.registry import build_registry
     from ovserve.framework.validation import graph_from_text
 
-    spec = graph_from_text(GRAPH.replace("OPTIONS", options), build_registry(entry_points=False))
+    spec = graph_from_text(options_graph(options), build_registry(entry_points=False))
     return next(resource.options for resource in spec.resources if resource.name == "LLMExecutor/engine")
 
 
