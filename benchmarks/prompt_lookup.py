@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,14 +117,19 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     """One line per server, kind and stream count; speed-ups and equal answers against the first server."""
     headers = ["server", "kind", "streams", "requests", "errors", "output tokens", "tok/s", "tok/s ÷ first",
                "per token p50 ms", "TTFT p50 ms", "answers equal to the first"]
+    body = [[label, lv["kind"], lv["concurrency"], lv["requests"], lv["errors"], lv["output_tokens"],
+             lv["tokens_per_s"], ratio, lv["tpot_p50_ms"], lv["ttft_p50_ms"], same]
+            for label, lv, ratio, same in against_first(rows)]
+    return markdown(headers, body)
+
+
+def against_first(rows: list[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any], float | None, str]]:
+    """Each server's levels, with its tok/s over the first server's at the same kind and stream count, and how many
+    of its answers equal the first server's (``"3/8"``)."""
     base = {(lv["kind"], lv["concurrency"]): lv for lv in rows[0][1]["levels"]}
-    body = []
     for label, result in rows:
         for lv in result["levels"]:
             first = base[(lv["kind"], lv["concurrency"])]
             ratio = round(lv["tokens_per_s"] / first["tokens_per_s"], 2) if first["tokens_per_s"] else None
             same = sum(a is not None and a == b for a, b in zip(lv["answers"], first["answers"], strict=True))
-            body.append([label, lv["kind"], lv["concurrency"], lv["requests"], lv["errors"], lv["output_tokens"],
-                         lv["tokens_per_s"], ratio, lv["tpot_p50_ms"], lv["ttft_p50_ms"],
-                         f"{same}/{len(lv['answers'])}"])
-    return markdown(headers, body)
+            yield label, lv, ratio, f"{same}/{len(lv['answers'])}"

@@ -52,17 +52,11 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     """One line per server, kind and stream count; speed-ups and equal answers against the first server."""
     headers = ["server", "kind", "streams", "requests", "errors", "output tokens", "tok/s", "tok/s ÷ first",
                "per token p50 ms", "tokens a step", "acceptance (1 stream)", "answers equal to the first"]
-    base = {(lv["kind"], lv["concurrency"]): lv for lv in rows[0][1]["levels"]}
     body = []
-    for label, result in rows:
-        for lv in result["levels"]:
-            first = base[(lv["kind"], lv["concurrency"])]
-            ratio = round(lv["tokens_per_s"] / first["tokens_per_s"], 2) if first["tokens_per_s"] else None
-            same = sum(a is not None and a == b for a, b in zip(lv["answers"], first["answers"], strict=True))
-            per_step = lv["tokens_per_step"]
-            acceptance = (f"{max(0.0, (per_step - 1) / NUM_ASSISTANT_TOKENS):.0%}"
-                          if per_step and lv["concurrency"] == 1 and "on" in label else "")
-            body.append([label, lv["kind"], lv["concurrency"], lv["requests"], lv["errors"], lv["output_tokens"],
-                         lv["tokens_per_s"], ratio, lv["tpot_p50_ms"], per_step, acceptance,
-                         f"{same}/{len(lv['answers'])}"])
+    for label, lv, ratio, same in prompt_lookup.against_first(rows):
+        per_step = lv["tokens_per_step"]
+        acceptance = (f"{max(0.0, (per_step - 1) / NUM_ASSISTANT_TOKENS):.0%}"
+                      if per_step and lv["concurrency"] == 1 and "on" in label else "")
+        body.append([label, lv["kind"], lv["concurrency"], lv["requests"], lv["errors"], lv["output_tokens"],
+                     lv["tokens_per_s"], ratio, lv["tpot_p50_ms"], per_step, acceptance, same])
     return markdown(headers, body)
